@@ -1,0 +1,152 @@
+import type { Site } from './site.ts';
+import type { Remote, RemoteFile } from './transport/remote.ts';
+
+/** Options every command shares. */
+export interface RunOptions {
+  dryRun: boolean;
+  verbose: boolean;
+  quiet: boolean;
+}
+
+/** Messages for the user outside of task progress lines. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** What core learned about a node in one probe at the start of a command. */
+export interface NodeFacts {
+  /** setup-node has run (its marker exists). */
+  setUp: boolean;
+  /** Version of Python 3 on the node, e.g. "3.11.2". */
+  pythonVersion?: string;
+  /** Release id `current` points at, if the site is deployed. */
+  currentRelease?: string;
+  /** Domains of the other Kraftwerk sites on the node, by site name. */
+  otherSites: Record<string, string[]>;
+  /** The site's environment as last written (parsed shared/env + env.local). */
+  env: Record<string, string>;
+  /** Variables set by `kraftwerk env set` (shared/env.local). */
+  envLocal: Record<string, string>;
+}
+
+/** The context every hook of a command gets for one node. */
+export interface NodeContext {
+  readonly site: Site;
+  /** The node's name as the user wrote it (config key, sandbox name or host). */
+  readonly node: string;
+  readonly remote: Remote;
+  readonly options: RunOptions;
+  readonly log: Logger;
+  /** Scratch space plugins use to pass values between their own hooks. */
+  readonly state: Map<string, unknown>;
+}
+
+/** Information about the release a deploy creates. */
+export interface Release {
+  /** Sortable id, e.g. 20261125T170102Z. */
+  id: string;
+  /** Absolute path on the server. */
+  path: string;
+  /** The release that was live when the deploy started, if any. */
+  previous?: string;
+  /** Path of the virtualenv this release runs in (set in install). */
+  venv: string;
+  /** Git revision of the project, when it is a git checkout. */
+  revision?: string;
+  /** Who deployed (local user@host). */
+  deployer: string;
+}
+
+export interface DeployOptions {
+  /** Reinstall requirements even when the venv hash is unchanged (`--upgrade-packages`). */
+  upgradePackages: boolean;
+}
+
+/** The context of the deploy lifecycle hooks (preSync → restart). */
+export interface DeployContext extends NodeContext {
+  readonly release: Release;
+  readonly deploy: DeployOptions;
+  /** Filled in by core's probe during preSync; read it from tasks, not from taps. */
+  facts: NodeFacts;
+  /** The site's final environment; filled by the `environment` hook before configure tasks run. */
+  env: Record<string, string>;
+  /** Files to write in configure (core writes them all at Stage.WRITE_FILES). */
+  readonly files: RemoteFileSet;
+}
+
+/** Files plugins want on the server; core writes them in one round trip. */
+export class RemoteFileSet {
+  private readonly byPath = new Map<string, RemoteFile>();
+  /** Paths whose content changed on the server, known after Stage.WRITE_FILES. */
+  readonly changed = new Set<string>();
+
+  add(file: RemoteFile): this {
+    this.byPath.set(file.path, file);
+    return this;
+  }
+
+  get all(): RemoteFile[] {
+    return [...this.byPath.values()];
+  }
+
+  /** True when any written file under `prefix` changed. */
+  changedUnder(prefix: string): boolean {
+    for (const p of this.changed) if (p.startsWith(prefix)) return true;
+    return false;
+  }
+}
+
+/** The context of setup-node. */
+export interface SetupContext extends NodeContext {}
+
+/** What plugins contribute to setup-node besides tasks. */
+export class SetupPackages {
+  private readonly packages = new Map<string, string>();
+  /** Debian packages this plugin needs on every node; installed in one apt run. */
+  add(plugin: string, ...names: string[]): this {
+    for (const n of names) if (!this.packages.has(n)) this.packages.set(n, plugin);
+    return this;
+  }
+  get names(): string[] {
+    return [...this.packages.keys()];
+  }
+}
+
+/** Environment variables contributed by plugins (DATABASE_URL, UPLOADS_PATH, …). */
+export class EnvironmentVars {
+  readonly vars = new Map<string, { value: string; plugin: string; secret: boolean }>();
+  constructor(private readonly plugin = 'core', shared?: EnvironmentVars) {
+    if (shared) this.vars = shared.vars;
+  }
+  set(name: string, value: string, options?: { secret?: boolean }): this {
+    this.vars.set(name, { value, plugin: this.plugin, secret: options?.secret ?? false });
+    return this;
+  }
+  forPlugin(plugin: string): EnvironmentVars {
+    return new EnvironmentVars(plugin, this);
+  }
+  toRecord(): Record<string, string> {
+    return Object.fromEntries([...this.vars].map(([k, v]) => [k, v.value]));
+  }
+}
+
+/** The context of the environment hook. */
+export interface EnvironmentContext {
+  readonly site: Site;
+  readonly node: string;
+  /** The environment as it is on the server now (empty on a first deploy): reuse generated secrets from it. */
+  readonly previous: Record<string, string>;
+}
+
+/** Where a dump is written / read on the server. */
+export interface DumpContext extends NodeContext {
+  /** Folder on the server that holds this dump, e.g. /srv/site/backups/dump-20261125T170102Z */
+  readonly dir: string;
+  readonly id: string;
+}
+
+/** A status line a plugin contributes to `kraftwerk status`. */
+export interface StatusReport {
+  add(plugin: string, key: string, value: unknown): void;
+}

@@ -1,0 +1,106 @@
+/**
+ * Errors a user can act on. Anything that is not a KraftwerkError is a bug and
+ * is printed with its stack; these are printed as one clear message instead.
+ */
+export class KraftwerkError extends Error {
+  /** Process exit code: 1 for failures, 2 for usage and configuration errors. */
+  exitCode = 1;
+  /** What the user can do about it, printed under the message. */
+  hint?: string;
+  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options?.hint;
+  }
+}
+
+/** Wrong command line usage, or a request the machine cannot serve (exit 2). */
+export class UsageError extends KraftwerkError {
+  override exitCode = 2;
+}
+
+/** kraftwerk.yaml (or kraftwerk.config.ts) is invalid (exit 2). */
+export class ConfigError extends KraftwerkError {
+  override exitCode = 2;
+  constructor(
+    readonly file: string,
+    readonly key: string,
+    readonly problem: string,
+    options?: { line?: number; hint?: string },
+  ) {
+    const where = options?.line ? `${file}:${options.line}` : file;
+    super(`${where}: ${key ? `${key}: ` : ''}${problem}`, { hint: options?.hint });
+    this.line = options?.line;
+  }
+  readonly line?: number;
+}
+
+/** A remote command exited non-zero. */
+export class RemoteCommandError extends KraftwerkError {
+  constructor(
+    readonly node: string,
+    /** The command as shown to the user (secrets masked). */
+    readonly command: string,
+    readonly code: number | null,
+    readonly stdout: string,
+    readonly stderr: string,
+  ) {
+    const tail = lastLines(stderr.trim() || stdout.trim(), 15);
+    super(
+      `command failed on ${node} (exit ${code ?? 'signal'}): ${shorten(command, 200)}${tail ? `\n${indent(tail)}` : ''}`,
+    );
+  }
+}
+
+/** The server's host key does not match known_hosts: possible man in the middle. */
+export class HostKeyMismatchError extends KraftwerkError {
+  constructor(readonly host: string, readonly fingerprint: string, readonly knownHostsFile: string) {
+    super(
+      `host key for ${host} does not match ${knownHostsFile}: the server sent ${fingerprint}. ` +
+        'Someone may be intercepting the connection, or the server was reinstalled.',
+      { hint: `If the server really changed, remove the old key with: ssh-keygen -R ${host}` },
+    );
+  }
+}
+
+/** The server's host key is not in known_hosts and the user did not accept it. */
+export class UnknownHostKeyError extends KraftwerkError {
+  constructor(readonly host: string, readonly fingerprint: string) {
+    super(`host ${host} is not in known_hosts (its key is ${fingerprint})`, {
+      hint: 'Check the fingerprint, then run again with --accept-new-host-key to record it.',
+    });
+  }
+}
+
+/** A plugin's tap or task failed; names the plugin, the hook and the node. */
+export class PluginError extends KraftwerkError {
+  constructor(
+    readonly plugin: string,
+    readonly hook: string,
+    readonly node: string | undefined,
+    cause: unknown,
+  ) {
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    super(`${plugin} failed in ${hook}${node ? ` on ${node}` : ''}: ${msg}`, {
+      cause,
+      hint: cause instanceof KraftwerkError ? cause.hint : undefined,
+    });
+    if (cause instanceof KraftwerkError) this.exitCode = cause.exitCode;
+  }
+}
+
+export function lastLines(text: string, n: number): string {
+  const lines = text.split('\n');
+  return lines.slice(Math.max(0, lines.length - n)).join('\n');
+}
+
+function shorten(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+function indent(s: string): string {
+  return s
+    .split('\n')
+    .map((l) => `  │ ${l}`)
+    .join('\n');
+}

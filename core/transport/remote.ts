@@ -1,0 +1,75 @@
+import type { Command } from '../shell.ts';
+
+/** Where and how to reach one server, after ~/.ssh/config has been applied. */
+export interface SshTarget {
+  /** The name the user gave (node name or host alias); used in messages. */
+  name: string;
+  /** Address to connect to (HostName). */
+  host: string;
+  port: number;
+  user: string;
+  /** Private key files to try, in order (IdentityFile). */
+  identityFiles: string[];
+  /** ProxyJump value from ssh config, if any (passed to ssh/rsync; ssh2 connects through it). */
+  proxyJump?: string;
+  /** known_hosts files to check the host key against (UserKnownHostsFile). */
+  knownHostsFiles: string[];
+  /** Name under which the host key is looked up / recorded (HostKeyAlias or host[:port]). */
+  hostKeyAlias?: string;
+  /** Use `sudo -n` for every command (login user is not root). */
+  sudo?: boolean;
+}
+
+export interface ExecOptions {
+  /** Written to the command's stdin, then stdin is closed. */
+  stdin?: string | Buffer;
+  /** Called with each chunk of output as it arrives (for streaming into a task). */
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+  /** When false, a non-zero exit is returned instead of thrown. Default true. */
+  check?: boolean;
+  /** True for commands that change nothing: `--dry-run` may still run them. */
+  readOnly?: boolean;
+  /** Allocate a pseudo terminal (interactive `kraftwerk run -i`). */
+  pty?: boolean;
+  /** Abort the command after this many ms. */
+  timeoutMs?: number;
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface WriteFileOptions {
+  mode?: number;
+  owner?: string;
+  group?: string;
+}
+
+/** One file a plugin wants on the server. */
+export interface RemoteFile extends WriteFileOptions {
+  path: string;
+  content: string;
+}
+
+/**
+ * A connection to one node. Core opens one per node for a whole command; plugins
+ * receive it in their tasks and never open connections of their own.
+ */
+export interface Remote {
+  readonly target: SshTarget;
+  readonly dryRun: boolean;
+  /** Run a shell command (through `sh -c` on the server). Throws RemoteCommandError on non-zero exit unless `check: false`. */
+  exec(cmd: Command, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Make the server's files match `files` in one round trip: each is written only when
+   * its content, mode or owner differ. Returns the paths that changed.
+   */
+  syncFiles(files: RemoteFile[]): Promise<string[]>;
+  /** Number of commands run so far on this connection (benchmarks report it). */
+  readonly commandCount: number;
+  close(): Promise<void>;
+}
