@@ -35,7 +35,8 @@ export interface NodeContext {
   readonly site: Site;
   /** The node's name as the user wrote it (config key, sandbox name or host). */
   readonly node: string;
-  readonly remote: Remote;
+  /** The server connection. Core connects in its first task: use it from tasks, not from taps. */
+  remote: Remote;
   readonly options: RunOptions;
   readonly log: Logger;
   /** Scratch space plugins use to pass values between their own hooks. */
@@ -98,7 +99,10 @@ export class RemoteFileSet {
 }
 
 /** The context of setup-node. */
-export interface SetupContext extends NodeContext {}
+export interface SetupContext extends NodeContext {
+  /** Tasks push a short description of each change they made; none means "nothing changed". */
+  readonly changes: string[];
+}
 
 /** What plugins contribute to setup-node besides tasks. */
 export class SetupPackages {

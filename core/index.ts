@@ -1,0 +1,40 @@
+/**
+ * Kraftwerk's public API: everything a plugin (built-in or project-local) and a
+ * kraftwerk.config.ts may import. Built-in plugins use nothing else.
+ */
+export { defineConfig, type Config, type ConfigInput, type CronEntry, type NodeSpec } from './config/schema.ts';
+export {
+  type DeployContext,
+  type DeployOptions,
+  type DumpContext,
+  type EnvironmentContext,
+  EnvironmentVars,
+  type Logger,
+  type NodeContext,
+  type NodeFacts,
+  type Release,
+  RemoteFileSet,
+  type RunOptions,
+  type SetupContext,
+  SetupPackages,
+  type StatusReport,
+} from './context.ts';
+export { renderEnvFile, parseEnvFile } from './env.ts';
+export {
+  ConfigError,
+  HostKeyMismatchError,
+  KraftwerkError,
+  PluginError,
+  RemoteCommandError,
+  UnknownHostKeyError,
+  UsageError,
+} from './errors.ts';
+export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
+export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
+export { NODE_MARKER, SITES_DIR } from './probe.ts';
+export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
+export { currentVenv, inSiteEnv } from './site-shell.ts';
+export { type Site, type SitePaths, sitePaths } from './site.ts';
+export { Stage, type TaskHandle, TaskList, type TaskSpec } from './tasks.ts';
+export { renderTemplate } from './template.ts';
+export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './transport/remote.ts';

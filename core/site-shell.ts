@@ -1,0 +1,20 @@
+import type { Site } from './site.ts';
+import { asUser, type Command, raw, sh } from './shell.ts';
+
+/**
+ * Run `command` the way the site itself runs: as the site's user, in `dir`
+ * (a release, usually `current`), with the site's environment exported and
+ * its virtualenv first on PATH. Used by release commands, cron jobs, worker
+ * processes and `kraftwerk run`.
+ */
+export function inSiteEnv(site: Site, options: { dir: string; venv: string; command: string | Command }): Command {
+  const user = typeof options.command === 'string' ? raw(options.command) : options.command;
+  const script = sh`cd ${options.dir} && set -a && . ${site.paths.env} && set +a && export PATH=${options.venv}/bin:"$PATH" VIRTUAL_ENV=${options.venv} HOME=${site.paths.root} && ${user}`;
+  return asUser(site.user, script);
+}
+
+/** The venv of the live release: `current/.venv` is a symlink written at deploy time. */
+export function currentVenv(site: Site): string {
+  return `${site.paths.current}/.venv`;
+}
+
