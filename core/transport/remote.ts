@@ -16,6 +16,8 @@ export interface SshTarget {
   knownHostsFiles: string[];
   /** Name under which the host key is looked up / recorded (HostKeyAlias or host[:port]). */
   hostKeyAlias?: string;
+  /** Record newly accepted host keys hashed (HashKnownHosts in ssh config). */
+  hashKnownHosts?: boolean;
   /** Use `sudo -n` for every command (login user is not root). */
   sudo?: boolean;
 }

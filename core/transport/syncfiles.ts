@@ -1,0 +1,75 @@
+/**
+ * Writing many files on a server in one round trip. The contents travel on the
+ * command's stdin (one byte-exact blob, never through shell quoting); the command
+ * cuts its file out of the blob, compares it with what is there and replaces the
+ * file only when content, mode or owner differ, printing each path it changed.
+ */
+import { quote, raw, sh, type Command } from '../shell.ts';
+import type { RemoteFile } from './remote.ts';
+
+/** Files get this mode unless the plugin asks for another. */
+export const DEFAULT_FILE_MODE = 0o644;
+
+export interface SyncFilesCommand {
+  command: Command;
+  /** Everything the command reads from stdin: the contents of all files, concatenated. */
+  stdin: Buffer;
+}
+
+// $1 path, $2 offset of the content in the blob (1-based, for `tail -c +N`), $3 length,
+// $4 octal mode, $5 owner, $6 group (empty: leave as it is).
+// The new file is written next to the old one and renamed over it, so readers
+// (nginx, uWSGI) see either the old or the new file, never half of one.
+const SCRIPT = `set -e
+umask 022
+kw_tmp=$(mktemp -d)
+kw_new=
+trap 'rm -rf "$kw_tmp"; [ -z "$kw_new" ] || rm -f "$kw_new"' EXIT
+cat > "$kw_tmp/in"
+kw_put() {
+  tail -c +"$2" "$kw_tmp/in" | head -c "$3" > "$kw_tmp/new"
+  if [ -d "$1" ]; then echo "kraftwerk: $1 is a directory, not a file" >&2; exit 1; fi
+  if [ -f "$1" ] && cmp -s "$kw_tmp/new" "$1"; then
+    kw_changed=
+    [ "$(stat -c %a "$1")" = "$4" ] || { chmod "$4" "$1"; kw_changed=1; }
+    [ -z "$5" ] || [ "$(stat -c %U "$1")" = "$5" ] || { chown "$5" "$1"; kw_changed=1; }
+    [ -z "$6" ] || [ "$(stat -c %G "$1")" = "$6" ] || { chgrp "$6" "$1"; kw_changed=1; }
+    [ -z "$kw_changed" ] || printf '%s\\n' "$1"
+  else
+    mkdir -p "$(dirname "$1")"
+    kw_new=$(mktemp "$(dirname "$1")/.kraftwerk-new.XXXXXX")
+    cat "$kw_tmp/new" > "$kw_new"
+    chmod "$4" "$kw_new"
+    [ -z "$5" ] || chown "$5" "$kw_new"
+    [ -z "$6" ] || chgrp "$6" "$kw_new"
+    mv -f "$kw_new" "$1"
+    kw_new=
+    printf '%s\\n' "$1"
+  fi
+}`;
+
+export function buildSyncFilesCommand(files: readonly RemoteFile[]): SyncFilesCommand {
+  const contents: Buffer[] = [];
+  const calls: Command[] = [];
+  let offset = 1;
+  for (const file of files) {
+    // The script reports changed paths one per line, and writes only absolute paths.
+    if (!file.path.startsWith('/') || file.path.endsWith('/') || file.path.includes('\n')) {
+      throw new Error(`cannot write ${JSON.stringify(file.path)}: a file path must be absolute, without a newline or trailing /`);
+    }
+    const content = Buffer.from(file.content, 'utf8');
+    const mode = (file.mode ?? DEFAULT_FILE_MODE).toString(8);
+    calls.push(sh`kw_put ${file.path} ${offset} ${content.length} ${mode} ${file.owner ?? ''} ${file.group ?? ''}`);
+    contents.push(content);
+    offset += content.length;
+  }
+  const text = [SCRIPT, ...calls.map((c) => c.text)].join('\n');
+  // Error messages and --verbose show which files, not the whole script.
+  const display = `write files: ${files.map((f) => quote(f.path)).join(' ')}`;
+  return { command: { ...raw(text), display }, stdin: Buffer.concat(contents) };
+}
+
+/** The paths the command printed as changed. */
+export function parseSyncFilesOutput(stdout: string): string[] {
+  return stdout.split('\n').filter((line) => line !== '');
+}
