@@ -1,0 +1,82 @@
+import { isMap, isScalar, parseDocument, stringify, type Document } from 'yaml';
+import { ConfigError } from '../../core/errors.ts';
+
+/**
+ * Edits `nodes:` of kraftwerk.yaml through yaml's Document API, so the user's
+ * comments, key order and formatting survive.
+ */
+
+/** A node as create-node records it (the object form of kraftwerk.yaml's `nodes` entries). */
+export interface RecordedNode {
+  host: string;
+  user?: string;
+  port?: number;
+  identity_file?: string;
+  sudo?: boolean;
+}
+
+function parse(text: string, file: string): Document {
+  const doc = parseDocument(text);
+  if (doc.errors.length) {
+    const err = doc.errors[0]!;
+    throw new ConfigError(file, '', `not valid YAML: ${err.message.split('\n')[0]}`, { line: err.linePos?.[0]?.line });
+  }
+  if (doc.contents !== null && !isMap(doc.contents)) {
+    throw new ConfigError(file, '', 'expected a mapping of keys (domain:, nodes:, …) at the top');
+  }
+  return doc;
+}
+
+/** The node `name` as written in the file (string, object or group), or undefined. */
+export function recordedNode(text: string, name: string, file = 'kraftwerk.yaml'): unknown {
+  const nodes = parse(text, file).get('nodes');
+  if (!isMap(nodes)) return undefined;
+  const node = nodes.get(name, true);
+  if (node === undefined) return undefined;
+  return isScalar(node) ? node.value : (node as { toJSON(): unknown }).toJSON();
+}
+
+/** The comment above nodes.<name> (create-node writes the instance id there), or ''. */
+export function recordedNodeComment(text: string, name: string, file = 'kraftwerk.yaml'): string {
+  const nodes = parse(text, file).get('nodes', true);
+  if (!isMap(nodes)) return '';
+  const pair = nodes.items.find((p) => isScalar(p.key) && p.key.value === name);
+  return (pair?.key as { commentBefore?: string } | undefined)?.commentBefore ?? '';
+}
+
+/** Adds `name` under `nodes:`; `comment` goes on the line above it. Fails when the name exists. */
+export function addNode(text: string, name: string, node: RecordedNode, options: { file?: string; comment?: string } = {}): string {
+  const file = options.file ?? 'kraftwerk.yaml';
+  const doc = parse(text, file);
+  let nodes = doc.get('nodes', true);
+  if (nodes === undefined || nodes === null || (isScalar(nodes) && nodes.value === null)) {
+    doc.set('nodes', doc.createNode({}));
+    nodes = doc.get('nodes', true);
+  }
+  if (!isMap(nodes)) throw new ConfigError(file, 'nodes', 'expected a mapping of node names to servers');
+  if (nodes.has(name)) {
+    throw new ConfigError(file, `nodes.${name}`, 'a node of this name is already recorded', {
+      hint: `Choose another name, or remove nodes.${name} from ${file} first.`,
+    });
+  }
+  // `nodes: {}` is a flow map; a new entry reads better in block style.
+  nodes.flow = false;
+  const pair = doc.createPair(name, node);
+  if (options.comment) (pair.key as { commentBefore?: string }).commentBefore = ` ${options.comment}`;
+  nodes.items.push(pair);
+  return doc.toString();
+}
+
+/** Removes `name` from `nodes:` (and the comment above it). Returns the text unchanged when it is absent. */
+export function removeNode(text: string, name: string, file = 'kraftwerk.yaml'): string {
+  const doc = parse(text, file);
+  const nodes = doc.get('nodes', true);
+  if (!isMap(nodes) || !nodes.has(name)) return text;
+  nodes.delete(name);
+  return doc.toString();
+}
+
+/** The lines to add by hand when the config is not written. */
+export function nodeSnippet(name: string, node: RecordedNode): string {
+  return stringify({ nodes: { [name]: node } }).trimEnd();
+}
