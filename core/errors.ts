@@ -19,20 +19,49 @@ export class UsageError extends KraftwerkError {
   override exitCode = 2;
 }
 
+/** One mistake in a config file: the key path, what is wrong, and where (YAML only). */
+export interface ConfigProblem {
+  /** Key path such as `nodes.production.port` or `cron[0].schedule` ('' for the file as a whole). */
+  key: string;
+  /** What is wrong: "expected an integer, found 2.5". */
+  problem: string;
+  line?: number;
+  column?: number;
+}
+
+/** `file:line:column: key: problem` */
+export function formatConfigProblem(file: string, p: ConfigProblem): string {
+  const where = p.line ? `${file}:${p.line}${p.column ? `:${p.column}` : ''}` : file;
+  return `${where}: ${p.key ? `${p.key}: ` : ''}${p.problem}`;
+}
+
 /** kraftwerk.yaml (or kraftwerk.config.ts) is invalid (exit 2). */
 export class ConfigError extends KraftwerkError {
   override exitCode = 2;
+  /** Every problem found; the message has one line per problem. */
+  problems: ConfigProblem[];
   constructor(
     readonly file: string,
     readonly key: string,
     readonly problem: string,
-    options?: { line?: number; hint?: string },
+    options?: { line?: number; column?: number; hint?: string },
   ) {
-    const where = options?.line ? `${file}:${options.line}` : file;
-    super(`${where}: ${key ? `${key}: ` : ''}${problem}`, { hint: options?.hint });
+    const first: ConfigProblem = { key, problem, line: options?.line, column: options?.column };
+    super(formatConfigProblem(file, first), { hint: options?.hint });
     this.line = options?.line;
+    this.problems = [first];
   }
   readonly line?: number;
+
+  /** One error for all the problems of a file, one line each (problems must not be empty). */
+  static fromProblems(file: string, problems: ConfigProblem[], options?: { hint?: string }): ConfigError {
+    const [first] = problems;
+    if (!first) throw new Error('ConfigError.fromProblems needs at least one problem');
+    const error = new ConfigError(file, first.key, first.problem, { ...first, hint: options?.hint });
+    error.problems = problems;
+    error.message = problems.map((p) => formatConfigProblem(file, p)).join('\n');
+    return error;
+  }
 }
 
 /** A remote command exited non-zero. */
