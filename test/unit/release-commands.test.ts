@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { configSchema } from '../../core/config/schema.ts';
+import { parseProbe } from '../../core/probe.ts';
+import { finishReleaseCommand, healthCheckCommand, switchCommand } from '../../core/releases.ts';
+import { createSite, type Site } from '../../core/site.ts';
+
+function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
+  const site = createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '', sourceDir: root, name: 'demo' });
+  // Point the layout at a temp folder so the real commands can run here.
+  const p = site.paths;
+  for (const k of Object.keys(p) as (keyof typeof p)[]) p[k] = p[k].replace('/srv/demo', root);
+  return site;
+}
+
+describe('release commands (run for real in a temp folder)', () => {
+  it('switches current atomically to the new release', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
+    const site = siteIn(root);
+    mkdirSync(path.join(root, 'releases/A'), { recursive: true });
+    mkdirSync(path.join(root, 'releases/B'), { recursive: true });
+    execFileSync('sh', ['-c', switchCommand(site, 'A').text]);
+    assert.equal(readlinkSync(path.join(root, 'current')), 'releases/A');
+    execFileSync('sh', ['-c', switchCommand(site, 'B').text]);
+    assert.equal(readlinkSync(path.join(root, 'current')), 'releases/B');
+    assert.ok(!existsSync(path.join(root, 'current.new')));
+  });
+
+  it('keeps keep_releases releases, never removing the live or previous one', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
+    const site = siteIn(root, { keep_releases: 2 });
+    for (const id of ['r1', 'r2', 'r3', 'r4', 'r5']) mkdirSync(path.join(root, 'releases', id), { recursive: true });
+    execFileSync('sh', ['-c', finishReleaseCommand(site, { id: 'r5', status: 'live' }, 'r1').text]);
+    assert.deepEqual(readdirSync(path.join(root, 'releases')).sort(), ['r1', 'r4', 'r5']);
+    assert.ok(existsSync(path.join(root, '.kraftwerk/releases/r5.json')));
+  });
+
+  it('health check asks nginx with the canonical domain as Host header', () => {
+    const site = siteIn('/tmp', { healthcheck: { path: '/health', status: 200, retries: 2 } });
+    const cmd = healthCheckCommand(site).text;
+    assert.match(cmd, /-H 'Host: example\.com' http:\/\/127\.0\.0\.1\/health/);
+    assert.match(cmd, /case "\$code" in 200\)/);
+  });
+});
+
+describe('probe', () => {
+  it('reads node facts, other sites and the environment', () => {
+    const site = siteIn('/tmp');
+    const facts = parseProbe(
+      "setup=1\npython=3.11.2\ncurrent=20261125T170102Z\nsite=demo example.com \nsite=other other.com www.other.com \n---env---\nA='x y'\n---envlocal---\nSECRET=s3\n",
+      site,
+    );
+    assert.equal(facts.setUp, true);
+    assert.equal(facts.pythonVersion, '3.11.2');
+    assert.equal(facts.currentRelease, '20261125T170102Z');
+    assert.deepEqual(facts.otherSites, { other: ['other.com', 'www.other.com'] });
+    assert.deepEqual(facts.env, { A: 'x y', SECRET: 's3' });
+    assert.deepEqual(facts.envLocal, { SECRET: 's3' });
+  });
+});
