@@ -24,7 +24,7 @@ export interface Plugin {
 }
 
 /** Identity helper that gives a plugin object its type. */
-export function definePlugin<P extends Plugin>(plugin: P): P {
+export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
 }
 
