@@ -240,7 +240,7 @@ async function parseYaml(text: string): Promise<RawConfig> {
   const syntaxProblems = doc.errors.map((error): ConfigProblem => {
     const { line, col } = lineCounter.linePos(error.pos[0]);
     let message = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    if (error.code === 'DUPLICATE_KEY') message += ` (\`${text.slice(error.pos[0], error.pos[1]).trim()}\` appears twice)`;
+    if (error.code === 'DUPLICATE_KEY') message += ` (\`${/^[^:\n]*/.exec(text.slice(error.pos[0]))![0].trim()}\` appears twice)`;
     return { key: '', problem: `YAML syntax error: ${message}`, line, column: col };
   });
   if (syntaxProblems.length) return { value: undefined, syntaxProblems, format: 'yaml' };

@@ -34,17 +34,17 @@ const singleLine = (what: string) => z.string().min(1).regex(/^[^\r\n]*$/, `${wh
 
 const node = z.union(
   [
-    z.string().min(1).describe('host name or ~/.ssh/config alias'),
+    z.string().min(1).describe('Host name or ~/.ssh/config alias'),
     z
       .strictObject({
-        host: z.string().min(1).describe('host name, address or ~/.ssh/config alias'),
-        user: z.string().min(1).optional().describe('login user (default root, or what ~/.ssh/config says)'),
+        host: z.string().min(1).describe('Host name, address or ~/.ssh/config alias'),
+        user: z.string().min(1).optional().describe('Login user (default root, or what ~/.ssh/config says)'),
         port: z.number().int().min(1).max(65535).optional().describe('SSH port (default 22, or what ~/.ssh/config says)'),
-        identity_file: z.string().optional().describe('private key file'),
-        sudo: z.boolean().optional().describe('run commands through sudo (login user is not root)'),
+        identity_file: z.string().optional().describe('Private key file'),
+        sudo: z.boolean().optional().describe('Run commands through sudo (login user is not root)'),
       })
-      .describe('one server'),
-    z.array(z.string().min(1)).min(1).describe('a group: names of other nodes deployed together'),
+      .describe('One server'),
+    z.array(z.string().min(1)).min(1).describe('A group: names of other nodes deployed together'),
   ],
   { error: 'a host name, a mapping {host, user, port, identity_file, sudo} or a list of node names (a group)' },
 );
@@ -103,9 +103,9 @@ const cronEntry = z.strictObject({
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]*$/, 'a short name (lower-case letters, digits, - and _)')
     .optional()
-    .describe('short name shown in logs'),
-  schedule: cronSchedule.describe('five cron fields ("*/5 * * * *") or @hourly, @daily, …'),
-  command: singleLine('a command').describe('shell command, run in the current release with the site environment'),
+    .describe('Short name shown in logs'),
+  schedule: cronSchedule.describe('Five cron fields ("*/5 * * * *") or @hourly, @daily, …'),
+  command: singleLine('a command').describe('Shell command, run in the current release with the site environment'),
 });
 
 const httpStatus = z.number().int().min(100).max(599);
@@ -118,9 +118,9 @@ const healthcheck = z.union(
       status: z
         .union([httpStatus, z.array(httpStatus).min(1)], { error: 'an HTTP status code or a list of them' })
         .optional()
-        .describe('expected status code(s); default any 2xx or 3xx'),
-      timeout: z.number().positive().default(10).describe('seconds per attempt'),
-      retries: z.number().int().min(0).default(5).describe('attempts after the first before the deploy rolls back'),
+        .describe('Expected status code(s); default any 2xx or 3xx'),
+      timeout: z.number().positive().default(10).describe('Seconds per attempt'),
+      retries: z.number().int().min(0).default(5).describe('Attempts after the first before the deploy rolls back'),
     }),
   ],
   { error: 'false, or a mapping {path, status, timeout, retries}' },
@@ -130,11 +130,11 @@ const tls = z.union(
   [
     z.literal(false),
     z.strictObject({
-      email: z.email('an email address').optional().describe('contact address for the certificate authority'),
+      email: z.email('an email address').optional().describe('Contact address for the certificate authority'),
       provider: z.enum(['letsencrypt', 'self-signed']).default('letsencrypt'),
       staging: z.boolean().default(false).describe("use the CA's staging environment (untrusted test certificates)"),
       acme_server: z.url('an https URL').optional().describe('ACME directory URL (any ACME CA)'),
-      hsts: z.union([z.boolean(), z.number().int().min(0)], { error: 'true/false or max-age in seconds' }).default(false).describe('true or max-age in seconds'),
+      hsts: z.union([z.boolean(), z.number().int().min(0)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
     }),
   ],
   { error: 'false, or a mapping {email, provider, staging, acme_server, hsts}' },
@@ -142,11 +142,11 @@ const tls = z.union(
 
 const staticFiles = z.union(
   [
-    z.string().min(1).describe('folder in the project, served at /static/'),
+    z.string().min(1).describe('Folder in the project, served at /static/'),
     z.strictObject({
-      path: z.string().default('static').describe('folder in the project'),
+      path: z.string().default('static').describe('Folder in the project'),
       url: z.string().startsWith('/').default('/static/').describe('URL prefix'),
-      expires: z.string().default('30d').describe('nginx expires value'),
+      expires: z.string().default('30d').describe('Value of the nginx expires directive for these files'),
     }),
   ],
   { error: 'a folder name, or a mapping {path, url, expires}' },
@@ -167,43 +167,43 @@ export const configSchema = z
     $schema: z.string().optional().describe('JSON Schema of this file, for editors'),
     domain: z
       .union([hostname, z.array(hostname).min(1)], { error: 'a host name such as www.example.com, or a list of them' })
-      .describe('domain(s) the site answers on; the first is canonical'),
-    aliases: z.array(hostname).default([]).describe('domains redirected (301) to the canonical domain'),
-    services: z.array(z.string().min(1)).default([]).describe('plugins to enable: files, postgres, redis, …'),
-    workers: z.number().int().min(1).max(256).default(2).describe('uWSGI worker processes'),
+      .describe('Domain(s) the site answers on; the first is canonical'),
+    aliases: z.array(hostname).default([]).describe('Domains redirected (301) to the canonical domain'),
+    services: z.array(z.string().min(1)).default([]).describe('Service plugins to enable: files, postgres, redis'),
+    workers: z.number().int().min(1).max(256).default(2).describe('Number of uWSGI worker processes'),
     wsgi: z
       .string()
       .regex(/^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$/, 'module[:callable], e.g. project.wsgi or app:app')
       .optional()
-      .describe('WSGI module[:callable]; callable defaults to application'),
-    environ: z.record(envName, envValue).default({}).describe('environment of the site (no secrets: use kraftwerk env set)'),
-    package: siteName.optional().describe('site name; defaults to the project folder name'),
-    src: z.string().min(1).default('.').describe('folder to deploy, relative to the config file'),
+      .describe('WSGI module[:callable]; the callable defaults to application'),
+    environ: z.record(envName, envValue).default({}).describe('Environment of the site (no secrets here: use kraftwerk env set)'),
+    package: siteName.optional().describe('Site name (system user, database, service names); defaults to the project folder name'),
+    src: z.string().min(1).default('.').describe('Folder to deploy, relative to the config file'),
     nodes: z
       .record(z.string().regex(/^[A-Za-z0-9][\w.-]*$/, 'a node name (letters, digits, ., _ and -)'), node)
       .default({})
-      .describe('named servers: a host, a {host, user, port, identity_file} mapping, or a group of node names'),
-    default_node: z.string().min(1).optional().describe('node used when a command names none'),
-    static: staticFiles.optional().describe('static files nginx serves from the current release'),
-    requirements: z.string().min(1).default('requirements.txt').describe('pip requirements file, relative to src'),
+      .describe('Named servers: a host, a {host, user, port, identity_file, sudo} mapping, or a group of node names'),
+    default_node: z.string().min(1).optional().describe('Node used when a command names none'),
+    static: staticFiles.optional().describe('Static files nginx serves from the current release'),
+    requirements: z.string().min(1).default('requirements.txt').describe('Requirements file for pip, relative to src'),
     apt: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name'))
       .default([])
-      .describe('extra Debian packages installed by setup-node'),
+      .describe('Extra Debian packages installed by setup-node'),
     processes: z
       .record(
         z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a process name (lower-case letters, digits, - and _)'),
         singleLine('a command'),
       )
       .default({})
-      .describe('worker processes supervised by runit: name → command'),
-    cron: z.array(cronEntry).default([]).describe('scheduled commands: {name, schedule, command}'),
-    release: z.array(singleLine('a command')).default([]).describe('commands run in the new release before it goes live'),
+      .describe('Worker processes supervised by runit: name → command'),
+    cron: z.array(cronEntry).default([]).describe('Scheduled commands: {name, schedule, command}'),
+    release: z.array(singleLine('a command')).default([]).describe('Commands run in the new release before it goes live (migrations)'),
     healthcheck: healthcheck
       .default({ path: '/', timeout: 10, retries: 5 })
-      .describe('request checked after the switch; the deploy rolls back when it fails (false: off)'),
-    keep_releases: z.number().int().min(1).default(5).describe('releases kept on the server for rollback'),
-    exclude: z.array(z.string().min(1)).default([]).describe('rsync exclude patterns'),
+      .describe('Request checked after the switch; the deploy rolls back when it fails (false: no check)'),
+    keep_releases: z.number().int().min(1).default(5).describe('Releases kept on the server for rollback'),
+    exclude: z.array(z.string().min(1)).default([]).describe('Files not deployed (rsync exclude patterns)'),
     plugins: z
       .array(
         z.union([z.string().min(1), pluginObject], {
@@ -211,34 +211,34 @@ export const configSchema = z
         }),
       )
       .default([])
-      .describe('project-local plugin files (.ts or .js), relative to the config file'),
+      .describe('Project-local plugin files (.ts or .js), relative to the config file'),
     backups: z
       .strictObject({
         schedule: cronSchedule
           .default('@daily')
-          .describe('cron schedule of automatic backups'),
-        keep: z.number().int().min(1).default(7).describe('backups kept on the server'),
+          .describe('Cron schedule of automatic backups'),
+        keep: z.number().int().min(1).default(7).describe('Backups kept on the server'),
       })
       .optional()
-      .describe('scheduled backups of the database and uploads'),
-    tls: tls.default(false).describe('HTTPS certificates (false: plain HTTP)'),
+      .describe('Scheduled backups of the database and uploads'),
+    tls: tls.default(false).describe('HTTPS certificates (false: plain HTTP only)'),
     uwsgi: z
       .strictObject({
-        harakiri: z.number().int().min(1).default(60).describe('seconds before a stuck request is killed'),
-        max_requests: z.number().int().min(0).default(5000).describe('requests before a worker is recycled (0: never)'),
+        harakiri: z.number().int().min(1).default(60).describe('Seconds before a stuck request is killed'),
+        max_requests: z.number().int().min(0).default(5000).describe('Requests before a worker is recycled (0: never)'),
       })
       .optional()
-      .describe('uWSGI tuning'),
+      .describe('Tuning of uWSGI'),
     nginx: z
       .strictObject({
         client_max_body_size: z
           .string()
           .regex(/^\d+[kKmMgG]?$/, 'a size such as 10m')
           .default('10m')
-          .describe('largest request body (uploads)'),
+          .describe('Largest request body (uploads)'),
       })
       .optional()
-      .describe('nginx tuning'),
+      .describe('Tuning of nginx'),
   })
   .describe('Kraftwerk site configuration');
 
