@@ -73,8 +73,9 @@ export async function main(argv: string[]): Promise<number> {
     .argument('[node]', 'server, group or sandbox name (default: default_node)')
     .description('ship the project with rsync and bring the new release live')
     .option('-u, --upgrade-packages', 'reinstall requirements even if requirements.txt did not change')
+    .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string }) => {
         const { deployCommand } = await import('./commands/deploy.ts');
         await deployCommand(kit, node, opts);
       }),

@@ -62,6 +62,8 @@ export interface Release {
 export interface DeployOptions {
   /** Reinstall requirements even when the venv hash is unchanged (`--upgrade-packages`). */
   upgradePackages: boolean;
+  /** How long to wait for another deploy's lock (`--lock-wait`), in ms. */
+  lockWaitMs: number;
 }
 
 /** The context of the deploy lifecycle hooks (preSync → restart). */
@@ -153,4 +155,14 @@ export interface DumpContext extends NodeContext {
 /** A status line a plugin contributes to `kraftwerk status`. */
 export interface StatusReport {
   add(plugin: string, key: string, value: unknown): void;
+}
+
+/** The context of the reload hook: the live release stays, its environment or data changed. */
+export interface ReloadContext extends NodeContext {
+  /** The site's new environment (what shared/env now holds). */
+  env: Record<string, string>;
+  /** The environment before the change. */
+  readonly previousEnv: Record<string, string>;
+  /** Files to write; core writes them all at Stage.WRITE_FILES, then RELOAD tasks run. */
+  readonly files: RemoteFileSet;
 }

@@ -9,7 +9,17 @@ import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
 import type { Site } from './site.ts';
 import { Stage } from './tasks.ts';
-import { EnvironmentVars } from './context.ts';
+import { EnvironmentVars, type NodeContext } from './context.ts';
+import { DeployLock } from './lock.ts';
+
+const LOCK_STATE = 'core.lock';
+
+/** Release the deploy lock a command took on this node, if any. */
+export async function releaseLock(ctx: NodeContext): Promise<void> {
+  const lock = ctx.state.get(LOCK_STATE) as DeployLock | undefined;
+  ctx.state.delete(LOCK_STATE);
+  await lock?.release().catch(() => undefined);
+}
 
 /**
  * Core's own part of a deploy, written as a plugin like any other: checks,
@@ -111,6 +121,14 @@ export const corePlugin = definePlugin({
             }
           }
           ctx.release.previous = ctx.facts.currentRelease;
+          const { lock, tookOverFrom } = await DeployLock.acquire(ctx.remote, site.name, {
+            command: 'deploy',
+            waitMs: ctx.deploy.lockWaitMs,
+            node: ctx.node,
+            onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
+          });
+          ctx.state.set(LOCK_STATE, lock);
+          if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
           task.title(`inspect node (Python ${ctx.facts.pythonVersion ?? '?'}, live release ${ctx.facts.currentRelease ?? 'none'})`);
         },
       });
@@ -125,23 +143,21 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'rsync project',
         run: async (ctx, task) => {
-          const { buildRsyncArgs, runRsync } = await import('./transport/rsync.ts');
+          const { buildRsyncArgs, findRsyncExcludeFile, runRsync } = await import('./transport/rsync.ts');
           const args = buildRsyncArgs({
             target: ctx.remote.target,
             source: site.sourceDir,
             dest: ctx.release.path,
             linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
             excludes: site.config.exclude,
-            excludeFromFile: existsSync(path.join(site.sourceDir, 'rsync_exclude.txt'))
-              ? path.join(site.sourceDir, 'rsync_exclude.txt')
-              : undefined,
+            excludeFromFile: findRsyncExcludeFile(site.sourceDir),
           });
           if (ctx.remote.dryRun) {
             task.output(`rsync ${args.join(' ')}`);
             ctx.log.info(`[dry-run] ${ctx.node}: rsync ${args.join(' ')}`);
             return;
           }
-          const stats = await runRsync(args, (line: string) => task.output(line));
+          const stats = await runRsync(args, (line: string) => task.output(line), ctx.node);
           task.title(`rsync project → releases/${ctx.release.id} (${stats.bytesSent ?? '?'} bytes sent)`);
         },
       });

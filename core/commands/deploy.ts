@@ -5,12 +5,24 @@ import { collectTasks, createHooks, deployPhases, interceptHooks } from '../hook
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin } from '../releases.ts';
+import { corePlugin, releaseLock } from '../releases.ts';
+import { UsageError } from '../errors.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import type { Remote } from '../transport/remote.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
+  /** e.g. "90s", "5m", "0" */
+  lockWait?: string;
+}
+
+/** Parse a duration such as 30, 30s, 5m, 1h into ms. */
+export function parseDuration(value: string | undefined, key = '--lock-wait'): number {
+  if (value === undefined || value === '') return 0;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new UsageError(`${key}: expected a duration such as 30s, 5m or 1h, found "${value}"`);
+  const n = Number(m[1]);
+  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
 }
 
 /** Sortable, readable release id: UTC time to the second. */
@@ -56,6 +68,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   const revision = gitRevision(site.sourceDir);
   const deployer = `${os.userInfo().username}@${os.hostname()}`;
   const globals = kit.options();
+  const lockWaitMs = parseDuration(options.lockWait);
 
   const contexts = nodes.map(
     (node): DeployContext => ({
@@ -66,7 +79,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
       log: kit.log,
       state: new Map(),
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
-      deploy: { upgradePackages: options.upgradePackages ?? false },
+      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
       facts: emptyFacts(),
       env: {},
       files: new RemoteFileSet(),
@@ -109,6 +122,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
       await kit.runTasks([{ title: 'go live', tasks: live, concurrent: true }], contexts[0]!);
     }
   } finally {
+    await Promise.all(contexts.map((ctx) => (ctx.remote === notConnected ? undefined : releaseLock(ctx))));
     if (!globals.quiet && globals.verbose) {
       for (const ctx of contexts) if (ctx.remote !== notConnected) kit.log.info(`${ctx.node}: ${ctx.remote.commandCount} remote commands`);
     }

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { KraftwerkError } from './errors.ts';
+import { type Command, sh } from './shell.ts';
+import type { Remote } from './transport/remote.ts';
+
+/**
+ * The deploy lock: one per site and node, a directory created atomically with
+ * mkdir under /run (runtime state; a reboot clears it). The holder touches it
+ * every few seconds; a lock nobody touched for STALE_SECONDS is taken over
+ * with a warning, so a killed CLI never blocks the next deploy for long.
+ */
+export const LOCK_DIR = '/run/kraftwerk/locks';
+export const HEARTBEAT_MS = 5_000;
+export const STALE_SECONDS = 30;
+
+export interface LockInfo {
+  who: string;
+  host: string;
+  pid: number;
+  command: string;
+  since: string;
+  token: string;
+}
+
+export function lockPath(site: string): string {
+  return `${LOCK_DIR}/${site}`;
+}
+
+export function newLockInfo(command: string): LockInfo {
+  return {
+    who: os.userInfo().username,
+    host: os.hostname(),
+    pid: process.pid,
+    command,
+    since: new Date().toISOString(),
+    token: randomBytes(8).toString('hex'),
+  };
+}
+
+/** Prints `acquired`, `stale <info>` then `acquired`, or `held <info>` (exit 3). */
+export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS): Command {
+  const l = lockPath(site);
+  const json = JSON.stringify(info);
+  return sh`mkdir -p ${LOCK_DIR}
+if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired; exit 0; fi
+age=$(( $(date +%s) - $(stat -c %Y ${`${l}/info`} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
+if [ "$age" -gt ${staleSeconds} ]; then
+  echo "stale $(cat ${`${l}/info`} 2>/dev/null)"
+  rm -rf ${l}
+  if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired; exit 0; fi
+fi
+echo "held $(cat ${`${l}/info`} 2>/dev/null)"
+exit 3`;
+}
+
+export function heartbeatCommand(site: string, token: string): Command {
+  const info = `${lockPath(site)}/info`;
+  return sh`grep -q ${token} ${info} 2>/dev/null && touch ${info}`;
+}
+
+/** Removes the lock only if it is still ours. */
+export function releaseLockCommand(site: string, token: string): Command {
+  const l = lockPath(site);
+  return sh`if grep -q ${token} ${`${l}/info`} 2>/dev/null; then rm -rf ${l}; fi; true`;
+}
+
+/** Removes whatever lock there is (`kraftwerk unlock`); prints the holder it removed. */
+export function forceUnlockCommand(site: string): Command {
+  const l = lockPath(site);
+  return sh`if [ -d ${l} ]; then cat ${`${l}/info`} 2>/dev/null || echo '{}'; rm -rf ${l}; fi`;
+}
+
+export function describeHolder(raw: string): string {
+  try {
+    const info = JSON.parse(raw) as Partial<LockInfo>;
+    const ago = info.since ? Math.round((Date.now() - Date.parse(info.since)) / 1000) : undefined;
+    return `${info.who ?? '?'}@${info.host ?? '?'} (${info.command ?? 'unknown command'}, pid ${info.pid ?? '?'}, since ${info.since ?? '?'}${ago !== undefined ? `, ${ago} s ago` : ''})`;
+  } catch {
+    return raw.trim() || 'an unknown holder';
+  }
+}
+
+export class DeployLock {
+  private timer?: NodeJS.Timeout;
+  private constructor(
+    private readonly remote: Remote,
+    private readonly site: string,
+    readonly info: LockInfo,
+  ) {}
+
+  /**
+   * Take the lock, waiting up to `waitMs` for a holder to finish. Returns the
+   * lock and, if a stale one was taken over, a description of its holder.
+   */
+  static async acquire(
+    remote: Remote,
+    site: string,
+    options: { command: string; waitMs: number; node: string; onWait?: (holder: string) => void },
+  ): Promise<{ lock: DeployLock; tookOverFrom?: string }> {
+    const info = newLockInfo(options.command);
+    if (remote.dryRun) {
+      await remote.exec(acquireLockCommand(site, info));
+      return { lock: new DeployLock(remote, site, info) };
+    }
+    const deadline = Date.now() + options.waitMs;
+    for (;;) {
+      const res = await remote.exec(acquireLockCommand(site, info), { check: false });
+      const lines = res.stdout.split('\n');
+      if (res.code === 0 && lines.some((l) => l === 'acquired')) {
+        const stale = lines.find((l) => l.startsWith('stale '));
+        const lock = new DeployLock(remote, site, info);
+        lock.startHeartbeat();
+        return { lock, tookOverFrom: stale ? describeHolder(stale.slice(6)) : undefined };
+      }
+      const held = lines.find((l) => l.startsWith('held '));
+      if (res.code !== 3 || !held) {
+        throw new KraftwerkError(`could not take the deploy lock on ${options.node}: ${res.stderr.trim() || res.stdout.trim()}`);
+      }
+      const holder = describeHolder(held.slice(5));
+      if (Date.now() >= deadline) {
+        throw new KraftwerkError(`${site} on ${options.node} is locked by ${holder}`, {
+          hint: `Wait for it (--lock-wait 5m), or if that command is gone: kraftwerk unlock ${options.node}`,
+        });
+      }
+      options.onWait?.(holder);
+      await new Promise((r) => setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  private startHeartbeat(): void {
+    if (this.remote.dryRun) return;
+    this.timer = setInterval(() => {
+      this.remote.exec(heartbeatCommand(this.site, this.info.token), { check: false }).catch(() => undefined);
+    }, HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.remote.exec(releaseLockCommand(this.site, this.info.token), { check: false });
+  }
+}
