@@ -24,9 +24,11 @@ export interface ConnectOptions {
   confirmHostKey?: (fingerprint: string) => Promise<boolean>;
   /** How long to wait for the server to answer, in ms (default 20 s). */
   readyTimeoutMs?: number;
+  /** How a ProxyJump host is resolved; resolveSshTarget (ssh -G) unless a test says otherwise. */
+  resolveJumpHost?: (host: string, overrides: Partial<SshTarget>) => Promise<SshTarget>;
 }
 
-/** ssh2's preference order; algorithms of key types already in known_hosts move to the front, as ssh does. */
+/** Host key algorithms by key type; those of types already in known_hosts are asked for first, as ssh does. */
 const HOST_KEY_ALGORITHMS: Record<string, ServerHostKeyAlgorithm[]> = {
   'ssh-ed25519': ['ssh-ed25519'],
   'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
@@ -44,9 +46,22 @@ export function hostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyA
 /** sshd opens at most 10 sessions per connection (MaxSessions); stay below it. */
 const MAX_CHANNELS = 8;
 
-/** Every command runs under `sh -c`, whatever the login shell is; with sudo, as root. */
-function wrapForServer(cmd: Command, sudo: boolean | undefined): string {
-  return `${sudo ? 'sudo -n ' : ''}sh -c ${quote(cmd.text)}`;
+/** How long after its timeout a command that does not end is abandoned (the connection may be stalled). */
+const TIMEOUT_GRACE_MS = 10_000;
+
+/**
+ * Every command runs under `sh -c`, whatever the login shell is; with sudo, as
+ * root. A timeout is enforced on the server by coreutils `timeout`, which kills
+ * the command's whole process group (OpenSSH ignores signal requests once stdin
+ * is closed, and closing the channel leaves the command running).
+ */
+export function wrapForServer(cmd: Command, options: { sudo?: boolean; timeoutMs?: number; pty?: boolean }): string {
+  const sudo = options.sudo ? 'sudo -n ' : '';
+  const timeout =
+    options.timeoutMs === undefined
+      ? ''
+      : `timeout ${options.pty ? '--foreground ' : ''}-k 5 ${quote((options.timeoutMs / 1000).toFixed(3))} `;
+  return `${sudo}${timeout}sh -c ${quote(cmd.text)}`;
 }
 
 class SshRemote implements Remote {
@@ -55,6 +70,7 @@ class SshRemote implements Remote {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
   private lost?: Error;
+  private closed = false;
 
   constructor(
     readonly target: SshTarget,
@@ -91,6 +107,8 @@ class SshRemote implements Remote {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     for (const client of [this.client, ...[...this.hops].reverse()]) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2000);
@@ -122,7 +140,8 @@ class SshRemote implements Remote {
     if (this.lost) return Promise.reject(this.lost);
     return new Promise((resolve, reject) => {
       const pty = options.pty ? { term: process.env.TERM ?? 'xterm', rows: process.stdout.rows, cols: process.stdout.columns } : false;
-      this.client.exec(wrapForServer(cmd, this.target.sudo), { pty }, (err, stream) => {
+      const text = wrapForServer(cmd, { sudo: this.target.sudo, timeoutMs: options.timeoutMs, pty: options.pty });
+      this.client.exec(text, { pty }, (err, stream) => {
         if (err) {
           reject(new KraftwerkError(`cannot run a command on ${node}: ${err.message}`, { cause: err }));
           return;
@@ -139,29 +158,31 @@ class SshRemote implements Remote {
           signal = exitSignal ?? undefined;
         });
 
+        const timedOutError = () =>
+          new KraftwerkError(`command timed out after ${options.timeoutMs} ms on ${node}: ${cmd.display}`, {
+            hint: 'The command was stopped on the server.',
+          });
         let timedOut = false;
-        const timer =
+        const timers =
           options.timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                stream.signal('KILL');
-                stream.close();
-              }, options.timeoutMs);
+            ? []
+            : [
+                setTimeout(() => (timedOut = true), options.timeoutMs),
+                setTimeout(() => {
+                  reject(timedOutError());
+                  stream.close();
+                }, options.timeoutMs + TIMEOUT_GRACE_MS),
+              ];
 
         const detachTerminal = options.pty && options.stdin === undefined ? attachTerminal(stream) : undefined;
 
         stream.on('close', () => {
-          clearTimeout(timer);
+          timers.forEach(clearTimeout);
           detachTerminal?.();
           const result: ExecResult = { code, stdout: out.end(), stderr: errOut.end() };
           if (signal) result.signal = signal;
-          if (timedOut) {
-            reject(
-              new KraftwerkError(`command timed out after ${options.timeoutMs} ms on ${node}: ${cmd.display}`, {
-                hint: 'The command was stopped; see its output above.',
-              }),
-            );
+          if (timedOut && code !== 0) {
+            reject(timedOutError());
           } else if (code !== 0 && options.check !== false) {
             reject(new RemoteCommandError(node, cmd.display, code, result.stdout, result.stderr));
           } else {
@@ -366,7 +387,8 @@ export async function connectSsh(target: SshTarget, options: ConnectOptions): Pr
   const jumps = await Promise.all(
     (target.proxyJump ? target.proxyJump.split(',') : []).map(async (hop) => {
       const { host, user, port } = parseJumpHost(hop);
-      return { ...(await resolveSshTarget(host, { user, port, sudo: false })), proxyJump: undefined };
+      const resolve = options.resolveJumpHost ?? resolveSshTarget;
+      return { ...(await resolve(host, { user, port, sudo: false })), proxyJump: undefined };
     }),
   );
   const chain = [...jumps, target];

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { secret, sh } from '../../core/shell.ts';
+import { DryRunRemote } from '../../core/transport/dryrun.ts';
+
+const target = { name: 'production', host: '203.0.113.7', port: 22, user: 'root', identityFiles: [], knownHostsFiles: [] };
+
+describe('DryRunRemote', () => {
+  it('prints each command with secrets masked and runs nothing', async () => {
+    const lines: string[] = [];
+    const remote = new DryRunRemote(target, (line) => lines.push(line));
+    const result = await remote.exec(sh`psql -c ${`ALTER ROLE x PASSWORD`} ${secret('hunter2')}`);
+    assert.deepEqual(result, { code: 0, stdout: '', stderr: '' });
+    assert.deepEqual(lines, [`[production] $ psql -c 'ALTER ROLE x PASSWORD' ***`]);
+    assert.equal(remote.commandCount, 1);
+    assert.equal(remote.dryRun, true);
+  });
+
+  it('prints every file with its mode, owner and content, and reports all as changed', async () => {
+    const lines: string[] = [];
+    const remote = new DryRunRemote(target, (line) => lines.push(line));
+    const changed = await remote.syncFiles([
+      { path: '/etc/nginx/sites-available/kraftwerk-site.conf', content: 'server {\n}\n' },
+      { path: '/srv/site/shared/env', content: 'A=1', mode: 0o640, owner: 'root', group: 'kw-site' },
+    ]);
+    assert.deepEqual(changed, ['/etc/nginx/sites-available/kraftwerk-site.conf', '/srv/site/shared/env']);
+    assert.deepEqual(lines, [
+      '[production] write /etc/nginx/sites-available/kraftwerk-site.conf (mode 0644)',
+      '  │ server {',
+      '  │ }',
+      '[production] write /srv/site/shared/env (mode 0640, owner root:kw-site)',
+      '  │ A=1',
+      '  │ (no newline at end of file)',
+    ]);
+  });
+});
