@@ -82,6 +82,29 @@ export async function main(argv: string[]): Promise<number> {
     );
 
   program
+    .command('releases')
+    .argument('[node]', 'server, group or sandbox name')
+    .description('list the releases on a node: time, deployer, git revision, status')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (node: string | undefined, opts: { json?: boolean }) => {
+        const { releasesCommand } = await import('./commands/releases.ts');
+        await releasesCommand(kit, node, opts);
+      }),
+    );
+
+  program
+    .command('unlock')
+    .argument('[node]', 'server, group or sandbox name')
+    .description("remove a site's deploy lock by hand (when its holder is gone)")
+    .action(
+      run(async (node?: string) => {
+        const { unlockCommand } = await import('./commands/releases.ts');
+        await unlockCommand(kit, node);
+      }),
+    );
+
+  program
     .command('plugins')
     .description('list the plugins active for this project and the hooks each taps')
     .option('--json', 'machine-readable output')
