@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { kraftwerk, repoRoot, tempProject } from '../helpers/cli.ts';
+
+const app = { 'app.py': 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"hi"]\n', 'requirements.txt': '' };
+const revisionPlugin = path.join(repoRoot, 'examples/plugins/revision.ts');
+
+describe('kraftwerk CLI', () => {
+  it('prints help with every main command and exits 0', () => {
+    const r = kraftwerk(['--help']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const cmd of ['init', 'setup-node', 'deploy', 'plugins', 'schema', 'sandbox', 'create-node']) {
+      assert.match(r.stdout, new RegExp(`^  ${cmd}\\b`, 'm'), cmd);
+    }
+  });
+
+  it('exits 2 on an unknown option or command', () => {
+    assert.equal(kraftwerk(['--no-such-flag']).code, 2);
+    assert.equal(kraftwerk(['no-such-command']).code, 2);
+  });
+
+  const bad: [string, string, RegExp][] = [
+    ['a misspelled key', 'domian: example.com\n', /domian/],
+    ['an unknown service', 'domain: example.com\nservices: [postgress]\n', /services.*postgress[\s\S]*postgres/],
+    ['a non-integer workers value', 'domain: example.com\nworkers: 2.5\n', /workers/],
+    ['a domain containing a space', 'domain: my site.com\n', /domain/],
+  ];
+  for (const [what, yaml, expected] of bad) {
+    it(`refuses ${what} with exit code 2, naming the key, before connecting`, () => {
+      const dir = tempProject({ ...app, 'kraftwerk.yaml': `wsgi: app\n${yaml}` });
+      const r = kraftwerk(['deploy', 'unreachable.invalid'], { cwd: dir });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+      assert.match(r.stderr, /kraftwerk\.yaml:\d+/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  it('lists the project-local plugin and the hooks it taps', () => {
+    const dir = tempProject({ ...app, 'kraftwerk.yaml': `domain: example.com\nwsgi: app\nplugins:\n  - ${revisionPlugin}\n` });
+    const r = kraftwerk(['plugins'], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^\s+revision\s+project\s+sync$/m);
+    assert.match(r.stdout, /^\s+nginx\s+stack\s+.*configure/m);
+  });
+
+  for (const form of ['kraftwerk.yaml', 'kraftwerk.config.ts']) {
+    it(`deploy --dry-run shows every step, the plugin's task included, and touches nothing (${form})`, () => {
+      const config =
+        form === 'kraftwerk.yaml'
+          ? `domain: example.com\nwsgi: app\nplugins:\n  - ${revisionPlugin}\n`
+          : `import { defineConfig } from 'kraftwerk';\nimport revision from ${JSON.stringify(revisionPlugin)};\nexport default defineConfig({ domain: 'example.com', wsgi: 'app', plugins: [revision] });\n`;
+      const dir = tempProject({ ...app, [form]: config });
+      const r = kraftwerk(['--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /revision: write REVISION/);
+      assert.match(r.stdout, /rsync .*releases\/\d{8}T\d{6}Z/);
+      assert.match(r.stdout, /\/etc\/nginx\/sites-available\/kraftwerk-/);
+      assert.match(r.stdout, /Dry run: nothing was changed/);
+    });
+  }
+
+  it('prints the JSON Schema of kraftwerk.yaml', () => {
+    const r = kraftwerk(['schema']);
+    assert.equal(r.code, 0, r.stderr);
+    const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown> };
+    assert.ok(schema.properties.domain && schema.properties.services);
+  });
+});
