@@ -1,6 +1,6 @@
 /**
- * `--dry-run`: a Remote that shows what would run and what would be written,
- * and does nothing else (it never connects).
+ * `--dry-run`: a Remote that shows what would run and what would be written
+ * (contents of private files excepted), and does nothing else: it never connects.
  */
 import type { Command } from '../shell.ts';
 import type { ExecResult, Remote, RemoteFile, SshTarget } from './remote.ts';
@@ -32,6 +32,11 @@ export class DryRunRemote implements Remote {
       const owner = file.owner || file.group ? `, owner ${file.owner ?? ''}${file.group ? `:${file.group}` : ''}` : '';
       const mode = (file.mode ?? DEFAULT_FILE_MODE).toString(8).padStart(4, '0');
       this.print(`[${this.target.name}] write ${file.path} (mode ${mode}${owner})`);
+      // A file others may not read (the site's env, keys) holds secrets: dry-run output ends up in CI logs.
+      if (((file.mode ?? DEFAULT_FILE_MODE) & 0o004) === 0) {
+        this.print(`  │ (${Buffer.byteLength(file.content)} bytes, not shown: the file is not world-readable)`);
+        continue;
+      }
       const lines = file.content.split('\n');
       if (lines.at(-1) === '') lines.pop();
       for (const line of lines) this.print(`  │ ${line}`);

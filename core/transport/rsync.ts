@@ -140,6 +140,9 @@ export function runRsync(args: readonly string[], onLine?: (line: string) => voi
 }
 
 function rsyncHint(code: number | null, stderr: string): string | undefined {
+  if (/unknown option|unrecognized option/.test(stderr) && !/remote|server/i.test(stderr)) {
+    return 'Kraftwerk needs rsync 3.1 or newer on this machine (macOS: brew install rsync).';
+  }
   if (/command not found|rsync: not found/.test(stderr)) return 'rsync is missing on the server: run `kraftwerk setup-node`.';
   if (/Host key verification failed/.test(stderr)) {
     return 'ssh could not verify the host key; connect once with --accept-new-host-key, or check known_hosts.';

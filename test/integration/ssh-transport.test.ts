@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -193,6 +194,27 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
         assert.match(error.hint!, /sshd running/);
         return true;
       });
+    });
+
+    it('names the node when its host name does not resolve', async () => {
+      const target = sshd.target({ name: 'typonode', host: 'kw-no-such-host.invalid', knownHostsFiles: [known] });
+      await assert.rejects(connectSsh(target, { acceptNewHostKey: false }), /cannot connect to typonode: host name kw-no-such-host\.invalid not found/);
+    });
+
+    it('gives up when the server accepts the connection but never speaks SSH', async () => {
+      const silent = createServer(() => {});
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      const port = (silent.address() as { port: number }).port;
+      try {
+        const target = sshd.target({ name: 'mutenode', port, knownHostsFiles: [known] });
+        await assert.rejects(connectSsh(target, { acceptNewHostKey: false, readyTimeoutMs: 500 }), (error: unknown) => {
+          assert.ok(error instanceof KraftwerkError);
+          assert.match(error.message, /mutenode .*no SSH handshake/);
+          return true;
+        });
+      } finally {
+        silent.close();
+      }
     });
 
     it('says which keys were refused when login fails', async () => {

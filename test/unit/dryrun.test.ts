@@ -16,21 +16,25 @@ describe('DryRunRemote', () => {
     assert.equal(remote.dryRun, true);
   });
 
-  it('prints every file with its mode, owner and content, and reports all as changed', async () => {
+  it('prints every file with its mode, owner and content (never a private file\'s), and reports all as changed', async () => {
     const lines: string[] = [];
     const remote = new DryRunRemote(target, (line) => lines.push(line));
     const changed = await remote.syncFiles([
       { path: '/etc/nginx/sites-available/kraftwerk-site.conf', content: 'server {\n}\n' },
-      { path: '/srv/site/shared/env', content: 'A=1', mode: 0o640, owner: 'root', group: 'kw-site' },
+      { path: '/etc/cron.d/site', content: 'x', mode: 0o755, owner: 'root' },
+      { path: '/srv/site/shared/env', content: 'SECRET_KEY=hunter2\n', mode: 0o640, owner: 'root', group: 'kw-site' },
     ]);
-    assert.deepEqual(changed, ['/etc/nginx/sites-available/kraftwerk-site.conf', '/srv/site/shared/env']);
+    assert.deepEqual(changed, ['/etc/nginx/sites-available/kraftwerk-site.conf', '/etc/cron.d/site', '/srv/site/shared/env']);
     assert.deepEqual(lines, [
       '[production] write /etc/nginx/sites-available/kraftwerk-site.conf (mode 0644)',
       '  │ server {',
       '  │ }',
-      '[production] write /srv/site/shared/env (mode 0640, owner root:kw-site)',
-      '  │ A=1',
+      '[production] write /etc/cron.d/site (mode 0755, owner root)',
+      '  │ x',
       '  │ (no newline at end of file)',
+      '[production] write /srv/site/shared/env (mode 0640, owner root:kw-site)',
+      '  │ (19 bytes, not shown: the file is not world-readable)',
     ]);
+    assert.equal(remote.commandCount, 1, 'one round trip, as on a real server');
   });
 });
