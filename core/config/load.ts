@@ -220,7 +220,10 @@ async function guarded<T>(where: string, cwd: string, load: () => Promise<T>): P
     if (error instanceof ConfigError || error instanceof UsageError) throw error;
     const file = (error as { filepath?: string }).filepath ?? where;
     throw new ConfigError(displayPath(cwd, file), '', `cannot load the config: ${(error as Error).message ?? String(error)}`, {
-      hint: 'A kraftwerk.config.ts must load on its own: check its imports (the package itself is imported as "kraftwerk").',
+      hint:
+        moduleFormat(file) === 'module'
+          ? 'A kraftwerk.config.ts must load on its own: check its imports (the package itself is imported as "kraftwerk").'
+          : undefined,
     });
   }
 }
