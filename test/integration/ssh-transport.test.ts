@@ -332,7 +332,3 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
     });
   });
 });
-
-if (unavailable) {
-  it('SSH transport against a real sshd', (t) => t.skip(unavailable));
-}
