@@ -80,18 +80,18 @@ export async function createNode(options: CreateNodeOptions, deps: AwsDeps): Pro
   if (!/^[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(options.size)) {
     throw new UsageError(`--size ${options.size}: expected an EC2 instance type such as t3.micro`);
   }
-  const key = await readPublicKey(options.key, home);
-  // Fail before launching anything when the node cannot be recorded where the user asked.
-  const config = await projectConfig(deps, options.writeConfig || options.yes);
-  if (config?.text !== undefined && recordedNode(config.text, options.name, config.file) !== undefined) {
-    throw new UsageError(`node ${options.name} is already in ${config.file}`, {
-      hint: `Choose another name, or remove nodes.${options.name} from the file first.`,
-    });
-  }
-
+  // Credentials first: without them nothing else matters, and the user should hear that first.
   const ec2 = await openEc2({ region: options.region, endpoint: options.endpoint });
   const state: LaunchState = {};
   try {
+    const key = await readPublicKey(options.key, home);
+    // Fail before launching anything when the node cannot be recorded where the user asked.
+    const config = await projectConfig(deps, options.writeConfig || options.yes);
+    if (config?.text !== undefined && recordedNode(config.text, options.name, config.file) !== undefined) {
+      throw new UsageError(`node ${options.name} is already in ${config.file}`, {
+        hint: `Choose another name, or remove nodes.${options.name} from the file first.`,
+      });
+    }
     await kit.runTasks<LaunchState>(
       [
         {
@@ -177,7 +177,7 @@ export async function createNode(options: CreateNodeOptions, deps: AwsDeps): Pro
               onAttempt: (n, why) => task.output(`attempt ${n}: ${why}`),
             }).catch((e: Error) => {
               throw new KraftwerkError(e.message, {
-                hint: `The instance ${ctx.instance!.instanceId} is running; check its security group allows port ${options.sshPort}, then rerun with the same name after kraftwerk destroy-node ${options.name}.`,
+                hint: `${ctx.instance!.instanceId} runs but SSH does not answer: check that its security group lets port ${options.sshPort} in from here. kraftwerk destroy-node ${options.name} removes it.`,
               });
             });
             task.title(`wait for SSH (${ctx.banner})`);
@@ -186,29 +186,31 @@ export async function createNode(options: CreateNodeOptions, deps: AwsDeps): Pro
       ],
       state,
     );
+    if (dryRun) return undefined;
+
+    const instance = state.instance!;
+    const address = state.address!;
+    const node: RecordedNode = { host: address, user: DEBIAN_CLOUD_USER, sudo: true };
+    if (options.sshPort !== 22) node.port = options.sshPort;
+    // ssh tries ~/.ssh/id_ed25519 and id_rsa by itself; any other key must be named.
+    if (options.key) node.identity_file = tildePath(key.privateKeyFile, home);
+
+    const recordedIn = await recordNode(options, deps, config, node, instance, ec2.region);
+    const hostsAdded = await offerHostsLine(options, deps, address);
+    kit.log.info(
+      `${options.name} is up: ${node.user}@${address} (${instance.instanceId}, ${options.size}, ${ec2.region}). ` +
+        `Next: kraftwerk setup-node ${options.name} --accept-new-host-key`,
+    );
+    return { name: options.name, instanceId: instance.instanceId, region: ec2.region, address, node, configFile: recordedIn, hostsAdded };
   } finally {
     ec2.client.destroy();
   }
-  if (dryRun) return undefined;
-
-  const instance = state.instance!;
-  const address = state.address!;
-  const node: RecordedNode = { host: address, user: DEBIAN_CLOUD_USER, sudo: true };
-  if (options.sshPort !== 22) node.port = options.sshPort;
-  // ssh tries ~/.ssh/id_ed25519 and id_rsa by itself; any other key must be named.
-  if (options.key) node.identity_file = tildePath(key.privateKeyFile, home);
-
-  const recordedIn = await recordNode(options, deps, config, node, instance, ec2.region);
-  const hostsAdded = await offerHostsLine(options, deps, address);
-  kit.log.info(
-    `${options.name} is up: ${node.user}@${address} (${instance.instanceId}, ${options.size}, ${ec2.region}). ` +
-      `Next: kraftwerk setup-node ${options.name} --accept-new-host-key`,
-  );
-  return { name: options.name, instanceId: instance.instanceId, region: ec2.region, address, node, configFile: recordedIn, hostsAdded };
 }
 
 interface ProjectConfig {
-  file: string;
+  file?: string;
+  /** Why the config cannot be used, when it cannot. */
+  problem?: string;
   /** Undefined when the config is not YAML (kraftwerk.config.ts) and cannot be edited. */
   text?: string;
 }
@@ -219,7 +221,7 @@ async function projectConfig(deps: AwsDeps, required: boolean): Promise<ProjectC
     project = await deps.kit.loadProject();
   } catch (e) {
     if (required) throw e;
-    return undefined;
+    return { problem: (e as Error).message };
   }
   const file = project.site.configFile;
   if (!/\.ya?ml$/.test(file)) {
@@ -228,7 +230,7 @@ async function projectConfig(deps: AwsDeps, required: boolean): Promise<ProjectC
         hint: 'Leave out --write-config/--yes and add the printed lines to your config yourself.',
       });
     }
-    return { file };
+    return { file, problem: `${file} is not YAML` };
   }
   return { file, text: await readFile(file, 'utf8') };
 }
@@ -242,31 +244,41 @@ async function recordNode(
   region: string,
 ): Promise<string | undefined> {
   const { kit } = deps;
+  const file = config?.text !== undefined ? config.file : undefined;
   const write =
-    config?.text !== undefined &&
-    (options.writeConfig || options.yes || (await kit.confirm(`Add node ${options.name} to ${config.file}?`)));
-  if (!write) {
-    kit.log.info(`Add the node to kraftwerk.yaml:\n${nodeSnippet(options.name, node)}`);
+    file !== undefined && (options.writeConfig || options.yes || (await kit.confirm(`Add node ${options.name} to ${file}?`)));
+  if (!write || file === undefined) {
+    const why = config?.problem ? ` (not recorded: ${config.problem})` : '';
+    kit.log.info(`Add the node to your kraftwerk.yaml${why}:\n${nodeSnippet(options.name, node)}`);
     return undefined;
   }
   // Read again: the file may have changed while the instance booted.
-  const text = await readFile(config.file, 'utf8');
+  const text = await readFile(file, 'utf8');
   const comment = `EC2 ${instance.instanceId} in ${region}, made by kraftwerk create-node`;
-  await writeFile(config.file, addNode(text, options.name, node, { file: config.file, comment }));
-  kit.log.info(`Recorded node ${options.name} in ${config.file}`);
-  return config.file;
+  await writeFile(file, addNode(text, options.name, node, { file, comment }));
+  kit.log.info(`Recorded node ${options.name} in ${file}`);
+  return file;
 }
 
 async function offerHostsLine(options: CreateNodeOptions, deps: AwsDeps, address: string): Promise<boolean> {
   const file = deps.hostsFile ?? '/etc/hosts';
   const line = hostsLine(address, options.name).replace('\t', ' ');
-  if (!options.hosts && !(await deps.kit.confirm(`Add "${line}" to ${file}?`))) {
+  // A system file changes only on --hosts or an answer typed by a person: --yes does not count.
+  const wanted = options.hosts || (!options.yes && (await deps.kit.confirm(`Add "${line}" to ${file}?`)));
+  if (!wanted) {
     deps.kit.log.info(`To reach the node by name, add to ${file}: ${line}`);
     return false;
   }
-  const added = await addHostsEntry(file, address, options.name);
-  deps.kit.log.info(added ? `Added "${line}" to ${file}` : `${file} already has "${line}"`);
-  return added;
+  try {
+    const added = await addHostsEntry(file, address, options.name);
+    deps.kit.log.info(added ? `Added "${line}" to ${file}` : `${file} already has "${line}"`);
+    return added;
+  } catch (e) {
+    // The server exists by now: a hosts file we may not write is worth a warning, not a failure.
+    const hint = e instanceof KraftwerkError && e.hint ? ` ${e.hint}` : '';
+    deps.kit.log.warn(`${(e as Error).message}.${hint}`);
+    return false;
+  }
 }
 
 /** Polls DescribeInstances until the instance runs (bounded by waits.runningTimeoutMs). */

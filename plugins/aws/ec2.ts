@@ -48,8 +48,9 @@ export async function openEc2(options: { region?: string; endpoint?: string }): 
     maxAttempts: 3,
   });
   try {
-    const region = await client.config.region();
+    // Credentials before region: "no credentials" is the more basic problem.
     await client.config.credentials();
+    const region = await client.config.region();
     return { client, region, endpoint: options.endpoint };
   } catch (e) {
     client.destroy();

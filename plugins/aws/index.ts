@@ -21,14 +21,23 @@ const regionOption = () =>
 const endpointOption = () =>
   new Option('--endpoint <url>', 'EC2 API endpoint of a compatible cloud (default: AWS\'s endpoint of the region)');
 
-export default definePlugin({
+// Not `export default definePlugin({...})`: TypeScript 6.0 does not rewrite the `.ts`
+// extension of dynamic imports inside an `export default` expression, and the built
+// CLI would then import ./create-node.ts from dist/.
+const aws = definePlugin({
   name: 'aws',
   description: 'create and destroy servers on AWS EC2 (create-node, destroy-node)',
   commands(program, kit) {
+    // The CLI also has a global --yes, which commander hands to the program, not the command.
+    const yes = (opts: Record<string, unknown>) => Boolean(opts.yes || (kit.options() as { yes?: boolean }).yes);
     program
       .command('create-node')
-      .description(
-        'launch a Debian 12 server on EC2 and record it as a node (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, …)',
+      .description('launch a Debian 12 server on AWS EC2 and record it as a node')
+      .addHelpText(
+        'after',
+        '\nCredentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,\n' +
+          'AWS_PROFILE (~/.aws/credentials, ~/.aws/config, SSO), or an instance role.\n' +
+          'The node is recorded as user admin with sudo: Debian\'s images keep root login disabled.',
       )
       .argument('<name>', 'node name: the Name tag, the host name and the key in kraftwerk.yaml nodes')
       .option('--size <type>', 'EC2 instance type', 't3.micro')
@@ -55,7 +64,7 @@ export default definePlugin({
             sshPort: opts.sshPort as number,
             writeConfig: Boolean(opts.writeConfig),
             hosts: Boolean(opts.hosts),
-            yes: Boolean(opts.yes),
+            yes: yes(opts),
           },
           { kit },
         );
@@ -75,10 +84,12 @@ export default definePlugin({
             name,
             region: opts.region as string | undefined,
             endpoint: opts.endpoint as string | undefined,
-            yes: Boolean(opts.yes),
+            yes: yes(opts),
           },
           { kit },
         );
       });
   },
 });
+
+export default aws;

@@ -15,6 +15,9 @@ export interface RecordedNode {
   sudo?: boolean;
 }
 
+/** yaml's defaults pad flow collections (`[ a ]`); most hand-written files do not. */
+const OUTPUT = { flowCollectionPadding: false } as const;
+
 function parse(text: string, file: string): Document {
   const doc = parseDocument(text);
   if (doc.errors.length) {
@@ -64,7 +67,7 @@ export function addNode(text: string, name: string, node: RecordedNode, options:
   const pair = doc.createPair(name, node);
   if (options.comment) (pair.key as { commentBefore?: string }).commentBefore = ` ${options.comment}`;
   nodes.items.push(pair);
-  return doc.toString();
+  return doc.toString(OUTPUT);
 }
 
 /** Removes `name` from `nodes:` (and the comment above it). Returns the text unchanged when it is absent. */
@@ -73,7 +76,7 @@ export function removeNode(text: string, name: string, file = 'kraftwerk.yaml'):
   const nodes = doc.get('nodes', true);
   if (!isMap(nodes) || !nodes.has(name)) return text;
   nodes.delete(name);
-  return doc.toString();
+  return doc.toString(OUTPUT);
 }
 
 /** The lines to add by hand when the config is not written. */
