@@ -1,0 +1,146 @@
+/**
+ * redis (service): a Redis ACL user per site, limited to the keys and channels
+ * `<site>:*`. The node's `default` user is switched off at setup-node, so a site
+ * can only reach Redis with its own password (REDIS_URL, kept in its environment).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { definePlugin, KraftwerkError, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+
+const PLUGIN_NAME = 'redis';
+
+export const REDIS_CONF = '/etc/redis/redis.conf';
+/** ACL users live in their own file so `ACL SAVE` can persist them (redis.conf is not writable by Redis). */
+export const ACL_FILE = '/etc/redis/kraftwerk.acl';
+/** Password of Kraftwerk's own admin user, readable by root only. */
+export const ADMIN_SECRET = '/etc/kraftwerk/redis-admin.secret';
+export const ADMIN_USER = 'kraftwerk';
+export const REDIS_HOST = '127.0.0.1';
+export const REDIS_PORT = 6379;
+
+export function redisUser(site: Site): string {
+  return site.user;
+}
+
+export function keyPrefix(site: Site): string {
+  return `${site.name}:`;
+}
+
+export function redisUrl(site: Site, password: string): string {
+  return `redis://${encodeURIComponent(redisUser(site))}:${encodeURIComponent(password)}@${REDIS_HOST}:${REDIS_PORT}/0`;
+}
+
+/** The password in a REDIS_URL written by an earlier deploy, if it is this site's user. */
+export function previousPassword(site: Site, url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    const u = new URL(url);
+    if (decodeURIComponent(u.username) !== redisUser(site) || !u.password) return undefined;
+    return decodeURIComponent(u.password);
+  } catch {
+    return undefined;
+  }
+}
+
+export function newPassword(): string {
+  return randomBytes(24).toString('hex');
+}
+
+/** redis-cli as Kraftwerk's admin user; the password is read on the server, never sent. */
+function adminCli(): Command {
+  return sh`REDISCLI_AUTH="$(cat ${ADMIN_SECRET})" redis-cli --no-auth-warning --user ${ADMIN_USER} -h ${REDIS_HOST} -p ${REDIS_PORT}`;
+}
+
+/**
+ * The ACL commands for the site's user, sent on stdin (a password hash on a
+ * command line would show in `ps`). Only the SHA-256 of the password reaches Redis.
+ * Everything but admin and dangerous commands (KEYS, FLUSHALL, CONFIG, …), on the site's keys only.
+ */
+export function aclCommands(site: Site, passwordSha256: string): string {
+  const prefix = keyPrefix(site);
+  return `ACL SETUSER ${redisUser(site)} reset on #${passwordSha256} ~${prefix}* &${prefix}* +@all -@dangerous -@admin\nACL SAVE\n`;
+}
+
+/** Apply the site's ACL (stdin: aclCommands) and say whether it changed: `kraftwerk: unchanged` or `kraftwerk: changed`. */
+export function aclApplyCommand(site: Site): Command {
+  const cli = adminCli();
+  const line = sh`${cli} ACL LIST </dev/null | grep -F ${`user ${redisUser(site)} `} || true`;
+  return sh`set -e
+before=$(${line})
+out=$(${cli})
+case "$out" in *ERR*|*NOPERM*|*WRONGPASS*) printf '%s\\n' "$out" >&2; exit 1;; esac
+after=$(${line})
+if [ "$before" = "$after" ]; then echo 'kraftwerk: unchanged'; else echo 'kraftwerk: changed'; fi`;
+}
+
+/**
+ * Node setup: an admin password, an ACL file with `default` switched off and
+ * the admin user, redis.conf pointing at it, Redis running. Prints its changes.
+ */
+export function redisSetupCommand(): Command {
+  return sh`set -e
+changed=
+if [ ! -s ${ADMIN_SECRET} ]; then
+  install -d -m 0755 /etc/kraftwerk
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > ${ADMIN_SECRET})
+  echo 'created the Redis admin password'
+fi
+if [ ! -f ${ACL_FILE} ]; then
+  hash=$(printf '%s' "$(cat ${ADMIN_SECRET})" | sha256sum | cut -d' ' -f1)
+  (umask 027; printf 'user default off\\nuser ${raw(ADMIN_USER)} on #%s ~* &* +@all\\n' "$hash" > ${ACL_FILE})
+  chown redis:redis ${ACL_FILE}
+  echo ${`wrote ${ACL_FILE}`}; changed=1
+fi
+if ! grep -qx ${`aclfile ${ACL_FILE}`} ${REDIS_CONF}; then
+  printf '\\n# Kraftwerk: users of every site, saved with ACL SAVE\\naclfile %s\\n' ${ACL_FILE} >> ${REDIS_CONF}
+  echo ${`enabled ACL users in ${REDIS_CONF}`}; changed=1
+fi
+if [ -n "$changed" ]; then
+  service redis-server restart >/dev/null; echo 'restarted Redis'
+elif ! service redis-server status >/dev/null 2>&1; then
+  service redis-server start >/dev/null; echo 'started Redis'
+fi`;
+}
+
+export default definePlugin({
+  name: PLUGIN_NAME,
+  description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
+  apply(hooks: Hooks, site: Site) {
+    hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
+      packages.add(PLUGIN_NAME, 'redis-server', 'redis-tools');
+      tasks.add({
+        title: 'Redis running with ACL users',
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(redisSetupCommand());
+          const changes = stdout.split('\n').filter(Boolean);
+          ctx.changes.push(...changes);
+          task.title(changes.length ? `Redis: ${changes.join('; ')}` : 'Redis running with ACL users (unchanged)');
+        },
+      });
+    });
+
+    hooks.environment.tap(PLUGIN_NAME, (ctx, env) => {
+      // Generated once: later deploys keep the password the site already uses.
+      const password = previousPassword(site, ctx.previous.REDIS_URL) ?? newPassword();
+      env.set('REDIS_URL', redisUrl(site, password), { secret: true });
+      env.set('REDIS_KEY_PREFIX', keyPrefix(site));
+    });
+
+    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'Redis user',
+        stage: Stage.PREPARE,
+        run: async (ctx, task) => {
+          const password = previousPassword(site, ctx.env.REDIS_URL);
+          if (!password) {
+            throw new KraftwerkError(`REDIS_URL of ${site.name} does not name the Redis user ${redisUser(site)}`, {
+              hint: 'REDIS_URL is managed by the redis service: remove it from `environ:` and `kraftwerk env`.',
+            });
+          }
+          const sha = createHash('sha256').update(password).digest('hex');
+          const { stdout } = await ctx.remote.exec(aclApplyCommand(site), { stdin: aclCommands(site, sha) });
+          task.title(stdout.includes('kraftwerk: changed') ? `Redis user ${redisUser(site)} (keys ${keyPrefix(site)}*) updated` : `Redis user ${redisUser(site)} (unchanged)`);
+        },
+      });
+    });
+  },
+});
