@@ -43,14 +43,17 @@ export function schemaCommand(): string {
 }
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const JSON_SCHEMA_FORMATS = new Set(['date-time', 'date', 'time', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uri-reference', 'uuid', 'regex']);
 
-/** Drops what only adds noise for editors: impossible branches and zod's integer range limits. */
+/** Drops what only adds noise for editors: impossible branches, zod's integer range limits, zod-only formats. */
 function tidy(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(tidy);
   if (!node || typeof node !== 'object') return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) {
     if ((key === 'maximum' && value === MAX_SAFE) || (key === 'minimum' && value === -MAX_SAFE)) continue;
+    // zod names its string checks as formats; only JSON Schema's own formats mean something to editors (the pattern stays).
+    if (key === 'format' && typeof value === 'string' && !JSON_SCHEMA_FORMATS.has(value)) continue;
     out[key] = tidy(value);
   }
   for (const key of ['anyOf', 'oneOf'] as const) {
