@@ -1,3 +1,5 @@
+import { quote } from './shell.ts';
+
 /**
  * Errors a user can act on. Anything that is not a KraftwerkError is a bug and
  * is printed with its stack; these are printed as one clear message instead.
@@ -87,7 +89,7 @@ export class HostKeyMismatchError extends KraftwerkError {
     super(
       `host key for ${host} does not match ${knownHostsFile}: the server sent ${fingerprint}. ` +
         'Someone may be intercepting the connection, or the server was reinstalled.',
-      { hint: `If the server really changed, remove the old key with: ssh-keygen -R ${host}` },
+      { hint: `If the server really changed, remove the old key with: ssh-keygen -R ${quote(host)}` },
     );
   }
 }
