@@ -19,6 +19,7 @@ export {
   SetupPackages,
   type StatusReport,
 } from './context.ts';
+export { aptInstallCommand, missingPackagesCommand } from './commands/setup-node.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
 export {
   ConfigError,
@@ -35,6 +36,7 @@ export { NODE_MARKER, SITES_DIR } from './probe.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
 export { currentVenv, inSiteEnv } from './site-shell.ts';
 export { type Site, type SitePaths, sitePaths } from './site.ts';
+export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './site-tls.ts';
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './tasks.ts';
 export { renderTemplate } from './template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './transport/remote.ts';

@@ -1,0 +1,257 @@
+/**
+ * HTTPS for a site (`tls:` in kraftwerk.yaml). With `provider: letsencrypt`,
+ * certbot obtains a certificate for every domain of the site from any ACME CA
+ * with the HTTP-01 challenge through a webroot nginx serves; with
+ * `provider: self-signed`, openssl makes one. The plugin only decides and
+ * obtains: nginx renders what it publishes as SiteTls (core/site-tls.ts).
+ *
+ * The order on a deploy:
+ *   configure  TLS_DECIDE_STAGE  probe the node's certificate; publish SiteTls (with the
+ *                                certificate when one exists, else plain HTTP + challenge)
+ *   restart    Stage.RELOAD      nginx reloads: the challenge location is live on port 80
+ *              TLS_ISSUE_STAGE   certbot certonly, when the certificate is missing or its names changed
+ *              TLS_APPLY_STAGE   nginx renders again with the new certificate and reloads
+ *              after VERIFY      a failed issuance fails the deploy with the CA's error,
+ *                                after the release was recorded: the site keeps serving as before
+ *
+ * Always applied: with `tls: false` it removes what an earlier TLS setup left,
+ * so turning TLS off returns the site to plain HTTP cleanly.
+ */
+import {
+  aptInstallCommand,
+  definePlugin,
+  getSiteTls,
+  type Hooks,
+  KraftwerkError,
+  type NodeContext,
+  setSiteTls,
+  type Site,
+  type SiteTls,
+  Stage,
+  TLS_DECIDE_STAGE,
+  TLS_ISSUE_STAGE,
+} from '../../core/index.ts';
+import {
+  type CertificateState,
+  certonlyCommand,
+  issueReason,
+  parseCertificateProbe,
+  probeCertificateCommand,
+  removeTlsCommand,
+  renewalHookFile,
+  selfSignedCommand,
+  summarizeCertbotError,
+} from './commands.ts';
+import { TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
+
+const NAME = 'tls';
+const PLAN_STATE = 'tls.plan';
+/** certbot waits for the CA to validate every name; a slow CA answers within minutes. */
+const CERTBOT_TIMEOUT_MS = 10 * 60_000;
+
+/** What the configure task found, for the restart tasks of the same node. */
+interface IssuePlan {
+  /** Why certbot must run; undefined when the certificate on the node fits. */
+  reason?: string;
+  before: CertificateState;
+  /** Set when certbot failed: the CA's problems, for the final error. */
+  failure?: string;
+}
+
+const planOf = (ctx: NodeContext) => ctx.state.get(PLAN_STATE) as IssuePlan | undefined;
+
+function publish(ctx: NodeContext, settings: TlsSettings, hasCertificate: boolean, reloadNeeded = false): SiteTls {
+  const tls: SiteTls = {
+    acmeWebroot: settings.webroot,
+    certificate: hasCertificate ? { ...settings.paths } : undefined,
+    hstsMaxAge: settings.hstsMaxAge,
+    protocols: TLS_PROTOCOLS,
+    ciphers: TLS_CIPHERS,
+    reloadNeeded,
+  };
+  setSiteTls(ctx, tls);
+  return tls;
+}
+
+function describeExpiry(state: CertificateState, now = new Date()): string {
+  if (!state.notAfter) return 'expiry unknown';
+  const days = Math.floor((state.notAfter.getTime() - now.getTime()) / 86_400_000);
+  return `valid until ${state.notAfter.toISOString().slice(0, 10)} (${days} days)`;
+}
+
+function applyTls(hooks: Hooks, site: Site): void {
+  const settings = tlsSettings(site);
+
+  hooks.setupNode.tap(NAME, (_ctx, tasks, packages) => {
+    if (!settings) return;
+    packages.add(NAME, 'openssl');
+    if (settings.provider !== 'letsencrypt') return;
+    // Debian's certbot brings its own renewal: certbot.timer under systemd, /etc/cron.d/certbot elsewhere.
+    packages.add(NAME, 'certbot');
+    tasks.add({
+      title: 'certbot renewal hook (reload nginx)',
+      stage: Stage.LATE,
+      run: async (ctx, task) => {
+        const changed = await ctx.remote.syncFiles([renewalHookFile()]);
+        if (changed.length) ctx.changes.push(`wrote ${changed.join(', ')}`);
+        else task.title('certbot renewal hook (unchanged)');
+      },
+    });
+  });
+
+  hooks.configure.tap(NAME, (_ctx, tasks) => {
+    if (!settings) return;
+    tasks.add({
+      title: 'certificate',
+      stage: TLS_DECIDE_STAGE,
+      run: async (ctx, task) => {
+        const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings), { readOnly: true });
+        const before = parseCertificateProbe(stdout);
+        const reason = issueReason(settings, before);
+
+        if (settings.provider === 'self-signed') {
+          if (reason) {
+            task.title(`self-signed certificate: generating (${reason})`);
+            await ctx.remote.exec(selfSignedCommand(settings));
+          }
+          // A regenerated certificate behind an unchanged nginx file still needs a reload.
+          publish(ctx, settings, true, Boolean(reason) && before.exists);
+          task.title(reason ? `self-signed certificate for ${settings.domains.join(', ')} (${reason})` : `self-signed certificate ${describeExpiry(before)}`);
+          return;
+        }
+
+        if (!before.certbot) {
+          task.title('certificate: installing certbot');
+          await ctx.remote.exec(aptInstallCommand(['certbot', 'openssl']), {
+            onStdout: (chunk) => {
+              const line = chunk.trim().split('\n').pop();
+              if (line) task.output(line);
+            },
+          });
+        }
+        ctx.files.add(renewalHookFile());
+        ctx.state.set(PLAN_STATE, { reason, before } satisfies IssuePlan);
+        // Until certbot succeeds, nginx keeps whatever certificate the node has (or plain HTTP).
+        publish(ctx, settings, before.exists);
+        task.title(
+          reason
+            ? `certificate: ${reason}, will be requested from ${settings.server} after nginx reloads`
+            : `certificate for ${before.domains.join(', ')} ${describeExpiry(before)}`,
+        );
+      },
+    });
+  });
+
+  hooks.restart.tap(NAME, (_ctx, tasks) => {
+    if (!settings) {
+      tasks.add({
+        title: 'remove certificates of an earlier TLS setup',
+        // Turning TLS off always rewrites the nginx site; an unchanged one means there is nothing to remove.
+        stage: Stage.RELOAD + 30,
+        skip: (ctx) => !ctx.files.changedUnder('/etc/nginx/'),
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(removeTlsCommand(site.name));
+          const removed = stdout.split('\n').filter(Boolean);
+          task.title(removed.length ? `TLS off: ${removed.join('; ')}` : 'TLS off (nothing to remove)');
+        },
+      });
+      return;
+    }
+    if (settings.provider !== 'letsencrypt') return;
+
+    tasks.add({
+      title: 'obtain certificate',
+      stage: TLS_ISSUE_STAGE,
+      skip: (ctx) => (planOf(ctx)?.reason ? false : 'certificate is current'),
+      run: async (ctx, task) => {
+        const plan = planOf(ctx)!;
+        const added = plan.before.exists && settings.domains.some((d) => !plan.before.domains.includes(d));
+        const serverChanged = plan.before.exists && plan.before.server !== undefined && plan.before.server !== settings.server;
+        const cmd = certonlyCommand(settings, { expand: added, force: serverChanged });
+        task.title(`obtain certificate for ${settings.domains.join(', ')} (${plan.reason})`);
+        if (ctx.remote.dryRun) {
+          await ctx.remote.exec(cmd);
+          return;
+        }
+        const res = await ctx.remote.exec(cmd, {
+          check: false,
+          timeoutMs: CERTBOT_TIMEOUT_MS,
+          onStdout: (c) => task.output(c),
+          onStderr: (c) => task.output(c),
+        });
+        if (res.code !== 0) {
+          plan.failure = summarizeCertbotError(`${res.stdout}\n${res.stderr}`);
+          task.output(plan.failure);
+          task.title(`obtain certificate: FAILED (${plan.before.exists ? 'keeping the previous certificate' : 'the site stays on plain HTTP'})`);
+          return;
+        }
+        const tls = getSiteTls(ctx)!;
+        tls.certificate = { ...settings.paths };
+        tls.reloadNeeded = true;
+        task.title(`obtained certificate for ${settings.domains.join(', ')} from ${settings.server}`);
+      },
+    });
+
+    tasks.add({
+      title: 'certificate error',
+      // After the health check and the release record: the release is live, only HTTPS is missing.
+      stage: Stage.VERIFY + 200,
+      skip: (ctx) => !planOf(ctx)?.failure,
+      run: (ctx) => {
+        const plan = planOf(ctx)!;
+        throw new KraftwerkError(
+          `could not obtain a certificate for ${settings.domains.join(', ')} from ${settings.server}:\n${plan.failure}\n` +
+            (plan.before.exists
+              ? 'The site keeps serving its previous certificate.'
+              : `The site is live over plain HTTP (http://${site.canonicalDomain}/), as before.`),
+          {
+            hint:
+              `Check that the DNS of every domain points at ${ctx.node} and that port 80 is reachable from the CA, then deploy again. ` +
+              `certbot's log on the node: /var/log/letsencrypt/letsencrypt.log`,
+          },
+        );
+      },
+    });
+  });
+
+  hooks.status.tapPromise(NAME, async (ctx, report) => {
+    if (!settings) return;
+    const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings, { renewal: true }), { readOnly: true });
+    const state = parseCertificateProbe(stdout);
+    report.add(NAME, 'provider', settings.provider);
+    if (!state.exists) {
+      report.add(NAME, 'certificate', 'none: the site is served over plain HTTP');
+      return;
+    }
+    report.add(NAME, 'domains', state.domains);
+    if (state.notAfter) {
+      report.add(NAME, 'expires', state.notAfter.toISOString());
+      report.add(NAME, 'days left', Math.floor((state.notAfter.getTime() - Date.now()) / 86_400_000));
+    }
+    if (state.issuer) report.add(NAME, 'issuer', state.issuer);
+    if (settings.provider === 'letsencrypt' && state.renewal) report.add(NAME, 'renewal', describeRenewal(state.renewal));
+  });
+
+  hooks.destroy.tap(NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'remove certificates',
+      run: async (ctx, task) => {
+        const { stdout } = await ctx.remote.exec(removeTlsCommand(site.name));
+        const removed = stdout.split('\n').filter(Boolean);
+        task.title(removed.length ? `remove certificates (${removed.join('; ')})` : 'remove certificates (none)');
+      },
+    });
+  });
+}
+
+function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {
+  if (r.systemdTimer) return `certbot.timer (${r.systemdTimer})`;
+  if (!r.cronFile) return 'none: /etc/cron.d/certbot is missing';
+  return r.cronRunning ? 'cron (/etc/cron.d/certbot)' : 'cron (/etc/cron.d/certbot), but cron is not running';
+}
+
+export default definePlugin({
+  name: NAME,
+  description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
+  apply: applyTls,
+});
