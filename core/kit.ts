@@ -51,7 +51,8 @@ export class CoreKit implements CommandKit {
 
   /** The project when there is a config file here, else undefined (for commands that also work without one). */
   async maybeProject(): Promise<Project | undefined> {
-    if (!this.globals().config && !(await hasConfigFile(this.cwd))) return undefined;
+    const { findConfigFile } = await import('./config/load.ts');
+    if (!this.globals().config && !(await findConfigFile(this.cwd))) return undefined;
     return this.loadProject();
   }
 
@@ -110,13 +111,3 @@ export class CoreKit implements CommandKit {
   }
 }
 
-/** Is there a config file in `dir` or a folder above it (as loadConfig would find)? */
-async function hasConfigFile(dir: string): Promise<boolean> {
-  const { CONFIG_FILES } = await import('./config/load.ts');
-  const { existsSync } = await import('node:fs');
-  const path = await import('node:path');
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    if (CONFIG_FILES.some((f) => existsSync(path.join(d, f)))) return true;
-    if (path.dirname(d) === d) return false;
-  }
-}

@@ -1,4 +1,4 @@
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
  * Loads TypeScript and JavaScript files of the user's project (kraftwerk.config.ts,
@@ -15,8 +15,11 @@ let jiti: { import(id: string, opts?: { default?: boolean }): Promise<unknown> }
 export async function importModule(file: string): Promise<unknown> {
   if (!jiti) {
     const { createJiti } = await import('jiti');
+    // A virtual module, not an alias: an alias would make jiti compile a second
+    // copy of core, whose classes (errors, collectors) are not ours.
+    const self = (await import(pathToFileURL(publicEntry).href)) as Record<string, unknown>;
     jiti = createJiti(import.meta.url, {
-      alias: { kraftwerk: publicEntry },
+      virtualModules: { kraftwerk: self },
       interopDefault: true,
       moduleCache: true,
       fsCache: false,
