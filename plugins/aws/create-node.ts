@@ -86,7 +86,7 @@ export async function createNode(options: CreateNodeOptions, deps: AwsDeps): Pro
   try {
     const key = await readPublicKey(options.key, home);
     // Fail before launching anything when the node cannot be recorded where the user asked.
-    const config = await projectConfig(deps, options.writeConfig || options.yes);
+    const config = await projectConfig(deps, options.writeConfig);
     if (config?.text !== undefined && recordedNode(config.text, options.name, config.file) !== undefined) {
       throw new UsageError(`node ${options.name} is already in ${config.file}`, {
         hint: `Choose another name, or remove nodes.${options.name} from the file first.`,
@@ -227,7 +227,7 @@ async function projectConfig(deps: AwsDeps, required: boolean): Promise<ProjectC
   if (!/\.ya?ml$/.test(file)) {
     if (required) {
       throw new UsageError(`${file} is not a YAML file; create-node can only record nodes in kraftwerk.yaml`, {
-        hint: 'Leave out --write-config/--yes and add the printed lines to your config yourself.',
+        hint: 'Leave out --write-config and add the printed lines to your config yourself.',
       });
     }
     return { file, problem: `${file} is not YAML` };

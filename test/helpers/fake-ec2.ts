@@ -67,13 +67,17 @@ const STATE_CODES: Record<FakeInstance['state'], number> = {
   stopped: 80,
 };
 
+export const DEBIAN12_OLDER = 'ami-0d12a0000000000a1';
+export const DEBIAN12_NEWEST = 'ami-0d12a0000000000b2';
+export const DEBIAN12_ARM64 = 'ami-0d12a4000000000c3';
+
 /** Images like Debian's real ones: two Debian 12 amd64 builds, an arm64 one, and look-alikes that must not win. */
 export const DEFAULT_IMAGES: FakeImage[] = [
-  { imageId: 'ami-0debian12old0000', name: 'debian-12-amd64-20240102-1614', ownerId: '136693071363', creationDate: '2024-01-02T16:14:00.000Z' },
-  { imageId: 'ami-0debian12new0000', name: 'debian-12-amd64-20250610-2140', ownerId: '136693071363', creationDate: '2025-06-10T21:40:00.000Z' },
-  { imageId: 'ami-0debian12arm0000', name: 'debian-12-arm64-20250610-2140', ownerId: '136693071363', creationDate: '2025-06-10T21:40:00.000Z', architecture: 'arm64' },
-  { imageId: 'ami-0debian13000000', name: 'debian-13-amd64-20251001-0000', ownerId: '136693071363', creationDate: '2025-10-01T00:00:00.000Z' },
-  { imageId: 'ami-0impostor000000', name: 'debian-12-amd64-20991231-0000', ownerId: '999999999999', creationDate: '2099-12-31T00:00:00.000Z' },
+  { imageId: DEBIAN12_OLDER, name: 'debian-12-amd64-20240102-1614', ownerId: '136693071363', creationDate: '2024-01-02T16:14:00.000Z' },
+  { imageId: DEBIAN12_NEWEST, name: 'debian-12-amd64-20250610-2140', ownerId: '136693071363', creationDate: '2025-06-10T21:40:00.000Z' },
+  { imageId: DEBIAN12_ARM64, name: 'debian-12-arm64-20250610-2140', ownerId: '136693071363', creationDate: '2025-06-10T21:40:00.000Z', architecture: 'arm64' },
+  { imageId: 'ami-0d13a0000000000d4', name: 'debian-13-amd64-20251001-0000', ownerId: '136693071363', creationDate: '2025-10-01T00:00:00.000Z' },
+  { imageId: 'ami-0bad00000000000e5', name: 'debian-12-amd64-20991231-0000', ownerId: '999999999999', creationDate: '2099-12-31T00:00:00.000Z' },
 ];
 
 export class FakeEc2 {
