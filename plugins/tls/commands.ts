@@ -2,6 +2,7 @@
  * Pure builders of every shell command the tls plugin runs, and parsers of
  * their output. Nothing here touches a server.
  */
+import path from 'node:path';
 import { type Command, raw, sh } from '../../core/index.ts';
 import { LETSENCRYPT_DIR, RENEWAL_HOOK, acmeWebroot, certbotPaths, selfSignedDir, type TlsSettings } from './settings.ts';
 
@@ -117,10 +118,11 @@ export function certonlyCommand(settings: TlsSettings, options: { expand?: boole
 
 /** A self-signed certificate for every name, written only when the key and certificate are both made. */
 export function selfSignedCommand(settings: TlsSettings, days = 365): Command {
-  const dir = selfSignedDir(settings.certName);
+  const { fullchain, privateKey } = settings.paths;
   const san = settings.domains.map((d) => `DNS:${d}`).join(',');
   const cn = settings.domains[0]!;
-  return sh`install -d -m 0700 ${dir} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days ${days} -subj ${`/CN=${cn}`} -addext ${`subjectAltName=${san}`} -keyout ${`${dir}/privkey.pem.new`} -out ${`${dir}/fullchain.pem.new`} 2>&1 && chmod 0600 ${`${dir}/privkey.pem.new`} && mv -f ${`${dir}/privkey.pem.new`} ${settings.paths.privateKey} && mv -f ${`${dir}/fullchain.pem.new`} ${settings.paths.fullchain}`;
+  // The key is made unreadable before anything is written to it; both files are renamed into place together.
+  return sh`install -d -m 0700 ${path.posix.dirname(fullchain)} ${path.posix.dirname(privateKey)} && (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days ${days} -subj ${`/CN=${cn}`} -addext ${`subjectAltName=${san}`} -keyout ${`${privateKey}.new`} -out ${`${fullchain}.new`} 2>&1) && chmod 0644 ${`${fullchain}.new`} && mv -f ${`${privateKey}.new`} ${privateKey} && mv -f ${`${fullchain}.new`} ${fullchain}`;
 }
 
 /**
