@@ -1,4 +1,4 @@
-import { isMap, isScalar, parseDocument, stringify, type Document } from 'yaml';
+import { isMap, isScalar, parseDocument, stringify, type Document, type YAMLMap } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
 
 /**
@@ -43,8 +43,17 @@ export function recordedNode(text: string, name: string, file = 'kraftwerk.yaml'
 export function recordedNodeComment(text: string, name: string, file = 'kraftwerk.yaml'): string {
   const nodes = parse(text, file).get('nodes', true);
   if (!isMap(nodes)) return '';
-  const pair = nodes.items.find((p) => isScalar(p.key) && p.key.value === name);
-  return (pair?.key as { commentBefore?: string } | undefined)?.commentBefore ?? '';
+  return commentAbove(nodes, nodes.items.findIndex((p) => isScalar(p.key) && p.key.value === name)) ?? '';
+}
+
+/**
+ * The comment on the line(s) above item `index`. yaml attaches a comment above
+ * the first item of a block map to the map itself, so look there for item 0.
+ */
+function commentAbove(map: YAMLMap, index: number): string | undefined {
+  if (index < 0) return undefined;
+  const key = map.items[index]!.key as { commentBefore?: string | null } | null;
+  return key?.commentBefore ?? (index === 0 ? (map.commentBefore ?? undefined) : undefined);
 }
 
 /** Adds `name` under `nodes:`; `comment` goes on the line above it. Fails when the name exists. */
@@ -70,12 +79,20 @@ export function addNode(text: string, name: string, node: RecordedNode, options:
   return doc.toString(OUTPUT);
 }
 
-/** Removes `name` from `nodes:` (and the comment above it). Returns the text unchanged when it is absent. */
+/**
+ * Removes `name` from `nodes:` with the comment above it; `nodes:` goes too when
+ * it ends up empty. Returns the text unchanged when the node is absent.
+ */
 export function removeNode(text: string, name: string, file = 'kraftwerk.yaml'): string {
   const doc = parse(text, file);
   const nodes = doc.get('nodes', true);
-  if (!isMap(nodes) || !nodes.has(name)) return text;
-  nodes.delete(name);
+  if (!isMap(nodes)) return text;
+  const index = nodes.items.findIndex((p) => isScalar(p.key) && p.key.value === name);
+  if (index < 0) return text;
+  // A comment above the first node is held by the map: it belongs to the node removed.
+  if (index === 0 && !(nodes.items[0]!.key as { commentBefore?: string }).commentBefore) nodes.commentBefore = null;
+  nodes.items.splice(index, 1);
+  if (nodes.items.length === 0) doc.delete('nodes');
   return doc.toString(OUTPUT);
 }
 

@@ -63,6 +63,18 @@ describe('recording nodes in kraftwerk.yaml', () => {
     assert.equal(removeNode(CONFIG, 'nope'), CONFIG);
   });
 
+  it('a node added to a file without nodes: round-trips: comment found, and nodes: removed with it', () => {
+    const base = '# shop\ndomain: a.example.com\n';
+    const added = addNode(base, 'web1', node, { comment: 'EC2 i-0abc' });
+    // yaml attaches a comment above the first item to the map; it still belongs to web1.
+    assert.equal(recordedNodeComment(addNode(added, 'web2', node), 'web1'), ' EC2 i-0abc');
+    assert.equal(removeNode(added, 'web1'), base);
+    const two = addNode(added, 'web2', node, { comment: 'EC2 i-0def' });
+    const left = removeNode(two, 'web1');
+    assert.ok(!left.includes('i-0abc'));
+    assert.equal(recordedNodeComment(left, 'web2'), ' EC2 i-0def');
+  });
+
   it('reports broken YAML with file and line', () => {
     assert.throws(() => addNode('domain: [a\nnodes:\n', 'web1', node, { file: 'k.yaml' }), /^ConfigError: k\.yaml:\d+: not valid YAML/);
   });
