@@ -28,6 +28,7 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
       const lib = await import('./lib.ts');
       // Checked before the progress display, so the message and exit code 2 reach the user unchanged.
       lib.assertSandboxSupport();
+      (await import('./naming.ts')).checkSandboxName(name);
       let up: Awaited<ReturnType<typeof lib.sandboxUp>> | undefined;
       await kit.runTasks(
         [
