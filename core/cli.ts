@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from './errors.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
 import { COMMAND_PLUGINS, loadBuiltin } from './registry.ts';
@@ -31,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-n, --dry-run', 'print every remote command and file that would be written; change nothing')
     .option('-c, --config <file>', 'use this config file instead of searching for kraftwerk.yaml')
     .option('--accept-new-host-key', "record an unknown server's host key in known_hosts (a changed key is always refused)")
-    .addOption(new Option('-y, --yes', 'answer yes to confirmations').hideHelp())
+    .option('-y, --yes', 'answer yes to confirmations (for scripts)')
     .showHelpAfterError('(run kraftwerk --help for usage)')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -94,6 +94,20 @@ export async function main(argv: string[]): Promise<number> {
     );
 
   program
+    .command('rollback')
+    .argument('[node]', 'server, group or sandbox name')
+    .description('switch back to the previous good release (or --to <id>) with its own venv and configuration')
+    .option('--to <id>', 'the release to bring back (see kraftwerk releases)')
+    .option('--with-data', 'also restore the database snapshot taken before the live release ran its release commands')
+    .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .action(
+      run(async (node: string | undefined, opts: { to?: string; withData?: boolean; lockWait?: string }) => {
+        const { rollbackCommand } = await import('./commands/rollback.ts');
+        await rollbackCommand(kit, node, opts);
+      }),
+    );
+
+  program
     .command('unlock')
     .argument('[node]', 'server, group or sandbox name')
     .description("remove a site's deploy lock by hand (when its holder is gone)")
@@ -124,6 +138,10 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(schemaCommand());
       }),
     );
+
+  // status, logs, run, env, backup(s), dump, load, sync-services, destroy
+  const { registerOpsCommands } = await import('./commands/ops-cli.ts');
+  registerOpsCommands(program, kit, run);
 
   for (const name of COMMAND_PLUGINS) {
     const plugin = await loadBuiltin(name);

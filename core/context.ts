@@ -150,6 +150,12 @@ export interface DumpContext extends NodeContext {
   /** Folder on the server that holds this dump, e.g. /srv/site/backups/dump-20261125T170102Z */
   readonly dir: string;
   readonly id: string;
+  /**
+   * `dump` (the default): everything the site owns (kraftwerk dump, backups, sync-services).
+   * `snapshot`: only what release commands (migrations) change — the database —
+   * taken before they run, so `rollback --with-data` can put it back.
+   */
+  readonly kind?: 'dump' | 'snapshot';
 }
 
 /** A status line a plugin contributes to `kraftwerk status`. */
@@ -165,4 +171,10 @@ export interface ReloadContext extends NodeContext {
   readonly previousEnv: Record<string, string>;
   /** Files to write; core writes them all at Stage.WRITE_FILES, then RELOAD tasks run. */
   readonly files: RemoteFileSet;
+}
+
+/** The context of the destroy hook. */
+export interface DestroyContext extends NodeContext {
+  /** `--keep-data`: leave the site's uploads and backups (and its user, who owns them) in place. */
+  readonly keepData: boolean;
 }

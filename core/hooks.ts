@@ -1,10 +1,12 @@
 import { AsyncSeriesHook } from 'tapable';
 import type {
   DeployContext,
+  DestroyContext,
   DumpContext,
   EnvironmentContext,
   EnvironmentVars,
   NodeContext,
+  ReloadContext,
   SetupContext,
   SetupPackages,
   StatusReport,
@@ -38,13 +40,18 @@ export function createHooks() {
     /** Environment variables a plugin provides to the site. */
     environment: new AsyncSeriesHook<[EnvironmentContext, EnvironmentVars]>(['context', 'env']),
     /** destroy: remove what the plugin created for the site. */
-    destroy: new AsyncSeriesHook<[NodeContext, TaskList<NodeContext>]>(['context', 'tasks']),
+    destroy: new AsyncSeriesHook<[DestroyContext, TaskList<DestroyContext>]>(['context', 'tasks']),
     /** dump: write the plugin's data of the site into the dump folder. */
     dump: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
     /** load: restore the plugin's data from the dump folder. */
     load: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
-    /** status: report the plugin's state for the site. */
+    /** status: report the plugin's state for the site (taps may use ctx.remote: core connects before calling it). */
     status: new AsyncSeriesHook<[NodeContext, StatusReport]>(['context', 'report']),
+    /**
+     * reload: the site's environment changed outside a deploy (`kraftwerk env set`, a load):
+     * add files derived from it to ctx.files and reload the site's services gracefully.
+     */
+    reload: new AsyncSeriesHook<[ReloadContext, TaskList<ReloadContext>]>(['context', 'tasks']),
   });
 }
 
@@ -62,6 +69,7 @@ export const hookNames = [
   'dump',
   'load',
   'status',
+  'reload',
 ] as const satisfies readonly HookName[];
 
 /** Deploy phases in the order they run. */

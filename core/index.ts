@@ -6,12 +6,14 @@ export { defineConfig, type Config, type ConfigInput, type CronEntry, type NodeS
 export {
   type DeployContext,
   type DeployOptions,
+  type DestroyContext,
   type DumpContext,
   type EnvironmentContext,
   EnvironmentVars,
   type Logger,
   type NodeContext,
   type NodeFacts,
+  type ReloadContext,
   type Release,
   RemoteFileSet,
   type RunOptions,
@@ -40,3 +42,31 @@ export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './tasks.ts';
 export { renderTemplate } from './template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './transport/remote.ts';
+export {
+  backupScriptPath,
+  checkDumpId,
+  dumpDir,
+  type DumpInfo,
+  type DumpKind,
+  type DumpManifest,
+  listDumpsCommand,
+  newDumpId,
+  parseDumpList,
+  recordDumpCommands,
+  renderBackupScript,
+} from './dumps.ts';
+export {
+  isSimpleCommand,
+  listProcessServicesCommand,
+  parseSvStatus,
+  processLogDir,
+  processServiceFiles,
+  processServiceName,
+  pruneProcessServicesCommand,
+  removeServicesCommand,
+  restartCommand,
+  RUNIT_SERVICE_DIR,
+  RUNIT_SV_DIR,
+  type ServiceState,
+  startOrRestartCommand,
+} from './runit.ts';

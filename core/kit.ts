@@ -88,7 +88,7 @@ export class CoreKit implements CommandKit {
   runTasks<C>(
     tasks: (RunnableTask<C> | TaskGroup<C>)[],
     ctx: C,
-    options?: { concurrent?: boolean },
+    options?: { concurrent?: boolean; keepGoing?: boolean },
   ): Promise<void> {
     return runTasks(tasks, ctx, this.globals(), options);
   }

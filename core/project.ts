@@ -1,6 +1,6 @@
 import { ConfigError } from './errors.ts';
 import type { Plugin, Project } from './plugin.ts';
-import { type BuiltinName, loadBuiltin, loadLocalPlugins, SERVICE_PLUGINS, STACK_PLUGINS } from './registry.ts';
+import { type BuiltinName, loadBuiltin, loadLocalPlugins, SERVICE_PLUGINS, SITE_PLUGINS, STACK_PLUGINS } from './registry.ts';
 import { createSite } from './site.ts';
 
 /**
@@ -17,7 +17,7 @@ export async function loadProject(options: { cwd: string; configPath?: string })
     name: loaded.siteName,
   });
   const builtin = await Promise.all(
-    [...STACK_PLUGINS, ...SERVICE_PLUGINS.filter((s) => site.services.includes(s))].map((n) => loadBuiltin(n as BuiltinName)),
+    [...STACK_PLUGINS, ...SERVICE_PLUGINS.filter((s) => site.services.includes(s)), ...SITE_PLUGINS].map((n) => loadBuiltin(n as BuiltinName)),
   );
   const local = await loadLocalPlugins(loaded.config.plugins, loaded.filepath);
   const seen = new Set<string>();

@@ -15,6 +15,10 @@ const builtins = {
   files: () => import('../plugins/files/index.ts'),
   postgres: () => import('../plugins/postgres/index.ts'),
   redis: () => import('../plugins/redis/index.ts'),
+  processes: () => import('../plugins/processes/index.ts'),
+  cron: () => import('../plugins/cron/index.ts'),
+  backups: () => import('../plugins/backups/index.ts'),
+  tls: () => import('../plugins/tls/index.ts'),
   sandbox: () => import('../plugins/sandbox/index.ts'),
   aws: () => import('../plugins/aws/index.ts'),
 } satisfies Record<string, () => Promise<unknown>>;
@@ -25,10 +29,15 @@ export type BuiltinName = keyof typeof builtins;
 export const STACK_PLUGINS: BuiltinName[] = ['python', 'uwsgi', 'runit', 'nginx'];
 /** Plugins a site turns on with `services:`. */
 export const SERVICE_PLUGINS: BuiltinName[] = ['files', 'postgres', 'redis'];
+/**
+ * Applied to every site after its services; each does nothing while its key (`processes:`, `cron:`, `backups:`) is empty,
+ * except that `tls` removes certificates an earlier `tls:` left once it is turned off.
+ */
+export const SITE_PLUGINS: BuiltinName[] = ['processes', 'cron', 'backups', 'tls'];
 /** Plugins that add CLI commands and node names (not site services). */
 export const COMMAND_PLUGINS: BuiltinName[] = ['sandbox', 'aws'];
 /** Plugins every node gets at setup-node, whatever its sites enable (the original equipped every server with both). */
-export const NODE_PLUGINS: BuiltinName[] = [...STACK_PLUGINS, 'postgres', 'redis'];
+export const NODE_PLUGINS: BuiltinName[] = [...STACK_PLUGINS, 'postgres', 'redis', 'cron'];
 
 export async function loadBuiltin(name: BuiltinName): Promise<Plugin> {
   return pluginFromModule(await builtins[name](), `built-in plugin ${name}`);

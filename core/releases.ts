@@ -8,11 +8,16 @@ import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
 import type { Site } from './site.ts';
-import { Stage } from './tasks.ts';
-import { EnvironmentVars, type NodeContext } from './context.ts';
+import { Stage, type TaskHandle } from './tasks.ts';
+import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
+import type { RemoteFile } from './transport/remote.ts';
 import { DeployLock } from './lock.ts';
 
 const LOCK_STATE = 'core.lock';
+/** Set once `current` points at the new release on a node. */
+export const SWITCHED_STATE = 'core.switched';
+/** The record a rollback brings back (keeps its deploy time and deployer). */
+export const RECORD_STATE = 'core.record';
 
 /** Release the deploy lock a command took on this node, if any. */
 export async function releaseLock(ctx: NodeContext): Promise<void> {
@@ -61,13 +66,34 @@ while :; do
 done`;
 }
 
-/** Write the release record, then remove good releases beyond keep_releases (never current or previous). */
+/** Where core keeps a release's record and the configuration files it went live with. */
+export function releaseRecordPath(site: Site, id: string): string {
+  return `${site.paths.state}/releases/${id}.json`;
+}
+export function releaseFilesPath(site: Site, id: string): string {
+  return `${site.paths.state}/releases/${id}.files.json`;
+}
+
+/**
+ * Write the release record, then prune: release folders without a good record
+ * (failed or interrupted deploys) go, and of the good ones keep_releases stay.
+ * The live release and the previous one are never removed.
+ */
 export function finishReleaseCommand(site: Site, record: Record<string, unknown>, previous: string | undefined): Command {
   const p = site.paths;
-  const keep = site.config.keep_releases;
   const id = String(record.id);
-  return sh`install -d -m 0700 ${`${p.state}/releases`} && printf '%s\\n' ${JSON.stringify(record)} > ${`${p.state}/releases/${id}.json`}
-cd ${p.releases} && ls -1 | sort -r | grep -vx -e ${id} -e ${previous ?? id} | tail -n +${Math.max(keep - 1, 0) + 1} | while read -r old; do rm -rf -- "$old" ${`${p.state}/releases/`}"$old.json"; done; true`;
+  const prev = previous ?? id;
+  const others = Math.max(site.config.keep_releases - 1 - (previous ? 1 : 0), 0);
+  const state = `${p.state}/releases`;
+  return sh`install -d -m 0700 ${state} && printf '%s\n' ${JSON.stringify(record)} > ${releaseRecordPath(site, id)}
+cd ${p.releases} || exit 0
+for d in */; do old=\${d%/}; [ "$old" = ${id} ] || [ "$old" = ${prev} ] || grep -q '"status":"live"' ${state}/"$old.json" 2>/dev/null || rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json"; done
+ls -1 | sort -r | grep -vx -e ${id} -e ${prev} | tail -n +${others + 1} | while read -r old; do rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json"; done; true`;
+}
+
+/** The configuration files a release went live with (written beside its record). */
+export function readReleaseFilesCommand(site: Site, id: string): Command {
+  return sh`cat ${releaseFilesPath(site, id)}`;
 }
 
 function wsgiModuleFile(site: Site): string | undefined {
@@ -76,6 +102,63 @@ function wsgiModuleFile(site: Site): string | undefined {
     if (existsSync(path.join(site.sourceDir, candidate))) return candidate;
   }
   return undefined;
+}
+
+/**
+ * Probe the node (one command), check it can take the site, and take the
+ * deploy lock. Shared by deploy and rollback.
+ */
+export async function inspectNode(ctx: DeployContext, task: TaskHandle, command: string): Promise<void> {
+  const { site } = ctx;
+  const { stdout } = await ctx.remote.exec(probeCommand(site), { readOnly: true });
+  ctx.facts = parseProbe(stdout, site);
+  if (!ctx.remote.dryRun) {
+    if (!ctx.facts.setUp) {
+      throw new KraftwerkError(`node ${ctx.node} was not set up for Kraftwerk`, { hint: `Run: kraftwerk setup-node ${ctx.node}` });
+    }
+    for (const [other, domains] of Object.entries(ctx.facts.otherSites)) {
+      const clash = site.domains.concat(site.aliases).filter((d) => domains.includes(d));
+      if (clash.length) {
+        throw new KraftwerkError(`domain ${clash.join(', ')} is already used by site ${other} on ${ctx.node}`, {
+          hint: `Change domain/aliases in ${path.basename(site.configFile)}, or remove the other site with kraftwerk destroy.`,
+        });
+      }
+    }
+  }
+  ctx.release.previous = ctx.facts.currentRelease;
+  const { lock, tookOverFrom } = await DeployLock.acquire(ctx.remote, site.name, {
+    command,
+    waitMs: ctx.deploy.lockWaitMs,
+    node: ctx.node,
+    onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
+  });
+  ctx.state.set(LOCK_STATE, lock);
+  if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
+  task.title(
+    ctx.remote.dryRun
+      ? 'inspect node (dry run: not checked)'
+      : `inspect node (Python ${ctx.facts.pythonVersion ?? '?'}, live release ${ctx.facts.currentRelease ?? 'none'})`,
+  );
+}
+
+/** Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback. */
+export async function writeFiles(ctx: DeployContext): Promise<string[]> {
+  const files = ctx.files.all;
+  const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(files)}\n`, mode: 0o600 };
+  const changed = (await ctx.remote.syncFiles([...files, snapshot])).filter((p) => p !== snapshot.path);
+  for (const p of changed) ctx.files.changed.add(p);
+  return changed;
+}
+
+/** Put back the configuration files a release went live with (rollback, or undoing a failed deploy). */
+export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<string[]> {
+  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true });
+  if (res.code !== 0) return [];
+  const files = JSON.parse(res.stdout) as RemoteFile[];
+  for (const f of files) ctx.files.add(f);
+  const changed = await ctx.remote.syncFiles(files);
+  for (const p of changed) ctx.files.changed.add(p);
+  return changed;
 }
 
 export const corePlugin = definePlugin({
@@ -103,34 +186,7 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'inspect node',
         stage: Stage.PREPARE,
-        run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(probeCommand(site), { readOnly: true });
-          ctx.facts = parseProbe(stdout, site);
-          if (ctx.remote.dryRun) return task.title('inspect node (dry run: not checked)');
-          if (!ctx.facts.setUp) {
-            throw new KraftwerkError(`node ${ctx.node} was not set up for Kraftwerk`, {
-              hint: `Run: kraftwerk setup-node ${ctx.node}`,
-            });
-          }
-          for (const [other, domains] of Object.entries(ctx.facts.otherSites)) {
-            const clash = site.domains.concat(site.aliases).filter((d) => domains.includes(d));
-            if (clash.length) {
-              throw new KraftwerkError(`domain ${clash.join(', ')} is already used by site ${other} on ${ctx.node}`, {
-                hint: `Change domain/aliases in ${path.basename(site.configFile)}, or remove the other site with kraftwerk destroy.`,
-              });
-            }
-          }
-          ctx.release.previous = ctx.facts.currentRelease;
-          const { lock, tookOverFrom } = await DeployLock.acquire(ctx.remote, site.name, {
-            command: 'deploy',
-            waitMs: ctx.deploy.lockWaitMs,
-            node: ctx.node,
-            onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
-          });
-          ctx.state.set(LOCK_STATE, lock);
-          if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
-          task.title(`inspect node (Python ${ctx.facts.pythonVersion ?? '?'}, live release ${ctx.facts.currentRelease ?? 'none'})`);
-        },
+        run: (ctx, task) => inspectNode(ctx, task, 'deploy'),
       });
     });
 
@@ -187,9 +243,23 @@ export const corePlugin = definePlugin({
         title: 'write configuration',
         stage: Stage.WRITE_FILES,
         run: async (ctx, task) => {
-          const changed = await ctx.remote.syncFiles(ctx.files.all);
-          for (const p of changed) ctx.files.changed.add(p);
+          const changed = await writeFiles(ctx);
           task.title(`write configuration (${ctx.files.all.length} files, ${changed.length} changed)`);
+        },
+      });
+      tasks.add({
+        title: 'snapshot data before release commands',
+        stage: Stage.AFTER_FILES + 40,
+        skip: (ctx) =>
+          !site.config.release.length
+            ? true
+            : !ctx.facts.currentRelease && !ctx.remote.dryRun
+              ? 'first deploy: nothing to snapshot'
+              : false,
+        run: async (ctx, task) => {
+          const { takeSnapshot } = await import('./snapshots.ts');
+          const parts = await takeSnapshot(hooks, ctx, task);
+          task.title(parts ? `snapshot data → backups/pre-${ctx.release.id}` : 'snapshot data (no plugin keeps data)');
         },
       });
       tasks.add({
@@ -216,6 +286,7 @@ export const corePlugin = definePlugin({
         stage: Stage.SWITCH,
         run: async (ctx, task) => {
           await ctx.remote.exec(switchCommand(site, ctx.release.id));
+          ctx.state.set(SWITCHED_STATE, true);
           task.title(`switch current → ${ctx.release.id}`);
         },
       });
@@ -240,8 +311,14 @@ export const corePlugin = definePlugin({
         stage: Stage.VERIFY + 100,
         run: async (ctx) => {
           const r = ctx.release;
-          const record = { id: r.id, time: new Date().toISOString(), deployer: r.deployer, revision: r.revision, venv: r.venv, status: 'live' };
-          await ctx.remote.exec(finishReleaseCommand(site, record, r.previous));
+          // A rollback keeps the release's own record (when and by whom it was deployed).
+          const base = (ctx.state.get(RECORD_STATE) as Record<string, unknown> | undefined) ?? {
+            time: new Date().toISOString(),
+            deployer: r.deployer,
+            revision: r.revision,
+            venv: r.venv,
+          };
+          await ctx.remote.exec(finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous));
         },
       });
     });

@@ -19,6 +19,8 @@ export interface TaskGroup<C> {
   /** Node name, used in error messages. */
   node?: string;
   ctx?: C;
+  /** Keep running the other children when one fails (default: stop at the first failure). */
+  keepGoing?: boolean;
 }
 
 function isGroup<C>(t: RunnableTask<C> | TaskGroup<C>): t is TaskGroup<C> {
@@ -55,7 +57,7 @@ function toListr<C>(item: RunnableTask<C> | TaskGroup<C>, ctx: C, node: string |
       task: (_c, task) =>
         task.newListr(
           (item.tasks as (RunnableTask<C> | TaskGroup<C>)[]).map((child) => toListr(child, groupCtx, groupNode)),
-          { concurrent: item.concurrent ?? false, exitOnError: true },
+          { concurrent: item.concurrent ?? false, exitOnError: !item.keepGoing },
         ),
     };
   }
@@ -90,13 +92,13 @@ export async function runTasks<C>(
   items: (RunnableTask<C> | TaskGroup<C>)[],
   ctx: C,
   options: RunOptions,
-  listOptions?: { concurrent?: boolean; node?: string },
+  listOptions?: { concurrent?: boolean; node?: string; keepGoing?: boolean },
 ): Promise<void> {
   const list = new Listr(
     items.map((i) => toListr(i, ctx, listOptions?.node)),
     {
       concurrent: listOptions?.concurrent ?? false,
-      exitOnError: true,
+      exitOnError: !listOptions?.keepGoing,
       collectErrors: false,
       registerSignalListeners: false,
       ...rendererFor(options),

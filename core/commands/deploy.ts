@@ -1,11 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { type DeployContext, type NodeFacts, RemoteFileSet } from '../context.ts';
-import { collectTasks, createHooks, deployPhases, interceptHooks } from '../hooks.ts';
+import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin, releaseLock } from '../releases.ts';
+import { corePlugin, releaseLock, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
+import { KraftwerkError, PluginError } from '../errors.ts';
 import { UsageError } from '../errors.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import type { Remote } from '../transport/remote.ts';
@@ -59,6 +61,83 @@ export function applyPlugins(project: Project) {
   return { hooks, taps };
 }
 
+/**
+ * A deploy failed before the switch: put back the configuration files of the
+ * live release, so what is on disk matches what is serving (best effort; the
+ * next deploy rewrites them anyway).
+ */
+async function undoConfiguration(contexts: DeployContext[]): Promise<void> {
+  await Promise.all(
+    contexts.map(async (ctx) => {
+      if (ctx.remote === notConnected || ctx.remote.dryRun || !ctx.files.changed.size || !ctx.release.previous) return;
+      await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
+    }),
+  );
+}
+
+/** Mark a node failed at its first failing task, and skip its remaining tasks. */
+function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployContext>[] {
+  return tasks.map((t) => ({
+    ...t,
+    skip: async (c: DeployContext) => (c.state.has(FAILED_STATE) ? 'skipped after a failure' : ((await t.skip?.(c)) ?? false)),
+    run: async (c: DeployContext, h) => {
+      try {
+        await t.run(c, h);
+      } catch (err) {
+        const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
+        c.state.set(FAILED_STATE, named);
+        throw named;
+      }
+    },
+  }));
+}
+
+const FAILED_STATE = 'core.failed';
+
+/**
+ * Switch every node; if any fails (its health check, its reload), roll every
+ * node that switched back to its previous release, then report the failure.
+ */
+async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][]) {
+  const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
+    title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
+    tasks: guarded(restartTasks[i]!),
+    ctx,
+    node: ctx.node,
+    keepGoing: true,
+  }));
+  await kit.runTasks(groups, contexts[0]!, { concurrent: contexts.length > 1, keepGoing: true });
+  const failed = contexts.filter((c) => c.state.has(FAILED_STATE));
+  if (!failed.length) return;
+  const back = contexts.filter((c) => c.state.get(SWITCHED_STATE) && c.release.previous);
+  const rolledBack: string[] = [];
+  if (back.length) {
+    const items: TaskGroup<DeployContext>[] = [];
+    for (const ctx of back) {
+      const target = (await readReleaseRecord(ctx, ctx.release.previous!)) ?? { id: ctx.release.previous! };
+      const rctx = rollbackContext(ctx, { ...target, id: ctx.release.previous! });
+      rctx.release.previous = ctx.release.id;
+      items.push({ title: `roll back ${ctx.node} to ${target.id}`, tasks: await rollbackTasks(hooks, rctx), ctx: rctx, node: ctx.node });
+      rolledBack.push(`${ctx.node} → ${target.id}`);
+    }
+    await kit.runTasks(items, back[0]!, { concurrent: items.length > 1 }).catch((err: unknown) => {
+      kit.log.warn(`rolling back failed too: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+  const first = failed[0]!.state.get(FAILED_STATE);
+  const message = first instanceof Error ? first.message : String(first);
+  throw new KraftwerkError(
+    `deploy of release ${failed[0]!.release.id} failed on ${failed.map((c) => c.node).join(', ')}: ${message}`,
+    {
+      hint: rolledBack.length
+        ? `Rolled back: ${rolledBack.join(', ')}. The previous release is serving.`
+        : first instanceof KraftwerkError
+          ? first.hint
+          : undefined,
+    },
+  );
+}
+
 export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
   const project = await kit.loadProject();
   const { site } = project;
@@ -104,26 +183,27 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     },
   });
 
-  const nodeGroup = (ctx: DeployContext, i: number, which: 'prepare' | 'live'): TaskGroup<DeployContext> => {
-    const selected = phases[i]!.filter((p) => (which === 'live' ? p.phase === 'restart' : p.phase !== 'restart'));
+  const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
+    const selected = phases[i]!.filter((p) => p.phase !== 'restart');
     const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: p.tasks, ctx, node: ctx.node }));
-    if (which === 'prepare') (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
-    return { title: nodes.length > 1 ? ctx.node : which === 'prepare' ? `deploy ${site.name} to ${ctx.node}` : 'go live', tasks: groups, ctx, node: ctx.node };
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
+    return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
   };
 
-  const prepare = contexts.map((ctx, i) => nodeGroup(ctx, i, 'prepare'));
-  const live = contexts.map((ctx, i) => nodeGroup(ctx, i, 'live'));
+  const prepare = contexts.map((ctx, i) => nodeGroup(ctx, i));
   try {
-    if (nodes.length === 1) {
-      await kit.runTasks([...(prepare[0]!.tasks as TaskGroup<DeployContext>[]), ...(live[0]!.tasks as TaskGroup<DeployContext>[])], contexts[0]!);
-    } else {
-      // Every node is made ready before any of them switches.
-      await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
-      await kit.runTasks([{ title: 'go live', tasks: live, concurrent: true }], contexts[0]!);
+    try {
+      // Every node is made ready before any of them switches; nothing live has changed yet.
+      if (nodes.length === 1) await kit.runTasks(prepare[0]!.tasks as TaskGroup<DeployContext>[], contexts[0]!);
+      else await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
+    } catch (err) {
+      await undoConfiguration(contexts);
+      throw err;
     }
+    await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
   } finally {
     await Promise.all(contexts.map((ctx) => (ctx.remote === notConnected ? undefined : releaseLock(ctx))));
-    if (!globals.quiet && globals.verbose) {
+    if (globals.verbose) {
       for (const ctx of contexts) if (ctx.remote !== notConnected) kit.log.info(`${ctx.node}: ${ctx.remote.commandCount} remote commands`);
     }
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -30,13 +30,21 @@ describe('release commands (run for real in a temp folder)', () => {
     assert.ok(!existsSync(path.join(root, 'current.new')));
   });
 
-  it('keeps keep_releases releases, never removing the live or previous one', () => {
+  it('keeps keep_releases good releases, removes failed ones, never the live or previous one', () => {
     const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
-    const site = siteIn(root, { keep_releases: 2 });
-    for (const id of ['r1', 'r2', 'r3', 'r4', 'r5']) mkdirSync(path.join(root, 'releases', id), { recursive: true });
+    const site = siteIn(root, { keep_releases: 3 });
+    mkdirSync(path.join(root, '.kraftwerk/releases'), { recursive: true });
+    for (const id of ['r1', 'r2', 'r3', 'r3failed', 'r4', 'r5']) {
+      mkdirSync(path.join(root, 'releases', id), { recursive: true });
+      if (id !== 'r3failed' && id !== 'r5') {
+        writeFileSync(path.join(root, '.kraftwerk/releases', `${id}.json`), JSON.stringify({ id, status: 'live' }));
+      }
+    }
+    // r5 goes live; r1 was live before it (e.g. after a rollback): both stay, plus one more good one.
     execFileSync('sh', ['-c', finishReleaseCommand(site, { id: 'r5', status: 'live' }, 'r1').text]);
     assert.deepEqual(readdirSync(path.join(root, 'releases')).sort(), ['r1', 'r4', 'r5']);
     assert.ok(existsSync(path.join(root, '.kraftwerk/releases/r5.json')));
+    assert.ok(!existsSync(path.join(root, '.kraftwerk/releases/r2.json')));
   });
 
   it('health check asks nginx with the canonical domain as Host header', () => {

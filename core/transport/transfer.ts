@@ -1,0 +1,29 @@
+/**
+ * Copying dump folders between a node and this machine with rsync over
+ * OpenSSH (same host, port, keys and known_hosts as the ssh2 connection).
+ * Data between two nodes goes through the machine running the CLI: no agent
+ * forwarding, no node needs a key for another.
+ */
+import type { SshTarget } from './remote.ts';
+import { rsyncSshCommand } from './rsync.ts';
+
+function remoteSpec(target: SshTarget, path: string): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${target.user}@${host}:${path}`;
+}
+
+function baseArgs(target: SshTarget): string[] {
+  const args = ['--recursive', '--links', '--times', '--compress', '--partial', '--stats', '--info=progress2', '-e', rsyncSshCommand(target)];
+  if (target.sudo) args.push('--rsync-path=sudo -n rsync');
+  return args;
+}
+
+/** rsync args that copy the folder `remoteDir` of a node into `localDir`. */
+export function pullFolderArgs(target: SshTarget, remoteDir: string, localDir: string): string[] {
+  return [...baseArgs(target), '--chmod=Du=rwx,go=,Fu=rw,go=', `${remoteSpec(target, remoteDir.replace(/\/?$/, '/'))}`, localDir.replace(/\/?$/, '/')];
+}
+
+/** rsync args that copy `localDir` into the folder `remoteDir` of a node, owned by the login user (root), private. */
+export function pushFolderArgs(target: SshTarget, localDir: string, remoteDir: string): string[] {
+  return [...baseArgs(target), '--chmod=Du=rwx,go=,Fu=rw,go=', localDir.replace(/\/?$/, '/'), remoteSpec(target, remoteDir.replace(/\/?$/, '/'))];
+}
