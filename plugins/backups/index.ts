@@ -1,0 +1,53 @@
+/**
+ * backups: `backups: {schedule, keep}` in kraftwerk.yaml. Writes the script the
+ * cron plugin schedules: every plugin's `dump` tap (database in pg_dump's custom
+ * format, uploads as an archive, …) into a timestamped folder under
+ * /srv/<site>/backups/, then rotation down to `keep` scheduled backups.
+ * `kraftwerk backup`, `backups` and `backup --download` work on the same folders.
+ */
+import {
+  backupScriptPath,
+  definePlugin,
+  recordDumpCommands,
+  renderBackupScript,
+  sh,
+  Stage,
+  type Hooks,
+  type Site,
+} from '../../core/index.ts';
+
+const PLUGIN_NAME = 'backups';
+
+export default definePlugin({
+  name: PLUGIN_NAME,
+  description: 'scheduled backups (`backups:`): every service dumped into /srv/<site>/backups, rotated',
+  apply(hooks: Hooks, site: Site) {
+    const settings = site.config.backups;
+    const script = backupScriptPath(site);
+
+    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'backup script',
+        run: async (ctx, task) => {
+          if (!settings) {
+            const { stdout } = await ctx.remote.exec(sh`[ ! -e ${script} ] || { rm -f ${script} && echo removed; }`);
+            task.title(stdout.includes('removed') ? 'backups (off; removed the backup script)' : 'backups (off)');
+            return;
+          }
+          const scratch = `${site.paths.backups}/.scheduled`;
+          const { commands, plugins } = await recordDumpCommands(
+            hooks,
+            { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map() },
+            scratch,
+          );
+          ctx.files.add({ path: script, content: renderBackupScript(site, commands, plugins, settings.keep), mode: 0o700, owner: 'root', group: 'root' });
+          task.title(`backup script (${plugins.join(', ') || 'nothing to back up'}; ${settings.schedule}, keep ${settings.keep})`);
+        },
+      });
+    });
+
+    hooks.status.tapPromise(PLUGIN_NAME, async (_ctx, report) => {
+      report.add(PLUGIN_NAME, 'schedule', settings ? `${settings.schedule}, keep ${settings.keep}` : 'off');
+    });
+  },
+});
