@@ -11,14 +11,16 @@
  *   restart    Stage.RELOAD      nginx reloads: the challenge location is live on port 80
  *              TLS_ISSUE_STAGE   certbot certonly, when the certificate is missing or its names changed
  *              TLS_APPLY_STAGE   nginx renders again with the new certificate and reloads
- *              after VERIFY      a failed issuance fails the deploy with the CA's error,
- *                                after the release was recorded: the site keeps serving as before
+ *              VERIFY + 200      a failed issuance fails the deploy with the CA's error, after the
+ *                                health check: the site keeps serving as before (over HTTP, or
+ *                                with its previous certificate; core rolls back a release it replaced)
  *
  * Always applied: with `tls: false` it removes what an earlier TLS setup left,
  * so turning TLS off returns the site to plain HTTP cleanly.
  */
 import {
   aptInstallCommand,
+  type DeployContext,
   definePlugin,
   getSiteTls,
   type Hooks,
@@ -42,7 +44,7 @@ import {
   selfSignedCommand,
   summarizeCertbotError,
 } from './commands.ts';
-import { TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
+import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
 
 const NAME = 'tls';
 const PLAN_STATE = 'tls.plan';
@@ -146,9 +148,10 @@ function applyTls(hooks: Hooks, site: Site): void {
     if (!settings) {
       tasks.add({
         title: 'remove certificates of an earlier TLS setup',
-        // Turning TLS off always rewrites the nginx site; an unchanged one means there is nothing to remove.
-        stage: Stage.RELOAD + 30,
-        skip: (ctx) => !ctx.files.changedUnder('/etc/nginx/'),
+        // After the health check and the release record: a deploy that fails before is rolled back to a
+        // release whose nginx site may still use the certificate.
+        stage: Stage.VERIFY + 150,
+        skip: (ctx) => !nginxDroppedCertificate(ctx, site),
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(removeTlsCommand(site.name));
           const removed = stdout.split('\n').filter(Boolean);
@@ -194,7 +197,8 @@ function applyTls(hooks: Hooks, site: Site): void {
 
     tasks.add({
       title: 'certificate error',
-      // After the health check and the release record: the release is live, only HTTPS is missing.
+      // After the health check proved the site works over HTTP. Failing here rolls the node back to its
+      // previous release and configuration when it has one: either way it serves as it did before the deploy.
       stage: Stage.VERIFY + 200,
       skip: (ctx) => !planOf(ctx)?.failure,
       run: (ctx) => {
@@ -203,7 +207,7 @@ function applyTls(hooks: Hooks, site: Site): void {
           `could not obtain a certificate for ${settings.domains.join(', ')} from ${settings.server}:\n${plan.failure}\n` +
             (plan.before.exists
               ? 'The site keeps serving its previous certificate.'
-              : `The site is live over plain HTTP (http://${site.canonicalDomain}/), as before.`),
+              : `The site keeps serving over plain HTTP (http://${site.canonicalDomain}/).`),
           {
             hint:
               `Check that the DNS of every domain points at ${ctx.node} and that port 80 is reachable from the CA, then deploy again. ` +
@@ -242,6 +246,19 @@ function applyTls(hooks: Hooks, site: Site): void {
       },
     });
   });
+}
+
+/**
+ * Turning TLS off always rewrites the nginx site, so an unchanged one means
+ * there is nothing to remove (no command on a no-change deploy). A site file
+ * that still names the certificate (a rollback restoring a release that had
+ * TLS) keeps it.
+ */
+function nginxDroppedCertificate(ctx: DeployContext, site: Site): boolean {
+  if (!ctx.files.changedUnder('/etc/nginx/')) return false;
+  const le = certbotPaths(site.name).lineage;
+  const selfSigned = selfSignedDir(site.name);
+  return !ctx.files.all.some((f) => f.path.startsWith('/etc/nginx/') && (f.content.includes(`${le}/`) || f.content.includes(`${selfSigned}/`)));
 }
 
 function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {

@@ -145,7 +145,7 @@ describe('tls plugin on a deploy', () => {
       assert.ok(err instanceof KraftwerkError);
       assert.match(err.message, /^could not obtain a certificate for shop\.example\.com, www\.shop\.example\.com from https:\/\/ca\.test\/dir:/);
       assert.match(err.message, /www\.shop\.example\.com: dns: DNS problem: NXDOMAIN/);
-      assert.match(err.message, /live over plain HTTP \(http:\/\/shop\.example\.com\/\)/);
+      assert.match(err.message, /keeps serving over plain HTTP \(http:\/\/shop\.example\.com\/\)/);
       assert.match(err.hint ?? '', /DNS of every domain points at web1/);
       return true;
     });
@@ -186,7 +186,12 @@ describe('tls plugin on a deploy', () => {
     const restart = new TaskList<DeployContext>('restart');
     await hooks.restart.promise(ctx, restart);
     assert.deepEqual(await runTasks(restart.sorted(), ctx), [], 'no-change deploy: no command');
-    ctx.files.changed.add('/etc/nginx/sites-available/kraftwerk-shop.conf');
+    const nginxSite = '/etc/nginx/sites-available/kraftwerk-shop.conf';
+    // A rollback restoring a release whose site still uses the certificate keeps it.
+    ctx.files.add({ path: nginxSite, content: 'ssl_certificate /etc/letsencrypt/live/shop/fullchain.pem;\n' });
+    ctx.files.changed.add(nginxSite);
+    assert.deepEqual(await runTasks(restart.sorted(), ctx), []);
+    ctx.files.add({ path: nginxSite, content: 'listen 80;\n' });
     assert.deepEqual(await runTasks(restart.sorted(), ctx), ['remove certificates of an earlier TLS setup']);
     assert.match(remote.commands[0]!, /certbot delete --non-interactive --cert-name shop/);
     assert.equal(getSiteTls(ctx), undefined);
