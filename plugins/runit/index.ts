@@ -77,14 +77,18 @@ else
 fi`;
 }
 
-/** Wait (bounded) until a unix socket accepts connections. */
-export function waitForSocketCommand(socket: string, seconds: number): Command {
+/**
+ * Wait (bounded) until a unix socket accepts connections. On timeout it prints
+ * why, runs `onTimeout` (e.g. show a log) and exits 1.
+ */
+export function waitForSocketCommand(socket: string, seconds: number, onTimeout: Command = sh`:`): Command {
   const tries = Math.max(1, Math.round(seconds * 5));
-  return sh`i=0
-until python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null; do
-  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${socket} does not accept connections after ${seconds}s`} >&2; exit 1; }
-  sleep 0.2
-done`;
+  return sh`i=0; ready=
+while [ "$i" -lt ${tries} ]; do
+  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null; then ready=1; break; fi
+  i=$((i+1)); sleep 0.2
+done
+if [ -z "$ready" ]; then echo ${`kraftwerk: ${socket} does not accept connections after ${seconds}s`} >&2; ${onTimeout}; exit 1; fi`;
 }
 
 export interface StartOrReload {
@@ -105,11 +109,12 @@ export function startOrReloadCommand(site: Site, how: StartOrReload): Command {
   const link = serviceLink(site);
   const wait = how.waitSeconds ?? 30;
   const reload = how.restart
-    ? sh`sv -w ${wait} restart ${link} >/dev/null && echo 'kraftwerk: restarted'`
-    : sh`case "$(sv status ${link})" in run:*) sv hup ${link} >/dev/null && echo 'kraftwerk: reloaded';; *) sv up ${link} && echo 'kraftwerk: started';; esac`;
+    ? sh`sv -w ${wait} restart ${link} >/dev/null; echo 'kraftwerk: restarted'`
+    : sh`case "$(sv status ${link})" in run:*) sv hup ${link} >/dev/null; echo 'kraftwerk: reloaded';; *) sv up ${link}; echo 'kraftwerk: started';; esac`;
   const log = how.restartLog ? sh`
   sv restart ${`${link}/log`} >/dev/null` : sh``;
-  return sh`if [ ! -e ${link} ]; then
+  return sh`set -e
+if [ ! -e ${link} ]; then
   ln -sfn ${serviceDefinitionDir(site)} ${link}
   echo 'kraftwerk: started'
 else
@@ -117,7 +122,7 @@ else
   i=0; until sv status ${link} >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 100 ] || { echo ${`kraftwerk: runsv does not supervise ${link}; is runsvdir running? Run kraftwerk setup-node`} >&2; exit 1; }; sleep 0.1; done
   ${reload}${log}
 fi
-${waitForSocketCommand(site.paths.socket, wait)} || { tail -n 20 ${`${site.paths.logs}/current`} >&2 2>/dev/null; exit 1; }`;
+${waitForSocketCommand(site.paths.socket, wait, sh`tail -n 20 ${`${site.paths.logs}/current`} >&2 || true`)}`;
 }
 
 export default definePlugin({

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createHooks } from '../../core/hooks.ts';
+import { RemoteFileSet, SetupPackages } from '../../core/context.ts';
+import { TaskList } from '../../core/tasks.ts';
+import nginxPlugin, {
+  nginxReloadCommand,
+  nginxSetupCommand,
+  nginxSitePaths,
+  nginxTestCommand,
+  renderNginxNodeConf,
+  renderNginxSite,
+  staticFiles,
+} from '../../plugins/nginx/index.ts';
+import { testSite } from '../helpers/site.ts';
+
+const FULL = `# Kraftwerk: nginx site shop. Written by \`kraftwerk deploy\`; edits are overwritten.
+upstream kraftwerk-shop {
+    server unix:/run/kraftwerk/shop.sock;
+}
+
+# Aliases answer with a permanent redirect to the canonical domain.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name www.shop.example shop.example.org;
+    return 301 $scheme://shop.example$request_uri;
+}
+
+server {
+    listen 80;
+    listen [::]:80;
+    server_name shop.example shop2.example;
+
+    client_max_body_size 50m;
+    access_log /var/log/nginx/kraftwerk-shop.access.log;
+    error_log /var/log/nginx/kraftwerk-shop.error.log;
+
+    location /assets/ {
+        alias /srv/shop/current/assets/;
+        expires 7d;
+        add_header Cache-Control "public";
+        access_log off;
+    }
+
+    # Files users uploaded: never run or render them as this site's pages.
+    location /uploads/ {
+        alias /srv/shop/shared/uploads/;
+        expires 1d;
+        add_header X-Content-Type-Options nosniff;
+        add_header Content-Security-Policy "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox";
+    }
+
+    location / {
+        include uwsgi_params;
+        uwsgi_pass kraftwerk-shop;
+        uwsgi_read_timeout 40s;
+    }
+}
+`;
+
+const MINIMAL = `# Kraftwerk: nginx site shop. Written by \`kraftwerk deploy\`; edits are overwritten.
+upstream kraftwerk-shop {
+    server unix:/run/kraftwerk/shop.sock;
+}
+
+server {
+    listen 80;
+    listen [::]:80;
+    server_name shop.example;
+
+    client_max_body_size 10m;
+    access_log /var/log/nginx/kraftwerk-shop.access.log;
+    error_log /var/log/nginx/kraftwerk-shop.error.log;
+
+    location /static/ {
+        alias /srv/shop/current/static/;
+        expires 30d;
+        add_header Cache-Control "public";
+        access_log off;
+    }
+
+    location / {
+        include uwsgi_params;
+        uwsgi_pass kraftwerk-shop;
+        uwsgi_read_timeout 70s;
+    }
+}
+`;
+
+describe('nginx: site file', () => {
+  it('renders domains, alias redirects, static, uploads, body size and the socket', async () => {
+    const site = testSite({
+      domain: ['shop.example', 'shop2.example'],
+      aliases: ['www.shop.example', 'shop.example.org'],
+      services: ['files'],
+      static: { path: 'assets', url: '/assets', expires: '7d' },
+      nginx: { client_max_body_size: '50m' },
+      uwsgi: { harakiri: 30, max_requests: 100 },
+    });
+    assert.equal(await renderNginxSite(site), FULL);
+  });
+
+  it('without aliases or files: one server, /static/ from the release, no /uploads/', async () => {
+    assert.equal(await renderNginxSite(testSite()), MINIMAL);
+  });
+
+  it('reads `static:` as a folder name or an object', () => {
+    assert.deepEqual(staticFiles(testSite()), { url: '/static/', dir: '/srv/shop/current/static/', expires: '30d' });
+    assert.deepEqual(staticFiles(testSite({ static: './public/' })), { url: '/static/', dir: '/srv/shop/current/public/', expires: '30d' });
+    assert.deepEqual(staticFiles(testSite({ static: { path: 'build/static', url: '/s/', expires: '1y' } })), {
+      url: '/s/',
+      dir: '/srv/shop/current/build/static/',
+      expires: '1y',
+    });
+  });
+
+  it('node-wide conf: bigger server_names hash, unknown hosts refused', async () => {
+    const conf = await renderNginxNodeConf();
+    assert.ok(conf.includes('\nserver_names_hash_bucket_size 128;\n'));
+    assert.ok(conf.includes('    listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;\n'));
+  });
+});
+
+describe('nginx: commands', () => {
+  it('tests a changed file and puts the last good one back when nginx rejects it (exact command)', () => {
+    assert.deepEqual(nginxSitePaths(testSite()), {
+      available: '/etc/nginx/sites-available/kraftwerk-shop.conf',
+      previous: '/etc/nginx/sites-available/kraftwerk-shop.conf.prev',
+      enabled: '/etc/nginx/sites-enabled/kraftwerk-shop.conf',
+    });
+    assert.equal(
+      nginxTestCommand(testSite()).text,
+      `if [ -L /etc/nginx/sites-enabled/kraftwerk-shop.conf ] && cmp -s /etc/nginx/sites-available/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf.prev; then echo 'kraftwerk: nginx unchanged'; exit 0; fi
+ln -sfn /etc/nginx/sites-available/kraftwerk-shop.conf /etc/nginx/sites-enabled/kraftwerk-shop.conf
+if out=$(nginx -t 2>&1); then echo 'kraftwerk: nginx changed'; exit 0; fi
+if [ -f /etc/nginx/sites-available/kraftwerk-shop.conf.prev ]; then cp -p /etc/nginx/sites-available/kraftwerk-shop.conf.prev /etc/nginx/sites-available/kraftwerk-shop.conf; else rm -f /etc/nginx/sites-enabled/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf; fi
+printf '%s\\n' "$out" >&2
+exit 1`,
+    );
+  });
+
+  it('reloads (or starts) nginx, then records the file as the running one', () => {
+    assert.equal(
+      nginxReloadCommand(testSite()).text,
+      'if service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; else service nginx start >/dev/null; fi && cp -p /etc/nginx/sites-available/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf.prev',
+    );
+  });
+
+  it('setup removes the default site and starts nginx', () => {
+    const text = nginxSetupCommand({ confChanged: false }).text;
+    assert.ok(text.includes(`if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; echo 'removed the default nginx site'; changed=1; fi\nnginx -t -q\n`));
+    assert.ok(text.startsWith('set -e\nchanged=\n'));
+    assert.ok(nginxSetupCommand({ confChanged: true }).text.startsWith('set -e\nchanged=1\n'));
+  });
+});
+
+describe('nginx: plugin', () => {
+  async function collect(site = testSite()) {
+    const hooks = createHooks();
+    nginxPlugin.apply!(hooks, site);
+    const packages = new SetupPackages();
+    await hooks.setupNode.promise({} as never, new TaskList('setupNode') as never, packages);
+    const configure = new TaskList<never>('configure');
+    await hooks.configure.promise({} as never, configure as never);
+    const restart = new TaskList<never>('restart');
+    await hooks.restart.promise({} as never, restart as never);
+    return { packages, configure: configure.sorted(), restart: restart.sorted() };
+  }
+
+  it('writes the site file, tests it after the files are written, reloads only when it changed', async () => {
+    const { packages, configure, restart } = await collect();
+    assert.deepEqual(packages.names, ['nginx']);
+    const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>() };
+    await configure[0]!.run(ctx as never, { title() {}, output() {}, skip() {} });
+    assert.deepEqual(ctx.files.all.map((f) => [f.path, f.content]), [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL]]);
+    assert.equal(configure[1]!.title, 'nginx -t');
+    assert.equal(configure[1]!.stage, 300);
+    const reload = restart[0]!;
+    assert.equal(reload.stage, 500);
+    assert.equal(await reload.skip!(ctx as never), 'config unchanged');
+    ctx.state.set('nginx:reload', true);
+    assert.equal(await reload.skip!(ctx as never), false);
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { createHooks } from '../../core/hooks.ts';
+import { EnvironmentVars, SetupPackages } from '../../core/context.ts';
+import { TaskList } from '../../core/tasks.ts';
+import type { Plugin } from '../../core/plugin.ts';
+import type { Site } from '../../core/site.ts';
+import filesPlugin, { uploadsFolderCommand } from '../../plugins/files/index.ts';
+import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, provisionCommand } from '../../plugins/postgres/index.ts';
+import redisPlugin, {
+  aclApplyCommand,
+  aclCommands,
+  keyPrefix,
+  newPassword,
+  previousPassword,
+  redisSetupCommand,
+  redisUrl,
+} from '../../plugins/redis/index.ts';
+import { testSite } from '../helpers/site.ts';
+
+async function environmentOf(plugin: Plugin, site: Site, previous: Record<string, string> = {}) {
+  const hooks = createHooks();
+  plugin.apply!(hooks, site);
+  const env = new EnvironmentVars();
+  await hooks.environment.promise({ site, node: 'n1', previous }, env);
+  return env;
+}
+
+async function packagesOf(plugin: Plugin) {
+  const hooks = createHooks();
+  plugin.apply!(hooks, testSite());
+  const packages = new SetupPackages();
+  const tasks = new TaskList('setupNode');
+  await hooks.setupNode.promise({} as never, tasks as never, packages);
+  return { packages: packages.names, tasks: tasks.length };
+}
+
+describe('files', () => {
+  it('provides UPLOADS_PATH and SITE_ROOT', async () => {
+    const env = await environmentOf(filesPlugin, testSite());
+    assert.deepEqual(env.toRecord(), { UPLOADS_PATH: '/srv/shop/shared/uploads', SITE_ROOT: '/srv/shop' });
+  });
+
+  it('creates the uploads folder for the site user only when missing', () => {
+    assert.equal(
+      uploadsFolderCommand(testSite()).text,
+      `[ -d /srv/shop/shared/uploads ] || { install -d -m 0750 -o kw-shop -g kw-shop /srv/shop/shared/uploads && echo 'kraftwerk: created'; }`,
+    );
+  });
+});
+
+describe('postgres', () => {
+  it('names the database after the site and the role after the site user (peer authentication)', () => {
+    assert.deepEqual(postgresNames(testSite()), { database: 'shop', role: 'kw-shop' });
+    assert.equal(databaseUrl(testSite({}, 'my-site')), 'postgresql:///my-site?host=/var/run/postgresql');
+  });
+
+  it('provides DATABASE_URL, POSTGRES_DATABASE and POSTGRES_USER', async () => {
+    const env = await environmentOf(postgresPlugin, testSite());
+    assert.deepEqual(env.toRecord(), {
+      DATABASE_URL: 'postgresql:///shop?host=/var/run/postgresql',
+      POSTGRES_DATABASE: 'shop',
+      POSTGRES_USER: 'kw-shop',
+    });
+    assert.equal(env.vars.get('DATABASE_URL')!.secret, false);
+  });
+
+  it('passes names as psql variables, never inside the SQL', () => {
+    assert.equal(
+      provisionCommand(testSite()).text,
+      'cd / && runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v role=kw-shop -v db=shop -d postgres',
+    );
+    assert.ok(!PROVISION_SQL.includes('shop'));
+    assert.match(PROVISION_SQL, /format\('CREATE ROLE %I LOGIN', :'role'\) WHERE NOT EXISTS/);
+    assert.match(PROVISION_SQL, /format\('CREATE DATABASE %I OWNER %I', :'db', :'role'\) WHERE NOT EXISTS/);
+    assert.match(PROVISION_SQL, /REVOKE ALL ON DATABASE %I FROM PUBLIC/);
+  });
+
+  it('setup creates a cluster only if there is none and starts what is down', () => {
+    const text = clusterCommand().text;
+    assert.ok(text.includes('if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then'));
+    assert.ok(text.includes(`service postgresql start >/dev/null\n  echo 'started PostgreSQL'`));
+    assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
+  });
+
+  it('installs postgresql at setup-node', async () => {
+    assert.deepEqual(await packagesOf(postgresPlugin), { packages: ['postgresql'], tasks: 1 });
+  });
+});
+
+describe('redis', () => {
+  it('REDIS_URL names the site user; the password is kept across deploys', async () => {
+    const site = testSite();
+    const first = await environmentOf(redisPlugin, site);
+    const url = first.toRecord().REDIS_URL!;
+    assert.match(url, /^redis:\/\/kw-shop:[0-9a-f]{48}@127\.0\.0\.1:6379\/0$/);
+    assert.equal(first.vars.get('REDIS_URL')!.secret, true);
+    assert.equal(first.toRecord().REDIS_KEY_PREFIX, 'shop:');
+    const second = await environmentOf(redisPlugin, site, { REDIS_URL: url });
+    assert.equal(second.toRecord().REDIS_URL, url);
+  });
+
+  it('ignores a previous REDIS_URL of another user', () => {
+    assert.equal(previousPassword(testSite(), 'redis://someone:pw@127.0.0.1:6379/0'), undefined);
+    assert.equal(previousPassword(testSite(), 'not a url'), undefined);
+    assert.equal(previousPassword(testSite(), redisUrl(testSite(), 'p@ss:w/rd')), 'p@ss:w/rd');
+    assert.notEqual(newPassword(), newPassword());
+  });
+
+  it('the ACL limits the user to its own keys and channels; only a hash reaches Redis', () => {
+    const sha = createHash('sha256').update('pw').digest('hex');
+    assert.equal(keyPrefix(testSite()), 'shop:');
+    assert.equal(
+      aclCommands(testSite(), sha),
+      `ACL SETUSER kw-shop reset on #${sha} ~shop:* &shop:* +@all -@dangerous -@admin\nACL SAVE\n`,
+    );
+  });
+
+  it('applies the ACL as the admin user whose password never leaves the server (exact command)', () => {
+    const cli = 'REDISCLI_AUTH="$(cat /etc/kraftwerk/redis-admin.secret)" redis-cli --no-auth-warning --user kraftwerk -h 127.0.0.1 -p 6379';
+    assert.equal(
+      aclApplyCommand(testSite()).text,
+      `set -e
+before=$(${cli} ACL LIST </dev/null | grep -F 'user kw-shop ' || true)
+out=$(${cli})
+case "$out" in *ERR*|*NOPERM*|*WRONGPASS*) printf '%s\\n' "$out" >&2; exit 1;; esac
+after=$(${cli} ACL LIST </dev/null | grep -F 'user kw-shop ' || true)
+if [ "$before" = "$after" ]; then echo 'kraftwerk: unchanged'; else echo 'kraftwerk: changed'; fi`,
+    );
+  });
+
+  it('setup switches the default user off and keeps users in an ACL file', () => {
+    const text = redisSetupCommand().text;
+    assert.ok(text.includes(`printf 'user default off\\nuser kraftwerk on #%s ~* &* +@all\\n' "$hash" > /etc/redis/kraftwerk.acl`));
+    assert.ok(text.includes('if ! grep -qx \'aclfile /etc/redis/kraftwerk.acl\' /etc/redis/redis.conf; then'));
+    assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
+  });
+
+  it('installs redis-server at setup-node', async () => {
+    assert.deepEqual(await packagesOf(redisPlugin), { packages: ['redis-server', 'redis-tools'], tasks: 1 });
+  });
+});
