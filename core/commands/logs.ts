@@ -60,8 +60,8 @@ export function nginxLogFiles(site: Site): string[] {
 
 /** Which files to show: one process (`web` is uWSGI; cron jobs are cron-<name>), or all of the site's logs. */
 export function logsCommand(site: Site, options: LogsOptions): Command {
-  const follow = options.follow ? ['-F'] : [];
-  if (options.nginx) return sh`tail -n ${options.lines} ${follow} ${nginxLogFiles(site)}`;
+  const tail = ['tail', '-n', String(options.lines), ...(options.follow ? ['-F'] : [])];
+  if (options.nginx) return sh`${tail} ${nginxLogFiles(site)}`;
   if (options.process) {
     const dir = options.process === 'web' ? site.paths.logs : processLogDir(site, options.process);
     return sh`if [ ! -f ${`${dir}/current`} ]; then
@@ -69,13 +69,13 @@ export function logsCommand(site: Site, options: LogsOptions): Command {
   echo "logs here: web $(cd ${site.paths.logs} 2>/dev/null && for d in */; do [ -f "$d/current" ] && printf '%s ' "\${d%/}"; done)" >&2
   exit 3
 fi
-tail -n ${options.lines} ${follow} ${`${dir}/current`}`;
+${tail} ${`${dir}/current`}`;
   }
   // Every log of the site: tail prints a ==> file <== header before each.
   return sh`cd ${site.paths.logs} 2>/dev/null || { echo ${`kraftwerk: no logs in ${site.paths.logs} (is the site deployed?)`} >&2; exit 3; }
 set -- $(ls -1 current */current 2>/dev/null)
 [ "$#" -gt 0 ] || { echo 'kraftwerk: no logs yet' >&2; exit 3; }
-tail -n ${options.lines} ${follow} "$@"`;
+${tail} "$@"`;
 }
 
 export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]): Promise<number> {
