@@ -81,6 +81,15 @@ export function tarExtractArgv(tarball: string, dir: string): string[] {
   return ['tar', ...TAR_FIDELITY, '-C', dir, '-xf', tarball];
 }
 
+/**
+ * A sandbox root as an overlay on an unpacked cached root: made in an
+ * instant, and only the sandbox's own changes are written (and removed).
+ * Paths are ours (validated names and keys), so they hold no `,` or `:`.
+ */
+export function overlayMountArgv(lower: string, upper: string, work: string, target: string): string[] {
+  return ['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target];
+}
+
 /** Host keys are generated inside the sandbox's root by its own OpenSSH. */
 export function hostKeygenArgv(root: string): string[] {
   return ['chroot', root, 'ssh-keygen', '-A'];

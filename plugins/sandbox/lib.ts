@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { access, mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,7 @@ import {
   knownHostsLines,
   launchArgv,
   networkDownArgvs,
+  overlayMountArgv,
   networkUpArgvs,
   personalizeScript,
   rootfsCleanupScript,
@@ -229,7 +230,32 @@ export async function saveSnapshot(name: string, key: string, onProgress: Progre
     signalAll(pids, 'SIGCONT');
   }
   await rename(tmp, file);
+  await removeStaleUnpacked();
   return file;
+}
+
+/** Delete snapshot `key` (its tarball; its unpacked copy once no sandbox stands on it). */
+export async function removeSnapshot(key: string): Promise<void> {
+  await rm(snapshotPath(key), { force: true });
+  await removeStaleUnpacked();
+}
+
+/**
+ * Unpacked copies whose tarball is gone or was saved again, and on which no
+ * recorded sandbox stands any more.
+ */
+async function removeStaleUnpacked(): Promise<void> {
+  const inUse = new Set(Object.values((await readState()).sandboxes).map((s) => s.lower));
+  for (const cacheDir of [SNAPSHOT_DIR, ROOTFS_CACHE_DIR]) {
+    for (const entry of await readdir(cacheDir).catch(() => [] as string[])) {
+      const m = /^(.+)\.\d+\.root$/.exec(entry);
+      if (!m) continue;
+      const dir = join(cacheDir, entry);
+      const tarball = join(cacheDir, `${m[1]}.tar`);
+      const current = await unpackedDir(tarball).catch(() => undefined);
+      if (dir !== current && !inUse.has(dir)) await removeTree(dir);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- up
@@ -303,9 +329,10 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
 
   try {
     const tarball = snapshot ?? (await ensureRootfs(progress));
-    progress(`unpacking ${snapshot ? `snapshot ${options.fromSnapshot}` : 'the root file system'} into ${record.root}`);
-    await mkdir(record.root, { recursive: true, mode: 0o755 });
-    await runLocal(tarExtractArgv(tarball, record.root), { timeoutMs: TAR_TIMEOUT_MS });
+    record.lower = await makeRoot(record, tarball, progress);
+    await updateState((state) => {
+      state.sandboxes[name] = { ...record };
+    });
 
     progress('generating host and login keys');
     await mkdir(record.stateDir, { recursive: true, mode: 0o700 });
@@ -352,6 +379,60 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
     await removeSandbox(name, { keepShared: false }).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * The sandbox's root: an overlay on the tarball unpacked once (instant), or,
+ * where overlayfs is unavailable (some containers, nested overlays), the
+ * tarball unpacked into the sandbox's own folder. Returns the lower folder
+ * when an overlay is used.
+ */
+async function makeRoot(record: SandboxRecord, tarball: string, progress: Progress): Promise<string | undefined> {
+  await mkdir(record.root, { recursive: true, mode: 0o755 });
+  const lower = await ensureUnpacked(tarball, progress).catch(() => undefined);
+  if (lower) {
+    const upper = join(record.dir, 'upper');
+    const work = join(record.dir, 'work');
+    await mkdir(upper, { mode: 0o755 });
+    await mkdir(work, { mode: 0o700 });
+    const mounted = await runLocal(overlayMountArgv(lower, upper, work, record.root), { check: false });
+    if (mounted.code === 0) {
+      progress(`root: overlay on ${lower}`);
+      return lower;
+    }
+    progress(`overlayfs is not usable here (${mounted.stderr.trim()}); unpacking instead`);
+    await rm(upper, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+  progress(`unpacking ${tarball} into ${record.root}`);
+  await runLocal(tarExtractArgv(tarball, record.root), { timeoutMs: TAR_TIMEOUT_MS });
+  return undefined;
+}
+
+/** Folder holding the unpacked `tarball`, named after its modification time so a re-saved snapshot gets a new one. */
+async function unpackedDir(tarball: string): Promise<string> {
+  const { mtimeMs } = await stat(tarball);
+  return `${tarball.replace(/\.tar$/, '')}.${Math.floor(mtimeMs)}.root`;
+}
+
+/** Unpack a cached tarball once, for use as a read-only overlay lower layer. */
+async function ensureUnpacked(tarball: string, progress: Progress): Promise<string> {
+  const dir = await unpackedDir(tarball);
+  if (await fileExists(dir)) return dir;
+  return withLock(`${dir}.lock`, TAR_TIMEOUT_MS, async () => {
+    if (await fileExists(dir)) return dir;
+    progress(`unpacking ${tarball} (once; sandboxes then start as overlays on it)`);
+    const tmp = `${dir}.${process.pid}.tmp`;
+    await removeTree(tmp);
+    try {
+      await mkdir(tmp, { mode: 0o755 });
+      await runLocal(tarExtractArgv(tarball, tmp), { timeoutMs: TAR_TIMEOUT_MS });
+      await rename(tmp, dir);
+    } finally {
+      await removeTree(tmp);
+    }
+    return dir;
+  });
 }
 
 function info(record: SandboxRecord, reused: boolean): SandboxInfo {
@@ -630,6 +711,7 @@ async function removeSandbox(name: string, options: { keepShared: boolean; onPro
     delete state.sandboxes[name];
     if (!options.keepShared) return stopSharedIfUnused(state);
   });
+  if (known?.lower) await removeStaleUnpacked();
   return existed;
 }
 

@@ -30,6 +30,8 @@ export interface SandboxRecord {
   pid?: number;
   pidStartTime?: string;
   snapshot?: string;
+  /** The unpacked cached root the sandbox's root is an overlay on; absent when it was unpacked into `root`. */
+  lower?: string;
   createdAt: string;
 }
 

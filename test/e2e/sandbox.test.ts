@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { RemoteCommandError } from '../../core/errors.ts';
 import { resolveTarget } from '../../core/node.ts';
@@ -13,7 +13,7 @@ import { raw, sh } from '../../core/shell.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
 import type { Remote, SshTarget } from '../../core/transport/remote.ts';
 import sandboxPlugin from '../../plugins/sandbox/index.ts';
-import { saveSnapshot, sandboxDown, sandboxTarget, sandboxUp, snapshotPath } from '../../plugins/sandbox/lib.ts';
+import { removeSnapshot, saveSnapshot, sandboxDown, sandboxTarget, sandboxUp } from '../../plugins/sandbox/lib.ts';
 import { PROXY_ADDRESS } from '../../plugins/sandbox/naming.ts';
 import { readState } from '../../plugins/sandbox/state.ts';
 import { progressTo, runCli, sandboxLeftovers, sandboxSkip, withSandbox } from './harness.ts';
@@ -120,7 +120,7 @@ except urllib.error.HTTPError as e:
 
   it('a snapshot brings back a set-up root under a new name, address and host keys', async (t) => {
     const key = `e2e-test-${process.pid}`;
-    t.after(() => rmSync(snapshotPath(key), { force: true }));
+    t.after(() => removeSnapshot(key));
     await withRemote(A, (remote) => remote.exec(raw('echo set-up > /root/snapshot-marker')));
     await saveSnapshot(A, key);
     assert.equal((await runCli(['sandbox', 'ssh', A, '--', 'true'])).code, 0, 'the snapshotted sandbox runs on');
