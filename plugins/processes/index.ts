@@ -62,6 +62,7 @@ export default definePlugin({
           const parts: string[] = [];
           if (states.length) parts.push(`${states.length - notRunning.length}/${states.length} running`);
           if (removed.length) parts.push(`removed ${removed.join(', ')}`);
+          if (ctx.remote.dryRun) return;
           if (!parts.length) return task.skip('no processes configured');
           task.title(`workers: ${parts.join('; ')}`);
           if (notRunning.length && !ctx.remote.dryRun) {
