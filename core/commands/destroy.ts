@@ -16,10 +16,10 @@ import { SITES_DIR } from '../probe.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import { type Command, sh } from '../shell.ts';
 import type { Site } from '../site.ts';
-import { Stage } from '../tasks.ts';
+import { Stage, type TaskHandle } from '../tasks.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks } from './dump.ts';
-import { confirmOrStop, connectTask, nodeContext, nodesOf } from './ops.ts';
+import { confirmOrStop, connectTask, nodeContext, nodesOf, runTasksInline } from './ops.ts';
 
 /** Prints `deployed` / `present` so destroy can say what it found. */
 export function siteExistsCommand(site: Site): Command {
@@ -92,12 +92,9 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
               title: 'last dump before destroying',
               stage: Stage.PREPARE - 50,
               skip: () => (found.deployed ? false : 'not deployed: nothing to dump'),
-              run: async (c: DestroyContext, task: { title(t: string): void }) => {
+              run: async (c: DestroyContext, task: TaskHandle) => {
                 lastDumpCtx.remote = c.remote;
-                for (const t of lastDump) {
-                  const skip = t.skip ? await t.skip(lastDumpCtx) : false;
-                  if (!skip) await t.run(lastDumpCtx, { output: () => {}, title: () => {}, skip: () => {} });
-                }
+                await runTasksInline(lastDump, lastDumpCtx, task);
                 task.title(`last dump ${lastDumpCtx.id}`);
               },
             } satisfies RunnableTask<DestroyContext>,

@@ -27,10 +27,10 @@ import { DeployLock } from '../lock.ts';
 import type { Project } from '../plugin.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import { sh } from '../shell.ts';
-import { Stage } from '../tasks.ts';
+import { Stage, type TaskHandle } from '../tasks.ts';
 import type { Remote } from '../transport/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, runTasksInline, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
@@ -235,12 +235,9 @@ export async function loadTasks(
           {
             title: `safety dump ${safetyId}`,
             stage: Stage.PREPARE - 10,
-            run: async (c: DumpContext) => {
+            run: async (c: DumpContext, task: TaskHandle) => {
               safetyCtx.remote = c.remote;
-              for (const t of safety) {
-                const skip = t.skip ? await t.skip(safetyCtx) : false;
-                if (!skip) await t.run(safetyCtx, { output: () => {}, title: () => {}, skip: () => {} });
-              }
+              await runTasksInline(safety, safetyCtx, task);
             },
           } satisfies RunnableTask<DumpContext>,
         ]
@@ -255,11 +252,8 @@ export async function loadTasks(
         const { parseEnvFile } = await import('../env.ts');
         reloadCtx.env = parseEnvFile(stdout);
         (reloadCtx as { previousEnv: Record<string, string> }).previousEnv = reloadCtx.env;
-        for (const t of reloadList) {
-          const skip = t.skip ? await t.skip(reloadCtx) : false;
-          if (!skip) await t.run(reloadCtx, task);
-        }
-        task.title(reloadList.length ? `reload site (${[...new Set(reloadList.map((t) => t.plugin))].join(', ')})` : 'reload site (nothing to reload)');
+        const plugins = await runReloadInline(reloadList, reloadCtx, task);
+        task.title(plugins.length ? `reload site (${plugins.join(', ')})` : 'reload site (nothing to reload)');
       },
     },
   ];

@@ -8,7 +8,9 @@ import { KraftwerkError, UsageError } from '../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
+import type { ReloadContext } from '../context.ts';
 import type { RunnableTask } from '../runner.ts';
+import { Stage, type TaskHandle } from '../tasks.ts';
 import { sh } from '../shell.ts';
 import type { Site } from '../site.ts';
 import type { Remote } from '../transport/remote.ts';
@@ -81,4 +83,40 @@ export async function confirmOrStop(kit: CoreKit, question: string): Promise<voi
 /** Tasks collected from a hook, ready for kit.runTasks. */
 export function sortedTasks<C>(tasks: { sorted(): RunnableTask<C>[] }): RunnableTask<C>[] {
   return tasks.sorted();
+}
+
+/**
+ * Run the reload hook's tasks inside one task: the plugins' files are written
+ * (in one round trip) before the first task of Stage.WRITE_FILES or later.
+ * Returns the plugins that took part.
+ */
+export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: ReloadContext, task: TaskHandle): Promise<string[]> {
+  let written = false;
+  const writeFiles = async () => {
+    written = true;
+    const changed = await ctx.remote.syncFiles(ctx.files.all);
+    for (const p of changed) ctx.files.changed.add(p);
+  };
+  const plugins = new Set<string>();
+  for (const t of list) {
+    if (!written && (t.stage ?? Stage.DEFAULT) >= Stage.WRITE_FILES) await writeFiles();
+    const skip = t.skip ? await t.skip(ctx) : false;
+    if (skip) continue;
+    task.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, task);
+    if (t.plugin) plugins.add(t.plugin);
+  }
+  if (!written) await writeFiles();
+  return [...plugins];
+}
+
+/** Run collected tasks one after the other inside one task (their titles become output lines). */
+export async function runTasksInline<C>(list: RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<void> {
+  const quiet: TaskHandle = { output: () => {}, title: () => {}, skip: () => {} };
+  for (const t of list) {
+    const skip = t.skip ? await t.skip(ctx) : false;
+    if (skip) continue;
+    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, task ? { ...quiet, output: (l) => task.output(l) } : quiet);
+  }
 }

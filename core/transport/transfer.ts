@@ -20,10 +20,10 @@ function baseArgs(target: SshTarget): string[] {
 
 /** rsync args that copy the folder `remoteDir` of a node into `localDir`. */
 export function pullFolderArgs(target: SshTarget, remoteDir: string, localDir: string): string[] {
-  return [...baseArgs(target), '--chmod=Du=rwx,go=,Fu=rw,go=', `${remoteSpec(target, remoteDir.replace(/\/?$/, '/'))}`, localDir.replace(/\/?$/, '/')];
+  return [...baseArgs(target), '--chmod=D0700,F0600', remoteSpec(target, remoteDir.replace(/\/?$/, '/')), localDir.replace(/\/?$/, '/')];
 }
 
 /** rsync args that copy `localDir` into the folder `remoteDir` of a node, owned by the login user (root), private. */
 export function pushFolderArgs(target: SshTarget, localDir: string, remoteDir: string): string[] {
-  return [...baseArgs(target), '--chmod=Du=rwx,go=,Fu=rw,go=', localDir.replace(/\/?$/, '/'), remoteSpec(target, remoteDir.replace(/\/?$/, '/'))];
+  return [...baseArgs(target), '--chmod=D0700,F0600', localDir.replace(/\/?$/, '/'), remoteSpec(target, remoteDir.replace(/\/?$/, '/'))];
 }
