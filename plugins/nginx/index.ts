@@ -4,7 +4,9 @@
  * nginx rejects is replaced by the last one nginx ran with, and the deploy stops.
  */
 import {
+  type DeployContext,
   definePlugin,
+  getSiteTls,
   KraftwerkError,
   RemoteCommandError,
   renderTemplate,
@@ -13,6 +15,8 @@ import {
   type Command,
   type Hooks,
   type Site,
+  type SiteTls,
+  TLS_APPLY_STAGE,
 } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'nginx';
@@ -46,10 +50,16 @@ export function staticFiles(site: Site): { url: string; dir: string; expires: st
   };
 }
 
-export async function renderNginxSite(site: Site): Promise<string> {
+/**
+ * The site file. With `tls` (published by the tls plugin, core/site-tls.ts):
+ * the ACME challenge location on port 80 for every name, and once a certificate
+ * exists, the site on 443 with plain HTTP redirecting to https://<canonical>.
+ */
+export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
   const harakiri = site.config.uwsgi?.harakiri ?? 60;
   return renderTemplate(new URL('./templates/site.conf.ejs', import.meta.url), {
     site,
+    tls,
     upstream: site.service,
     socket: site.paths.socket,
     clientMaxBodySize: site.config.nginx?.client_max_body_size ?? '10m',
@@ -100,6 +110,23 @@ else
 fi`;
 }
 
+/** The tls plugin obtained a certificate after the files were written: render, test and reload again. */
+async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void> {
+  const paths = nginxSitePaths(site);
+  const file = { path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 };
+  ctx.files.add(file);
+  await ctx.remote.syncFiles([file]);
+  try {
+    const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
+    if (stdout.includes('kraftwerk: nginx changed')) await ctx.remote.exec(nginxReloadCommand(site));
+  } catch (err) {
+    if (!(err instanceof RemoteCommandError)) throw err;
+    throw new KraftwerkError(`nginx rejected the site config with the new certificate on ${ctx.node}:\n${err.stderr.trim()}`, {
+      hint: 'The previous config was put back; nginx keeps serving it.',
+    });
+  }
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'nginx site: domains, alias redirects, /static and /uploads, uwsgi_pass to the site socket; nginx -t before reload',
@@ -124,7 +151,7 @@ export default definePlugin({
       tasks.add({
         title: 'nginx site',
         run: async (ctx) => {
-          ctx.files.add({ path: paths.available, content: await renderNginxSite(site), mode: 0o644 });
+          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 });
         },
       });
       tasks.add({
@@ -150,9 +177,19 @@ export default definePlugin({
       tasks.add({
         title: 'reload nginx',
         stage: Stage.RELOAD,
-        skip: (ctx) => (ctx.state.get('nginx:reload') ? false : 'config unchanged'),
+        // Tested in configure; a rollback puts back a file that nginx ran with before.
+        skip: (ctx) => (ctx.state.get('nginx:reload') || ctx.files.changed.has(paths.available) ? false : 'config unchanged'),
         run: async (ctx) => {
           await ctx.remote.exec(nginxReloadCommand(site));
+        },
+      });
+      tasks.add({
+        title: 'nginx with the new certificate',
+        stage: TLS_APPLY_STAGE,
+        skip: (ctx) => !getSiteTls(ctx)?.reloadNeeded,
+        run: async (ctx, task) => {
+          await applyNewCertificate(ctx, site);
+          task.title('nginx reloaded with the new certificate');
         },
       });
     });

@@ -183,3 +183,35 @@ describe('nginx: plugin', () => {
     assert.equal(await reload.skip!(ctx as never), false);
   });
 });
+
+describe('nginx: TLS (SiteTls from the tls plugin)', () => {
+  const site = testSite({ aliases: ['www.shop.example'] });
+  const tls = { acmeWebroot: '/var/lib/kraftwerk/acme/shop', hstsMaxAge: 600, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' };
+  const certificate = { fullchain: '/etc/ssl/shop/fullchain.pem', privateKey: '/etc/ssl/shop/privkey.pem' };
+  const acmeLocation =
+    "    # HTTP-01 challenges of the site's certificate (also on aliases: every name is on it).\n" +
+    '    location /.well-known/acme-challenge/ {\n        root /var/lib/kraftwerk/acme/shop;\n        default_type text/plain;\n    }\n';
+
+  it('before a certificate exists: plain HTTP, with the challenge location on every name', async () => {
+    const conf = await renderNginxSite(site, tls);
+    assert.ok(!conf.includes('443'), 'nothing on 443 without a certificate');
+    assert.equal(conf.split(acmeLocation).length - 1, 2, 'the alias server and the site server answer challenges');
+    assert.ok(conf.includes('    location / {\n        return 301 $scheme://shop.example$request_uri;\n    }\n'));
+  });
+
+  it('with a certificate: HTTPS on 443, HTTP and aliases redirect to https://<canonical> in one hop, HSTS everywhere', async () => {
+    const conf = await renderNginxSite(site, { ...tls, certificate });
+    assert.ok(conf.includes(`server {\n    listen 80;\n    listen [::]:80;\n    server_name shop.example www.shop.example;\n${acmeLocation}    location / {\n        return 301 https://shop.example$request_uri;\n    }\n}\n`));
+    assert.equal(conf.split('    listen 443 ssl http2;\n    listen [::]:443 ssl http2;\n').length - 1, 2);
+    assert.equal(conf.split('ssl_certificate /etc/ssl/shop/fullchain.pem;').length - 1, 2);
+    assert.ok(conf.includes('    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256;\n'));
+    // add_header in a location replaces the server's headers: HSTS is repeated where locations add their own.
+    assert.equal(conf.split('add_header Strict-Transport-Security "max-age=600" always;').length - 1, 3);
+    assert.ok(conf.includes('    server_name www.shop.example;\n'));
+  });
+
+  it('no HSTS header when its max-age is 0', async () => {
+    const conf = await renderNginxSite(site, { ...tls, hstsMaxAge: 0, certificate });
+    assert.ok(!conf.includes('Strict-Transport-Security'));
+  });
+});
