@@ -133,12 +133,13 @@ async function resolveNode(name: string): Promise<Partial<SshTarget> | undefined
     return undefined;
   }
   if (!record) return undefined;
-  const { isRunning, targetOf } = await import('./lib.ts');
+  const { ensureProxyRunning, isRunning, targetOf } = await import('./lib.ts');
   if (!isRunning(record)) {
     throw new KraftwerkError(`sandbox ${name} is not running`, {
       hint: `Start it again with: kraftwerk sandbox up ${name}`,
     });
   }
+  await ensureProxyRunning();
   return targetOf(record);
 }
 

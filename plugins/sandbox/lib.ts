@@ -747,6 +747,16 @@ function proxyCommand(): string[] {
   return [process.execPath, fileURLToPath(new URL('./proxy.js', here))];
 }
 
+/**
+ * Restart the apt proxy if it died while sandboxes run (called when a
+ * sandbox is used as a node, so setup-node finds its apt working).
+ */
+export async function ensureProxyRunning(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  if (proxyRunning((await readState()).proxy)) return;
+  await ensureSharedNetwork();
+}
+
 function proxyRunning(p: ProxyRecord | undefined): boolean {
   return p !== undefined && startTimeOfSync(p.pid) === p.pidStartTime;
 }
@@ -757,7 +767,7 @@ function proxyRunning(p: ProxyRecord | undefined): boolean {
  * stable while sandboxes come and go), and IPv4 forwarding so sandboxes reach
  * each other. Made by the first sandbox, removed by the last.
  */
-async function ensureSharedNetwork(): Promise<void> {
+export async function ensureSharedNetwork(): Promise<void> {
   await updateState(async (state) => {
     const addrs = await hostIPv4Addresses();
     if (!addrs.includes(PROXY_ADDRESS)) {
@@ -780,7 +790,9 @@ async function startProxy(): Promise<ProxyRecord> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await mkdir(APT_PROXY_CACHE_DIR, { recursive: true });
   const logFile = join(dir, 'apt-proxy.log');
-  const log = openSync(logFile, 'a', 0o600);
+  // One line per request: start afresh once it grows large.
+  const large = await stat(logFile).then((s) => s.size > 20 * 1024 * 1024, () => false);
+  const log = openSync(logFile, large ? 'w' : 'a', 0o600);
   let exited: string | undefined;
   let pid: number | undefined;
   try {

@@ -7,7 +7,16 @@ import { accessSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { rootfsTarball, sandboxDown, sandboxUp, type SandboxInfo, type SandboxUpOptions } from '../../plugins/sandbox/lib.ts';
+import {
+  hasSnapshot,
+  rootfsTarball,
+  sandboxDown,
+  sandboxUp,
+  saveSnapshot,
+  snapshotPath,
+  type SandboxInfo,
+  type SandboxUpOptions,
+} from '../../plugins/sandbox/lib.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
@@ -93,6 +102,50 @@ export async function withSandbox<T>(
   } finally {
     await removeSandbox(name);
   }
+}
+
+export interface SnapshotRecipe {
+  /** Names the snapshot; the caller derives it from a hash of the setup steps, so it changes when they do. */
+  key: string;
+  /** Makes a fresh sandbox into what the snapshot holds (e.g. runs `kraftwerk setup-node <name>`). */
+  prepare: (sandbox: SandboxInfo) => Promise<void>;
+}
+
+/**
+ * Make snapshot `recipe.key` unless it exists: a fresh sandbox, `prepare`,
+ * then save. Test files running at the same time wait for one build.
+ */
+export async function ensureSnapshot(t: TestContext, recipe: SnapshotRecipe): Promise<void> {
+  const { createHash } = await import('node:crypto');
+  const { mkdir } = await import('node:fs/promises');
+  const { withLock } = await import('../../plugins/sandbox/state.ts');
+  const { SNAPSHOT_DIR } = await import('../../plugins/sandbox/commands.ts');
+  if (await hasSnapshot(recipe.key)) return;
+  await mkdir(SNAPSHOT_DIR, { recursive: true });
+  await withLock(`${snapshotPath(recipe.key)}.lock`, 45 * 60_000, async () => {
+    if (await hasSnapshot(recipe.key)) return;
+    const builder = `snap-${createHash('sha256').update(recipe.key).digest('hex').slice(0, 8)}`;
+    t.diagnostic(`making snapshot ${recipe.key} in sandbox ${builder}`);
+    await withSandbox(t, builder, async (sandbox) => {
+      await recipe.prepare(sandbox);
+      await saveSnapshot(builder, recipe.key, progressTo(t));
+    });
+  });
+}
+
+/**
+ * Like withSandbox, but the sandbox starts from the snapshot of `recipe`
+ * (made first when missing): for tests that need a set-up node but are not
+ * about setting one up.
+ */
+export async function withPreparedSandbox<T>(
+  t: TestContext,
+  name: string,
+  recipe: SnapshotRecipe,
+  fn: (sandbox: SandboxInfo) => Promise<T>,
+): Promise<T> {
+  await ensureSnapshot(t, recipe);
+  return withSandbox(t, name, fn, { fromSnapshot: recipe.key });
 }
 
 /** Step lines go to the test's diagnostics; debootstrap's per-package lines would drown them. */

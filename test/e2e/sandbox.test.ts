@@ -13,10 +13,10 @@ import { raw, sh } from '../../core/shell.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
 import type { Remote, SshTarget } from '../../core/transport/remote.ts';
 import sandboxPlugin from '../../plugins/sandbox/index.ts';
-import { removeSnapshot, saveSnapshot, sandboxDown, sandboxTarget, sandboxUp } from '../../plugins/sandbox/lib.ts';
+import { removeSnapshot, saveSnapshot, sandboxDown, sandboxTarget, sandboxUp, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
 import { PROXY_ADDRESS } from '../../plugins/sandbox/naming.ts';
 import { readState } from '../../plugins/sandbox/state.ts';
-import { progressTo, runCli, sandboxLeftovers, sandboxSkip, withSandbox } from './harness.ts';
+import { progressTo, runCli, sandboxLeftovers, sandboxSkip, withPreparedSandbox, withSandbox } from './harness.ts';
 
 const A = 'e2e-sb-a';
 const B = 'e2e-sb-b';
@@ -157,6 +157,32 @@ except urllib.error.HTTPError as e:
     if (proxyPid) assert.ok(!existsSync(`/proc/${proxyPid}`) || /Z/.test(procState(proxyPid)), 'the proxy process is gone');
     const lo = spawnSync('ip', ['-4', '-o', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8' }).stdout;
     assert.ok(!lo.includes(PROXY_ADDRESS), 'the proxy address is removed from lo');
+  });
+
+  it('withPreparedSandbox prepares a snapshot once and starts later sandboxes from it', async (t) => {
+    const key = `e2e-prepared-${process.pid}`;
+    t.after(() => removeSnapshot(key));
+    let prepared = 0;
+    const recipe = {
+      key,
+      prepare: async (sandbox: SandboxInfo) => {
+        prepared++;
+        const remote = await connectSsh(sandbox.target, { acceptNewHostKey: false });
+        try {
+          await remote.exec(raw('echo prepared > /root/prepared'));
+        } finally {
+          await remote.close();
+        }
+      },
+    };
+    for (const name of ['e2e-sb-prep1', 'e2e-sb-prep2']) {
+      const marker = await withPreparedSandbox(t, name, recipe, (sandbox) =>
+        withRemote(sandbox.name, (remote) => remote.exec(raw('cat /root/prepared; hostname'))),
+      );
+      assert.equal(marker.stdout, `prepared\n${name}\n`);
+      assert.deepEqual(await sandboxLeftovers(name), []);
+    }
+    assert.equal(prepared, 1, 'the second sandbox came from the snapshot');
   });
 
   it('withSandbox removes its sandbox when the test body fails', async (t) => {

@@ -22,9 +22,10 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { raw, sh } from '../../core/shell.ts';
 import type { Remote } from '../../core/transport/remote.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
-import { sandboxTarget } from '../../plugins/sandbox/lib.ts';
+import { hasSnapshot, sandboxTarget } from '../../plugins/sandbox/lib.ts';
 import { type Pebble, pebbleUnavailable, startPebble } from '../helpers/pebble.ts';
 import { runCli, sandboxSkip, withSandbox } from './harness.ts';
+import { setupSnapshotKey } from './safe-helpers.ts';
 
 const SANDBOX = 'tls-e2e';
 const DOMAIN = 'shop.kraftwerk.test';
@@ -109,6 +110,10 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
     writeFileSync(path.join(project, 'app.py'), APP);
     writeFileSync(path.join(project, 'requirements.txt'), '');
 
+    // A node the other suites already set up (same setup code) saves minutes; setup-node below adds certbot either way.
+    const snapshot = setupSnapshotKey();
+    const fromSnapshot = (await hasSnapshot(snapshot)) ? snapshot : undefined;
+    t.diagnostic(fromSnapshot ? `starting from snapshot ${snapshot}` : 'no set-up snapshot: setup-node from scratch');
     await withSandbox(t, SANDBOX, async (sandbox) => {
       const pebble: Pebble = await startPebble({ listenAddress: sandbox.record.hostAddress, siteAddress: sandbox.address, httpPort: 80 });
       t.after(() => pebble.stop());
@@ -126,7 +131,7 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
       t.after(() => remote.close());
 
       writeProject(project, tls, [WWW, BROKEN]);
-      const setup = await cli('setup-node', SANDBOX);
+      const setup = await runCli(['setup-node', SANDBOX], { cwd: project, timeoutMs: 30 * 60_000 });
       assert.equal(setup.code, 0, `setup-node failed:\n${setup.stdout}\n${setup.stderr}`);
       assert.equal((await remote.exec(raw('command -v certbot'), { check: false })).code, 0, 'setup-node installed certbot for a site with tls');
       // The sandbox trusts the test CA of pebble's API, as a server trusts a company's private ACME CA.
@@ -201,6 +206,6 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
       await assert.rejects(peerCertificate(sandbox.address, DOMAIN, root), /ECONNREFUSED/);
       const left = await remote.exec(raw('ls /etc/letsencrypt/live /etc/letsencrypt/renewal 2>/dev/null; ls -d /var/lib/kraftwerk/acme/* 2>/dev/null; true'));
       assert.doesNotMatch(left.stdout, /tls|shop/, `certificates and webroot are gone:\n${left.stdout}`);
-    });
+    }, fromSnapshot ? { fromSnapshot } : {});
   });
 });
