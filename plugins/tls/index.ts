@@ -229,7 +229,7 @@ function applyTls(hooks: Hooks, site: Site): void {
     }
     report.add(NAME, 'domains', state.domains);
     if (state.notAfter) {
-      report.add(NAME, 'expires', state.notAfter.toISOString());
+      report.add(NAME, 'expires', state.notAfter.toISOString().replace('.000Z', 'Z'));
       report.add(NAME, 'days left', Math.floor((state.notAfter.getTime() - Date.now()) / 86_400_000));
     }
     if (state.issuer) report.add(NAME, 'issuer', state.issuer);
