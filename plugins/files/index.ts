@@ -17,6 +17,36 @@ export function uploadsFolderCommand(site: Site): Command {
   return sh`[ -d ${dir} ] || { install -d -m 0750 -o ${site.user} -g ${site.user} ${dir} && echo 'kraftwerk: created'; }`;
 }
 
+/** The uploads in a dump folder. */
+export function uploadsArchive(dir: string): string {
+  return `${dir}/uploads.tar.gz`;
+}
+
+/** Archive the uploads into a dump folder (an empty archive when there are none yet). */
+export function dumpUploadsCommand(site: Site, dir: string): Command {
+  const uploads = site.paths.uploads;
+  return sh`if [ -d ${uploads} ]; then tar -czf ${uploadsArchive(dir)} -C ${uploads} .; else tar -czf ${uploadsArchive(dir)} -T /dev/null; fi`;
+}
+
+/**
+ * Replace the uploads with those of a dump: unpacked beside the live folder,
+ * owned by this node's site user (uids differ between nodes), then swapped in.
+ */
+export function loadUploadsCommand(site: Site, dir: string): Command {
+  const uploads = site.paths.uploads;
+  const next = `${uploads}.load-new`;
+  const old = `${uploads}.load-old`;
+  return sh`set -e
+[ -f ${uploadsArchive(dir)} ] || { echo 'kraftwerk: no uploads in this dump'; exit 0; }
+rm -rf ${next} ${old}
+install -d -m 0750 -o ${site.user} -g ${site.user} ${next}
+tar -xzf ${uploadsArchive(dir)} -C ${next} --no-same-owner
+chown -R ${`${site.user}:${site.user}`} ${next}
+if [ -d ${uploads} ]; then mv -T ${uploads} ${old}; fi
+mv -T ${next} ${uploads}
+rm -rf ${old}`;
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uploads folder shared by all releases, served by nginx at /uploads/ (UPLOADS_PATH)',
@@ -34,6 +64,28 @@ export default definePlugin({
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(uploadsFolderCommand(site));
           task.title(stdout.includes('kraftwerk: created') ? `uploads folder ${site.paths.uploads} (created)` : 'uploads folder (unchanged)');
+        },
+      });
+    });
+
+    hooks.dump.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'uploads',
+        // A snapshot before migrations holds only what migrations change: the database.
+        skip: (ctx) => (ctx.kind === 'snapshot' ? 'not part of a pre-migration snapshot' : false),
+        run: async (ctx) => {
+          await ctx.remote.exec(dumpUploadsCommand(site, ctx.dir));
+        },
+      });
+    });
+
+    hooks.load.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'uploads',
+        skip: (ctx) => (ctx.kind === 'snapshot' ? 'not part of a pre-migration snapshot' : false),
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(loadUploadsCommand(site, ctx.dir));
+          task.title(stdout.includes('no uploads in this dump') ? 'uploads (none in this dump)' : 'uploads restored');
         },
       });
     });

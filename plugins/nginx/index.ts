@@ -96,6 +96,13 @@ export function nginxReloadCommand(site: Site): Command {
   return sh`if service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; else service nginx start >/dev/null; fi && cp -p ${p.available} ${p.previous}`;
 }
 
+/** Remove the site from nginx and reload it (when the rest of the config is valid). */
+export function nginxRemoveCommand(site: Site): Command {
+  const p = nginxSitePaths(site);
+  return sh`rm -f ${p.enabled} ${p.available} ${p.previous}
+if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; fi`;
+}
+
 /** Node setup: drop Debian's default site, check the config, start or reload nginx. Prints its changes. */
 export function nginxSetupCommand(options: { confChanged: boolean }): Command {
   const changed = options.confChanged ? sh`changed=1` : sh`changed=`;
@@ -190,6 +197,17 @@ export default definePlugin({
         run: async (ctx, task) => {
           await applyNewCertificate(ctx, site);
           task.title('nginx reloaded with the new certificate');
+        },
+      });
+    });
+
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'remove nginx site',
+        // First: no more requests reach the site while its services stop.
+        stage: Stage.EARLY,
+        run: async (ctx) => {
+          await ctx.remote.exec(nginxRemoveCommand(site));
         },
       });
     });

@@ -35,8 +35,8 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role') WHERE NOT EXISTS (S
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \\gexec
 `;
 
-/** Run PROVISION_SQL (given on stdin) as the postgres superuser. */
-export function provisionCommand(site: Site): Command {
+/** psql as the postgres superuser with the site's names as variables; the SQL (PROVISION_SQL, DROP_SQL) comes on stdin. */
+export function adminPsqlCommand(site: Site): Command {
   const { database, role } = postgresNames(site);
   return sh`cd / && runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v ${`role=${role}`} -v ${`db=${database}`} -d postgres`;
 }
@@ -54,6 +54,31 @@ if pg_lsclusters -h | awk '$4 != "online" { found = 1 } END { exit !found }'; th
   echo 'started PostgreSQL'
 fi`;
 }
+
+/** The database in a dump folder (pg_dump's custom format). */
+export function databaseArchive(dir: string): string {
+  return `${dir}/postgres.dump`;
+}
+
+/** pg_dump as the superuser; root's shell writes the file (dump folders are root's only). */
+export function dumpDatabaseCommand(site: Site, dir: string): Command {
+  return sh`cd / && runuser -u postgres -- pg_dump -Fc --no-owner ${`--dbname=${postgresNames(site).database}`} > ${databaseArchive(dir)}`;
+}
+
+/**
+ * Restore a dump into the site's database in one transaction: objects of the
+ * dump are dropped and recreated as the site's role, so they stay its own.
+ */
+export function loadDatabaseCommand(site: Site, dir: string): Command {
+  const { database, role } = postgresNames(site);
+  return sh`[ -f ${databaseArchive(dir)} ] || { echo 'kraftwerk: no database in this dump'; exit 0; }
+cd / && runuser -u postgres -- pg_restore --clean --if-exists --no-owner ${`--role=${role}`} --single-transaction --exit-on-error ${`--dbname=${database}`} < ${databaseArchive(dir)}`;
+}
+
+/** SQL (stdin of adminPsqlCommand's psql) that removes the site's database (closing its connections) and role. */
+export const DROP_SQL = `SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \\gexec
+SELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec
+`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
@@ -85,10 +110,42 @@ export default definePlugin({
         // After core created the site user (the role is named after it), before release commands migrate.
         stage: Stage.PREPARE,
         run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(provisionCommand(site), { stdin: PROVISION_SQL });
+          const { stdout } = await ctx.remote.exec(adminPsqlCommand(site), { stdin: PROVISION_SQL });
           const made = stdout.split('\n').filter((l) => l.startsWith('created'));
           const { database, role } = postgresNames(site);
           task.title(made.length ? `PostgreSQL: ${made.join(', ')} ${database} (owner ${role})` : `PostgreSQL database ${database} (unchanged)`);
+        },
+      });
+    });
+
+    hooks.dump.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'PostgreSQL database',
+        run: async (ctx) => {
+          await ctx.remote.exec(dumpDatabaseCommand(site, ctx.dir));
+        },
+      });
+    });
+
+    hooks.load.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'PostgreSQL database',
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(loadDatabaseCommand(site, ctx.dir));
+          task.title(stdout.includes('no database in this dump') ? 'PostgreSQL (nothing in this dump)' : `PostgreSQL database ${postgresNames(site).database} restored`);
+        },
+      });
+    });
+
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'remove database and role',
+        // After the site's services stopped (their connections would be cut anyway).
+        stage: Stage.LATE,
+        run: async (ctx, task) => {
+          await ctx.remote.exec(adminPsqlCommand(site), { stdin: DROP_SQL });
+          const { database, role } = postgresNames(site);
+          task.title(`removed database ${database} and role ${role}`);
         },
       });
     });

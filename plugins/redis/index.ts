@@ -45,9 +45,14 @@ export function newPassword(): string {
   return randomBytes(24).toString('hex');
 }
 
-/** redis-cli as Kraftwerk's admin user; the password is read on the server, never sent. */
+/** Makes later redis-cli calls authenticate as Kraftwerk's admin user; the password is read on the server, never sent. */
+function adminAuth(): Command {
+  return sh`export REDISCLI_AUTH="$(cat ${ADMIN_SECRET})"`;
+}
+
+/** redis-cli as the admin user (after adminAuth). */
 function adminCli(): Command {
-  return sh`REDISCLI_AUTH="$(cat ${ADMIN_SECRET})" redis-cli --no-auth-warning --user ${ADMIN_USER} -h ${REDIS_HOST} -p ${REDIS_PORT}`;
+  return sh`redis-cli --no-auth-warning --user ${ADMIN_USER} -h ${REDIS_HOST} -p ${REDIS_PORT}`;
 }
 
 /**
@@ -65,6 +70,7 @@ export function aclApplyCommand(site: Site): Command {
   const cli = adminCli();
   const line = sh`${cli} ACL LIST </dev/null | grep -F ${`user ${redisUser(site)} `} || true`;
   return sh`set -e
+${adminAuth()}
 before=$(${line})
 out=$(${cli})
 case "$out" in *ERR*|*NOPERM*|*WRONGPASS*) printf '%s\\n' "$out" >&2; exit 1;; esac
@@ -99,6 +105,19 @@ if [ -n "$changed" ]; then
 elif ! service redis-server status >/dev/null 2>&1; then
   service redis-server start >/dev/null; echo 'started Redis'
 fi`;
+}
+
+/** Remove the site's Redis user, and unless `keepData`, its keys. */
+export function removeUserCommand(site: Site, keepData: boolean): Command {
+  const cli = adminCli();
+  const keys = keepData
+    ? sh``
+    : sh`
+${cli} --scan --pattern ${`${keyPrefix(site)}*`} | xargs -r -d '\n' -n 100 ${cli} DEL >/dev/null`;
+  return sh`set -e
+${adminAuth()}
+${cli} ACL DELUSER ${redisUser(site)} >/dev/null
+${cli} ACL SAVE >/dev/null${keys}`;
 }
 
 export default definePlugin({
@@ -139,6 +158,17 @@ export default definePlugin({
           const sha = createHash('sha256').update(password).digest('hex');
           const { stdout } = await ctx.remote.exec(aclApplyCommand(site), { stdin: aclCommands(site, sha) });
           task.title(stdout.includes('kraftwerk: changed') ? `Redis user ${redisUser(site)} (keys ${keyPrefix(site)}*) updated` : `Redis user ${redisUser(site)} (unchanged)`);
+        },
+      });
+    });
+
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'remove Redis user',
+        stage: Stage.LATE,
+        run: async (ctx, task) => {
+          await ctx.remote.exec(removeUserCommand(site, ctx.keepData));
+          task.title(`removed Redis user ${redisUser(site)}${ctx.keepData ? '' : ` and keys ${keyPrefix(site)}*`}`);
         },
       });
     });

@@ -125,6 +125,22 @@ fi
 ${waitForSocketCommand(site.paths.socket, wait, sh`tail -n 20 ${`${site.paths.logs}/current`} >&2 || true`)}`;
 }
 
+/** Stop the site's service (gracefully, bounded), take it out of runsvdir and remove its definition. */
+export function removeServiceCommand(site: Site): Command {
+  const link = serviceLink(site);
+  const dir = serviceDefinitionDir(site);
+  return sh`if [ -e ${link} ] || [ -L ${link} ]; then
+  sv -w 30 force-stop ${link} >/dev/null 2>&1 || true
+  rm -f ${link}
+fi
+if [ -d ${dir} ]; then
+  sv exit ${dir} ${`${dir}/log`} >/dev/null 2>&1 || true
+  i=0; while pgrep -f ${`^runsv ${site.service}$`} >/dev/null && [ "$i" -lt 50 ]; do i=$((i+1)); sleep 0.1; done
+  rm -rf ${dir}
+  echo 'kraftwerk: removed'
+fi`;
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'runit service per site (uWSGI as the site user, svlogd logs); start or graceful reload',
@@ -169,6 +185,28 @@ export default definePlugin({
           );
           const what = /kraftwerk: (started|reloaded|restarted)/.exec(stdout)?.[1] ?? 'reloaded';
           task.title(`${site.service} ${what}`);
+        },
+      });
+    });
+
+    // The environment or the data changed outside a deploy: a graceful reload re-reads the envdir.
+    hooks.reload.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: `reload ${site.service}`,
+        stage: Stage.RELOAD,
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(startOrReloadCommand(site, { restart: false, restartLog: false }));
+          task.title(`${site.service} ${/kraftwerk: (started|reloaded)/.exec(stdout)?.[1] ?? 'reloaded'}`);
+        },
+      });
+    });
+
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: `remove runit service ${site.service}`,
+        run: async (ctx, task) => {
+          const { stdout } = await ctx.remote.exec(removeServiceCommand(site));
+          task.title(stdout.includes('kraftwerk: removed') ? `removed runit service ${site.service}` : `runit service ${site.service} (none)`);
         },
       });
     });

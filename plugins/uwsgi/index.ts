@@ -47,7 +47,8 @@ export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}):
  */
 export function uwsgiEnvFiles(site: Site, env: Record<string, string>, previous: Record<string, string>): RemoteFile[] {
   const dir = uwsgiEnvDir(site);
-  const names = new Set([...Object.keys(env), ...Object.keys(previous)]);
+  // A name becomes a file name: only real variable names (core validates them; this keeps paths safe regardless).
+  const names = new Set([...Object.keys(env), ...Object.keys(previous)].filter((n) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(n)));
   return [...names].sort().map((name) => ({
     path: `${dir}/${name}`,
     content: env[name] ?? '',
@@ -74,6 +75,16 @@ export default definePlugin({
           ctx.files.add({ path: uwsgiIniPath(site), content: await renderUwsgiIni(site), mode: 0o640, owner: 'root', group: site.user });
           for (const file of uwsgiEnvFiles(site, ctx.env, ctx.facts.env)) ctx.files.add(file);
           task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
+        },
+      });
+    });
+
+    // `kraftwerk env set/unset`: the envdir follows; runit's reload task makes uWSGI re-read it.
+    hooks.reload.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'uWSGI environment',
+        run: async (ctx) => {
+          for (const file of uwsgiEnvFiles(site, ctx.env, ctx.previousEnv)) ctx.files.add(file);
         },
       });
     });

@@ -8,7 +8,7 @@ import { TaskList } from '../../core/tasks.ts';
 import type { Plugin } from '../../core/plugin.ts';
 import type { Site } from '../../core/site.ts';
 import filesPlugin, { uploadsFolderCommand } from '../../plugins/files/index.ts';
-import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, provisionCommand } from '../../plugins/postgres/index.ts';
+import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, adminPsqlCommand } from '../../plugins/postgres/index.ts';
 import redisPlugin, {
   aclApplyCommand,
   aclCommands,
@@ -69,7 +69,7 @@ describe('postgres', () => {
 
   it('passes names as psql variables, never inside the SQL', () => {
     assert.equal(
-      provisionCommand(testSite()).text,
+      adminPsqlCommand(testSite()).text,
       'cd / && runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v role=kw-shop -v db=shop -d postgres',
     );
     assert.ok(!PROVISION_SQL.includes('shop'));
@@ -119,10 +119,11 @@ describe('redis', () => {
   });
 
   it('applies the ACL as the admin user whose password never leaves the server (exact command)', () => {
-    const cli = 'REDISCLI_AUTH="$(cat /etc/kraftwerk/redis-admin.secret)" redis-cli --no-auth-warning --user kraftwerk -h 127.0.0.1 -p 6379';
+    const cli = 'redis-cli --no-auth-warning --user kraftwerk -h 127.0.0.1 -p 6379';
     assert.equal(
       aclApplyCommand(testSite()).text,
       `set -e
+export REDISCLI_AUTH="$(cat /etc/kraftwerk/redis-admin.secret)"
 before=$(${cli} ACL LIST </dev/null | grep -F 'user kw-shop ' || true)
 out=$(${cli})
 case "$out" in *ERR*|*NOPERM*|*WRONGPASS*) printf '%s\\n' "$out" >&2; exit 1;; esac
