@@ -30,7 +30,14 @@ import {
 } from '../plugins/sandbox/lib.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const CLI = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
+/**
+ * The CLI under test: this checkout's build, or another build named by
+ * KRAFTWERK_BENCH_CLI (e.g. a frozen copy, so that rebuilds of this checkout
+ * during a long run do not change the code half-way).
+ */
+export const CLI = process.env.KRAFTWERK_BENCH_CLI ? path.resolve(process.env.KRAFTWERK_BENCH_CLI) : path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
+/** The checkout the CLI under test was built from (its sources key the set-up snapshot). */
+const CLI_ROOT = path.resolve(path.dirname(CLI), '..');
 
 // ---------------------------------------------------------------- output and failure
 
@@ -158,6 +165,11 @@ export async function kraftwerkOk(args: readonly string[], options: { cwd?: stri
 
 /** The CLI runs from dist/: refuse to measure a missing build, warn about a stale one. */
 export async function checkBuild(): Promise<void> {
+  if (process.env.KRAFTWERK_BENCH_CLI) {
+    if (!existsSync(CLI)) throw new BenchFailure(`KRAFTWERK_BENCH_CLI: ${CLI} does not exist`);
+    note(`measuring the CLI ${CLI} (KRAFTWERK_BENCH_CLI)`);
+    return;
+  }
   const built = path.join(REPO_ROOT, 'dist', 'core', 'cli.js');
   if (!existsSync(built)) throw new BenchFailure('the CLI is not built (dist/core/cli.js is missing): run npm run build first');
   const builtAt = (await stat(built)).mtimeMs;
@@ -213,15 +225,15 @@ interface SourceFile {
   mtimeMs: number;
 }
 
-async function sourceFiles(dirs: readonly string[]): Promise<SourceFile[]> {
+async function sourceFiles(dirs: readonly string[], root = REPO_ROOT): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
   const walk = async (rel: string) => {
-    const abs = path.join(REPO_ROOT, rel);
+    const abs = path.join(root, rel);
     for (const entry of await readdir(abs, { withFileTypes: true }).catch(() => [])) {
       if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
       const child = path.join(rel, entry.name);
       if (entry.isDirectory()) await walk(child);
-      else if (entry.isFile()) out.push({ rel: child, abs: path.join(REPO_ROOT, child), mtimeMs: (await stat(path.join(REPO_ROOT, child))).mtimeMs });
+      else if (entry.isFile()) out.push({ rel: child, abs: path.join(root, child), mtimeMs: (await stat(path.join(root, child))).mtimeMs });
     }
   };
   for (const d of dirs) await walk(d);
@@ -291,7 +303,7 @@ const SNAPSHOT_PREFIX = 'bench-setup-';
 export async function setupSnapshotKey(projectDir: string): Promise<string> {
   const hash = createHash('sha256');
   hash.update(path.basename(rootfsTarball()));
-  for (const f of await sourceFiles(['core', 'plugins'])) {
+  for (const f of await sourceFiles(['core', 'plugins'], CLI_ROOT)) {
     if (!/\.(ts|ejs|conf|sh)$/.test(f.rel)) continue;
     hash.update(f.rel).update('\0').update(await readFile(f.abs)).update('\0');
   }
