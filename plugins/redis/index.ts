@@ -113,7 +113,7 @@ export function removeUserCommand(site: Site, keepData: boolean): Command {
   const keys = keepData
     ? sh``
     : sh`
-${cli} --scan --pattern ${`${keyPrefix(site)}*`} | xargs -r -d '\n' -n 100 ${cli} DEL >/dev/null`;
+${cli} --scan --pattern ${`${keyPrefix(site)}*`} | xargs -r -d '\\n' -n 100 ${cli} DEL >/dev/null`;
   return sh`set -e
 ${adminAuth()}
 ${cli} ACL DELUSER ${redisUser(site)} >/dev/null

@@ -143,3 +143,92 @@ if [ "$before" = "$after" ]; then echo 'kraftwerk: unchanged'; else echo 'kraftw
     assert.deepEqual(await packagesOf(redisPlugin), { packages: ['redis-server', 'redis-tools'], tasks: 1 });
   });
 });
+
+describe('files: dump and load (run for real in a temp folder)', () => {
+  it('an archive of the uploads comes back exactly, replacing what was there', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { dumpUploadsCommand, loadUploadsCommand } = await import('../../plugins/files/index.ts');
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-files-'));
+    try {
+      const base = testSite();
+      // The layout moved into the temp folder, owned by whoever runs the test.
+      const user = spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
+      const site = { ...base, user, paths: { ...base.paths, uploads: path.join(root, 'uploads') } };
+      const dump = path.join(root, 'dump');
+      mkdirSync(path.join(site.paths.uploads, 'sub'), { recursive: true });
+      mkdirSync(dump);
+      writeFileSync(path.join(site.paths.uploads, "it's a file.txt"), 'one');
+      writeFileSync(path.join(site.paths.uploads, 'sub/two.bin'), Buffer.from([0, 1, 2]));
+      assert.equal(spawnSync('sh', ['-c', dumpUploadsCommand(site, dump).text]).status, 0);
+
+      writeFileSync(path.join(site.paths.uploads, 'written-after.txt'), 'later');
+      const r = spawnSync('sh', ['-c', loadUploadsCommand(site, dump).text], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(readFileSync(path.join(site.paths.uploads, "it's a file.txt"), 'utf8'), 'one');
+      assert.deepEqual([...readFileSync(path.join(site.paths.uploads, 'sub/two.bin'))], [0, 1, 2]);
+      assert.ok(!existsSync(path.join(site.paths.uploads, 'written-after.txt')), 'the load replaces the folder');
+      assert.deepEqual(readdirSync(root).sort(), ['dump', 'uploads'], 'no temporary folders left');
+
+      const empty = path.join(root, 'empty-dump');
+      mkdirSync(empty);
+      const none = spawnSync('sh', ['-c', loadUploadsCommand(site, empty).text], { encoding: 'utf8' });
+      assert.equal(none.stdout, 'kraftwerk: no uploads in this dump\n');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('postgres: dump, load, destroy', () => {
+  it('dumps with pg_dump and restores as the site role in one transaction', async () => {
+    const { dumpDatabaseCommand, loadDatabaseCommand, DROP_SQL } = await import('../../plugins/postgres/index.ts');
+    assert.equal(
+      dumpDatabaseCommand(testSite(), '/srv/shop/backups/X').text,
+      'cd / && runuser -u postgres -- pg_dump -Fc --no-owner --dbname=shop > /srv/shop/backups/X/postgres.dump',
+    );
+    assert.equal(
+      loadDatabaseCommand(testSite(), '/srv/shop/backups/X').text,
+      `[ -f /srv/shop/backups/X/postgres.dump ] || { echo 'kraftwerk: no database in this dump'; exit 0; }
+cd / && runuser -u postgres -- pg_restore --clean --if-exists --no-owner --role=kw-shop --single-transaction --exit-on-error --dbname=shop < /srv/shop/backups/X/postgres.dump`,
+    );
+    assert.equal(
+      DROP_SQL,
+      "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \\gexec\nSELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec\n",
+    );
+  });
+});
+
+describe('redis: destroy', () => {
+  it('removes the ACL user and, unless data is kept, the site keys', async () => {
+    const { removeUserCommand } = await import('../../plugins/redis/index.ts');
+    const cli = 'redis-cli --no-auth-warning --user kraftwerk -h 127.0.0.1 -p 6379';
+    assert.equal(
+      removeUserCommand(testSite(), false).text,
+      `set -e
+export REDISCLI_AUTH="$(cat /etc/kraftwerk/redis-admin.secret)"
+${cli} ACL DELUSER kw-shop >/dev/null
+${cli} ACL SAVE >/dev/null
+${cli} --scan --pattern 'shop:*' | xargs -r -d '\\n' -n 100 ${cli} DEL >/dev/null`,
+    );
+    assert.ok(!removeUserCommand(testSite(), true).text.includes('--scan'));
+  });
+});
+
+describe('nginx and runit: destroy', () => {
+  it('takes the site out of nginx, then stops and removes its service', async () => {
+    const { nginxRemoveCommand } = await import('../../plugins/nginx/index.ts');
+    const { removeServiceCommand } = await import('../../plugins/runit/index.ts');
+    assert.equal(
+      nginxRemoveCommand(testSite()).text,
+      `rm -f /etc/nginx/sites-enabled/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf.prev
+if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; fi`,
+    );
+    const remove = removeServiceCommand(testSite()).text;
+    assert.ok(remove.includes('  sv -w 30 force-stop /etc/service/kraftwerk-shop >/dev/null 2>&1 || true\n  rm -f /etc/service/kraftwerk-shop\n'));
+    assert.ok(remove.includes("pgrep -f '^runsv kraftwerk-shop$'"));
+    assert.ok(remove.includes('  rm -rf /etc/sv/kraftwerk-shop\n'));
+    assert.equal(spawnSync('sh', ['-n', '-c', remove]).status, 0);
+  });
+});
