@@ -4,60 +4,66 @@
  * namespaces, with runsvdir as PID 1 and a real sshd. Used by
  * `kraftwerk sandbox …` and by the end-to-end tests.
  *
- * commands.ts builds every command; this file decides the order, runs them
- * and keeps the state file true.
+ * commands.ts builds every command; rootfs.ts provides roots, shared.ts the
+ * apt proxy; this file decides the order, runs the steps and keeps the state
+ * file true.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import { access, mkdir, readFile, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { KraftwerkError, UsageError, lastLines } from '../../core/errors.ts';
 import type { SshTarget } from '../../core/transport/remote.ts';
 import {
-  APT_PROXY_CACHE_DIR,
   HOST_PUBLIC_KEYS_SCRIPT,
-  ROOTFS_CACHE_DIR,
   ROOTFS_SPEC,
   SANDBOX_ROOTS_DIR,
   SNAPSHOT_DIR,
   bootScript,
   clientKeygenArgv,
-  debootstrapArgv,
   hostKeygenArgv,
   knownHostsLines,
   launchArgv,
   networkDownArgvs,
-  overlayMountArgv,
   networkUpArgvs,
   personalizeScript,
-  rootfsCleanupScript,
-  rootfsKey,
   sandboxRootFiles,
   tarCreateArgv,
-  tarExtractArgv,
-  type RootfsSpec,
 } from './commands.ts';
-import { PROXY_ADDRESS, PROXY_PORT, allocateSubnet, checkSandboxName, sandboxNetNames } from './naming.ts';
-import { runLocal } from './run.ts';
 import {
-  processExists,
-  readState,
-  sandboxStateDir,
-  stateDirectory,
-  updateState,
-  withLock,
-  type ProxyRecord,
-  type SandboxRecord,
-  type SandboxState,
-} from './state.ts';
+  fileExists,
+  hostIPv4Addresses,
+  onPath,
+  removeTree,
+  signalAll,
+  sleep,
+  sshAnswers,
+  startTimeOf,
+  startTimeOfSync,
+  waitUntil,
+} from './host.ts';
+import { PROXY_ADDRESS, PROXY_PORT, allocateSubnet, checkSandboxName, sandboxNetNames } from './naming.ts';
+import {
+  TAR_TIMEOUT_MS,
+  ensureRootfs,
+  makeRoot,
+  removeStaleUnpacked,
+  rootfsTarball,
+  snapshotPath,
+  type Progress,
+} from './rootfs.ts';
+import { packageOf, runLocal } from './run.ts';
+import { ensureSharedNetwork, stopSharedIfUnused } from './shared.ts';
+import { readState, sandboxStateDir, updateState, type SandboxRecord, type SandboxState } from './state.ts';
 
 export { DEFAULT_SANDBOX_NAME } from './naming.ts';
+export { ensureRootfs, hasSnapshot, removeSnapshot, rootfsTarball, snapshotPath, type Progress } from './rootfs.ts';
+export { ensureProxyRunning } from './shared.ts';
 export type { SandboxRecord } from './state.ts';
 
-export type Progress = (line: string) => void;
+const SSH_WAIT_MS = 20_000;
+const KILL_WAIT_MS = 10_000;
 
 export interface SandboxUpOptions {
   /** Progress lines (debootstrap output on a cold cache, then each step). */
@@ -81,16 +87,6 @@ export interface SandboxListing {
   state: 'up' | 'down' | 'creating';
 }
 
-const SSH_WAIT_MS = 20_000;
-const PROXY_WAIT_MS = 10_000;
-const KILL_WAIT_MS = 10_000;
-const DEBOOTSTRAP_TIMEOUT_MS = 15 * 60_000;
-/** Snapshots after setup-node hold compilers and databases: give tar time on a slow disk. */
-const TAR_TIMEOUT_MS = 10 * 60_000;
-const PROXY_PID_FILE = '/run/kraftwerk/apt-proxy.pid';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Sandboxes need namespaces, chroot and mounts: Linux and root. */
 export function assertSandboxSupport(): void {
   if (process.platform !== 'linux') {
@@ -107,19 +103,6 @@ export function assertSandboxSupport(): void {
 
 const REQUIRED_PROGRAMS = ['ip', 'unshare', 'chroot', 'mount', 'mknod', 'tar', 'ssh-keygen', 'rm', 'umount'];
 
-async function onPath(program: string): Promise<boolean> {
-  for (const dir of (process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    if (!dir) continue;
-    try {
-      await access(join(dir, program));
-      return true;
-    } catch {
-      // try the next folder
-    }
-  }
-  return false;
-}
-
 /** Programs this machine lacks for making a sandbox (debootstrap only matters while the root is not cached). */
 export async function missingPrograms(): Promise<string[]> {
   const needed = [...REQUIRED_PROGRAMS];
@@ -132,71 +115,11 @@ export async function missingPrograms(): Promise<string[]> {
 async function assertPrograms(): Promise<void> {
   const missing = await missingPrograms();
   if (missing.length > 0) {
-    const { packageOf } = await import('./run.ts');
     const packages = [...new Set(missing.map(packageOf))];
     throw new UsageError(`sandboxes need these programs, which are not installed: ${missing.join(', ')}`, {
       hint: `On Debian: apt-get install ${packages.join(' ')}`,
     });
   }
-}
-
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// ---------------------------------------------------------------- root file system
-
-export function rootfsTarball(spec: RootfsSpec = ROOTFS_SPEC): string {
-  return join(ROOTFS_CACHE_DIR, `${rootfsKey(spec)}.tar`);
-}
-
-/**
- * The cached root tarball, built with debootstrap the first time (about a
- * minute or two). Concurrent callers wait for one build.
- */
-export async function ensureRootfs(onProgress: Progress = () => {}, spec: RootfsSpec = ROOTFS_SPEC): Promise<string> {
-  const tarball = rootfsTarball(spec);
-  if (await fileExists(tarball)) return tarball;
-  await mkdir(ROOTFS_CACHE_DIR, { recursive: true });
-  return withLock(`${tarball}.lock`, DEBOOTSTRAP_TIMEOUT_MS + TAR_TIMEOUT_MS, async () => {
-    if (await fileExists(tarball)) return tarball;
-    const build = `${tarball}.build`;
-    await removeTree(build);
-    onProgress(`building the Debian ${spec.suite} root file system with debootstrap (once; cached in ${ROOTFS_CACHE_DIR})`);
-    try {
-      await runLocal(debootstrapArgv(spec, build), { onLine: onProgress, timeoutMs: DEBOOTSTRAP_TIMEOUT_MS });
-      await runLocal(['sh', '-c', rootfsCleanupScript(build).text]);
-      onProgress('packing the root file system');
-      const tmp = `${tarball}.${process.pid}.tmp`;
-      await runLocal(tarCreateArgv(build, tmp), { timeoutMs: TAR_TIMEOUT_MS });
-      await rename(tmp, tarball);
-    } finally {
-      await removeTree(build);
-    }
-    return tarball;
-  });
-}
-
-// ---------------------------------------------------------------- snapshots
-
-const SNAPSHOT_KEY = /^[A-Za-z0-9._-]{1,128}$/;
-
-export function snapshotPath(key: string): string {
-  if (!SNAPSHOT_KEY.test(key) || key.startsWith('.')) {
-    throw new UsageError(`invalid snapshot key ${JSON.stringify(key)}`, {
-      hint: 'Use letters, digits, dots, dashes and underscores (e.g. a hash of the setup steps).',
-    });
-  }
-  return join(SNAPSHOT_DIR, `${key}.tar`);
-}
-
-export function hasSnapshot(key: string): Promise<boolean> {
-  return fileExists(snapshotPath(key));
 }
 
 /**
@@ -233,32 +156,6 @@ export async function saveSnapshot(name: string, key: string, onProgress: Progre
   await removeStaleUnpacked();
   return file;
 }
-
-/** Delete snapshot `key` (its tarball; its unpacked copy once no sandbox stands on it). */
-export async function removeSnapshot(key: string): Promise<void> {
-  await rm(snapshotPath(key), { force: true });
-  await removeStaleUnpacked();
-}
-
-/**
- * Unpacked copies whose tarball is gone or was saved again, and on which no
- * recorded sandbox stands any more.
- */
-async function removeStaleUnpacked(): Promise<void> {
-  const inUse = new Set(Object.values((await readState()).sandboxes).map((s) => s.lower));
-  for (const cacheDir of [SNAPSHOT_DIR, ROOTFS_CACHE_DIR]) {
-    for (const entry of await readdir(cacheDir).catch(() => [] as string[])) {
-      const m = /^(.+)\.\d+\.root$/.exec(entry);
-      if (!m) continue;
-      const dir = join(cacheDir, entry);
-      const tarball = join(cacheDir, `${m[1]}.tar`);
-      const current = await unpackedDir(tarball).catch(() => undefined);
-      if (dir !== current && !inUse.has(dir)) await removeTree(dir);
-    }
-  }
-}
-
-// ---------------------------------------------------------------- up
 
 function recordFor(name: string, state: SandboxState, hostAddresses: string[]): SandboxRecord {
   const net = sandboxNetNames(name);
@@ -381,60 +278,6 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
   }
 }
 
-/**
- * The sandbox's root: an overlay on the tarball unpacked once (instant), or,
- * where overlayfs is unavailable (some containers, nested overlays), the
- * tarball unpacked into the sandbox's own folder. Returns the lower folder
- * when an overlay is used.
- */
-async function makeRoot(record: SandboxRecord, tarball: string, progress: Progress): Promise<string | undefined> {
-  await mkdir(record.root, { recursive: true, mode: 0o755 });
-  const lower = await ensureUnpacked(tarball, progress).catch(() => undefined);
-  if (lower) {
-    const upper = join(record.dir, 'upper');
-    const work = join(record.dir, 'work');
-    await mkdir(upper, { mode: 0o755 });
-    await mkdir(work, { mode: 0o700 });
-    const mounted = await runLocal(overlayMountArgv(lower, upper, work, record.root), { check: false });
-    if (mounted.code === 0) {
-      progress(`root: overlay on ${lower}`);
-      return lower;
-    }
-    progress(`overlayfs is not usable here (${mounted.stderr.trim()}); unpacking instead`);
-    await rm(upper, { recursive: true, force: true });
-    await rm(work, { recursive: true, force: true });
-  }
-  progress(`unpacking ${tarball} into ${record.root}`);
-  await runLocal(tarExtractArgv(tarball, record.root), { timeoutMs: TAR_TIMEOUT_MS });
-  return undefined;
-}
-
-/** Folder holding the unpacked `tarball`, named after its modification time so a re-saved snapshot gets a new one. */
-async function unpackedDir(tarball: string): Promise<string> {
-  const { mtimeMs } = await stat(tarball);
-  return `${tarball.replace(/\.tar$/, '')}.${Math.floor(mtimeMs)}.root`;
-}
-
-/** Unpack a cached tarball once, for use as a read-only overlay lower layer. */
-async function ensureUnpacked(tarball: string, progress: Progress): Promise<string> {
-  const dir = await unpackedDir(tarball);
-  if (await fileExists(dir)) return dir;
-  return withLock(`${dir}.lock`, TAR_TIMEOUT_MS, async () => {
-    if (await fileExists(dir)) return dir;
-    progress(`unpacking ${tarball} (once; sandboxes then start as overlays on it)`);
-    const tmp = `${dir}.${process.pid}.tmp`;
-    await removeTree(tmp);
-    try {
-      await mkdir(tmp, { mode: 0o755 });
-      await runLocal(tarExtractArgv(tarball, tmp), { timeoutMs: TAR_TIMEOUT_MS });
-      await rename(tmp, dir);
-    } finally {
-      await removeTree(tmp);
-    }
-    return dir;
-  });
-}
-
 function info(record: SandboxRecord, reused: boolean): SandboxInfo {
   return { name: record.name, address: record.address, target: targetOf(record), record, reused };
 }
@@ -483,11 +326,6 @@ async function userPublicKeys(): Promise<string[]> {
     }
   }
   return keys.filter((k) => k.trim());
-}
-
-async function hostIPv4Addresses(): Promise<string[]> {
-  const { stdout } = await runLocal(['ip', '-4', '-o', 'addr', 'show'], { check: false });
-  return [...stdout.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!);
 }
 
 /** Start the sandbox's process tree, detached so it outlives this process; returns its PID 1 as the host sees it. */
@@ -542,45 +380,6 @@ async function waitForSsh(record: SandboxRecord): Promise<void> {
   );
 }
 
-/** True when something at address:22 greets with an SSH banner. */
-function sshAnswers(address: string, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: address, port: 22 });
-    let done = false;
-    const finish = (ok: boolean) => {
-      if (done) return;
-      done = true;
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('data', (d) => finish(d.toString('latin1').startsWith('SSH-')));
-    socket.once('error', () => finish(false));
-    socket.once('close', () => finish(false));
-  });
-}
-
-// ---------------------------------------------------------------- processes
-
-/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
-async function startTimeOf(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z') return undefined;
-  return fields[19];
-}
-
-function startTimeOfSync(pid: number): string | undefined {
-  // Sync: isRunning is a plain predicate used in filters and conditions.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** The sandbox's PID 1 is alive (and is the same process, not a reused PID). */
 export function isRunning(record: SandboxRecord): boolean {
   return record.pid !== undefined && record.pidStartTime !== undefined && startTimeOfSync(record.pid) === record.pidStartTime;
@@ -601,16 +400,6 @@ async function sandboxPids(record: Pick<SandboxRecord, 'netns' | 'dir' | 'pid' |
   return [...pids];
 }
 
-function signalAll(pids: number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
 /** Kill PID 1 first (the kernel then kills the whole PID namespace), then anything else that belongs to it. */
 async function killSandboxProcesses(record: Pick<SandboxRecord, 'name' | 'netns' | 'dir' | 'pid' | 'pidStartTime'>): Promise<void> {
   const deadline = Date.now() + KILL_WAIT_MS;
@@ -625,32 +414,6 @@ async function killSandboxProcesses(record: Pick<SandboxRecord, 'name' | 'netns'
     await sleep(50);
   }
 }
-
-// ---------------------------------------------------------------- mounts and folders
-
-function unescapeMountPath(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-/** Mount points at or below `dir` in this (the host's) mount namespace, deepest first. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map(unescapeMountPath)
-    .filter((p) => p === dir || p.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-}
-
-/** Remove a folder that may still have mounts below it (a killed debootstrap, a leftover): unmount, then delete without crossing file systems. */
-async function removeTree(dir: string): Promise<void> {
-  for (const m of await mountsUnder(dir)) await runLocal(['umount', '-l', m], { check: false });
-  await runLocal(['rm', '-rf', '--one-file-system', dir], { timeoutMs: TAR_TIMEOUT_MS });
-}
-
-// ---------------------------------------------------------------- down
 
 /**
  * Remove sandbox `name` and everything that belongs to it: processes,
@@ -715,15 +478,6 @@ async function removeSandbox(name: string, options: { keepShared: boolean; onPro
   return existed;
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-}
-
 /** List recorded sandboxes: up when their PID 1 runs. */
 export async function listSandboxes(): Promise<SandboxListing[]> {
   const state = await readState();
@@ -734,143 +488,4 @@ export async function listSandboxes(): Promise<SandboxListing[]> {
       address: r.address,
       state: r.status === 'creating' ? 'creating' : isRunning(r) ? 'up' : 'down',
     }));
-}
-
-// ---------------------------------------------------------------- shared: apt proxy, forwarding
-
-function proxyCommand(): string[] {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    // Running from source (tests, `node --import tsx`): the proxy runs from source too.
-    return [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./proxy.ts', here))];
-  }
-  return [process.execPath, fileURLToPath(new URL('./proxy.js', here))];
-}
-
-/**
- * Restart the apt proxy if it died while sandboxes run (called when a
- * sandbox is used as a node, so setup-node finds its apt working).
- */
-export async function ensureProxyRunning(): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  if (proxyRunning((await readState()).proxy)) return;
-  await ensureSharedNetwork();
-}
-
-function proxyRunning(p: ProxyRecord | undefined): boolean {
-  return p !== undefined && startTimeOfSync(p.pid) === p.pidStartTime;
-}
-
-/**
- * What every sandbox shares: the apt proxy on an address on the host's
- * loopback (reachable from every sandbox through its default route, and
- * stable while sandboxes come and go), and IPv4 forwarding so sandboxes reach
- * each other. Made by the first sandbox, removed by the last.
- */
-export async function ensureSharedNetwork(): Promise<void> {
-  await updateState(async (state) => {
-    const addrs = await hostIPv4Addresses();
-    if (!addrs.includes(PROXY_ADDRESS)) {
-      await runLocal(['ip', 'addr', 'add', `${PROXY_ADDRESS}/32`, 'dev', 'lo']);
-      state.proxyAddressAdded = true;
-    }
-    const forward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
-    if (forward !== '1') {
-      await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
-      state.ipForwardBefore ??= forward;
-    }
-    if (proxyRunning(state.proxy) && (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 1000))) return;
-    await stopOrphanProxy();
-    state.proxy = await startProxy();
-  });
-}
-
-async function startProxy(): Promise<ProxyRecord> {
-  const dir = stateDirectory();
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await mkdir(APT_PROXY_CACHE_DIR, { recursive: true });
-  const logFile = join(dir, 'apt-proxy.log');
-  // One line per request: start afresh once it grows large.
-  const large = await stat(logFile).then((s) => s.size > 20 * 1024 * 1024, () => false);
-  const log = openSync(logFile, large ? 'w' : 'a', 0o600);
-  let exited: string | undefined;
-  let pid: number | undefined;
-  try {
-    const [program, ...args] = [
-      ...proxyCommand(),
-      '--listen', PROXY_ADDRESS,
-      '--port', String(PROXY_PORT),
-      '--cache', APT_PROXY_CACHE_DIR,
-    ];
-    const child = spawn(program!, args, { detached: true, stdio: ['ignore', log, log] });
-    child.on('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-    });
-    child.on('error', (e) => {
-      exited = e.message;
-    });
-    child.unref();
-    pid = child.pid;
-  } finally {
-    closeSync(log);
-  }
-  const deadline = Date.now() + PROXY_WAIT_MS;
-  while (Date.now() < deadline && exited === undefined && pid !== undefined) {
-    if (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 500)) {
-      const pidStartTime = (await startTimeOf(pid)) ?? '';
-      await mkdir('/run/kraftwerk', { recursive: true });
-      await writeFile(PROXY_PID_FILE, `${pid} ${pidStartTime}\n`);
-      return { pid, pidStartTime, address: PROXY_ADDRESS, port: PROXY_PORT, log: logFile };
-    }
-    await sleep(100);
-  }
-  if (pid !== undefined && exited === undefined) signalAll([pid], 'SIGKILL');
-  const tail = lastLines((await readFile(logFile, 'utf8').catch(() => '')).trim(), 10);
-  throw new KraftwerkError(`the sandbox apt proxy did not start on ${PROXY_ADDRESS}:${PROXY_PORT} (${exited ?? 'timeout'})`, {
-    hint: `Its log ${logFile}:\n${tail}`,
-  });
-}
-
-/** A proxy whose state record was lost (state file removed, other HOME) still holds the port: stop it. */
-async function stopOrphanProxy(): Promise<void> {
-  const text = await readFile(PROXY_PID_FILE, 'utf8').catch(() => '');
-  const [pid, start] = text.trim().split(' ');
-  if (pid && start && startTimeOfSync(Number(pid)) === start) await stopProcess(Number(pid));
-  await rm(PROXY_PID_FILE, { force: true });
-}
-
-async function stopProcess(pid: number): Promise<void> {
-  signalAll([pid], 'SIGTERM');
-  if (await waitUntil(async () => startTimeOfSync(pid) === undefined, 3000)) return;
-  signalAll([pid], 'SIGKILL');
-  await waitUntil(async () => startTimeOfSync(pid) === undefined, 3000);
-}
-
-function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const finish = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
-  });
-}
-
-/** Called under the state lock: when no sandbox is left, stop the proxy and undo host changes. */
-async function stopSharedIfUnused(state: SandboxState): Promise<void> {
-  if (Object.keys(state.sandboxes).length > 0) return;
-  if (state.proxy && proxyRunning(state.proxy)) await stopProcess(state.proxy.pid);
-  await stopOrphanProxy();
-  delete state.proxy;
-  if (state.proxyAddressAdded) {
-    await runLocal(['ip', 'addr', 'del', `${PROXY_ADDRESS}/32`, 'dev', 'lo'], { check: false });
-    delete state.proxyAddressAdded;
-  }
-  if (state.ipForwardBefore !== undefined) {
-    await writeFile('/proc/sys/net/ipv4/ip_forward', `${state.ipForwardBefore}\n`).catch(() => {});
-    delete state.ipForwardBefore;
-  }
 }
