@@ -1,8 +1,8 @@
 /**
  * The apt proxy of sandboxes: an HTTP forward proxy that only talks to the
- * Debian archive. Package files (.deb) never change under a given name, so
- * they are kept on disk and served from there to every later sandbox and CI
- * run; index files (InRelease, Packages…) always go to the archive.
+ * Debian archive. Package files (.deb) and by-hash index files never change
+ * under a given name, so they are kept on disk and served from there to every
+ * later sandbox and CI run; InRelease always goes to the archive.
  *
  * Run as a detached process by lib.ts:
  *   node proxy.js --listen 10.213.255.1 --port 3142 --cache /var/cache/kraftwerk/apt-proxy
@@ -42,6 +42,15 @@ const CONDITIONAL = new Set(['range', 'if-range', 'if-modified-since', 'if-none-
 /** Paths that may become cache file names: archive paths only, no `..`, nothing a shell or a file system trips over. */
 const SAFE_PATH = /^\/[A-Za-z0-9._+~%-]+(?:\/[A-Za-z0-9._+~%-]+)*$/;
 
+/**
+ * Files whose content never changes under their name: packages, and index
+ * files fetched by their hash (apt asks for Packages and Translation files
+ * as .../by-hash/SHA256/<hash>). Only InRelease changes, and it is small.
+ */
+export function isImmutable(pathname: string): boolean {
+  return /\.u?deb$/.test(pathname) || /\/by-hash\/SHA(256|512)\/[0-9a-f]{64,128}$/.test(pathname);
+}
+
 export type ProxyDecision =
   | { kind: 'deny'; status: number; reason: string }
   | { kind: 'cache'; url: URL; cacheFile: string }
@@ -74,7 +83,7 @@ export function decide(
     };
   }
   const segments = url.pathname.split('/');
-  if (/\.u?deb$/.test(url.pathname) && SAFE_PATH.test(url.pathname) && !segments.includes('..') && !segments.includes('.')) {
+  if (isImmutable(url.pathname) && SAFE_PATH.test(url.pathname) && !segments.includes('..') && !segments.includes('.')) {
     return { kind: 'cache', url, cacheFile: join(cacheDir, url.hostname, url.pathname) };
   }
   return { kind: 'pass', url };
@@ -131,7 +140,8 @@ export function createAptProxy(options: AptProxyOptions): http.Server {
     } catch {
       return false;
     }
-    res.writeHead(200, { 'content-type': 'application/vnd.debian.binary-package', 'content-length': size });
+    const type = /\.u?deb$/.test(file) ? 'application/vnd.debian.binary-package' : 'application/octet-stream';
+    res.writeHead(200, { 'content-type': type, 'content-length': size });
     if (req.method === 'HEAD') res.end();
     else createReadStream(file).on('error', () => res.destroy()).pipe(res);
     return true;

@@ -15,9 +15,12 @@ describe('apt proxy decisions', () => {
     assert.equal(d.kind === 'cache' && d.cacheFile, '/c/deb.debian.org/debian/pool/main/n/nginx/nginx_1.22.1-9%2bdeb12u1_amd64.deb');
   });
 
-  it('passes index files through (they change)', () => {
+  it('passes index files through (they change), but caches those fetched by hash', () => {
     assert.equal(decide('GET', 'http://deb.debian.org/debian/dists/bookworm/InRelease', cache).kind, 'pass');
     assert.equal(decide('GET', 'http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz', cache).kind, 'pass');
+    const hash = 'ab'.repeat(32);
+    assert.equal(decide('GET', `http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/${hash}`, cache).kind, 'cache');
+    assert.equal(decide('GET', 'http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/short', cache).kind, 'pass');
   });
 
   it('refuses other hosts, other ports, CONNECT, writes and relative URLs', () => {
