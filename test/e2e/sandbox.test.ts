@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RemoteCommandError } from '../../core/errors.ts';
 import { resolveTarget } from '../../core/node.ts';
@@ -16,7 +17,7 @@ import sandboxPlugin from '../../plugins/sandbox/index.ts';
 import { removeSnapshot, saveSnapshot, sandboxDown, sandboxTarget, sandboxUp, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
 import { PROXY_ADDRESS } from '../../plugins/sandbox/naming.ts';
 import { readState } from '../../plugins/sandbox/state.ts';
-import { progressTo, runCli, sandboxLeftovers, sandboxSkip, withPreparedSandbox, withSandbox } from './harness.ts';
+import { REPO_ROOT, progressTo, runCli, sandboxLeftovers, sandboxSkip, withPreparedSandbox, withSandbox } from './harness.ts';
 
 const A = 'e2e-sb-a';
 const B = 'e2e-sb-b';
@@ -210,9 +211,12 @@ function procState(pid: number): string {
 describe('sandbox without root', { skip: process.platform !== 'linux' ? 'Linux only' : false }, () => {
   it('refuses with exit 2 and says sandboxes need Linux and root', async (t) => {
     const asRoot = process.getuid?.() === 0;
-    if (asRoot && spawnSync('runuser', ['-u', 'nobody', '--', 'true']).status !== 0) {
-      t.skip('cannot switch to user nobody with runuser');
-      return;
+    if (asRoot) {
+      const cli = join(REPO_ROOT, 'dist', 'core', 'cli.js');
+      if (spawnSync('runuser', ['-u', 'nobody', '--', 'test', '-r', cli]).status !== 0) {
+        t.skip(`user nobody cannot run this checkout's CLI (${cli} is not readable for it, or runuser is missing)`);
+        return;
+      }
     }
     const r = await runCli(['sandbox', 'up', 'x'], asRoot ? { user: 'nobody', cwd: '/' } : { cwd: '/' });
     assert.equal(r.code, 2, r.stderr);
