@@ -3,7 +3,20 @@
  * in /run/kraftwerk that only nginx's group can open; runit runs it (see the
  * runit plugin), nginx talks to the socket (see the nginx plugin).
  */
-import { definePlugin, renderTemplate, SITES_DIR, Stage, type Hooks, type RemoteFile, type Site } from '../../core/index.ts';
+import {
+  type Command,
+  definePlugin,
+  KraftwerkError,
+  raw,
+  RemoteCommandError,
+  renderTemplate,
+  sh,
+  SITES_DIR,
+  Stage,
+  type Hooks,
+  type RemoteFile,
+  type Site,
+} from '../../core/index.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
@@ -17,6 +30,15 @@ export function uwsgiEnvDir(site: Site): string {
   return `${SITES_DIR}/${site.name}/env`;
 }
 
+/** The ini of the throwaway instance that checks a new release before it goes live. */
+export function preflightIniPath(site: Site): string {
+  return `${SITES_DIR}/${site.name}/preflight.ini`;
+}
+
+export function preflightSocket(site: Site): string {
+  return `/run/kraftwerk/${site.name}.preflight.sock`;
+}
+
 export interface UwsgiIniOptions {
   /** Socket nginx connects to; default the site's socket. */
   socket?: string;
@@ -24,6 +46,8 @@ export interface UwsgiIniOptions {
   chdir?: string;
   /** The venv; default `current/.venv`, the symlink each release carries to its own venv. */
   venv?: string;
+  /** Worker processes; default `workers:` from kraftwerk.yaml. */
+  workers?: number;
 }
 
 export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}): Promise<string> {
@@ -33,7 +57,7 @@ export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}):
     chdir: options.chdir ?? site.paths.current,
     venv: options.venv ?? `${site.paths.current}/.venv`,
     envdir: uwsgiEnvDir(site),
-    workers: site.config.workers,
+    workers: options.workers ?? site.config.workers,
     harakiri: site.config.uwsgi?.harakiri ?? 60,
     maxRequests: site.config.uwsgi?.max_requests ?? 5000,
   });
@@ -58,6 +82,77 @@ export function uwsgiEnvFiles(site: Site, env: Record<string, string>, previous:
   }));
 }
 
+/**
+ * Speaks the uwsgi protocol to a socket: GET `path` with `host` as Host header;
+ * prints the HTTP status (nothing when the app gave no answer).
+ */
+const UWSGI_GET = `import socket, struct, sys
+sock, host, path, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+p, _, q = path.partition('?')
+env = {'REQUEST_METHOD': 'GET', 'PATH_INFO': p, 'QUERY_STRING': q, 'REQUEST_URI': path, 'SERVER_NAME': host, 'HTTP_HOST': host,
+       'SERVER_PORT': '80', 'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1', 'UWSGI_SCHEME': 'http'}
+body = b''.join(struct.pack('<H', len(k)) + k.encode() + struct.pack('<H', len(v.encode())) + v.encode() for k, v in env.items())
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(timeout)
+s.connect(sock)
+s.sendall(struct.pack('<BHB', 0, len(body), 0) + body)
+data = b''
+while b'\\r\\n' not in data:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b' ')[1].decode() if data.startswith(b'HTTP/') else '')`;
+
+export interface PreflightOptions {
+  /** Health check request, or none to check only that the app loads. */
+  health?: { host: string; path: string; statuses: string[]; timeoutSeconds: number };
+  /** Seconds to wait for the instance's socket. */
+  startSeconds?: number;
+}
+
+/**
+ * Start the new release in a throwaway uWSGI (preflight.ini: its own socket,
+ * the release's folder and venv, one worker, the site's user and environment)
+ * and ask it the health check path. The live release keeps serving meanwhile;
+ * a release that does not load or answers badly never goes live (INT ends the
+ * instance at once: it served nothing but the check). On failure the
+ * instance's log tail (the traceback) goes to stderr.
+ */
+export function preflightCommand(site: Site, options: PreflightOptions = {}): Command {
+  const socket = preflightSocket(site);
+  const tries = Math.max(1, Math.round((options.startSeconds ?? 30) * 5));
+  const h = options.health;
+  const check = h
+    ? sh`status=$(python3 -c ${UWSGI_GET} ${socket} ${h.host} ${h.path} ${h.timeoutSeconds} 2>/dev/null) || status=
+case "$status" in ${raw(h.statuses.join('|'))}) echo "kraftwerk: preflight $status";;
+  *) echo ${`kraftwerk: GET ${h.path} (Host: ${h.host}) on the new release answered`} "\${status:-nothing}" >&2; tail -n 30 "$log" >&2; exit 1;;
+esac`
+    : sh`echo 'kraftwerk: preflight started'`;
+  return sh`log=$(mktemp); pid=
+trap 'if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -f "$log"' EXIT
+install -d -m 0755 /run/kraftwerk
+rm -f ${socket}
+env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini ${preflightIniPath(site)} >"$log" 2>&1 &
+pid=$!
+i=0; ready=
+while [ "$i" -lt ${tries} ] && kill -0 "$pid" 2>/dev/null; do
+  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null; then ready=1; break; fi
+  i=$((i+1)); sleep 0.2
+done
+if [ -z "$ready" ]; then echo 'kraftwerk: the new release did not start:' >&2; tail -n 30 "$log" >&2; exit 1; fi
+${check}`;
+}
+
+/** The health check of kraftwerk.yaml as a preflight request (statuses as shell patterns). */
+export function preflightHealth(site: Site): PreflightOptions['health'] {
+  const hc = site.config.healthcheck;
+  if (hc === false) return undefined;
+  const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
+  // The first request also waits for the app to load.
+  return { host: site.canonicalDomain, path: hc.path, statuses, timeoutSeconds: hc.timeout + 30 };
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uWSGI ini per site: unix socket, workers, harakiri, the site environment',
@@ -74,7 +169,31 @@ export default definePlugin({
           // Readable by the site's group: after dropping privileges, a graceful reload re-reads both as the site user.
           ctx.files.add({ path: uwsgiIniPath(site), content: await renderUwsgiIni(site), mode: 0o640, owner: 'root', group: site.user });
           for (const file of uwsgiEnvFiles(site, ctx.env, ctx.facts.env)) ctx.files.add(file);
+          ctx.files.add({
+            path: preflightIniPath(site),
+            content: await renderUwsgiIni(site, { socket: preflightSocket(site), chdir: ctx.release.path, venv: ctx.release.venv, workers: 1 }),
+            mode: 0o640,
+            owner: 'root',
+            group: site.user,
+          });
           task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
+        },
+      });
+      tasks.add({
+        title: 'preflight: start the new release beside the live one',
+        // After the release commands (migrations) ran, before `current` switches.
+        stage: Stage.AFTER_FILES + 60,
+        run: async (ctx, task) => {
+          try {
+            const { stdout } = await ctx.remote.exec(preflightCommand(site, { health: preflightHealth(site) }));
+            const status = /kraftwerk: preflight (\S+)/.exec(stdout)?.[1];
+            task.title(`preflight: the new release ${status && status !== 'started' ? `answers ${status}` : 'starts'}`);
+          } catch (err) {
+            if (!(err instanceof RemoteCommandError)) throw err;
+            throw new KraftwerkError(`the new release of ${site.name} failed its preflight on ${ctx.node}; the live release keeps serving:\n${err.stderr.trim()}`, {
+              hint: `Fix the error above and deploy again. The release's own log: ${site.paths.logs}/current after it runs.`,
+            });
+          }
         },
       });
     });

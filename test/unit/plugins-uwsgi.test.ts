@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { createHooks } from '../../core/hooks.ts';
 import { RemoteFileSet, SetupPackages } from '../../core/context.ts';
@@ -111,16 +112,87 @@ describe('uwsgi: plugin', () => {
     uwsgiPlugin.apply!(hooks, site);
     const tasks = new TaskList<never>('configure');
     await hooks.configure.promise({} as never, tasks as never);
-    const ctx = { files: new RemoteFileSet(), env: { GREETING: 'hi' }, facts: { env: {} } };
+    const ctx = { files: new RemoteFileSet(), env: { GREETING: 'hi' }, facts: { env: {} }, release: { path: '/srv/shop/releases/R1', venv: '/v' } };
     const titles: string[] = [];
-    for (const t of tasks.sorted()) await t.run(ctx as never, { title: (s: string) => titles.push(s), output() {}, skip() {} });
+    await tasks.sorted()[0]!.run(ctx as never, { title: (s: string) => titles.push(s), output() {}, skip() {} });
     assert.deepEqual(
       ctx.files.all.map((f) => [f.path, f.mode, f.owner, f.group]),
       [
         ['/etc/kraftwerk/sites/shop/uwsgi.ini', 0o640, 'root', 'kw-shop'],
         ['/etc/kraftwerk/sites/shop/env/GREETING', 0o640, 'root', 'kw-shop'],
+        ['/etc/kraftwerk/sites/shop/preflight.ini', 0o640, 'root', 'kw-shop'],
       ],
     );
     assert.deepEqual(titles, ['uWSGI configuration (2 workers, 1 environment variables)']);
+  });
+});
+
+describe('uwsgi: preflight of a new release', () => {
+  it('renders a one-worker instance of the new release on its own socket', async () => {
+    const { preflightIniPath, preflightSocket } = await import('../../plugins/uwsgi/index.ts');
+    const site = testSite({ wsgi: 'app' });
+    const hooks = createHooks();
+    uwsgiPlugin.apply!(hooks, site);
+    const tasks = new TaskList<never>('configure');
+    await hooks.configure.promise({} as never, tasks as never);
+    const ctx = { files: new RemoteFileSet(), env: {}, facts: { env: {} }, release: { path: '/srv/shop/releases/R7', venv: '/srv/shop/venvs/abc' } };
+    await tasks.sorted()[0]!.run(ctx as never, { title() {}, output() {}, skip() {} });
+    const ini = ctx.files.all.find((f) => f.path === preflightIniPath(site))!;
+    assert.equal(ini.mode, 0o640);
+    assert.equal(ini.group, 'kw-shop');
+    for (const line of [`socket = ${preflightSocket(site)}`, 'processes = 1', 'chdir = /srv/shop/releases/R7', 'virtualenv = /srv/shop/venvs/abc']) {
+      assert.ok(ini.content.split('\n').includes(line), line);
+    }
+    assert.equal(tasks.sorted()[1]!.stage, 360, 'after the release commands (AFTER_FILES + 50), before the switch');
+  });
+
+  it('asks the health check path with the canonical Host, accepting the configured statuses', async () => {
+    const { preflightCommand, preflightHealth } = await import('../../plugins/uwsgi/index.ts');
+    const site = testSite({ healthcheck: { path: '/health', status: [200, 204], timeout: 5 } });
+    assert.deepEqual(preflightHealth(site), { host: 'shop.example', path: '/health', statuses: ['200', '204'], timeoutSeconds: 35 });
+    const text = preflightCommand(site, { health: preflightHealth(site) }).text;
+    assert.ok(text.includes('env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini /etc/kraftwerk/sites/shop/preflight.ini >"$log" 2>&1 &\n'));
+    assert.ok(text.includes(" /run/kraftwerk/shop.preflight.sock shop.example /health 35 2>/dev/null) || status=\ncase \"$status\" in 200|204) echo \"kraftwerk: preflight $status\";;\n"));
+    assert.ok(text.includes(`trap 'if [ -n "$pid" ]; then kill -INT "$pid"`), 'the instance is always stopped');
+    assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
+    assert.equal(preflightHealth(testSite({ healthcheck: false })), undefined);
+    assert.ok(preflightCommand(site).text.endsWith(`echo 'kraftwerk: preflight started'`));
+  });
+
+  it('its uwsgi-protocol client reads the status of a real answer', { timeout: 20_000 }, async (t) => {
+    if (spawnSync('python3', ['-c', 'import socket']).status !== 0) return t.skip('python3 is not installed on this machine');
+    const { preflightCommand } = await import('../../plugins/uwsgi/index.ts');
+    const net = await import('node:net');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const text = preflightCommand(testSite(), { health: { host: 'shop.example', path: '/health?deep=1', statuses: ['2??'], timeoutSeconds: 5 } }).text;
+    // The client alone: the python3 -c '…' line of the command, pointed at a socket that answers like uWSGI.
+    const client = /status=\$\((python3 -c '[\s\S]*?') \/run\/kraftwerk\/shop\.preflight\.sock shop\.example '\/health\?deep=1' 5 2>\/dev\/null\)/.exec(text)![1]!;
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-uwsgi-'));
+    const socket = path.join(dir, 'app.sock');
+    let request = Buffer.alloc(0);
+    const server = net.createServer((c) => {
+      c.on('data', (d: Buffer) => {
+        request = Buffer.concat([request, d]);
+        c.end('HTTP/1.1 204 No Content\r\n\r\n');
+      });
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    try {
+      const out = await new Promise<string>((resolve) => {
+        const child = spawn('sh', ['-c', `${client} ${socket} shop.example '/health?deep=1' 5`]);
+        let o = '';
+        child.stdout.on('data', (d: Buffer) => (o += d));
+        child.on('exit', () => resolve(o));
+      });
+      assert.equal(out, '204\n');
+      assert.equal(request[0], 0, 'uwsgi packet modifier1 0 (WSGI)');
+      const vars = request.subarray(4).toString('latin1');
+      for (const part of ['HTTP_HOST\x0c\x00shop.example', 'PATH_INFO\x07\x00/health', 'QUERY_STRING\x06\x00deep=1']) assert.ok(vars.includes(part), part);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
