@@ -55,7 +55,7 @@ import {
 } from './rootfs.ts';
 import { packageOf, runLocal } from './run.ts';
 import { ensureSharedNetwork, stopSharedIfUnused } from './shared.ts';
-import { readState, sandboxStateDir, updateState, type SandboxRecord, type SandboxState } from './state.ts';
+import { processExists, readState, sandboxStateDir, updateState, type SandboxRecord, type SandboxState } from './state.ts';
 
 export { DEFAULT_SANDBOX_NAME } from './naming.ts';
 export { ensureRootfs, hasSnapshot, removeSnapshot, rootfsTarball, snapshotPath, type Progress } from './rootfs.ts';
@@ -186,6 +186,7 @@ function recordFor(name: string, state: SandboxState, hostAddresses: string[]): 
     knownHostsFile: join(stateDir, 'known_hosts'),
     consoleLog: join(stateDir, 'console.log'),
     createdAt: new Date().toISOString(),
+    creatorPid: process.pid,
   };
 }
 
@@ -205,6 +206,11 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
   await assertPrograms();
 
   const existing = (await readState()).sandboxes[name];
+  if (existing && isBeingCreated(existing)) {
+    throw new KraftwerkError(`sandbox ${name} is being created by another process (PID ${existing.creatorPid})`, {
+      hint: `Wait for it, or use another name. If that process hangs: kraftwerk sandbox down ${name}`,
+    });
+  }
   if (existing?.status === 'up' && isRunning(existing) && (await sshAnswers(existing.address, 2000))) {
     if (existing.snapshot === options.fromSnapshot) {
       progress(`sandbox ${name} is already up at ${existing.address}`);
@@ -267,6 +273,7 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
     progress('waiting for sshd');
     await waitForSsh(record);
     record.status = 'up';
+    delete record.creatorPid;
     await updateState((state) => {
       state.sandboxes[name] = { ...record };
     });
@@ -380,6 +387,11 @@ async function waitForSsh(record: SandboxRecord): Promise<void> {
   );
 }
 
+/** Another live process is creating it right now (a killed creation counts as down). */
+function isBeingCreated(record: SandboxRecord): boolean {
+  return record.status === 'creating' && record.creatorPid !== undefined && processExists(record.creatorPid);
+}
+
 /** The sandbox's PID 1 is alive (and is the same process, not a reused PID). */
 export function isRunning(record: SandboxRecord): boolean {
   return record.pid !== undefined && record.pidStartTime !== undefined && startTimeOfSync(record.pid) === record.pidStartTime;
@@ -486,6 +498,6 @@ export async function listSandboxes(): Promise<SandboxListing[]> {
     .map((r) => ({
       name: r.name,
       address: r.address,
-      state: r.status === 'creating' ? 'creating' : isRunning(r) ? 'up' : 'down',
+      state: isBeingCreated(r) ? 'creating' : isRunning(r) ? 'up' : 'down',
     }));
 }

@@ -33,6 +33,8 @@ export interface SandboxRecord {
   /** The unpacked cached root the sandbox's root is an overlay on; absent when it was unpacked into `root`. */
   lower?: string;
   createdAt: string;
+  /** PID of the process creating the sandbox, while status is 'creating'. */
+  creatorPid?: number;
 }
 
 export interface ProxyRecord {
