@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,8 +18,8 @@ import type { TestContext } from 'node:test';
 import { parseDocument } from 'yaml';
 import { quote } from '../../core/shell.ts';
 import { SNAPSHOT_DIR } from '../../plugins/sandbox/commands.ts';
-import { hasSnapshot, rootfsTarball, saveSnapshot, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
-import { REPO_ROOT, runCli, withSandbox, type CliResult } from './harness.ts';
+import { removeSnapshot, rootfsTarball, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
+import { REPO_ROOT, runCli, withPreparedSandbox, type CliResult, type SnapshotRecipe } from './harness.ts';
 
 export const SAFE_FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'apps', 'safe-site');
 /** `package:` and `domain:` of the fixture. */
@@ -132,31 +133,28 @@ export function setupSnapshotKey(): string {
   return `${SNAPSHOT_PREFIX}${hash.digest('hex').slice(0, 16)}`;
 }
 
-/** Remove this suite's snapshots of older setup code (they are hundreds of MB each). */
-function removeOldSnapshots(keep: string): void {
-  let names: string[] = [];
-  try {
-    names = readdirSync(SNAPSHOT_DIR);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (name.startsWith(SNAPSHOT_PREFIX) && name !== `${keep}.tar`) rmSync(path.join(SNAPSHOT_DIR, name), { force: true });
-  }
-}
-
-async function setUpNode(t: TestContext, project: SafeProject, name: string): Promise<void> {
-  // Also on a node restored from the snapshot: it starts nginx, PostgreSQL and Redis, as after a reboot.
-  const r = await project.cli(['setup-node', name], { timeoutMs: 30 * 60_000 });
-  assert.equal(r.code, 0, `kraftwerk setup-node ${name} failed:\n${r.stdout}\n${r.stderr}`);
-  t.diagnostic(`setup-node ${name}: done`);
+/** A node with the stack set up (`kraftwerk setup-node` outside any project: no site's packages). */
+export function setupRecipe(): SnapshotRecipe {
+  const key = setupSnapshotKey();
+  return {
+    key,
+    prepare: async (sandbox) => {
+      const r = await runCli(['setup-node', sandbox.name], { cwd: tmpdir(), timeoutMs: 30 * 60_000 });
+      assert.equal(r.code, 0, `kraftwerk setup-node ${sandbox.name} failed:\n${r.stdout}\n${r.stderr}`);
+      // Snapshots of older setup code are dead weight (hundreds of MB each).
+      for (const name of await readdir(SNAPSHOT_DIR).catch(() => [] as string[])) {
+        const old = name.replace(/\.tar$/, '');
+        if (name.startsWith(SNAPSHOT_PREFIX) && name.endsWith('.tar') && old !== key) await removeSnapshot(old);
+      }
+    },
+  };
 }
 
 /**
- * Sandboxes `names`, each set up with `kraftwerk setup-node`, for the duration
- * of `fn`; all of them are removed afterwards (also on failure and signals).
- * The first one ever made for this setup code is saved as a snapshot that the
- * others (and later runs) start from.
+ * Sandboxes `names`, started from the set-up snapshot (made first when
+ * missing) and set up again for the project (quick: it starts nginx,
+ * PostgreSQL and Redis, as after a reboot), for the duration of `fn`; all of
+ * them are removed afterwards, also on failure and signals.
  */
 export async function withSetUpNodes<T>(
   t: TestContext,
@@ -164,25 +162,15 @@ export async function withSetUpNodes<T>(
   names: readonly string[],
   fn: (nodes: SandboxInfo[]) => Promise<T>,
 ): Promise<T> {
-  const key = setupSnapshotKey();
+  const recipe = setupRecipe();
   const up = async (rest: readonly string[], made: SandboxInfo[]): Promise<T> => {
     if (!rest.length) return fn(made);
     const [name, ...others] = rest as [string, ...string[]];
-    const fromSnapshot = (await hasSnapshot(key)) ? key : undefined;
-    return withSandbox(
-      t,
-      name,
-      async (sandbox) => {
-        await setUpNode(t, project, name);
-        if (!fromSnapshot) {
-          removeOldSnapshots(key);
-          t.diagnostic(`saving snapshot ${key} of the set-up node ${name}`);
-          await saveSnapshot(name, key);
-        }
-        return up(others, [...made, sandbox]);
-      },
-      fromSnapshot ? { fromSnapshot } : {},
-    );
+    return withPreparedSandbox(t, name, recipe, async (sandbox) => {
+      const r = await project.cli(['setup-node', name], { timeoutMs: 30 * 60_000 });
+      assert.equal(r.code, 0, `kraftwerk setup-node ${name} failed:\n${r.stdout}\n${r.stderr}`);
+      return up(others, [...made, sandbox]);
+    });
   };
   return up(names, []);
 }
