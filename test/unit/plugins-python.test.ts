@@ -102,7 +102,7 @@ echo 'kraftwerk: venv built'`,
 if [ -z "$missing" ]; then echo 'kraftwerk: apt unchanged'; exit 0; fi
 export DEBIAN_FRONTEND=noninteractive
 echo "kraftwerk: installing" $missing
-apt-get install -y -q --no-install-recommends $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends $missing; }`,
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing; }`,
     );
   });
 });
