@@ -41,19 +41,21 @@ export async function ensureRootfs(onProgress: Progress = () => {}, spec: Rootfs
   const tarball = rootfsTarball(spec);
   if (await fileExists(tarball)) return tarball;
   await mkdir(ROOTFS_CACHE_DIR, { recursive: true });
+  if (await fileExists(`${tarball}.lock`)) onProgress('another kraftwerk process is building the root file system; waiting for it');
   return withLock(`${tarball}.lock`, DEBOOTSTRAP_TIMEOUT_MS + TAR_TIMEOUT_MS, async () => {
     if (await fileExists(tarball)) return tarball;
     const build = `${tarball}.build`;
+    const tmp = `${tarball}.${process.pid}.tmp`;
     await removeTree(build);
     onProgress(`building the Debian ${spec.suite} root file system with debootstrap (once; cached in ${ROOTFS_CACHE_DIR})`);
     try {
       await runLocal(debootstrapArgv(spec, build), { onLine: onProgress, timeoutMs: DEBOOTSTRAP_TIMEOUT_MS });
       await runLocal(['sh', '-c', rootfsCleanupScript(build).text]);
       onProgress('packing the root file system');
-      const tmp = `${tarball}.${process.pid}.tmp`;
       await runLocal(tarCreateArgv(build, tmp), { timeoutMs: TAR_TIMEOUT_MS });
       await rename(tmp, tarball);
     } finally {
+      await rm(tmp, { force: true });
       await removeTree(build);
     }
     return tarball;

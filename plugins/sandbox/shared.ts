@@ -56,7 +56,10 @@ export async function ensureSharedNetwork(): Promise<void> {
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
       state.ipForwardBefore ??= forward;
     }
-    if (proxyRunning(state.proxy) && (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 1000))) return;
+    if (proxyRunning(state.proxy)) {
+      if (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 1000)) return;
+      await stopProcess(state.proxy!.pid); // alive but not answering: replace it
+    }
     await stopOrphanProxy();
     state.proxy = await startProxy();
   });
