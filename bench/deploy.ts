@@ -6,6 +6,8 @@
  *            --link-dest to the previous one, the same arguments core uses)
  *            + one OpenSSH command that reloads the app (`sv hup` of the
  *            site's runit service)
+ *   floor+ready = the floor, then until the reloaded app answers a request
+ *            (`sv hup` returns at once; a deploy that checks its result waits)
  *   deploy = `kraftwerk --verbose deploy <sandbox>`, the real CLI
  *
  * for (a) no change, (b) one changed file, (c) a changed requirements.txt,
@@ -67,6 +69,8 @@ const SCENARIOS: Scenario[] = [
 interface Sample {
   deployMs: number;
   floorMs: number;
+  /** The floor plus the wait until the reloaded app answers (what a deploy that checks its result must also wait for). */
+  floorReadyMs: number;
   commands?: number;
   logins: number;
   bytesSent?: number;
@@ -131,7 +135,10 @@ async function bench(): Promise<void> {
       for (let i = 1; i <= args.runs; i++) {
         await scenario.change(project.dir, i);
         const f = await floor.measure();
+        // `sv hup` returns at once; the app is serving again once a request gets through.
+        const readyFrom = performance.now();
         await settle();
+        const floorReadyMs = f.ms + (performance.now() - readyFrom);
 
         await afterSecondOf(lastDeployEnd);
         const loginsBefore = await sb.logins();
@@ -147,6 +154,7 @@ async function bench(): Promise<void> {
         const sample: Sample = {
           deployMs: d.ms,
           floorMs: f.ms,
+          floorReadyMs,
           commands: remoteCommands(d.stdout, SANDBOX),
           logins,
           bytesSent: rsyncBytesSent(d.stdout),
@@ -176,11 +184,14 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number): 
   const rows = [...results].map(([name, s]) => {
     const deploy = median(s.map((x) => x.deployMs));
     const floor = median(s.map((x) => x.floorMs));
+    const ready = median(s.map((x) => x.floorReadyMs));
     return [
       name,
       ms(deploy),
       ms(floor),
       ratio(deploy, floor),
+      ms(ready),
+      ratio(deploy, ready),
       fmtMax(s.map((x) => x.commands)),
       fmtMax(s.map((x) => x.logins)),
       fmtMax(s.map((x) => x.bytesSent)),
@@ -190,7 +201,8 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number): 
   const out: string[] = [];
   out.push(`bench/deploy: examples/${EXAMPLE} to sandbox ${SANDBOX}, median of ${runs} runs each (first deploy: ${ms(firstMs)})`);
   out.push('');
-  out.push(table(['scenario', 'deploy', 'floor', 'ratio', 'remote cmds', 'ssh logins', 'bytes sent', 'floor bytes'], rows));
+  out.push(table(['scenario', 'deploy', 'floor', 'ratio', 'floor+ready', 'ratio', 'remote cmds', 'ssh logins', 'bytes sent', 'floor bytes'], rows));
+  out.push('floor = rsync of the tree + `ssh sv hup`; floor+ready = the same until the reloaded app answers a request');
   const noChange = results.get('no change')!;
   const ratioNoChange = median(noChange.map((x) => x.deployMs)) / median(noChange.map((x) => x.floorMs));
   const commands = Math.max(...noChange.map((x) => x.commands ?? Number.POSITIVE_INFINITY));
