@@ -75,6 +75,9 @@ interface Sample {
   logins: number;
   bytesSent?: number;
   floorBytesSent: number;
+  /** Everything sent to the sandbox during the deploy (SSH commands, files, rsync), from its network link. */
+  wireBytes: number;
+  floorWireBytes: number;
   tasks: [string, number][];
 }
 
@@ -93,16 +96,17 @@ class Floor {
     if (r.code !== 0) throw new BenchFailure(`cannot make ${FLOOR_DIR} on the sandbox: ${r.stderr.trim()}`);
   }
 
-  async measure(): Promise<{ ms: number; bytesSent: number }> {
+  async measure(): Promise<{ ms: number; bytesSent: number; wireBytes: number }> {
     const dest = `${FLOOR_DIR}/${++this.count}`;
     const args = buildRsyncArgs({ target: this.sandbox.target, source: this.source, dest, linkDest: this.previous, excludes: [] });
+    const wireBefore = await this.sandbox.bytesToSandbox();
     const started = performance.now();
     const stats = await runRsync(args, undefined, SANDBOX);
     const hup = await run(sshArgv(this.sandbox.target, ['sv', 'hup', SERVICE_LINK]));
     const elapsed = performance.now() - started;
     if (hup.code !== 0) throw new BenchFailure(`floor: sv hup ${SERVICE_LINK} failed (exit ${hup.code}): ${hup.stderr.trim()}`);
     this.previous = dest;
-    return { ms: elapsed, bytesSent: stats.bytesSent };
+    return { ms: elapsed, bytesSent: stats.bytesSent, wireBytes: (await this.sandbox.bytesToSandbox()) - wireBefore };
   }
 }
 
@@ -142,9 +146,11 @@ async function bench(): Promise<void> {
 
         await afterSecondOf(lastDeployEnd);
         const loginsBefore = await sb.logins();
+        const wireBefore = await sb.bytesToSandbox();
         const d = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });
         lastDeployEnd = Date.now();
         const logins = (await sb.logins()) - loginsBefore;
+        const wireBytes = (await sb.bytesToSandbox()) - wireBefore;
         if (d.code !== 0) {
           throw new BenchFailure(
             `deploy (${scenario.name}, run ${i}) failed (exit ${d.code}):\n${`${d.stdout}\n${d.stderr}`.trim().split('\n').slice(-25).join('\n')}`,
@@ -159,6 +165,8 @@ async function bench(): Promise<void> {
           logins,
           bytesSent: rsyncBytesSent(d.stdout),
           floorBytesSent: f.bytesSent,
+          wireBytes,
+          floorWireBytes: f.wireBytes,
           tasks: taskDurations(d.lines),
         };
         samples.push(sample);
@@ -171,6 +179,8 @@ async function bench(): Promise<void> {
     await project.cleanup();
   }
 }
+
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
 const fmtMax = (xs: (number | undefined)[]) => {
   const known = xs.filter((x): x is number => x !== undefined);
@@ -196,13 +206,15 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number): 
       fmtMax(s.map((x) => x.logins)),
       fmtMax(s.map((x) => x.bytesSent)),
       fmtMax(s.map((x) => x.floorBytesSent)),
+      `${kib(median(s.map((x) => x.wireBytes)))} / ${kib(median(s.map((x) => x.floorWireBytes)))}`,
     ];
   });
   const out: string[] = [];
   out.push(`bench/deploy: examples/${EXAMPLE} to sandbox ${SANDBOX}, median of ${runs} runs each (first deploy: ${ms(firstMs)})`);
   out.push('');
-  out.push(table(['scenario', 'deploy', 'floor', 'ratio', 'floor+ready', 'ratio', 'remote cmds', 'ssh logins', 'bytes sent', 'floor bytes'], rows));
+  out.push(table(['scenario', 'deploy', 'floor', 'ratio', 'floor+ready', 'ratio', 'remote cmds', 'ssh logins', 'rsync sent', 'floor rsync', 'on the wire: deploy / floor'], rows));
   out.push('floor = rsync of the tree + `ssh sv hup`; floor+ready = the same until the reloaded app answers a request');
+  out.push("rsync sent = rsync's own \"Total bytes sent\"; on the wire = all bytes to the sandbox (SSH handshakes, commands, files, rsync)");
   const noChange = results.get('no change')!;
   const ratioNoChange = median(noChange.map((x) => x.deployMs)) / median(noChange.map((x) => x.floorMs));
   const commands = Math.max(...noChange.map((x) => x.commands ?? Number.POSITIVE_INFINITY));

@@ -325,13 +325,16 @@ async function removeOlderSnapshots(keep: string): Promise<void> {
 export interface BenchSandbox extends SandboxInfo {
   /** Total of "Accepted …" login lines in the sandbox's sshd output so far. */
   logins(): Promise<number>;
+  /** Bytes this machine has sent to the sandbox so far, everything on the wire (its veth link's counter). */
+  bytesToSandbox(): Promise<number>;
 }
 
-function withLogins(info: SandboxInfo): BenchSandbox {
+function benchSandbox(info: SandboxInfo): BenchSandbox {
   return {
     ...info,
     // sshd runs with -e under runsvdir, so its log lines land in the sandbox's console log.
     logins: async () => ((await readFile(info.record.consoleLog, 'utf8').catch(() => '')).match(/^Accepted \S+ for /gm) ?? []).length,
+    bytesToSandbox: async () => Number(await readFile(`/sys/class/net/${info.record.vethHost}/statistics/tx_bytes`, 'utf8')),
   };
 }
 
@@ -359,7 +362,7 @@ export async function setUpSandboxes(names: readonly string[], projectDir: strin
       await saveSnapshot(name, key);
       await removeOlderSnapshots(key);
     }
-    out.push(withLogins(info));
+    out.push(benchSandbox(info));
   }
   return out;
 }
