@@ -102,14 +102,28 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
     .action(async (name: string, opts: { all?: boolean }, cmd: CliCommand) => {
       const lib = await import('./lib.ts');
       lib.assertSandboxSupport();
-      if (opts.all) {
-        if (cmd.args.length > 0) throw new UsageError('give a sandbox name or --all, not both');
-        const removed = await lib.sandboxDownAll();
-        kit.log.info(removed.length ? `removed ${removed.join(', ')}` : 'no sandboxes to remove');
-        return;
-      }
-      const existed = await lib.sandboxDown(name);
-      kit.log.info(existed ? `removed sandbox ${name}` : `no sandbox ${name} (nothing left behind either)`);
+      if (opts.all && cmd.args.length > 0) throw new UsageError('give a sandbox name or --all, not both');
+      if (!opts.all) (await import('./naming.ts')).checkSandboxName(name);
+      let message = '';
+      await kit.runTasks(
+        [
+          {
+            title: opts.all ? 'remove every sandbox' : `remove sandbox ${name}`,
+            run: async (_ctx: unknown, task) => {
+              const onProgress = (line: string) => task.output(line);
+              if (opts.all) {
+                const removed = await lib.sandboxDownAll({ onProgress });
+                message = removed.length ? `removed ${removed.join(', ')}` : 'no sandboxes to remove';
+              } else {
+                const existed = await lib.sandboxDown(name, { onProgress });
+                message = existed ? `removed sandbox ${name}` : `no sandbox ${name} (nothing left behind either)`;
+              }
+            },
+          },
+        ],
+        undefined,
+      );
+      kit.log.info(message);
     });
 }
 
