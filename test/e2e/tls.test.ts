@@ -22,10 +22,10 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { raw, sh } from '../../core/shell.ts';
 import type { Remote } from '../../core/transport/remote.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
-import { hasSnapshot, sandboxTarget } from '../../plugins/sandbox/lib.ts';
+import { sandboxTarget } from '../../plugins/sandbox/lib.ts';
 import { type Pebble, pebbleUnavailable, startPebble } from '../helpers/pebble.ts';
-import { runCli, sandboxSkip, withSandbox } from './harness.ts';
-import { setupSnapshotKey } from './safe-helpers.ts';
+import { runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
+import { setupRecipe } from './safe-helpers.ts';
 
 const SANDBOX = 'tls-e2e';
 const DOMAIN = 'shop.kraftwerk.test';
@@ -93,10 +93,12 @@ function sanNames(cert: PeerCertificate): string[] {
 
 function writeProject(dir: string, tls: unknown, aliases: string[]): void {
   const config = {
+    package: 'shop',
     domain: DOMAIN,
     aliases,
     wsgi: 'app:application',
     healthcheck: { path: '/' },
+    environ: { SHOP_NAME: 'tls e2e' },
     tls,
   };
   // JSON is YAML: no quoting questions for the URL.
@@ -110,11 +112,8 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
     writeFileSync(path.join(project, 'app.py'), APP);
     writeFileSync(path.join(project, 'requirements.txt'), '');
 
-    // A node the other suites already set up (same setup code) saves minutes; setup-node below adds certbot either way.
-    const snapshot = setupSnapshotKey();
-    const fromSnapshot = (await hasSnapshot(snapshot)) ? snapshot : undefined;
-    t.diagnostic(fromSnapshot ? `starting from snapshot ${snapshot}` : 'no set-up snapshot: setup-node from scratch');
-    await withSandbox(t, SANDBOX, async (sandbox) => {
+    // Starts from the node the other suites set up (one snapshot build for all); setup-node below adds certbot.
+    await withPreparedSandbox(t, SANDBOX, setupRecipe(), async (sandbox) => {
       const pebble: Pebble = await startPebble({ listenAddress: sandbox.record.hostAddress, siteAddress: sandbox.address, httpPort: 80 });
       t.after(() => pebble.stop());
       const tls = { acme_server: pebble.directoryUrl, email: 'ops@example.com', hsts: 600 };
@@ -206,6 +205,6 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
       await assert.rejects(peerCertificate(sandbox.address, DOMAIN, root), /ECONNREFUSED/);
       const left = await remote.exec(raw('ls /etc/letsencrypt/live /etc/letsencrypt/renewal 2>/dev/null; ls -d /var/lib/kraftwerk/acme/* 2>/dev/null; true'));
       assert.doesNotMatch(left.stdout, /tls|shop/, `certificates and webroot are gone:\n${left.stdout}`);
-    }, fromSnapshot ? { fromSnapshot } : {});
+    });
   });
 });
