@@ -125,20 +125,33 @@ export function selfSignedCommand(settings: TlsSettings, days = 365): Command {
   return sh`install -d -m 0700 ${path.posix.dirname(fullchain)} ${path.posix.dirname(privateKey)} && (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days ${days} -subj ${`/CN=${cn}`} -addext ${`subjectAltName=${san}`} -keyout ${`${privateKey}.new`} -out ${`${fullchain}.new`} 2>&1) && chmod 0644 ${`${fullchain}.new`} && mv -f ${`${privateKey}.new`} ${privateKey} && mv -f ${`${fullchain}.new`} ${fullchain}`;
 }
 
+/** Which of the providers' files to remove. */
+export interface TlsLeftovers {
+  /** certbot's lineage of the site and its webroot. */
+  letsencrypt: boolean;
+  /** The self-signed certificate and key. */
+  selfSigned: boolean;
+}
+
 /**
- * Remove every trace of the site's TLS (certbot lineage, self-signed files,
- * webroot): after this the node no longer renews a certificate nobody serves.
- * Prints what it removed.
+ * Remove what the site's TLS left on the node (by default everything: certbot
+ * lineage, self-signed files, webroot), so the node no longer renews a
+ * certificate nobody serves. Prints what it removed.
  */
-export function removeTlsCommand(certName: string): Command {
+export function removeTlsCommand(certName: string, which: TlsLeftovers = { letsencrypt: true, selfSigned: true }): Command {
   const le = certbotPaths(certName);
-  return sh`if [ -f ${le.renewalConf} ] || [ -d ${le.lineage} ]; then
+  const parts: Command[] = [];
+  if (which.letsencrypt) {
+    parts.push(sh`if [ -f ${le.renewalConf} ] || [ -d ${le.lineage} ]; then
   if command -v certbot >/dev/null 2>&1 && [ -f ${le.renewalConf} ]; then certbot delete --non-interactive --cert-name ${certName} >/dev/null 2>&1 || true; fi
   rm -rf ${le.lineage} ${`${LETSENCRYPT_DIR}/archive/${certName}`} ${le.renewalConf}
   echo "removed certificate ${certName}"
-fi
-for d in ${selfSignedDir(certName)} ${acmeWebroot(certName)}; do if [ -d "$d" ]; then rm -rf "$d"; echo "removed $d"; fi; done
-true`;
+fi`);
+  }
+  const dirs = [...(which.selfSigned ? [selfSignedDir(certName)] : []), ...(which.letsencrypt ? [acmeWebroot(certName)] : [])];
+  if (dirs.length) parts.push(sh`for d in ${dirs}; do if [ -d "$d" ]; then rm -rf "$d"; echo "removed $d"; fi; done`);
+  parts.push(raw('true'));
+  return { text: parts.map((c) => c.text).join('\n'), display: parts.map((c) => c.display).join('\n') };
 }
 
 /**

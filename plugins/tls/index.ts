@@ -43,6 +43,7 @@ import {
   renewalHookFile,
   selfSignedCommand,
   summarizeCertbotError,
+  type TlsLeftovers,
 } from './commands.ts';
 import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
 
@@ -145,21 +146,25 @@ function applyTls(hooks: Hooks, site: Site): void {
   });
 
   hooks.restart.tap(NAME, (_ctx, tasks) => {
-    if (!settings) {
-      tasks.add({
-        title: 'remove certificates of an earlier TLS setup',
-        // After the health check and the release record: a deploy that fails before is rolled back to a
-        // release whose nginx site may still use the certificate.
-        stage: Stage.VERIFY + 150,
-        skip: (ctx) => !nginxDroppedCertificate(ctx, site),
-        run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(removeTlsCommand(site.name));
-          const removed = stdout.split('\n').filter(Boolean);
-          task.title(removed.length ? `TLS off: ${removed.join('; ')}` : 'TLS off (nothing to remove)');
-        },
-      });
-      return;
-    }
+    // What an earlier setup left that this one does not use: everything when TLS is off, the other provider's files otherwise.
+    const leftovers: TlsLeftovers = {
+      letsencrypt: settings?.provider !== 'letsencrypt',
+      selfSigned: settings?.provider !== 'self-signed',
+    };
+    tasks.add({
+      title: settings ? 'remove certificates of the other provider' : 'remove certificates of an earlier TLS setup',
+      // After the health check and the release record: a deploy that fails before is rolled back to a
+      // release whose nginx site may still use the certificate.
+      stage: Stage.VERIFY + 150,
+      skip: (ctx) => !nginxDropped(ctx, site, leftovers),
+      run: async (ctx, task) => {
+        const { stdout } = await ctx.remote.exec(removeTlsCommand(site.name, leftovers));
+        const removed = stdout.split('\n').filter(Boolean);
+        const what = settings ? `TLS from ${settings.provider}` : 'TLS off';
+        task.title(removed.length ? `${what}: ${removed.join('; ')}` : `${what} (nothing to remove)`);
+      },
+    });
+    if (!settings) return;
     if (settings.provider !== 'letsencrypt') return;
 
     tasks.add({
@@ -249,16 +254,18 @@ function applyTls(hooks: Hooks, site: Site): void {
 }
 
 /**
- * Turning TLS off always rewrites the nginx site, so an unchanged one means
- * there is nothing to remove (no command on a no-change deploy). A site file
- * that still names the certificate (a rollback restoring a release that had
- * TLS) keeps it.
+ * Turning TLS off or changing the provider always rewrites the nginx site, so
+ * an unchanged one means there is nothing to remove (no command on a
+ * no-change deploy). A site file that still names the files (a rollback
+ * restoring a release that used them) keeps them.
  */
-function nginxDroppedCertificate(ctx: DeployContext, site: Site): boolean {
+function nginxDropped(ctx: DeployContext, site: Site, leftovers: TlsLeftovers): boolean {
   if (!ctx.files.changedUnder('/etc/nginx/')) return false;
-  const le = certbotPaths(site.name).lineage;
-  const selfSigned = selfSignedDir(site.name);
-  return !ctx.files.all.some((f) => f.path.startsWith('/etc/nginx/') && (f.content.includes(`${le}/`) || f.content.includes(`${selfSigned}/`)));
+  const paths = [
+    ...(leftovers.letsencrypt ? [`${certbotPaths(site.name).lineage}/`] : []),
+    ...(leftovers.selfSigned ? [`${selfSignedDir(site.name)}/`] : []),
+  ];
+  return !ctx.files.all.some((f) => f.path.startsWith('/etc/nginx/') && paths.some((p) => f.content.includes(p)));
 }
 
 function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {

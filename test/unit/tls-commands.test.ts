@@ -98,6 +98,16 @@ describe('certbot commands', () => {
     assert.match(text, /rm -rf \/etc\/letsencrypt\/live\/shop \/etc\/letsencrypt\/archive\/shop \/etc\/letsencrypt\/renewal\/shop\.conf/);
     assert.match(text, /for d in \/etc\/kraftwerk\/tls\/shop \/var\/lib\/kraftwerk\/acme\/shop;/);
   });
+
+  it('removal of one provider’s files leaves the other’s', () => {
+    const selfSignedOnly = removeTlsCommand('shop', { letsencrypt: false, selfSigned: true }).text;
+    assert.doesNotMatch(selfSignedOnly, /certbot|letsencrypt|acme/);
+    assert.match(selfSignedOnly, /for d in \/etc\/kraftwerk\/tls\/shop;/);
+    const letsencryptOnly = removeTlsCommand('shop', { letsencrypt: true, selfSigned: false }).text;
+    assert.match(letsencryptOnly, /certbot delete/);
+    assert.match(letsencryptOnly, /for d in \/var\/lib\/kraftwerk\/acme\/shop;/);
+    assert.doesNotMatch(letsencryptOnly, /kraftwerk\/tls/);
+  });
 });
 
 describe('certificate probe', () => {

@@ -198,6 +198,19 @@ describe('tls plugin on a deploy', () => {
   });
 });
 
+describe('tls plugin changing provider', () => {
+  it('letsencrypt after self-signed removes the self-signed files once nginx no longer uses them', async () => {
+    const { hooks, remote, ctx } = setup({ tls: { acme_server: 'https://ca.test/dir' } }, [[PROBE, { stdout: EXISTING }]]);
+    const restart = new TaskList<DeployContext>('restart');
+    await hooks.restart.promise(ctx, restart);
+    ctx.files.add({ path: '/etc/nginx/sites-available/kraftwerk-shop.conf', content: 'ssl_certificate /etc/letsencrypt/live/shop/fullchain.pem;\n' });
+    ctx.files.changed.add('/etc/nginx/sites-available/kraftwerk-shop.conf');
+    assert.deepEqual(await runTasks(restart.sorted(), ctx), ['remove certificates of the other provider']);
+    assert.match(remote.commands[0]!, /for d in \/etc\/kraftwerk\/tls\/shop;/);
+    assert.doesNotMatch(remote.commands[0]!, /certbot delete/);
+  });
+});
+
 describe('tls plugin at setup-node', () => {
   async function packagesFor(config: Record<string, unknown>) {
     const { hooks, ctx } = setup(config, []);
