@@ -9,7 +9,8 @@
  *   3. an added alias: the next deploy re-issues the certificate with it
  *   4. certbot renew --force-renewal on the server: nginx serves the new certificate
  *   5. kraftwerk status shows the expiry
- *   6. tls: false: back to plain HTTP, the certificate is gone
+ *   6. provider: self-signed: a certificate made on the node, certbot's lineage removed
+ *   7. tls: false: back to plain HTTP, the certificate is gone
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -106,7 +107,7 @@ function writeProject(dir: string, tls: unknown, aliases: string[]): void {
 }
 
 describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUnavailable() }, () => {
-  it('issues, redirects, re-issues, renews, reports and turns off', { timeout: 30 * 60_000 }, async (t: TestContext) => {
+  it('issues, redirects, re-issues, renews, reports, self-signs and turns off', { timeout: 30 * 60_000 }, async (t: TestContext) => {
     const project = mkdtempSync(path.join(tmpdir(), 'kw-tls-e2e-'));
     t.after(() => rmSync(project, { recursive: true, force: true }));
     writeFileSync(path.join(project, 'app.py'), APP);
@@ -195,15 +196,27 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
         assert.match(status.stdout, new RegExp(expiry), `status names the expiry date ${expiry}:\n${status.stdout}`);
       });
 
-      // 6. TLS off: plain HTTP again, nothing left to renew.
+      // 6. Self-signed instead: openssl makes the certificate on the node; certbot's lineage goes.
+      writeProject(project, { provider: 'self-signed' }, [WWW, ADDED]);
+      const selfSigned = await cli('deploy', SANDBOX);
+      assert.equal(selfSigned.code, 0, `deploy failed:\n${selfSigned.stdout}\n${selfSigned.stderr}`);
+      const ownPem = (await remote.exec(raw('cat /etc/kraftwerk/tls/shop/fullchain.pem'))).stdout;
+      const own = await peerCertificate(sandbox.address, WWW, ownPem);
+      assert.deepEqual(sanNames(own), [DOMAIN, WWW, ADDED].sort());
+      assert.equal(own.issuer.CN, DOMAIN, 'issued by itself');
+      assert.equal((await at(`https://${DOMAIN}/`, ownPem)).body, 'shop over https\n');
+      const lineage = await remote.exec(raw('ls /etc/letsencrypt/live /etc/letsencrypt/renewal 2>/dev/null; true'));
+      assert.doesNotMatch(lineage.stdout, /shop/, 'certbot no longer renews a certificate nobody serves');
+
+      // 7. TLS off: plain HTTP again, nothing left to renew.
       writeProject(project, false, [WWW, ADDED]);
       const off = await cli('deploy', SANDBOX);
       assert.equal(off.code, 0, `deploy failed:\n${off.stdout}\n${off.stderr}`);
       const back = await at(`http://${DOMAIN}/`);
       assert.equal(back.status, 200);
       assert.equal(back.body, 'shop over http\n');
-      await assert.rejects(peerCertificate(sandbox.address, DOMAIN, root), /ECONNREFUSED/);
-      const left = await remote.exec(raw('ls /etc/letsencrypt/live /etc/letsencrypt/renewal 2>/dev/null; ls -d /var/lib/kraftwerk/acme/* 2>/dev/null; true'));
+      await assert.rejects(peerCertificate(sandbox.address, DOMAIN, ownPem), /ECONNREFUSED/);
+      const left = await remote.exec(raw('ls /etc/letsencrypt/live /etc/letsencrypt/renewal 2>/dev/null; ls -d /var/lib/kraftwerk/acme/* /etc/kraftwerk/tls/* 2>/dev/null; true'));
       assert.doesNotMatch(left.stdout, /tls|shop/, `certificates and webroot are gone:\n${left.stdout}`);
     });
   });
