@@ -11,7 +11,6 @@ import { runLocal } from './run.ts';
 /** Removing a large root on a slow disk. */
 const REMOVE_TIMEOUT_MS = 10 * 60_000;
 
-
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function fileExists(path: string): Promise<boolean> {
@@ -36,18 +35,15 @@ export async function onPath(program: string): Promise<boolean> {
   return false;
 }
 
-/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
-export async function startTimeOf(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z') return undefined;
-  return fields[19];
-}
-
-export function startTimeOfSync(pid: number): string | undefined {
-  // Sync: isRunning is a plain predicate used in filters and conditions.
+/**
+ * When a process started (field 22 of /proc/<pid>/stat, clock ticks since
+ * boot); undefined when it is gone or a zombie. PID plus start time names a
+ * process even after its PID is reused.
+ */
+export function startTimeOf(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return fields[0] === 'Z' ? undefined : fields[19];
   } catch {
@@ -67,9 +63,9 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
 
 export async function stopProcess(pid: number): Promise<void> {
   signalAll([pid], 'SIGTERM');
-  if (await waitUntil(async () => startTimeOfSync(pid) === undefined, 3000)) return;
+  if (await waitUntil(async () => startTimeOf(pid) === undefined, 3000)) return;
   signalAll([pid], 'SIGKILL');
-  await waitUntil(async () => startTimeOfSync(pid) === undefined, 3000);
+  await waitUntil(async () => startTimeOf(pid) === undefined, 3000);
 }
 
 export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {

@@ -40,7 +40,6 @@ import {
   sleep,
   sshAnswers,
   startTimeOf,
-  startTimeOfSync,
   waitUntil,
 } from './host.ts';
 import { PROXY_ADDRESS, PROXY_PORT, allocateSubnet, checkSandboxName, sandboxNetNames } from './naming.ts';
@@ -361,7 +360,7 @@ async function launch(record: SandboxRecord): Promise<{ pid: number; pidStartTim
     const children = await readFile(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').catch(() => '');
     const pid = Number(children.trim().split(/\s+/)[0]);
     if (pid > 0) {
-      const pidStartTime = await startTimeOf(pid);
+      const pidStartTime = startTimeOf(pid);
       if (pidStartTime) return { pid, pidStartTime };
     }
     await sleep(20);
@@ -394,7 +393,7 @@ function isBeingCreated(record: SandboxRecord): boolean {
 
 /** The sandbox's PID 1 is alive (and is the same process, not a reused PID). */
 export function isRunning(record: SandboxRecord): boolean {
-  return record.pid !== undefined && record.pidStartTime !== undefined && startTimeOfSync(record.pid) === record.pidStartTime;
+  return record.pid !== undefined && record.pidStartTime !== undefined && startTimeOf(record.pid) === record.pidStartTime;
 }
 
 /** Every host PID that belongs to the sandbox: in its network namespace, or with its root inside the sandbox folder. */
@@ -402,7 +401,7 @@ async function sandboxPids(record: Pick<SandboxRecord, 'netns' | 'dir' | 'pid' |
   const pids = new Set<number>();
   const ns = await runLocal(['ip', 'netns', 'pids', record.netns], { check: false });
   if (ns.code === 0) for (const p of ns.stdout.split(/\s+/)) if (Number(p) > 0) pids.add(Number(p));
-  if (record.pid !== undefined && startTimeOfSync(record.pid) === record.pidStartTime) pids.add(record.pid);
+  if (record.pid !== undefined && startTimeOf(record.pid) === record.pidStartTime) pids.add(record.pid);
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
     const root = await readlink(`/proc/${entry}/root`).catch(() => '');
@@ -416,8 +415,8 @@ async function sandboxPids(record: Pick<SandboxRecord, 'netns' | 'dir' | 'pid' |
 async function killSandboxProcesses(record: Pick<SandboxRecord, 'name' | 'netns' | 'dir' | 'pid' | 'pidStartTime'>): Promise<void> {
   const deadline = Date.now() + KILL_WAIT_MS;
   for (;;) {
-    if (record.pid !== undefined && startTimeOfSync(record.pid) === record.pidStartTime) signalAll([record.pid], 'SIGKILL');
-    const pids = (await sandboxPids(record)).filter((p) => startTimeOfSync(p) !== undefined);
+    if (record.pid !== undefined && startTimeOf(record.pid) === record.pidStartTime) signalAll([record.pid], 'SIGKILL');
+    const pids = (await sandboxPids(record)).filter((p) => startTimeOf(p) !== undefined);
     if (pids.length === 0) return;
     if (Date.now() > deadline) {
       throw new KraftwerkError(`could not stop the processes of sandbox ${record.name}: ${pids.join(' ')}`);

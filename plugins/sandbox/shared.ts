@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KraftwerkError, lastLines } from '../../core/errors.ts';
 import { APT_PROXY_CACHE_DIR } from './commands.ts';
-import { hostIPv4Addresses, signalAll, sleep, startTimeOf, startTimeOfSync, stopProcess, tcpAnswers } from './host.ts';
+import { hostIPv4Addresses, signalAll, sleep, startTimeOf, stopProcess, tcpAnswers } from './host.ts';
 import { PROXY_ADDRESS, PROXY_PORT } from './naming.ts';
 import { runLocal } from './run.ts';
 import { readState, stateDirectory, updateState, type ProxyRecord, type SandboxState } from './state.ts';
@@ -40,7 +40,7 @@ export async function ensureProxyRunning(): Promise<void> {
 }
 
 function proxyRunning(p: ProxyRecord | undefined): boolean {
-  return p !== undefined && startTimeOfSync(p.pid) === p.pidStartTime;
+  return p !== undefined && startTimeOf(p.pid) === p.pidStartTime;
 }
 
 /** Make sure the proxy address, forwarding and the proxy process are there (under the state lock). */
@@ -97,7 +97,7 @@ async function startProxy(): Promise<ProxyRecord> {
   const deadline = Date.now() + PROXY_WAIT_MS;
   while (Date.now() < deadline && exited === undefined && pid !== undefined) {
     if (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 500)) {
-      const pidStartTime = (await startTimeOf(pid)) ?? '';
+      const pidStartTime = startTimeOf(pid) ?? '';
       await mkdir('/run/kraftwerk', { recursive: true });
       await writeFile(PROXY_PID_FILE, `${pid} ${pidStartTime}\n`);
       return { pid, pidStartTime, address: PROXY_ADDRESS, port: PROXY_PORT, log: logFile };
@@ -115,7 +115,7 @@ async function startProxy(): Promise<ProxyRecord> {
 async function stopOrphanProxy(): Promise<void> {
   const text = await readFile(PROXY_PID_FILE, 'utf8').catch(() => '');
   const [pid, start] = text.trim().split(' ');
-  if (pid && start && startTimeOfSync(Number(pid)) === start) await stopProcess(Number(pid));
+  if (pid && start && startTimeOf(Number(pid)) === start) await stopProcess(Number(pid));
   await rm(PROXY_PID_FILE, { force: true });
 }
 
