@@ -15,9 +15,10 @@ import { describe, it, type TestContext } from 'node:test';
 import { raw } from '../../core/shell.ts';
 import type { Remote } from '../../core/transport/remote.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
-import { sandboxTarget } from '../../plugins/sandbox/lib.ts';
-import { REPO_ROOT, runCli, sandboxSkip, type CliResult } from './harness.ts';
-import { type SafeProject, withSetUpNodes } from './safe-helpers.ts';
+import type { SandboxInfo } from '../../plugins/sandbox/lib.ts';
+import { hasSnapshot, sandboxTarget, saveSnapshot } from '../../plugins/sandbox/lib.ts';
+import { REPO_ROOT, runCli, sandboxSkip, withSandbox, type CliResult } from './harness.ts';
+import { setupSnapshotKey } from './safe-helpers.ts';
 
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'apps', 'ops-site');
 const A = 'ops-a';
@@ -47,11 +48,39 @@ function project(t: TestContext, files: Record<string, string> = {}): string {
   return dir;
 }
 
+/**
+ * Sandboxes `names`, each set up with the real `kraftwerk setup-node`, removed
+ * afterwards. They start from the snapshot of a set-up node that the
+ * safe-deploy suite keys by the setup code (saved here when it is missing).
+ */
+async function withSetUpSandboxes<T>(t: TestContext, cwd: string, names: string[], fn: (s: SandboxInfo[]) => Promise<T>, made: SandboxInfo[] = []): Promise<T> {
+  const [name, ...rest] = names;
+  if (!name) return fn(made);
+  const key = setupSnapshotKey();
+  const fromSnapshot = (await hasSnapshot(key)) ? key : undefined;
+  return withSandbox(
+    t,
+    name,
+    async (sandbox) => {
+      const r = await runCli(['setup-node', name], { cwd, timeoutMs: 30 * 60_000 });
+      assert.equal(r.code, 0, `setup-node ${name} failed:\n${r.stdout}\n${r.stderr}`);
+      if (!fromSnapshot && !(await hasSnapshot(key))) {
+        t.diagnostic(`saving snapshot ${key}`);
+        await saveSnapshot(name, key).catch((e: Error) => t.diagnostic(`no snapshot: ${e.message}`));
+      }
+      return withSetUpSandboxes(t, cwd, rest, fn, [...made, sandbox]);
+    },
+    fromSnapshot ? { fromSnapshot } : {},
+  );
+}
+
 const OTHER_CONFIG = `package: other
 domain: other.test
 wsgi: app:application
 healthcheck:
   path: /health
+environ:
+  OTHER: "1"
 `;
 
 describe('operations: status, logs, run, env, workers, cron, backups, dump/load, sync-services, destroy', { skip: sandboxSkip() }, () => {
@@ -64,9 +93,7 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
       if (options.ok !== false) assert.equal(r.code, 0, `kraftwerk ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
       return r;
     };
-    const setupProject = { cli: (args: readonly string[], o: { timeoutMs?: number } = {}) => runCli(args, { cwd: dir, ...o }) } as unknown as SafeProject;
-
-    await withSetUpNodes(t, setupProject, [A, B], async ([a, b]) => {
+    await withSetUpSandboxes(t, dir, [A, B], async ([a, b]) => {
       const remotes: Record<string, Remote> = {};
       for (const name of [A, B]) {
         const target = await sandboxTarget(name);
@@ -232,8 +259,10 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         );
         assert.equal(left.trim(), '', `nothing of site ops is left:\n${left}`);
         assert.equal((await page('a', '/', 'other.test')).status, 200, 'the other site still serves');
-        assert.notEqual((await page('a', '/', 'ops.test')).body, first, 'ops is gone from ops-a');
         assert.equal((await page('b', '/uploads/hello.txt')).status, 200, 'and ops on ops-b is untouched');
+        // nginx closes the connection for a name no site answers to.
+        const gone = await page('a', '/', 'ops.test').then((r) => `HTTP ${r.status}: ${r.body}`, (e: Error) => e.message);
+        assert.doesNotMatch(gone, /ops site/, 'ops is gone from ops-a');
       });
     });
   });
