@@ -267,7 +267,10 @@ export const corePlugin = definePlugin({
         stage: Stage.AFTER_FILES + 50,
         run: async (ctx, task) => {
           // `.venv` in the release names the venv it runs with: cron, workers and `kraftwerk run` use current/.venv.
-          await ctx.remote.exec(sh`ln -sfn ${ctx.release.venv} ${`${ctx.release.path}/.venv`}`);
+          // The release's top folder is the site group's, writable and sticky: release commands
+          // (collectstatic) can create folders there, but cannot replace the code root owns.
+          const rel = ctx.release.path;
+          await ctx.remote.exec(sh`ln -sfn ${ctx.release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`);
           for (const command of site.config.release) {
             task.output(`$ ${command}`);
             await ctx.remote.exec(inSiteEnv(site, { dir: ctx.release.path, venv: ctx.release.venv, command }), {
