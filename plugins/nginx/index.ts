@@ -117,15 +117,20 @@ else
 fi`;
 }
 
-/** The tls plugin obtained a certificate after the files were written: render, test and reload again. */
+/**
+ * The tls plugin obtained a certificate after the files were written: render,
+ * test and reload again. The reload happens even when the file is the same: a
+ * certificate re-issued into the same lineage (an added alias) or regenerated
+ * (self-signed) replaced the files behind it.
+ */
 async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void> {
   const paths = nginxSitePaths(site);
   const file = { path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 };
   ctx.files.add(file);
   await ctx.remote.syncFiles([file]);
   try {
-    const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
-    if (stdout.includes('kraftwerk: nginx changed')) await ctx.remote.exec(nginxReloadCommand(site));
+    await ctx.remote.exec(nginxTestCommand(site));
+    await ctx.remote.exec(nginxReloadCommand(site));
   } catch (err) {
     if (!(err instanceof RemoteCommandError)) throw err;
     throw new KraftwerkError(`nginx rejected the site config with the new certificate on ${ctx.node}:\n${err.stderr.trim()}`, {
