@@ -70,3 +70,4 @@ export {
   type ServiceState,
   startOrRestartCommand,
 } from './runit.ts';
+export { addHostsEntry, hostsLine, removeHostsEntries } from './hosts-file.ts';

@@ -3,7 +3,7 @@
 // sandbox (a real Debian host in its own namespaces), runs setup-node on it,
 // deploys examples/flask-hello, and prints the URL to open.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,21 +46,9 @@ kraftwerk(['sandbox', 'up', name]);
 kraftwerk(['setup-node', name], example);
 kraftwerk(['deploy', name], example);
 
-// The site answers on its domain (nginx picks the site by Host header), so make
-// the name resolve to the sandbox on this machine. The line carries a marker
-// that `kraftwerk sandbox down` removes.
-const list = spawnSync(process.execPath, [cli, 'sandbox', 'list', '--json'], { encoding: 'utf8' });
-const address = JSON.parse(list.stdout || '[]').find((s) => s.name === name)?.address;
-if (address) {
-  const marker = `# kraftwerk-sandbox ${name}`;
-  const hosts = readFileSync('/etc/hosts', 'utf8')
-    .split('\n')
-    .filter((l) => !l.endsWith(marker))
-    .join('\n')
-    .replace(/\n*$/, '\n');
-  writeFileSync('/etc/hosts', `${hosts}${address} ${domain} www.${domain} ${marker}\n`);
-  process.stdout.write(`\nAdded "${address} ${domain}" to /etc/hosts (removed by: kraftwerk sandbox down ${name}).\n`);
-}
+// The site answers on its domain (nginx picks the site by Host header): make the
+// names resolve to the sandbox on this machine until `sandbox down` removes them.
+kraftwerk(['sandbox', 'hosts', name, domain, `www.${domain}`]);
 process.stdout.write(`\nOpen http://${domain}/\n`);
 process.stdout.write(`Then try: cd examples/flask-hello && npx kraftwerk deploy ${name}   (a second deploy, no change)\n`);
 process.stdout.write(`Clean up: npx kraftwerk sandbox down ${name}\n`);

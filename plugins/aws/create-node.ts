@@ -16,7 +16,7 @@ import {
   type ImageInfo,
   type NodeInstance,
 } from './ec2.ts';
-import { addHostsEntry, hostsLine } from './hosts-file.ts';
+import { addHostsEntry, hostsLine } from '../../core/index.ts';
 import { addNode, nodeSnippet, recordedNode, type RecordedNode } from './node-config.ts';
 import { readPublicKey, tildePath } from './public-key.ts';
 import { checkNodeName, DEFAULT_WAITS, keyPairName, type AwsDeps, type Waits } from './settings.ts';

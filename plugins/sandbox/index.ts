@@ -73,6 +73,17 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
     });
 
   sandbox
+    .command('hosts')
+    .argument('<name>', 'sandbox name')
+    .argument('<domains...>', 'names to resolve to the sandbox on this machine')
+    .description("point domains at a sandbox in this machine's /etc/hosts (removed again by sandbox down)")
+    .action(async (name: string, domains: string[]) => {
+      const lib = await import('./lib.ts');
+      const address = await lib.addSandboxHosts(name, domains);
+      kit.log.info(`/etc/hosts: ${address} ${domains.join(' ')} (until kraftwerk sandbox down ${name})`);
+    });
+
+  sandbox
     .command('ssh')
     .argument('<name>', 'sandbox name')
     .argument('[command...]', 'command to run (after --), each word passed as one argument; interactive shell when omitted')

@@ -14,6 +14,7 @@ import { mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { KraftwerkError, UsageError, lastLines } from '../../core/errors.ts';
+import { addHostsEntry, removeHostsEntries } from '../../core/hosts-file.ts';
 import type { SshTarget } from '../../core/transport/remote.ts';
 import {
   HOST_PUBLIC_KEYS_SCRIPT,
@@ -479,6 +480,7 @@ async function removeSandbox(name: string, options: { keepShared: boolean; onPro
   await waitUntil(async () => (await runLocal(['ip', 'link', 'show', net.vethHost], { check: false })).code !== 0, 5000);
   progress(`${name}: removing ${dir}`);
   await removeTree(dir);
+  await removeHostsEntries(HOSTS_FILE, hostsOwner(name));
   await rm(known?.stateDir ?? sandboxStateDir(name), { recursive: true, force: true });
 
   await updateState((state) => {
@@ -487,6 +489,22 @@ async function removeSandbox(name: string, options: { keepShared: boolean; onPro
   });
   if (known?.lower) await removeStaleUnpacked();
   return existed;
+}
+
+const HOSTS_FILE = '/etc/hosts';
+/** The marker on /etc/hosts lines that point names at a sandbox; `down` removes them. */
+export function hostsOwner(name: string): string {
+  return `kraftwerk-sandbox ${name}`;
+}
+
+/** Point `names` at a sandbox in this machine's /etc/hosts (so a browser reaches its sites by domain). */
+export async function addSandboxHosts(name: string, names: string[]): Promise<string> {
+  checkSandboxName(name);
+  const known = (await readState()).sandboxes[name];
+  if (!known) throw new UsageError(`there is no sandbox ${name}`, { hint: 'See kraftwerk sandbox list.' });
+  await removeHostsEntries(HOSTS_FILE, hostsOwner(name));
+  await addHostsEntry(HOSTS_FILE, known.address, names.join(' '), hostsOwner(name));
+  return known.address;
 }
 
 /** List recorded sandboxes: up when their PID 1 runs. */
