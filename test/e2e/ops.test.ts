@@ -173,6 +173,17 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         const after = await on(A, 'sv status /etc/service/kraftwerk-ops-worker');
         assert.notEqual(/\(pid (\d+)\)/.exec(after)?.[1], /\(pid (\d+)\)/.exec(before)?.[1], 'a new worker process');
         assert.equal((await page('a', '/env/GREETING')).body, `${SECRET}\n`, 'env set survives a deploy');
+
+        // Dropped from the config: the next deploy stops and removes its service.
+        const { readFileSync } = await import('node:fs');
+        const config = path.join(dir, 'kraftwerk.yaml');
+        const original = readFileSync(config, 'utf8');
+        writeFileSync(config, original.replace(/^processes:\n  worker: .*\n/m, ''));
+        await cli(['deploy', A]);
+        assert.equal(await on(A, 'ls -d /etc/sv/kraftwerk-ops-worker /etc/service/kraftwerk-ops-worker 2>/dev/null; pgrep -f "python3 worker.py"; true'), '');
+        writeFileSync(config, original);
+        await cli(['deploy', A]);
+        assert.match(await on(A, 'sv status /etc/service/kraftwerk-ops-worker'), /^run: /);
       });
 
       await t.test('the cron job runs from cron, and a second run while one is running does not start', async () => {
@@ -228,6 +239,15 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         await cli(['backup', A, id!, '--download', '--to', local]);
         const { readdirSync } = await import('node:fs');
         assert.ok(readdirSync(local).includes('manifest.json'));
+        // The scheduled backup, run as cron runs it, twice: rotation keeps 2 (`keep: 2`).
+        const line = (await on(A, 'grep "cron-backup" /etc/cron.d/kraftwerk-ops')).trim();
+        const scheduled = line.split(' ').slice(6).join(' ').replace(/\\%/g, '%');
+        await on(A, `${scheduled}; sleep 1.1; ${scheduled}`);
+        const rotated = JSON.parse((await cli(['backups', A, '--json'])).stdout) as { dumps: { id: string; kind: string; plugins: string[] }[] }[];
+        const kept = rotated[0]!.dumps.filter((d) => d.kind === 'backup');
+        assert.equal(kept.length, 2, `two scheduled backups kept:\n${JSON.stringify(rotated)}`);
+        assert.ok(!kept.some((d) => d.id === id), 'the oldest backup was rotated away');
+        assert.deepEqual([...kept[1]!.plugins].sort(), ['files', 'postgres']);
       });
 
       await t.test('sync-services copies the row and the upload from one node to the other', async () => {
