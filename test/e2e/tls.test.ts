@@ -144,6 +144,7 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
       const failed = await cli('deploy', SANDBOX);
       assert.equal(failed.code, 1, `the deploy reports the failed issuance:\n${failed.stdout}\n${failed.stderr}`);
       const failure = `${failed.stdout}\n${failed.stderr}`;
+      t.diagnostic(`the user sees: ${failed.stderr.trim().split('\n').slice(-6).join(' | ')}`);
       assert.match(failure, new RegExp(`could not obtain a certificate for ${DOMAIN}, ${WWW}, ${BROKEN}`));
       assert.match(failure, new RegExp(`${BROKEN.replaceAll('.', '\\.')}: connection: `), 'the CA’s problem, per domain');
       assert.match(failure, /keeps serving over plain HTTP/);
@@ -192,6 +193,7 @@ describe('tls: HTTPS from a real ACME server', { skip: sandboxSkip() || pebbleUn
         const status = await cli('status', SANDBOX);
         if (/unknown command 'status'/.test(status.stderr)) return st.skip('the status command does not exist yet');
         assert.equal(status.code, 0, status.stderr);
+        st.diagnostic(status.stdout.split('\n').filter((l) => l.trim().startsWith('tls')).join(' | '));
         const expiry = new Date(renewed.valid_to).toISOString().slice(0, 10);
         assert.match(status.stdout, new RegExp(expiry), `status names the expiry date ${expiry}:\n${status.stdout}`);
       });
