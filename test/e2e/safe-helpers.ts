@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -141,10 +141,13 @@ export function setupRecipe(): SnapshotRecipe {
     prepare: async (sandbox) => {
       const r = await runCli(['setup-node', sandbox.name], { cwd: tmpdir(), timeoutMs: 30 * 60_000 });
       assert.equal(r.code, 0, `kraftwerk setup-node ${sandbox.name} failed:\n${r.stdout}\n${r.stderr}`);
-      // Snapshots of older setup code are dead weight (hundreds of MB each).
+      // Snapshots of older setup code are dead weight (hundreds of MB each). Those younger than
+      // a day may belong to another checkout (a worktree) running its tests now: they stay.
       for (const name of await readdir(SNAPSHOT_DIR).catch(() => [] as string[])) {
-        const old = name.replace(/\.tar$/, '');
-        if (name.startsWith(SNAPSHOT_PREFIX) && name.endsWith('.tar') && old !== key) await removeSnapshot(old);
+        const other = name.replace(/\.tar$/, '');
+        if (!name.startsWith(SNAPSHOT_PREFIX) || !name.endsWith('.tar') || other === key) continue;
+        const age = Date.now() - (await stat(path.join(SNAPSHOT_DIR, name)).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+        if (age > 24 * 3_600_000) await removeSnapshot(other);
       }
     },
   };
@@ -267,9 +270,14 @@ export function assertOnlyServed(answers: Answer[], pages: string[], what: strin
 
 // ---------------------------------------------------------------- the CLI, releases
 
-/** The release id a deploy's output names ("Deployed safesite release <id>" or "releases/<id>"). */
+/**
+ * The id of the release a deploy made, from its output: the closing line
+ * ("Deployed safesite release <id> to …"), or for a deploy that did not get
+ * there, the rsync line ("rsync project → releases/<id>"). Other lines name
+ * other releases (the live one, a roll back target).
+ */
 export function releaseIdIn(output: string): string | undefined {
-  return /\brelease[s/ ]+(\d{8}T\d{6}Z)\b/.exec(output)?.[1];
+  return (/^Deployed \S+ release (\d{8}T\d{6}Z)\b/m.exec(output) ?? /rsync project → releases\/(\d{8}T\d{6}Z)\b/.exec(output))?.[1];
 }
 
 export interface ReleaseRow {
