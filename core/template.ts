@@ -14,16 +14,18 @@ const cache = new Map<string, string>();
 
 export async function renderTemplate(file: string | URL, data: Record<string, unknown>): Promise<string> {
   const filename = file instanceof URL ? fileURLToPath(file) : file;
-  let source = cache.get(filename);
+  // Resolved to the source tree, so that ejs include() finds sibling templates from dist/ too.
+  const sourceFile = templateSource(filename);
+  let source = cache.get(sourceFile);
   if (source === undefined) {
-    source = readFileSync(templateSource(filename), 'utf8');
+    source = readFileSync(sourceFile, 'utf8');
     if (source.includes('<%=')) {
       throw new Error(`${filename}: use <%- in config templates; <%= HTML-escapes values`);
     }
-    cache.set(filename, source);
+    cache.set(sourceFile, source);
   }
   ejs ??= ((await import('ejs')) as unknown as { default?: Ejs } & Ejs).default ?? ((await import('ejs')) as unknown as Ejs);
-  return ejs.render(source, data, { filename, async: false, strict: false, rmWhitespace: false });
+  return ejs.render(source, data, { filename: sourceFile, async: false, strict: false, rmWhitespace: false });
 }
 
 /**
