@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -382,13 +382,26 @@ export async function main(fn: () => Promise<void>, options: { needsSandbox: boo
       }
     }
     await checkBuild();
+    process.stdout.write(`machine at start: ${await machineState()}\n`);
     await fn();
+    process.stdout.write(`machine at end: ${await machineState()}\n`);
   } catch (e) {
     process.stderr.write(`bench: FAILED: ${e instanceof BenchFailure ? e.message : ((e as Error).stack ?? String(e))}\n`);
     process.exitCode = 1;
   } finally {
     await teardownSandboxes();
   }
+}
+
+/**
+ * How busy the machine is: figures from a shared machine are only comparable
+ * within one run, and this says how shared it was.
+ */
+export async function machineState(): Promise<string> {
+  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  // "some avg60=…": share of the last minute in which some runnable task waited for a CPU.
+  const pressure = /^some .*avg60=([\d.]+)/m.exec(await readFile('/proc/pressure/cpu', 'utf8').catch(() => ''))?.[1];
+  return `${cpus().length} CPUs, load average ${load}${pressure ? `, CPU pressure ${pressure}% (tasks waiting for a CPU, last minute)` : ''}`;
 }
 
 export const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));
