@@ -87,13 +87,15 @@ export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]):
   for (const node of nodes) {
     if (nodes.length > 1) process.stdout.write(`${node === nodes[0] ? '' : '\n'}# ${node}\n`);
     const remote = await connect(kit, project, node);
-    // Following on a terminal: a pty makes Ctrl-C stop tail on the server too.
-    const pty = options.follow && process.stdin.isTTY === true;
+    // Following: with a pty, tail on the server ends with the connection (SIGHUP) or
+    // with Ctrl-C typed on a terminal, instead of lingering until it next writes.
+    const pty = options.follow;
+    const lf = (c: string) => (pty && !process.stdout.isTTY ? c.replace(/\r\n/g, '\n') : c);
     const result = await remote.exec(logsCommand(site, options), {
       check: false,
       readOnly: true,
       pty,
-      onStdout: (c) => process.stdout.write(c),
+      onStdout: (c) => process.stdout.write(lf(c)),
       onStderr: (c) => process.stderr.write(c),
     });
     if (result.code !== 0 && result.code !== null && !(pty && result.code === 130)) worst = Math.max(worst, result.code === 3 ? 1 : result.code);

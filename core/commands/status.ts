@@ -13,7 +13,8 @@ import { SITES_DIR } from '../probe.ts';
 import { parseSvStatus, RUNIT_SERVICE_DIR, RUNIT_SV_DIR, SITE_MARKER_FILE, type ServiceState } from '../runit.ts';
 import { type Command, raw, sh } from '../shell.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, nodeContext, nodesOf } from './ops.ts';
+import { UsageError } from '../errors.ts';
+import { nodeContext, nodesOf } from './ops.ts';
 
 export interface SiteStatus {
   name: string;
@@ -168,27 +169,32 @@ class CollectedStatus implements StatusReport {
 }
 
 export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined, options: { json?: boolean }): Promise<void> {
-  const project = await kit.loadProject();
-  const { site } = project;
-  const { hooks } = applyPlugins(project);
+  // Outside a project folder status still works for a named node: every site on it, without plugin details.
+  const project = await kit.maybeProject();
+  if (!project && !nodeArg) {
+    throw new UsageError('no node given', { hint: 'Name a node (kraftwerk status my.server.tld), or run it in a project folder.' });
+  }
+  const hooks = project ? applyPlugins(project).hooks : undefined;
   const results: NodeStatus[] = [];
-  for (const node of nodesOf(project, nodeArg)) {
-    const remote = await connect(kit, project, node);
+  for (const node of project ? nodesOf(project, nodeArg) : [nodeArg!]) {
+    const remote = await kit.connect(await kit.resolveNode(node, project));
     const { stdout } = await remote.exec(statusCommand(), { readOnly: true });
     const status = parseStatus(node, stdout);
-    // The project's site first; it also gets what its plugins report.
-    status.sites.sort((a, b) => Number(b.name === site.name) - Number(a.name === site.name) || a.name.localeCompare(b.name));
-    const own = status.sites.find((s) => s.name === site.name);
-    if (own && !remote.dryRun) {
-      const report = new CollectedStatus();
-      await hooks.status.promise(nodeContext(kit, site, node, remote), report);
-      own.plugins = report.values;
-    } else if (!own) {
-      status.sites.unshift({ name: site.name, domains: site.domains, services: [], disk: { releases: 0, venvs: 0, uploads: 0, backups: 0 } });
+    if (project && hooks) {
+      const { site } = project;
+      // The project's site first; it also gets what its plugins report.
+      status.sites.sort((a, b) => Number(b.name === site.name) - Number(a.name === site.name) || a.name.localeCompare(b.name));
+      const own = status.sites.find((s) => s.name === site.name);
+      if (own && !remote.dryRun) {
+        const report = new CollectedStatus();
+        await hooks.status.promise(nodeContext(kit, site, node, remote), report);
+        own.plugins = report.values;
+      } else if (!own) {
+        status.sites.unshift({ name: site.name, domains: site.domains, services: [], disk: { releases: 0, venvs: 0, uploads: 0, backups: 0 } });
+      }
     }
     results.push(status);
     if (!options.json) process.stdout.write(`${results.length > 1 ? '\n' : ''}${formatStatus(status)}\n`);
   }
   if (options.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 }
-

@@ -7,6 +7,7 @@
  * one node to the other, and destroy of one site leaving another serving.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -133,6 +134,25 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         assert.match(worker.stdout, /worker started in \/srv\/ops\/releases\/\d{8}T\d{6}Z as \d+ with SITE=ops/);
         const all = await cli(['logs', A, '-n', '20']);
         assert.match(all.stdout, /==> worker\/current <==/);
+        // -f follows until stopped; the tail on the server ends with the connection.
+        const follow = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'kraftwerk.js'), 'logs', A, '--process', 'worker', '-n', '2', '-f'], {
+          cwd: dir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let followed = '';
+        follow.stdout.setEncoding('utf8').on('data', (c: string) => (followed += c));
+        for (let i = 0; i < 100 && !/worker started/.test(followed); i++) await sleep(200);
+        assert.match(followed, /worker started/);
+        assert.doesNotMatch(followed, /\r/);
+        follow.kill('SIGTERM');
+        await new Promise((r) => follow.once('close', r));
+        let tails = '';
+        for (let i = 0; i < 25; i++) {
+          tails = await on(A, 'pgrep -ax tail || true');
+          if (!tails.trim()) break;
+          await sleep(200);
+        }
+        assert.equal(tails.trim(), '', 'no tail left running on the server');
         const missing = await cli(['logs', A, '--process', 'nope'], { ok: false });
         assert.equal(missing.code, 1);
         assert.match(missing.stderr, /no log .*nope/);
