@@ -28,6 +28,67 @@ export interface NodeFacts {
   env: Record<string, string>;
   /** Variables set by `kraftwerk env set` (shared/env.local). */
   envLocal: Record<string, string>;
+  // Answers to the questions plugins asked in their taps (ctx.probe). A question
+  // nobody asked has no answer in any of these: treat that as "unknown" and do the work.
+  /** Paths asked with `probe.exists` or `probe.read` that exist. */
+  exists: Set<string>;
+  /** Paths asked with `probe.exists` or `probe.read` that do not exist. */
+  absent: Set<string>;
+  /** Content of the files asked with `probe.read` that exist. */
+  files: Map<string, string>;
+  /** Matches of each pattern asked with `probe.glob` (an empty list: nothing matched). */
+  globs: Map<string, string[]>;
+  /** Debian packages asked with `probe.installed` that are installed. */
+  installed: Set<string>;
+}
+
+/**
+ * Questions for the probe core runs at the start of a deploy. Plugins ask in
+ * their taps (tasks are collected before anything runs); core gathers every
+ * answer in the same single command and puts it in `ctx.facts`, so a task can
+ * skip itself when there is nothing to do, at no cost of its own.
+ *
+ *     hooks.configure.tap(NAME, (ctx, tasks) => {
+ *       ctx.probe.exists(dir);
+ *       tasks.add({ title: 'folder', skip: (c) => (c.facts.exists.has(dir) ? 'folder (unchanged)' : false), run: … });
+ *     });
+ *
+ * Answers describe the node before the deploy changed anything. Under
+ * `--dry-run` nothing is probed: no question has an answer.
+ */
+export class NodeProbe {
+  readonly paths = new Set<string>();
+  readonly reads = new Set<string>();
+  readonly patterns = new Set<string>();
+  readonly packages = new Set<string>();
+
+  /** Does `path` exist (any kind of file, also a dangling symlink)? → `facts.exists` / `facts.absent`. */
+  exists(...paths: string[]): this {
+    for (const p of paths) this.paths.add(p);
+    return this;
+  }
+
+  /** The content of a small text file (a marker, a config file) → `facts.files`; a missing one goes to `facts.absent`. */
+  read(...paths: string[]): this {
+    for (const p of paths) this.reads.add(p);
+    return this;
+  }
+
+  /** Paths matching a shell pattern, e.g. `/etc/sv/kraftwerk-shop-*` → `facts.globs`. */
+  glob(...patterns: string[]): this {
+    for (const p of patterns) this.patterns.add(p);
+    return this;
+  }
+
+  /** Are these Debian packages installed? → `facts.installed` (those that are). */
+  installed(...names: string[]): this {
+    for (const n of names) this.packages.add(n);
+    return this;
+  }
+
+  get empty(): boolean {
+    return !this.paths.size && !this.reads.size && !this.patterns.size && !this.packages.size;
+  }
 }
 
 /** The context every hook of a command gets for one node. */
@@ -70,6 +131,8 @@ export interface DeployOptions {
 export interface DeployContext extends NodeContext {
   readonly release: Release;
   readonly deploy: DeployOptions;
+  /** Questions for core's probe: ask them in taps (see NodeProbe). */
+  readonly probe: NodeProbe;
   /** Filled in by core's probe during preSync; read it from tasks, not from taps. */
   facts: NodeFacts;
   /** The site's final environment; filled by the `environment` hook before configure tasks run. */
@@ -81,11 +144,21 @@ export interface DeployContext extends NodeContext {
 /** Files plugins want on the server; core writes them in one round trip. */
 export class RemoteFileSet {
   private readonly byPath = new Map<string, RemoteFile>();
-  /** Paths whose content changed on the server, known after Stage.WRITE_FILES. */
+  /** Paths whose content changed (or that were removed) on the server, known after Stage.WRITE_FILES. */
   readonly changed = new Set<string>();
 
   add(file: RemoteFile): this {
     this.byPath.set(file.path, file);
+    return this;
+  }
+
+  /**
+   * A file that must not be on the server (a plugin turned off, a job dropped
+   * from the config): removed in the same round trip as the writes, and listed
+   * in `changed` when it was there.
+   */
+  remove(path: string): this {
+    this.byPath.set(path, { path, content: '', remove: true });
     return this;
   }
 

@@ -13,6 +13,7 @@ export {
   type Logger,
   type NodeContext,
   type NodeFacts,
+  NodeProbe,
   type ReloadContext,
   type Release,
   RemoteFileSet,
@@ -21,7 +22,7 @@ export {
   SetupPackages,
   type StatusReport,
 } from './context.ts';
-export { aptInstallCommand, missingPackagesCommand } from './commands/setup-node.ts';
+export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
 export {
   ConfigError,
@@ -35,6 +36,7 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
 export { NODE_MARKER, SITES_DIR } from './probe.ts';
+export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
 export { currentVenv, inSiteEnv } from './site-shell.ts';
 export { type Site, type SitePaths, sitePaths } from './site.ts';

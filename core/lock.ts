@@ -38,21 +38,33 @@ export function newLockInfo(command: string): LockInfo {
   };
 }
 
-/** Prints `acquired`, `stale <info>` then `acquired`, or `held <info>` (exit 3). */
-export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS): Command {
+/**
+ * Prints `acquired`, `stale <info>` then `acquired`, or `held <info>` (exit 3).
+ * With `andThen`, that command runs once the lock is taken, in the same round
+ * trip (its output follows the line `---locked---`): a deploy takes the lock
+ * and probes the node with one command.
+ */
+export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS, andThen?: Command): Command {
   const l = lockPath(site);
   const json = JSON.stringify(info);
+  const then = andThen ? sh`
+echo ${LOCKED_MARKER}
+${andThen}` : sh``;
   return sh`mkdir -p ${LOCK_DIR}
-if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired; exit 0; fi
-age=$(( $(date +%s) - $(stat -c %Y ${`${l}/info`} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
-if [ "$age" -gt ${staleSeconds} ]; then
-  echo "stale $(cat ${`${l}/info`} 2>/dev/null)"
-  rm -rf ${l}
-  if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired; exit 0; fi
-fi
-echo "held $(cat ${`${l}/info`} 2>/dev/null)"
-exit 3`;
+if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
+else
+  age=$(( $(date +%s) - $(stat -c %Y ${`${l}/info`} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
+  if [ "$age" -gt ${staleSeconds} ] && { echo "stale $(cat ${`${l}/info`} 2>/dev/null)"; rm -rf ${l}; mkdir ${l} 2>/dev/null; }; then
+    printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
+  else
+    echo "held $(cat ${`${l}/info`} 2>/dev/null)"
+    exit 3
+  fi
+fi${then}`;
 }
+
+/** The line between the lock's output and the output of `andThen`. */
+export const LOCKED_MARKER = '---locked---';
 
 export function heartbeatCommand(site: string, token: string): Command {
   const info = `${lockPath(site)}/info`;
@@ -96,22 +108,32 @@ export class DeployLock {
   static async acquire(
     remote: Remote,
     site: string,
-    options: { command: string; waitMs: number; node: string; onWait?: (holder: string) => void },
-  ): Promise<{ lock: DeployLock; tookOverFrom?: string }> {
+    options: {
+      command: string;
+      waitMs: number;
+      node: string;
+      onWait?: (holder: string) => void;
+      /** A command to run right after the lock is taken, in the same round trip (its stdout is returned as `output`). */
+      andThen?: Command;
+    },
+  ): Promise<{ lock: DeployLock; tookOverFrom?: string; output: string }> {
     const info = newLockInfo(options.command);
+    const command = acquireLockCommand(site, info, STALE_SECONDS, options.andThen);
     if (remote.dryRun) {
-      await remote.exec(acquireLockCommand(site, info));
-      return { lock: new DeployLock(remote, site, info) };
+      await remote.exec(command);
+      return { lock: new DeployLock(remote, site, info), output: '' };
     }
     const deadline = Date.now() + options.waitMs;
     for (;;) {
-      const res = await remote.exec(acquireLockCommand(site, info), { check: false });
-      const lines = res.stdout.split('\n');
+      const res = await remote.exec(command, { check: false });
+      const at = res.stdout.indexOf(`\n${LOCKED_MARKER}\n`);
+      const lines = (at < 0 ? res.stdout : res.stdout.slice(0, at)).split('\n');
       if (res.code === 0 && lines.some((l) => l === 'acquired')) {
         const stale = lines.find((l) => l.startsWith('stale '));
         const lock = new DeployLock(remote, site, info);
         lock.startHeartbeat();
-        return { lock, tookOverFrom: stale ? describeHolder(stale.slice(6)) : undefined };
+        const output = at < 0 ? '' : res.stdout.slice(at + LOCKED_MARKER.length + 2);
+        return { lock, tookOverFrom: stale ? describeHolder(stale.slice(6)) : undefined, output };
       }
       const held = lines.find((l) => l.startsWith('held '));
       if (res.code !== 3 || !held) {
@@ -137,8 +159,22 @@ export class DeployLock {
   }
 
   async release(): Promise<void> {
+    this.stopHeartbeat();
+    await this.remote.exec(releaseLockCommand(this.site, this.info.token), { check: false });
+  }
+
+  /**
+   * The command that releases this lock, to append to a command that runs
+   * anyway (a deploy's last one). Heart-beating stops now; call `release()`
+   * as well if that command may not have run.
+   */
+  releaseCommand(): Command {
+    this.stopHeartbeat();
+    return releaseLockCommand(this.site, this.info.token);
+  }
+
+  private stopHeartbeat(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.remote.exec(releaseLockCommand(this.site, this.info.token), { check: false });
   }
 }

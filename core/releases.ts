@@ -5,10 +5,11 @@ import { KraftwerkError } from './errors.ts';
 import type { Hooks } from './hooks.ts';
 import { definePlugin } from './plugin.ts';
 import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
+import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
 import type { Site } from './site.ts';
-import { Stage, type TaskHandle } from './tasks.ts';
+import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
 import type { RemoteFile } from './transport/remote.ts';
 import { DeployLock } from './lock.ts';
@@ -18,6 +19,11 @@ const LOCK_STATE = 'core.lock';
 export const SWITCHED_STATE = 'core.switched';
 /** The record a rollback brings back (keeps its deploy time and deployer). */
 export const RECORD_STATE = 'core.record';
+/** The restart tasks of this node (set by deploy): the record task releases the lock when none after it will run. */
+export const RESTART_TASKS_STATE = 'core.restartTasks';
+/** Set when release commands did not run: the switch links `.venv` and opens the release folder instead. */
+const LINK_AT_SWITCH_STATE = 'core.linkAtSwitch';
+const RECORD_STAGE = Stage.VERIFY + 100;
 
 /** Release the deploy lock a command took on this node, if any. */
 export async function releaseLock(ctx: NodeContext): Promise<void> {
@@ -43,6 +49,27 @@ install -d -m 0750 -o root -g ${u} ${p.root} ${p.releases} ${p.venvs} ${p.shared
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
 install -d -m 0750 -o ${u} -g adm ${p.logs}`;
+}
+
+/** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */
+export function preparedSiteMarker(site: Site): RemoteFile {
+  return provisionMarker(site, 'site', prepareSiteCommand(site).text);
+}
+
+/** The folders prepareSiteCommand makes that every deploy needs. */
+function siteFolders(site: Site): string[] {
+  const p = site.paths;
+  return [p.releases, p.venvs, p.shared, p.state, p.backups, p.logs];
+}
+
+/**
+ * `.venv` in the release names the venv it runs with: cron, workers and `kraftwerk run`
+ * use current/.venv. The release's top folder is the site group's, writable and sticky:
+ * release commands (collectstatic) can create folders there, but cannot replace the code root owns.
+ */
+export function openReleaseCommand(site: Site, release: { path: string; venv: string }): Command {
+  const rel = release.path;
+  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`;
 }
 
 /** Atomically point `current` at a release: a new symlink renamed over the old one. */
@@ -110,8 +137,18 @@ function wsgiModuleFile(site: Site): string | undefined {
  */
 export async function inspectNode(ctx: DeployContext, task: TaskHandle, command: string): Promise<void> {
   const { site } = ctx;
-  const { stdout } = await ctx.remote.exec(probeCommand(site), { readOnly: true });
-  ctx.facts = parseProbe(stdout, site);
+  // One round trip: the lock first, then the probe with every plugin's questions.
+  // Checks that fail below leave the lock to core's finally, which releases it.
+  const { lock, tookOverFrom, output } = await DeployLock.acquire(ctx.remote, site.name, {
+    command,
+    waitMs: ctx.deploy.lockWaitMs,
+    node: ctx.node,
+    onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
+    andThen: probeCommand(site, ctx.probe),
+  });
+  ctx.state.set(LOCK_STATE, lock);
+  if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
+  ctx.facts = parseProbe(output, site, ctx.probe);
   if (!ctx.remote.dryRun) {
     if (!ctx.facts.setUp) {
       throw new KraftwerkError(`node ${ctx.node} was not set up for Kraftwerk`, { hint: `Run: kraftwerk setup-node ${ctx.node}` });
@@ -126,19 +163,27 @@ export async function inspectNode(ctx: DeployContext, task: TaskHandle, command:
     }
   }
   ctx.release.previous = ctx.facts.currentRelease;
-  const { lock, tookOverFrom } = await DeployLock.acquire(ctx.remote, site.name, {
-    command,
-    waitMs: ctx.deploy.lockWaitMs,
-    node: ctx.node,
-    onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
-  });
-  ctx.state.set(LOCK_STATE, lock);
-  if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
   task.title(
     ctx.remote.dryRun
       ? 'inspect node (dry run: not checked)'
       : `inspect node (Python ${ctx.facts.pythonVersion ?? '?'}, live release ${ctx.facts.currentRelease ?? 'none'})`,
   );
+}
+
+/**
+ * The command that releases this node's deploy lock, when no task after the
+ * current one (at `stage`) will run: the caller appends it to its own command
+ * and saves a round trip. Undefined otherwise (core's finally releases it).
+ */
+async function lockReleaseWithLastCommand(ctx: DeployContext, stage: number): Promise<Command | undefined> {
+  const lock = ctx.state.get(LOCK_STATE) as DeployLock | undefined;
+  const tasks = ctx.state.get(RESTART_TASKS_STATE) as TaskSpec<DeployContext>[] | undefined;
+  if (!lock || !tasks) return undefined;
+  for (const t of tasks) {
+    if ((t.stage ?? Stage.DEFAULT) <= stage) continue;
+    if (!t.skip || !(await t.skip(ctx))) return undefined;
+  }
+  return lock.releaseCommand();
 }
 
 /** Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback. */
@@ -190,11 +235,18 @@ export const corePlugin = definePlugin({
       });
     });
 
-    hooks.sync.tap('core', (_ctx, tasks) => {
+    hooks.sync.tap('core', (ctx, tasks) => {
+      const marker = preparedSiteMarker(site);
+      ctx.probe.read(marker.path).exists(...siteFolders(site));
       tasks.add({
         title: 'prepare site user and folders',
         stage: Stage.PREPARE,
-        run: (ctx) => ctx.remote.exec(prepareSiteCommand(site)).then(() => undefined),
+        skip: (c) =>
+          isProvisioned(c.facts, marker) && siteFolders(site).every((f) => c.facts.exists.has(f)) ? 'site user and folders (unchanged)' : false,
+        run: async (c) => {
+          await c.remote.exec(prepareSiteCommand(site));
+          c.files.add(marker);
+        },
       });
       tasks.add({
         title: 'rsync project',
@@ -266,11 +318,12 @@ export const corePlugin = definePlugin({
         title: 'release commands',
         stage: Stage.AFTER_FILES + 50,
         run: async (ctx, task) => {
-          // `.venv` in the release names the venv it runs with: cron, workers and `kraftwerk run` use current/.venv.
-          // The release's top folder is the site group's, writable and sticky: release commands
-          // (collectstatic) can create folders there, but cannot replace the code root owns.
-          const rel = ctx.release.path;
-          await ctx.remote.exec(sh`ln -sfn ${ctx.release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`);
+          if (!site.config.release.length) {
+            // Nothing runs in the release before it goes live: the switch opens it, in its own command.
+            ctx.state.set(LINK_AT_SWITCH_STATE, true);
+            return task.title('release commands (none)');
+          }
+          await ctx.remote.exec(openReleaseCommand(site, ctx.release));
           for (const command of site.config.release) {
             task.output(`$ ${command}`);
             await ctx.remote.exec(inSiteEnv(site, { dir: ctx.release.path, venv: ctx.release.venv, command }), {
@@ -278,7 +331,6 @@ export const corePlugin = definePlugin({
               onStderr: (c) => task.output(c),
             });
           }
-          if (!site.config.release.length) task.title('release commands (none)');
         },
       });
     });
@@ -288,7 +340,8 @@ export const corePlugin = definePlugin({
         title: 'switch current release',
         stage: Stage.SWITCH,
         run: async (ctx, task) => {
-          await ctx.remote.exec(switchCommand(site, ctx.release.id));
+          const open = ctx.state.get(LINK_AT_SWITCH_STATE) ? openReleaseCommand(site, ctx.release) : undefined;
+          await ctx.remote.exec(open ? sh`${open} && ${switchCommand(site, ctx.release.id)}` : switchCommand(site, ctx.release.id));
           ctx.state.set(SWITCHED_STATE, true);
           task.title(`switch current → ${ctx.release.id}`);
         },
@@ -311,7 +364,7 @@ export const corePlugin = definePlugin({
       });
       tasks.add({
         title: 'record release',
-        stage: Stage.VERIFY + 100,
+        stage: RECORD_STAGE,
         run: async (ctx) => {
           const r = ctx.release;
           // A rollback keeps the release's own record (when and by whom it was deployed).
@@ -321,7 +374,11 @@ export const corePlugin = definePlugin({
             revision: r.revision,
             venv: r.venv,
           };
-          await ctx.remote.exec(finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous));
+          const finish = finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous);
+          // The deploy's last command also releases its lock (core's finally does when this is not reached).
+          const unlock = await lockReleaseWithLastCommand(ctx, RECORD_STAGE);
+          await ctx.remote.exec(unlock ? sh`${finish}\n${unlock}` : finish);
+          if (unlock) ctx.state.delete(LOCK_STATE);
         },
       });
     });

@@ -1,5 +1,8 @@
 import type { Config } from './config/schema.ts';
 
+/** Where sites register themselves on a node (domains) and keep what only root may change (uWSGI config). */
+export const SITES_DIR = '/etc/kraftwerk/sites';
+
 /** Where a site lives on a server. One layout for every node (see DESIGN.md). */
 export interface SitePaths {
   /** /srv/<site> */
@@ -19,6 +22,8 @@ export interface SitePaths {
   state: string;
   /** uWSGI socket nginx talks to. */
   socket: string;
+  /** The site's uWSGI ini (not in /srv: only root may change how the site runs); runit starts uWSGI with it. */
+  uwsgiIni: string;
   logs: string;
 }
 
@@ -59,6 +64,7 @@ export function sitePaths(name: string): SitePaths {
     backups: `${root}/backups`,
     state: `${root}/.kraftwerk`,
     socket: `/run/kraftwerk/${name}.sock`,
+    uwsgiIni: `${SITES_DIR}/${name}/uwsgi.ini`,
     logs: `/var/log/kraftwerk/${name}`,
   };
 }

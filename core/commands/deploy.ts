@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { type DeployContext, type NodeFacts, RemoteFileSet } from '../context.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../context.ts';
 import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin, releaseLock, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { corePlugin, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { emptyFacts } from '../probe.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
 import { KraftwerkError, PluginError } from '../errors.ts';
 import { UsageError } from '../errors.ts';
@@ -50,8 +51,6 @@ const notConnected: Remote = new Proxy({} as Remote, {
     throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task)`);
   },
 });
-
-const emptyFacts = (): NodeFacts => ({ setUp: false, otherSites: {}, env: {}, envLocal: {} });
 
 /** Apply core and the project's plugins to a fresh set of hooks. */
 export function applyPlugins(project: Project) {
@@ -99,6 +98,7 @@ const FAILED_STATE = 'core.failed';
  * node that switched back to its previous release, then report the failure.
  */
 async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][]) {
+  contexts.forEach((ctx, i) => ctx.state.set(RESTART_TASKS_STATE, restartTasks[i]));
   const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
     title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
     tasks: guarded(restartTasks[i]!),
@@ -159,6 +159,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
       state: new Map(),
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
       deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
+      probe: new NodeProbe(),
       facts: emptyFacts(),
       env: {},
       files: new RemoteFileSet(),

@@ -1,4 +1,5 @@
-import { type DeployContext, RemoteFileSet } from '../context.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../context.ts';
+import { emptyFacts } from '../probe.ts';
 import { KraftwerkError } from '../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
@@ -36,7 +37,8 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
     state: new Map(),
     release: { id: '', path: '', venv: '', deployer: '' },
     deploy: { upgradePackages: false, lockWaitMs },
-    facts: { setUp: false, otherSites: {}, env: {}, envLocal: {} },
+    probe: new NodeProbe(),
+    facts: emptyFacts(),
     env: {},
     files: new RemoteFileSet(),
   }));

@@ -5,6 +5,7 @@ import type { Plugin } from '../plugin.ts';
 import { NODE_MARKER, SITES_DIR } from '../probe.ts';
 import { NODE_PLUGINS, loadBuiltin } from '../registry.ts';
 import type { RunnableTask } from '../runner.ts';
+import { aptInstallCommand, missingPackagesCommand } from '../apt.ts';
 import { type Command, sh } from '../shell.ts';
 import { createSite } from '../site.ts';
 import { Stage } from '../tasks.ts';
@@ -13,16 +14,6 @@ import { expandNodes } from '../node.ts';
 
 /** Packages core itself needs on every node. */
 export const CORE_PACKAGES = ['rsync', 'curl', 'ca-certificates', 'cron', 'locales', 'sudo', 'procps', 'util-linux'];
-
-/** Lists which of `packages` are not installed (one per line). Read-only. */
-export function missingPackagesCommand(packages: string[]): Command {
-  return sh`for p in ${packages}; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"; done`;
-}
-
-/** apt-get install, non-interactive, without recommends (a server gets what it asks for). */
-export function aptInstallCommand(packages: string[]): Command {
-  return sh`export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${packages}`;
-}
 
 /** Folders and locale every node needs; prints what it changed. */
 export function nodeBaseCommand(): Command {

@@ -29,6 +29,10 @@ export class DryRunRemote implements Remote {
   async syncFiles(files: RemoteFile[]): Promise<string[]> {
     if (files.length > 0) this.count++;
     for (const file of files) {
+      if (file.remove) {
+        this.print(`[${this.target.name}] remove ${file.path} (if it is there)`);
+        continue;
+      }
       const owner = file.owner || file.group ? `, owner ${file.owner ?? ''}${file.group ? `:${file.group}` : ''}` : '';
       const mode = (file.mode ?? DEFAULT_FILE_MODE).toString(8).padStart(4, '0');
       this.print(`[${this.target.name}] write ${file.path} (mode ${mode}${owner})`);

@@ -55,6 +55,8 @@ export interface WriteFileOptions {
 export interface RemoteFile extends WriteFileOptions {
   path: string;
   content: string;
+  /** The file must not exist: syncFiles removes it (content and options are ignored). See RemoteFileSet.remove. */
+  remove?: boolean;
 }
 
 /**
@@ -68,7 +70,8 @@ export interface Remote {
   exec(cmd: Command, options?: ExecOptions): Promise<ExecResult>;
   /**
    * Make the server's files match `files` in one round trip: each is written only when
-   * its content, mode or owner differ. Returns the paths that changed.
+   * its content, mode or owner differ, and removed when it is marked `remove` and there.
+   * Returns the paths that changed.
    */
   syncFiles(files: RemoteFile[]): Promise<string[]>;
   /** Number of commands run so far on this connection (benchmarks report it). */

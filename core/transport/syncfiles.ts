@@ -3,6 +3,7 @@
  * command's stdin (one byte-exact blob, never through shell quoting); the command
  * cuts its file out of the blob, compares it with what is there and replaces the
  * file only when content, mode or owner differ, printing each path it changed.
+ * Files marked `remove` are deleted when they are there (and printed as changed).
  */
 import { quote, raw, sh, type Command } from '../shell.ts';
 import type { RemoteFile } from './remote.ts';
@@ -46,6 +47,10 @@ kw_put() {
     kw_new=
     printf '%s\\n' "$1"
   fi
+}
+kw_rm() {
+  if [ -d "$1" ] && [ ! -L "$1" ]; then echo "kraftwerk: $1 is a directory, not a file" >&2; exit 1; fi
+  if [ -e "$1" ] || [ -L "$1" ]; then rm -f "$1"; printf '%s\\n' "$1"; fi
 }`;
 
 export function buildSyncFilesCommand(files: readonly RemoteFile[]): SyncFilesCommand {
@@ -57,6 +62,10 @@ export function buildSyncFilesCommand(files: readonly RemoteFile[]): SyncFilesCo
     if (!file.path.startsWith('/') || file.path.endsWith('/') || file.path.includes('\n')) {
       throw new Error(`cannot write ${JSON.stringify(file.path)}: a file path must be absolute, without a newline or trailing /`);
     }
+    if (file.remove) {
+      calls.push(sh`kw_rm ${file.path}`);
+      continue;
+    }
     const content = Buffer.from(file.content, 'utf8');
     const mode = (file.mode ?? DEFAULT_FILE_MODE).toString(8);
     calls.push(sh`kw_put ${file.path} ${offset} ${content.length} ${mode} ${file.owner ?? ''} ${file.group ?? ''}`);
@@ -65,7 +74,11 @@ export function buildSyncFilesCommand(files: readonly RemoteFile[]): SyncFilesCo
   }
   const text = [SCRIPT, ...calls.map((c) => c.text)].join('\n');
   // Error messages and --verbose show which files, not the whole script.
-  const display = `write files: ${files.map((f) => quote(f.path)).join(' ')}`;
+  const written = files.filter((f) => !f.remove).map((f) => quote(f.path));
+  const removed = files.filter((f) => f.remove).map((f) => quote(f.path));
+  const display = [written.length ? `write files: ${written.join(' ')}` : '', removed.length ? `remove if present: ${removed.join(' ')}` : '']
+    .filter(Boolean)
+    .join('; ');
   return { command: { ...raw(text), display }, stdin: Buffer.concat(contents) };
 }
 

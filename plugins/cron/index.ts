@@ -135,9 +135,9 @@ export default definePlugin({
             task.title(`cron jobs (${jobs.map((j) => j.name).join(', ')})`);
             return;
           }
-          // No jobs configured: a file left from an earlier deploy goes.
-          const { stdout } = await ctx.remote.exec(sh`[ ! -e ${file} ] || { rm -f ${file} && echo removed; }`);
-          task.title(stdout.includes('removed') ? `cron jobs (none; removed ${file})` : 'cron jobs (none)');
+          // No jobs configured: a file left from an earlier deploy goes (with the other files, in one round trip).
+          ctx.files.remove(file);
+          task.title('cron jobs (none)');
         },
       });
     });

@@ -57,10 +57,12 @@ export default definePlugin({
       env.set('SITE_ROOT', site.paths.root);
     });
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      ctx.probe.exists(site.paths.uploads);
       tasks.add({
         title: 'uploads folder',
         stage: Stage.PREPARE,
+        skip: (c) => (c.facts.exists.has(site.paths.uploads) ? 'uploads folder (unchanged)' : false),
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(uploadsFolderCommand(site));
           task.title(stdout.includes('kraftwerk: created') ? `uploads folder ${site.paths.uploads} (created)` : 'uploads folder (unchanged)');

@@ -159,7 +159,9 @@ export default definePlugin({
       });
     });
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      // The file nginx runs with, and whether it is enabled: when it is what this deploy writes, nothing to test or reload.
+      ctx.probe.read(paths.previous).exists(paths.enabled);
       tasks.add({
         title: 'nginx site',
         run: async (ctx) => {
@@ -169,6 +171,11 @@ export default definePlugin({
       tasks.add({
         title: 'nginx -t',
         stage: Stage.AFTER_FILES,
+        skip: (c) => {
+          const written = c.files.all.find((f) => f.path === paths.available);
+          const running = c.facts.files.get(paths.previous);
+          return written && running === written.content && c.facts.exists.has(paths.enabled) ? 'nginx site (unchanged)' : false;
+        },
         run: async (ctx, task) => {
           try {
             const { stdout } = await ctx.remote.exec(nginxTestCommand(site));

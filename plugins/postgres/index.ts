@@ -3,7 +3,7 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, provisionMarker, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'postgres';
 
@@ -104,15 +104,20 @@ export default definePlugin({
       env.set('POSTGRES_USER', role);
     });
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const { database, role } = postgresNames(site);
+      // Provisioned by an earlier deploy with the same SQL and names: nothing to do, no command.
+      const marker = provisionMarker(site, PLUGIN_NAME, PROVISION_SQL, database, role);
+      ctx.probe.read(marker.path);
       tasks.add({
         title: 'PostgreSQL database',
         // After core created the site user (the role is named after it), before release commands migrate.
         stage: Stage.PREPARE,
+        skip: (c) => (isProvisioned(c.facts, marker) ? `PostgreSQL database ${database} (unchanged)` : false),
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(adminPsqlCommand(site), { stdin: PROVISION_SQL });
           const made = stdout.split('\n').filter((l) => l.startsWith('created'));
-          const { database, role } = postgresNames(site);
+          ctx.files.add(marker);
           task.title(made.length ? `PostgreSQL: ${made.join(', ')} ${database} (owner ${role})` : `PostgreSQL database ${database} (unchanged)`);
         },
       });

@@ -12,6 +12,7 @@ import {
   processServiceName,
   pruneProcessServicesCommand,
   restartCommand,
+  RUNIT_SV_DIR,
   sequence,
   Stage,
   startOrRestartCommand,
@@ -43,11 +44,18 @@ export default definePlugin({
       });
     });
 
-    hooks.restart.tap(PLUGIN_NAME, (_ctx, tasks) => {
-      // Always runs: a process dropped from the config still has a service to remove.
+    hooks.restart.tap(PLUGIN_NAME, (ctx, tasks) => {
+      // A process dropped from the config still has a service to remove: skipped only when the
+      // probe found no service of the site's processes and none is being written (a rollback restores some).
+      const pattern = `${RUNIT_SV_DIR}/${site.service}-*`;
+      ctx.probe.glob(pattern);
       tasks.add({
         title: processes.length ? 'restart workers' : 'workers',
         stage: Stage.RELOAD + 10,
+        skip: (c) =>
+          !processes.length && c.facts.globs.get(pattern)?.length === 0 && !c.files.all.some((f) => f.path.startsWith(`${RUNIT_SV_DIR}/${site.service}-`))
+            ? 'no processes configured'
+            : false,
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(
             sequence(pruneProcessServicesCommand(site, processes.map(([n]) => n)), startOrRestartCommand(services)),

@@ -9,8 +9,8 @@
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { definePlugin, KraftwerkError, Stage, type Hooks, type Site } from '../../core/index.ts';
-import { aptEnsureCommand, hasRequirements, readVenvInputs, venvCommand, venvHash, WHEELHOUSE } from './venv.ts';
+import { aptEnsureCommand, definePlugin, KraftwerkError, Stage, type Hooks, type Site } from '../../core/index.ts';
+import { hasRequirements, readVenvInputs, venvCommand, venvHash, WHEELHOUSE } from './venv.ts';
 
 const PLUGIN_NAME = 'python';
 
@@ -37,11 +37,18 @@ export default definePlugin({
       packages.add(PLUGIN_NAME, ...PYTHON_PACKAGES);
     });
 
-    hooks.install.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.install.tap(PLUGIN_NAME, (ctx, tasks) => {
+      // The probe at the start of the deploy says whether they are all there: then no command here.
+      ctx.probe.installed(...site.config.apt);
       tasks.add({
         title: `apt packages: ${site.config.apt.join(' ')}`,
         stage: Stage.EARLY,
-        skip: () => (site.config.apt.length ? false : true),
+        skip: (c) =>
+          !site.config.apt.length
+            ? true
+            : site.config.apt.every((p) => c.facts.installed.has(p))
+              ? `apt packages (${site.config.apt.length} present, unchanged)`
+              : false,
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(aptEnsureCommand(site.config.apt), {
             onStdout: (chunk) => {

@@ -102,17 +102,3 @@ ${pip}
 touch ${marker}
 echo 'kraftwerk: venv built'`;
 }
-
-/**
- * Installs Debian packages that are missing, in one round trip; prints
- * `kraftwerk: apt unchanged` when all are installed. The package lists may be
- * stale on a node set up long ago, so a failed install updates them and retries;
- * an apt run already going on (unattended upgrades) is waited for, not failed on.
- */
-export function aptEnsureCommand(packages: string[]): Command {
-  return sh`missing=$(for p in ${packages}; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"; done)
-if [ -z "$missing" ]; then echo 'kraftwerk: apt unchanged'; exit 0; fi
-export DEBIAN_FRONTEND=noninteractive
-echo "kraftwerk: installing" $missing
-apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing; }`;
-}

@@ -4,7 +4,7 @@
  * can only reach Redis with its own password (REDIS_URL, kept in its environment).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { definePlugin, KraftwerkError, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'redis';
 
@@ -107,6 +107,15 @@ elif ! service redis-server status >/dev/null 2>&1; then
 fi`;
 }
 
+function passwordSha256(password: string): string {
+  return createHash('sha256').update(password).digest('hex');
+}
+
+/** What the last deploy applied: the ACL commands of the site's user (its password only as a hash of a hash). */
+export function aclMarker(site: Site, password = '') {
+  return provisionMarker(site, PLUGIN_NAME, aclCommands(site, passwordSha256(password)));
+}
+
 /** Remove the site's Redis user, and unless `keepData`, its keys. */
 export function removeUserCommand(site: Site, keepData: boolean): Command {
   const cli = adminCli();
@@ -144,10 +153,16 @@ export default definePlugin({
       env.set('REDIS_KEY_PREFIX', keyPrefix(site));
     });
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      ctx.probe.read(aclMarker(site).path);
       tasks.add({
         title: 'Redis user',
         stage: Stage.PREPARE,
+        // The same ACL (password included) as an earlier deploy applied: nothing to do, no command.
+        skip: (c) => {
+          const password = previousPassword(site, c.env.REDIS_URL);
+          return password && isProvisioned(c.facts, aclMarker(site, password)) ? `Redis user ${redisUser(site)} (unchanged)` : false;
+        },
         run: async (ctx, task) => {
           const password = previousPassword(site, ctx.env.REDIS_URL);
           if (!password) {
@@ -155,8 +170,8 @@ export default definePlugin({
               hint: 'REDIS_URL is managed by the redis service: remove it from `environ:` and `kraftwerk env`.',
             });
           }
-          const sha = createHash('sha256').update(password).digest('hex');
-          const { stdout } = await ctx.remote.exec(aclApplyCommand(site), { stdin: aclCommands(site, sha) });
+          const { stdout } = await ctx.remote.exec(aclApplyCommand(site), { stdin: aclCommands(site, passwordSha256(password)) });
+          ctx.files.add(aclMarker(site, password));
           task.title(stdout.includes('kraftwerk: changed') ? `Redis user ${redisUser(site)} (keys ${keyPrefix(site)}*) updated` : `Redis user ${redisUser(site)} (unchanged)`);
         },
       });

@@ -14,7 +14,6 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
-import { uwsgiIniPath } from '../uwsgi/index.ts';
 
 const PLUGIN_NAME = 'runit';
 
@@ -36,7 +35,7 @@ export async function renderRunitService(site: Site): Promise<RemoteFile[]> {
   return [
     {
       path: `${dir}/run`,
-      content: await renderTemplate(new URL('./templates/run.ejs', import.meta.url), { site, ini: uwsgiIniPath(site) }),
+      content: await renderTemplate(new URL('./templates/run.ejs', import.meta.url), { site, ini: site.paths.uwsgiIni }),
       mode: 0o755,
     },
     {

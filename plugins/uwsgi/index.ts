@@ -20,9 +20,9 @@ import {
 
 const PLUGIN_NAME = 'uwsgi';
 
-/** Where a site's uWSGI ini lives (not in /srv: only root may change how the site runs). */
+/** Where a site's uWSGI ini lives: core's site layout (runit starts uWSGI with it). */
 export function uwsgiIniPath(site: Site): string {
-  return `${SITES_DIR}/${site.name}/uwsgi.ini`;
+  return site.paths.uwsgiIni;
 }
 
 /** The envdir uWSGI loads the site's environment from. */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { type DeployContext, RemoteFileSet } from '../../core/context.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/context.ts';
+import { emptyFacts } from '../../core/probe.ts';
 import { createHooks, interceptHooks } from '../../core/hooks.ts';
 import { isSimpleCommand, parseSvStatus, processServiceFiles, pruneProcessServicesCommand, startOrRestartCommand } from '../../core/runit.ts';
 import { createSite, type Site } from '../../core/site.ts';
@@ -53,7 +54,7 @@ describe('worker processes (runit services)', () => {
       const hooks = createHooks();
       interceptHooks(hooks);
       processes.apply!(hooks, s);
-      const ctx = { site: s, files: new RemoteFileSet() } as unknown as DeployContext;
+      const ctx = { site: s, files: new RemoteFileSet(), probe: new NodeProbe(), facts: emptyFacts() } as unknown as DeployContext;
       const configure = new TaskList<DeployContext>('configure');
       await hooks.configure.promise(ctx, configure);
       for (const t of configure.sorted()) await t.run(ctx, { output() {}, title() {}, skip() {} });

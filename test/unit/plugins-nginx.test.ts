@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createHooks } from '../../core/hooks.ts';
-import { RemoteFileSet, SetupPackages } from '../../core/context.ts';
+import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/context.ts';
+import { emptyFacts } from '../../core/probe.ts';
 import { TaskList } from '../../core/tasks.ts';
 import nginxPlugin, {
   nginxReloadCommand,
@@ -162,16 +163,16 @@ describe('nginx: plugin', () => {
     const packages = new SetupPackages();
     await hooks.setupNode.promise({} as never, new TaskList('setupNode') as never, packages);
     const configure = new TaskList<never>('configure');
-    await hooks.configure.promise({} as never, configure as never);
+    await hooks.configure.promise({ probe: new NodeProbe() } as never, configure as never);
     const restart = new TaskList<never>('restart');
-    await hooks.restart.promise({} as never, restart as never);
+    await hooks.restart.promise({ probe: new NodeProbe() } as never, restart as never);
     return { packages, configure: configure.sorted(), restart: restart.sorted() };
   }
 
   it('writes the site file, tests it after the files are written, reloads only when it changed', async () => {
     const { packages, configure, restart } = await collect();
     assert.deepEqual(packages.names, ['nginx']);
-    const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>() };
+    const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>(), facts: emptyFacts() };
     await configure[0]!.run(ctx as never, { title() {}, output() {}, skip() {} });
     assert.deepEqual(ctx.files.all.map((f) => [f.path, f.content]), [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL]]);
     assert.equal(configure[1]!.title, 'nginx -t');

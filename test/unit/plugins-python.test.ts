@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pythonPlugin, { PYTHON_PACKAGES } from '../../plugins/python/index.ts';
-import { aptEnsureCommand, hasRequirements, readVenvInputs, venvCommand, venvHash } from '../../plugins/python/venv.ts';
+import { hasRequirements, readVenvInputs, venvCommand, venvHash } from '../../plugins/python/venv.ts';
+import { aptEnsureCommand } from '../../core/apt.ts';
 import { createHooks } from '../../core/hooks.ts';
-import { SetupPackages } from '../../core/context.ts';
+import { NodeProbe, SetupPackages } from '../../core/context.ts';
+import { emptyFacts } from '../../core/probe.ts';
 import { TaskList } from '../../core/tasks.ts';
 import { testSite } from '../helpers/site.ts';
 
@@ -100,9 +102,8 @@ echo 'kraftwerk: venv built'`,
       aptEnsureCommand(['python3-flask', 'libpq-dev']).text,
       `missing=$(for p in python3-flask libpq-dev; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"; done)
 if [ -z "$missing" ]; then echo 'kraftwerk: apt unchanged'; exit 0; fi
-export DEBIAN_FRONTEND=noninteractive
 echo "kraftwerk: installing" $missing
-apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 $missing; }`,
+export DEBIAN_FRONTEND=noninteractive && { apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing || { apt-get update -q && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing; }; }`,
     );
   });
 });
@@ -127,9 +128,9 @@ describe('python: plugin', () => {
       const hooks = createHooks();
       pythonPlugin.apply!(hooks, testSite({ apt: [...apt] }));
       const tasks = new TaskList<never>('install');
-      await hooks.install.promise({} as never, tasks as never);
+      await hooks.install.promise({ probe: new NodeProbe() } as never, tasks as never);
       const aptTask = tasks.sorted().find((t) => t.title.startsWith('apt packages'))!;
-      assert.equal(await aptTask.skip!({} as never), expected);
+      assert.equal(await aptTask.skip!({ facts: emptyFacts() } as never), expected);
     }
   });
 });
