@@ -82,6 +82,12 @@ export function benchArgs(defaults: { runs: number }, extra: Record<string, { ty
     options: { runs: { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...extra },
     allowPositionals: false,
   });
+  if (values.help) {
+    // Called before any sandbox exists, so there is nothing to tear down.
+    const names = ['runs', 'keep', ...Object.keys(extra)].map((k) => `--${k}`).join(' ');
+    process.stdout.write(`options: ${names}\n(--runs N: repetitions, median reported; --keep: leave sandboxes up)\nsee docs/benchmarks.md\n`);
+    process.exit(0);
+  }
   const runs = values.runs === undefined ? defaults.runs : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw new BenchFailure(`--runs: expected 1 to 100, found ${values.runs}`);
   return { ...values, runs, keep: Boolean(values.keep) } as Record<string, string | boolean | undefined> & { runs: number; keep: boolean };
