@@ -22,6 +22,7 @@ import {
   assertSandboxSupport,
   hasSnapshot,
   missingPrograms,
+  removeSnapshot,
   rootfsTarball,
   sandboxDown,
   sandboxUp,
@@ -322,7 +323,8 @@ async function removeOlderSnapshots(keep: string): Promise<void> {
   const project = keep.slice(0, keep.lastIndexOf('-') + 1);
   for (const f of await readdir(SNAPSHOT_DIR).catch(() => [] as string[])) {
     if (f.startsWith(project) && f.endsWith('.tar') && f !== `${keep}.tar`) {
-      await rm(path.join(SNAPSHOT_DIR, f), { force: true });
+      // The library's removal also drops the unpacked copy sandboxes are overlaid on.
+      await removeSnapshot(f.slice(0, -'.tar'.length));
       note(`removed the outdated snapshot ${f}`);
     }
   }
