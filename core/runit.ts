@@ -150,7 +150,9 @@ function removeServiceInS(waitSeconds: number): Command {
     rm -f ${RUNIT_SERVICE_DIR}/"$s"
     sv exit ${RUNIT_SV_DIR}/"$s" >/dev/null 2>&1 || true
   fi
-  rm -rf ${RUNIT_SV_DIR}/"$s"
+  # runsv writes supervise/ until it has exited: removing the folder before would race with it.
+  i=0; while pgrep -f "^runsv $s\$" >/dev/null && [ "$i" -lt 50 ]; do i=$((i+1)); sleep 0.1; done
+  rm -rf ${RUNIT_SV_DIR}/"$s" || { sleep 0.5; rm -rf ${RUNIT_SV_DIR}/"$s"; }
   echo "removed $s"`);
 }
 

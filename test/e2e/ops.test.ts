@@ -7,7 +7,7 @@
  * one node to the other, and destroy of one site leaving another serving.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -165,6 +165,11 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         assert.equal(code.code, 7);
         const psql = await cli(['run', A, '--', 'psql -X -At "$DATABASE_URL" -c "select current_user"']);
         assert.equal(psql.stdout.trim(), 'kw-ops');
+        // -i on a terminal (script(1) gives the CLI one): the command gets a terminal on the server.
+        const cliPath = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
+        const tty = spawnSync('script', ['-qec', `${process.execPath} ${cliPath} run -i ${A} -- tty`, '/dev/null'], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+        if (tty.error) t.diagnostic(`script(1) not available: ${tty.error.message}`);
+        else assert.match(tty.stdout, /\/dev\/pts\/\d+/, `run -i: ${tty.stdout}${tty.stderr}`);
       });
 
       await t.test('env set reaches the app, masked in every output; unset removes it', async () => {
@@ -200,7 +205,7 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         const original = readFileSync(config, 'utf8');
         writeFileSync(config, original.replace(/^processes:\n  worker: .*\n/m, ''));
         await cli(['deploy', A]);
-        assert.equal(await on(A, 'ls -d /etc/sv/kraftwerk-ops-worker /etc/service/kraftwerk-ops-worker 2>/dev/null; pgrep -f "python3 worker.py"; true'), '');
+        assert.equal(await on(A, 'ls -d /etc/sv/kraftwerk-ops-worker /etc/service/kraftwerk-ops-worker 2>/dev/null; pgrep -f "^python3 worker.py"; true'), '');
         writeFileSync(config, original);
         await cli(['deploy', A]);
         assert.match(await on(A, 'sv status /etc/service/kraftwerk-ops-worker'), /^run: /);
