@@ -9,6 +9,7 @@ import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
 import type { Site } from './site.ts';
+import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
 import type { RemoteFile } from './transport/remote.ts';
@@ -79,14 +80,18 @@ export function switchCommand(site: Site, releaseId: string): Command {
 }
 
 /** Request the site through nginx on the node, with the canonical domain as Host header. */
-export function healthCheckCommand(site: Site): Command {
+export function healthCheckCommand(site: Site, options: { https?: boolean } = {}): Command {
   const hc = site.config.healthcheck;
   if (hc === false) return raw('true');
   const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
-  const url = `http://127.0.0.1${hc.path}`;
+  // With a certificate, plain HTTP only redirects: ask over HTTPS, on this node, for the real answer.
+  // -k: this checks the site, not the certificate (a self-signed or private CA one is fine here).
+  const request = options.https
+    ? sh`--resolve ${`${site.canonicalDomain}:443:127.0.0.1`} -k ${`https://${site.canonicalDomain}${hc.path}`}`
+    : sh`-H ${`Host: ${site.canonicalDomain}`} ${`http://127.0.0.1${hc.path}`}`;
   return sh`i=0
 while :; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${hc.timeout} -H ${`Host: ${site.canonicalDomain}`} ${url})
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${hc.timeout} ${request})
   case "$code" in ${raw(statuses.join('|'))}) echo "$code"; exit 0;; esac
   i=$((i+1)); if [ "$i" -gt ${hc.retries} ]; then echo "$code"; exit 1; fi
   sleep 1
@@ -352,7 +357,7 @@ export const corePlugin = definePlugin({
         skip: () => (site.config.healthcheck === false ? 'healthcheck: false' : false),
         run: async (ctx, task) => {
           const hc = site.config.healthcheck as Exclude<typeof site.config.healthcheck, false>;
-          const res = await ctx.remote.exec(healthCheckCommand(site), { check: false });
+          const res = await ctx.remote.exec(healthCheckCommand(site, { https: Boolean(getSiteTls(ctx)?.certificate) }), { check: false });
           const code = res.stdout.trim() || 'no answer';
           if (res.code !== 0) {
             throw new KraftwerkError(`health check failed: GET ${hc.path} (Host: ${site.canonicalDomain}) answered ${code}`, {

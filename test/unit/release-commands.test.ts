@@ -52,6 +52,8 @@ describe('release commands (run for real in a temp folder)', () => {
     const cmd = healthCheckCommand(site).text;
     assert.match(cmd, /-H 'Host: example\.com' http:\/\/127\.0\.0\.1\/health/);
     assert.match(cmd, /case "\$code" in 200\)/);
+    const https = healthCheckCommand(site, { https: true }).text;
+    assert.match(https, /--resolve example\.com:443:127\.0\.0\.1 -k https:\/\/example\.com\/health/);
   });
 });
 
