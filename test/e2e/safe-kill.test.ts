@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { STALE_SECONDS } from '../../core/lock.ts';
-import { sandboxSkip } from './harness.ts';
+import { sandboxSkip, type CliResult } from './harness.ts';
 import {
   assertOnlyServed,
   deployOk,
@@ -86,25 +86,35 @@ describe('killed deploys', { skip: sandboxSkip() }, () => {
           const newId = releaseIdIn(cli.output());
 
           const allowed = point.mayBeSwitched ? [pageOf(old.version), pageOf(version)] : [pageOf(old.version)];
-          assertOnlyServed(answers, allowed, `while the deploy was killed ${point.phase} (exit ${killed.code})`);
-          const served = await servedPage(address);
-          assert.ok(allowed.includes(served), `after the kill, GET / answered ${JSON.stringify(served)}`);
-          const switched = served === pageOf(version);
-          const rows = await releasesOn(project, NODE);
-          assert.equal(
-            liveRelease(rows),
-            switched ? newId : old.id,
-            `the live release is the one served (${switched ? 'new' : 'old'}); kraftwerk releases: ${JSON.stringify(rows)}`,
-          );
-
-          // As after a reboot: the files on the node must say the same as what was loaded.
-          await restartSite(NODE);
-          assert.equal(await waitForPage(address), served, 'after restarting the site services and reloading nginx, the same release and config serve');
-
-          const next = await project.cli(['deploy', NODE, '--lock-wait', `${STALE_SECONDS * 3}s`]);
-          assert.equal(next.code, 0, `the next deploy (no manual cleanup):\n${printed(next)}`);
-          assert.match(next.stderr, /stale/i, `the next deploy says it took over a stale lock:\n${printed(next)}`);
-          assert.equal(await servedPage(address), pageOf(version));
+          // Each promise checked on its own (in order, all of them), so that a failure names exactly which one.
+          let served = '';
+          await st.test(`the ${point.mayBeSwitched ? 'old or the whole new' : 'old'} release served every request`, async () => {
+            assertOnlyServed(answers, allowed, `while the deploy was killed ${point.phase} (exit ${killed.code})`);
+            served = await servedPage(address);
+            assert.ok(allowed.includes(served), `after the kill, GET / answered ${JSON.stringify(served)}`);
+          });
+          await st.test('kraftwerk releases shows the served release as live', async () => {
+            const switched = served === pageOf(version);
+            const rows = await releasesOn(project, NODE);
+            assert.equal(
+              liveRelease(rows),
+              switched ? newId : old.id,
+              `the live release is the one served (${switched ? 'new' : 'old'}); kraftwerk releases: ${JSON.stringify(rows)}`,
+            );
+          });
+          await st.test('the files on the node say the same: a restart of the site serves the same release and config', async () => {
+            // As after a reboot or a crash of uWSGI: what then serves is what the files on the node say.
+            await restartSite(NODE);
+            assert.equal(await waitForPage(address), served || pageOf(old.version));
+          });
+          let next: CliResult | undefined;
+          await st.test('the next deploy passes without manual cleanup, taking over the stale lock', async () => {
+            next = await project.cli(['deploy', NODE, '--lock-wait', `${STALE_SECONDS * 3}s`]);
+            assert.equal(next.code, 0, `the next deploy:\n${printed(next)}`);
+            assert.match(next.stderr, /stale/i, `the next deploy says it took over a stale lock:\n${printed(next)}`);
+            assert.equal(await servedPage(address), pageOf(version));
+          });
+          if (next?.code !== 0) return;
           live = { version, id: releaseIdIn(next.stdout)! };
         });
       }
