@@ -115,9 +115,12 @@ export interface PreflightOptions {
  * Start the new release in a throwaway uWSGI (preflight.ini: its own socket,
  * the release's folder and venv, one worker, the site's user and environment)
  * and ask it the health check path. The live release keeps serving meanwhile;
- * a release that does not load or answers badly never goes live (INT ends the
- * instance at once: it served nothing but the check). On failure the
- * instance's log tail (the traceback) goes to stderr.
+ * a release that does not load or answers badly never goes live. The instance
+ * runs in its own session and is ended with KILL to the whole group, master and
+ * worker at once: it served nothing but the check, and uWSGI's own shutdown
+ * takes a second (its master checks its workers once a second). Its socket
+ * file stays; the next preflight removes it first. On failure the instance's
+ * log tail (the traceback) goes to stderr.
  */
 export function preflightCommand(site: Site, options: PreflightOptions = {}): Command {
   const socket = preflightSocket(site);
@@ -130,10 +133,10 @@ case "$status" in ${raw(h.statuses.join('|'))}) echo "kraftwerk: preflight $stat
 esac`
     : sh`echo 'kraftwerk: preflight started'`;
   return sh`log=$(mktemp); pid=
-trap 'if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -f "$log"' EXIT
+trap 'if [ -n "$pid" ]; then { kill -KILL -"$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null; }; wait "$pid" 2>/dev/null; fi; rm -f "$log"' EXIT
 install -d -m 0755 /run/kraftwerk
 rm -f ${socket}
-env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini ${preflightIniPath(site)} >"$log" 2>&1 &
+setsid env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini ${preflightIniPath(site)} >"$log" 2>&1 &
 pid=$!
 i=0; ready=
 while [ "$i" -lt ${tries} ] && kill -0 "$pid" 2>/dev/null; do

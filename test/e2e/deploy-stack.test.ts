@@ -17,7 +17,8 @@ import { parseDocument } from 'yaml';
 import { REPO_ROOT, runCli, sandboxSkip, type CliResult } from './harness.ts';
 import { onNode, printed, withSetUpNodes, type SafeProject } from './safe-helpers.ts';
 
-const NODE = 'stack-one';
+// KRAFTWERK_E2E_STACK_NODE: another name, so that two checkouts can run this suite at once.
+const NODE = process.env.KRAFTWERK_E2E_STACK_NODE ?? 'stack-one';
 
 interface Reply {
   status: number;

@@ -153,7 +153,8 @@ describe('uwsgi: preflight of a new release', () => {
     const text = preflightCommand(site, { health: preflightHealth(site) }).text;
     assert.ok(text.includes('env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini /etc/kraftwerk/sites/shop/preflight.ini >"$log" 2>&1 &\n'));
     assert.ok(text.includes(" /run/kraftwerk/shop.preflight.sock shop.example /health 35 2>/dev/null) || status=\ncase \"$status\" in 200|204) echo \"kraftwerk: preflight $status\";;\n"));
-    assert.ok(text.includes(`trap 'if [ -n "$pid" ]; then kill -INT "$pid"`), 'the instance is always stopped');
+    assert.ok(text.includes('setsid env -i PATH='), 'the instance runs in its own process group');
+    assert.ok(text.includes(`trap 'if [ -n "$pid" ]; then { kill -KILL -"$pid"`), 'the instance (master and worker) is always stopped');
     assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
     assert.equal(preflightHealth(testSite({ healthcheck: false })), undefined);
     assert.ok(preflightCommand(site).text.endsWith(`echo 'kraftwerk: preflight started'`));

@@ -101,6 +101,33 @@ describe('buildSyncFilesCommand', () => {
     assert.deepEqual(readdirSync(`${root}/g`), ['conf']);
   });
 
+  it('removes files marked remove when they are there, and reports them as changed', () => {
+    const keep = { path: `${root}/r/keep.conf`, content: 'keep\n' };
+    const gone = `${root}/r/old job`;
+    sync([keep, { path: gone, content: 'old\n' }]);
+    const result = sync([keep, { path: gone, content: '', remove: true }, { path: `${root}/r/never`, content: '', remove: true }]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.changed, [gone]);
+    assert.deepEqual(readdirSync(`${root}/r`), ['keep.conf']);
+    assert.deepEqual(sync([{ path: gone, content: '', remove: true }]).changed, [], 'nothing to remove the second time');
+    mkdirSync(`${root}/r/folder`);
+    const folder = sync([{ path: `${root}/r/folder`, content: '', remove: true }]);
+    assert.notEqual(folder.status, 0, 'a folder is never removed');
+    assert.match(folder.stderr, /is a directory/);
+  });
+
+  it('tells unchanged from changed files among many, whatever their names (one checksum run for all)', () => {
+    const names = ['plain', 'with space', 'back\\slash', "quote'", 'star*', '-dash'];
+    const files = names.map((n, i) => ({ path: `${root}/m/${n}`, content: `content ${i}\n` }));
+    assert.equal(sync(files).changed.length, names.length);
+    const next = files.map((f, i) => (i % 2 ? { ...f, content: `new ${i}\n` } : f));
+    const result = sync([...next, { ...next[0]!, mode: 0o600 }]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(result.changed, [0, 1, 3, 5].map((i) => next[i]!.path), 'the mode of the first, the content of every second');
+    assert.equal(statSync(next[0]!.path).mode & 0o7777, 0o600, 'the last entry for a path wins');
+    for (const f of next.slice(1)) assert.equal(readFileSync(f.path, 'utf8'), f.content);
+  });
+
   it('refuses relative paths and paths with a newline', () => {
     assert.throws(() => buildSyncFilesCommand([{ path: 'etc/x', content: '' }]), /absolute/);
     assert.throws(() => buildSyncFilesCommand([{ path: '/etc/x\ny', content: '' }]), /newline/);
