@@ -382,7 +382,7 @@ export const corePlugin = definePlugin({
           const finish = finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous);
           // The deploy's last command also releases its lock (core's finally does when this is not reached).
           const unlock = await lockReleaseWithLastCommand(ctx, RECORD_STAGE);
-          await ctx.remote.exec(unlock ? sh`${finish}\n${unlock}` : finish);
+          await ctx.remote.exec(unlock ? sh`(${finish}) && ${unlock}` : finish);
           if (unlock) ctx.state.delete(LOCK_STATE);
         },
       });

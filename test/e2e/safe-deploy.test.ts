@@ -26,7 +26,8 @@ import {
   withSetUpNodes,
 } from './safe-helpers.ts';
 
-const NODE = 'safe-one';
+// KRAFTWERK_E2E_SAFE_NODE: another name, so that two checkouts can run this suite at once.
+const NODE = process.env.KRAFTWERK_E2E_SAFE_NODE ?? 'safe-one';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('safe deploys on one node', { skip: sandboxSkip() }, () => {
