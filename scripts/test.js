@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Runs test files one at a time in the order given (`node --test` sorts them,
+// which would put test/e2e before test/unit): fast unit tests first, then
+// integration tests, then the end-to-end suite on sandbox servers. Prints TAP,
+// ending with node's `# pass N` / `# fail N` summary; exits 1 if a test failed.
+// Run it with `node --import tsx` so the .ts test files load (children inherit it).
+import { run } from 'node:test';
+import { tap } from 'node:test/reporters';
+
+const files = process.argv.slice(2);
+if (!files.length) {
+  process.stderr.write('usage: node --import tsx scripts/test.js <test files…>\n');
+  process.exit(2);
+}
+
+const stream = run({ files, concurrency: 1, timeout: 20 * 60 * 1000 });
+stream.on('test:fail', () => {
+  process.exitCode = 1;
+});
+stream.compose(tap).pipe(process.stdout);
