@@ -5,7 +5,7 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { corePlugin, newReleaseId, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
 import { emptyFacts } from '../probe.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
 import { KraftwerkError, PluginError } from '../errors.ts';
@@ -28,10 +28,7 @@ export function parseDuration(value: string | undefined, key = '--lock-wait'): n
   return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
 }
 
-/** Sortable, readable release id: UTC time to the second. */
-export function newReleaseId(now = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
+export { newReleaseId };
 
 function gitRevision(dir: string): string | undefined {
   try {
@@ -98,7 +95,9 @@ const FAILED_STATE = 'core.failed';
  * node that switched back to its previous release, then report the failure.
  */
 async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][]) {
-  contexts.forEach((ctx, i) => ctx.state.set(RESTART_TASKS_STATE, restartTasks[i]));
+  // One node: its record task may release the lock with its own command when nothing runs after it.
+  // In a group, a node that went live is rolled back when another fails: it keeps its lock to the end.
+  if (contexts.length === 1) contexts[0]!.state.set(RESTART_TASKS_STATE, restartTasks[0]);
   const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
     title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
     tasks: guarded(restartTasks[i]!),
