@@ -98,6 +98,18 @@ while :; do
 done`;
 }
 
+/** Sortable, readable release id: UTC time to the second. */
+export function newReleaseId(now = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+/** The id one second after `id` (or now, if that is later). */
+export function nextReleaseId(id: string): string {
+  const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/.exec(id);
+  const after = m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) + 1000 : 0;
+  return newReleaseId(new Date(Math.max(after, Date.now())));
+}
+
 /** Where core keeps a release's record and the configuration files it went live with. */
 export function releaseRecordPath(site: Site, id: string): string {
   return `${site.paths.state}/releases/${id}.json`;
@@ -168,6 +180,12 @@ export async function inspectNode(ctx: DeployContext, task: TaskHandle, command:
     }
   }
   ctx.release.previous = ctx.facts.currentRelease;
+  // Ids are times to the second: a deploy that started in the same second as the
+  // live release (it waited for the lock) takes the next free second, never the live folder.
+  if (command === 'deploy' && ctx.facts.currentRelease && ctx.facts.currentRelease >= ctx.release.id) {
+    ctx.release.id = nextReleaseId(ctx.facts.currentRelease);
+    ctx.release.path = `${site.paths.releases}/${ctx.release.id}`;
+  }
   task.title(
     ctx.remote.dryRun
       ? 'inspect node (dry run: not checked)'

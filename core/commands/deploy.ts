@@ -28,7 +28,6 @@ export function parseDuration(value: string | undefined, key = '--lock-wait'): n
   return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
 }
 
-export { newReleaseId };
 
 function gitRevision(dir: string): string | undefined {
   try {

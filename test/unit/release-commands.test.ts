@@ -72,3 +72,13 @@ describe('probe', () => {
     assert.deepEqual(facts.envLocal, { SECRET: 's3' });
   });
 });
+
+describe('release ids', () => {
+  it('sort by time and move past a live release of the same second', async () => {
+    const { newReleaseId, nextReleaseId } = await import('../../core/releases.ts');
+    assert.equal(newReleaseId(new Date('2026-11-25T17:01:02.345Z')), '20261125T170102Z');
+    assert.equal(nextReleaseId('20991231T235959Z'), '21000101T000000Z');
+    // A live release from the past: the next id is simply now.
+    assert.ok(nextReleaseId('20200101T000000Z') >= newReleaseId());
+  });
+});
