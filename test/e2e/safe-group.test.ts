@@ -41,9 +41,10 @@ describe('a two-node group', { skip: sandboxSkip() }, () => {
 
       const assertBothLive = async (version: string, id: string | undefined, what: string) => {
         for (const n of both) {
-          assert.equal(await servedPage(address[n]!), pageOf(version), `${what}: ${n} serves ${version}`);
           const rows = await releasesOn(project, n);
-          assert.equal(liveRelease(rows), id, `${what}: live release on ${n}; kraftwerk releases: ${JSON.stringify(rows)}`);
+          const releases = `kraftwerk releases ${n}: ${JSON.stringify(rows.map((r) => `${r.id} ${r.status}`))}`;
+          assert.equal(await servedPage(address[n]!), pageOf(version), `${what}: ${n} serves ${version}; ${releases}`);
+          assert.equal(liveRelease(rows), id, `${what}: live release on ${n}; ${releases}`);
         }
       };
 
