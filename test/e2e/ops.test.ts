@@ -216,8 +216,8 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         // Run the job's line as cron would, twice at once: the second finds the lock taken.
         const line = (await on(A, 'grep "cron-tick" /etc/cron.d/kraftwerk-ops')).trim();
         const command = line.split(' ').slice(6).join(' ').replace(/\\%/g, '%');
-        // Away from the minute, when cron itself starts the job.
-        await on(A, 'while s=$(date +%S); [ "$s" -gt 40 ] || [ "$s" -lt 3 ]; do sleep 1; done');
+        // Away from the minute: cron starts the job then, and it holds the lock for its 5 s.
+        await on(A, 'while s=$(date +%S); [ "$s" -gt 40 ] || [ "$s" -lt 15 ]; do sleep 1; done');
         await on(A, `rm -f /srv/ops/shared/uploads/tick.log; (${command}) & sleep 1; (${command}); wait`);
         const manual = await on(A, 'cat /srv/ops/shared/uploads/tick.log');
         assert.equal(manual.match(/^start /gm)?.length, 1, `one run only:\n${manual}`);
