@@ -5,11 +5,11 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin, newReleaseId, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { corePlugin, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
 import { emptyFacts } from '../probe.ts';
+import { sh } from '../shell.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
-import { KraftwerkError, PluginError } from '../errors.ts';
-import { UsageError } from '../errors.ts';
+import { KraftwerkError, PluginError, UsageError } from '../errors.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import type { Remote } from '../transport/remote.ts';
 
@@ -115,7 +115,17 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
       const target = (await readReleaseRecord(ctx, ctx.release.previous!)) ?? { id: ctx.release.previous! };
       const rctx = rollbackContext(ctx, { ...target, id: ctx.release.previous! });
       rctx.release.previous = ctx.release.id;
-      items.push({ title: `roll back ${ctx.node} to ${target.id}`, tasks: await rollbackTasks(hooks, rctx), ctx: rctx, node: ctx.node });
+      const failedId = ctx.release.id;
+      const tasks = await rollbackTasks(hooks, rctx);
+      // The release that was rolled back is not a good one, even on a node where it passed:
+      // without a good record, rollback never picks it and the next deploy prunes it.
+      tasks.push({
+        title: `mark ${failedId} as failed`,
+        run: async (c) => {
+          await c.remote.exec(sh`rm -f ${releaseRecordPath(c.site, failedId)}`);
+        },
+      });
+      items.push({ title: `roll back ${ctx.node} to ${target.id}`, tasks, ctx: rctx, node: ctx.node });
       rolledBack.push(`${ctx.node} → ${target.id}`);
     }
     await kit.runTasks(items, back[0]!, { concurrent: items.length > 1 }).catch((err: unknown) => {
