@@ -48,6 +48,8 @@ export interface UwsgiIniOptions {
   venv?: string;
   /** Worker processes; default `workers:` from kraftwerk.yaml. */
   workers?: number;
+  /** Load the envdir (default true). Off while the site has no variable at all: uWSGI refuses a missing envdir. */
+  envdir?: boolean;
 }
 
 export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}): Promise<string> {
@@ -56,7 +58,7 @@ export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}):
     socket: options.socket ?? site.paths.socket,
     chdir: options.chdir ?? site.paths.current,
     venv: options.venv ?? `${site.paths.current}/.venv`,
-    envdir: uwsgiEnvDir(site),
+    envdir: options.envdir === false ? undefined : uwsgiEnvDir(site),
     workers: options.workers ?? site.config.workers,
     harakiri: site.config.uwsgi?.harakiri ?? 60,
     maxRequests: site.config.uwsgi?.max_requests ?? 5000,
@@ -170,11 +172,13 @@ export default definePlugin({
         stage: Stage.DEFAULT,
         run: async (ctx, task) => {
           // Readable by the site's group: after dropping privileges, a graceful reload re-reads both as the site user.
-          ctx.files.add({ path: uwsgiIniPath(site), content: await renderUwsgiIni(site), mode: 0o640, owner: 'root', group: site.user });
-          for (const file of uwsgiEnvFiles(site, ctx.env, ctx.facts.env)) ctx.files.add(file);
+          const envFiles = uwsgiEnvFiles(site, ctx.env, ctx.facts.env);
+          const envdir = envFiles.length > 0;
+          ctx.files.add({ path: uwsgiIniPath(site), content: await renderUwsgiIni(site, { envdir }), mode: 0o640, owner: 'root', group: site.user });
+          for (const file of envFiles) ctx.files.add(file);
           ctx.files.add({
             path: preflightIniPath(site),
-            content: await renderUwsgiIni(site, { socket: preflightSocket(site), chdir: ctx.release.path, venv: ctx.release.venv, workers: 1 }),
+            content: await renderUwsgiIni(site, { socket: preflightSocket(site), chdir: ctx.release.path, venv: ctx.release.venv, workers: 1, envdir }),
             mode: 0o640,
             owner: 'root',
             group: site.user,
@@ -206,7 +210,11 @@ export default definePlugin({
       tasks.add({
         title: 'uWSGI environment',
         run: async (ctx) => {
-          for (const file of uwsgiEnvFiles(site, ctx.env, ctx.previousEnv)) ctx.files.add(file);
+          const envFiles = uwsgiEnvFiles(site, ctx.env, ctx.previousEnv);
+          for (const file of envFiles) ctx.files.add(file);
+          // The first variable of a site that had none: the ini starts loading the envdir.
+          const ini = await renderUwsgiIni(site, { envdir: envFiles.length > 0 });
+          ctx.files.add({ path: uwsgiIniPath(site), content: ini, mode: 0o640, owner: 'root', group: site.user });
         },
       });
     });
