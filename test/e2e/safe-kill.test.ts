@@ -25,7 +25,8 @@ import {
   withSetUpNodes,
 } from './safe-helpers.ts';
 
-const NODE = 'safe-kill';
+// KRAFTWERK_E2E_KILL_NODE: another name, so that two checkouts can run this suite at once.
+const NODE = process.env.KRAFTWERK_E2E_KILL_NODE ?? 'safe-kill';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface KillPoint {
