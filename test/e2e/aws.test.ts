@@ -57,12 +57,25 @@ async function runCloudInit(root: Remote, userData: string): Promise<void> {
   );
 }
 
+/**
+ * OpenSSH reads known_hosts from the passwd home directory, not $HOME, so the
+ * key that `--accept-new-host-key` records for the "instance" lands in the real
+ * user's known_hosts. Sandbox addresses are reused: forget the address before
+ * (a key left by an earlier run would be refused as changed) and after the test.
+ */
+function forgetHostKey(address: string): void {
+  const g = spawnSync('ssh', ['-G', address], { encoding: 'utf8' });
+  const files = /^userknownhostsfile (.+)$/m.exec(g.stdout)?.[1]?.split(' ') ?? [];
+  for (const file of files) spawnSync('ssh-keygen', ['-q', '-R', address, '-f', file], { stdio: 'ignore' });
+}
+
 describe('aws create-node → setup-node → deploy on a sandbox behind the EC2 endpoint', { skip: sandboxSkip() }, () => {
   it('creates the node, records admin with sudo, and serves examples/flask-hello through it', { timeout: 40 * 60_000 }, async (t) => {
     await withSandbox(t, SANDBOX, async (sandbox) => {
       const root = await connectSsh(sandbox.target, { acceptNewHostKey: false });
       const fake = new FakeEc2({ instanceAddress: sandbox.address });
       await fake.start();
+      forgetHostKey(sandbox.address);
       try {
         await makeLikeDebianAmi(root);
 
@@ -108,6 +121,7 @@ describe('aws create-node → setup-node → deploy on a sandbox behind the EC2 
         assert.equal(instance.state, 'shutting-down');
         assert.equal(parse(readFileSync(join(project, 'kraftwerk.yaml'), 'utf8')).nodes, undefined);
       } finally {
+        forgetHostKey(sandbox.address);
         await fake.stop();
         await root.close();
       }
