@@ -125,10 +125,12 @@ export async function stopSharedIfUnused(state: SandboxState): Promise<void> {
   if (state.proxy && proxyRunning(state.proxy)) await stopProcess(state.proxy.pid);
   await stopOrphanProxy();
   delete state.proxy;
-  if (state.proxyAddressAdded) {
+  // The address is Kraftwerk's own (its private sandbox range): remove it also when it was
+  // left on lo by a killed run, whose state no longer says that it added it.
+  if (state.proxyAddressAdded || (await hostIPv4Addresses()).includes(PROXY_ADDRESS)) {
     await runLocal(['ip', 'addr', 'del', `${PROXY_ADDRESS}/32`, 'dev', 'lo'], { check: false });
-    delete state.proxyAddressAdded;
   }
+  delete state.proxyAddressAdded;
   if (state.ipForwardBefore !== undefined) {
     await writeFile('/proc/sys/net/ipv4/ip_forward', `${state.ipForwardBefore}\n`).catch(() => {});
     delete state.ipForwardBefore;
