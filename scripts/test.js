@@ -14,7 +14,8 @@ if (!files.length) {
 }
 
 const stream = run({ files, concurrency: 1, timeout: 20 * 60 * 1000 });
-stream.on('test:fail', () => {
-  process.exitCode = 1;
+stream.on('test:fail', (event) => {
+  // A failing `todo` test is a known gap, reported as `# todo`, not a failure.
+  if (!event.todo) process.exitCode = 1;
 });
 stream.compose(tap).pipe(process.stdout);
