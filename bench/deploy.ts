@@ -43,8 +43,8 @@ import {
 
 const SANDBOX = 'bench-deploy';
 const EXAMPLE = 'flask-hello';
-/** The site name is the project folder's name. */
-const SERVICE_LINK = `/etc/service/kraftwerk-${EXAMPLE}`;
+/** The site's live web slot (the site name is the project folder's name): the one without a `down` file. */
+const LIVE_SLOT = `$(for s in /etc/service/kraftwerk-${EXAMPLE}@*; do [ -e "$s/down" ] || echo "$s"; done)`;
 const FLOOR_DIR = '/root/kraftwerk-bench-floor';
 
 interface Scenario {
@@ -102,9 +102,9 @@ class Floor {
     const wireBefore = await this.sandbox.bytesToSandbox();
     const started = performance.now();
     const stats = await runRsync(args, undefined, SANDBOX);
-    const hup = await run(sshArgv(this.sandbox.target, ['sv', 'hup', SERVICE_LINK]));
+    const hup = await run(sshArgv(this.sandbox.target, ['sh', '-c', `sv hup ${LIVE_SLOT}`]));
     const elapsed = performance.now() - started;
-    if (hup.code !== 0) throw new BenchFailure(`floor: sv hup ${SERVICE_LINK} failed (exit ${hup.code}): ${hup.stderr.trim()}`);
+    if (hup.code !== 0) throw new BenchFailure(`floor: sv hup of the live slot failed (exit ${hup.code}): ${hup.stderr.trim()}`);
     this.previous = dest;
     return { ms: elapsed, bytesSent: stats.bytesSent, wireBytes: (await this.sandbox.bytesToSandbox()) - wireBefore };
   }

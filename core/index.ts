@@ -39,7 +39,21 @@ export { NODE_MARKER, SITES_DIR } from './probe.ts';
 export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
 export { currentVenv, inSiteEnv } from './site-shell.ts';
-export { type Site, type SitePaths, sitePaths } from './site.ts';
+export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './site.ts';
+export {
+  chooseSpareSlot,
+  ensureSlotsCommand,
+  findLiveSlot,
+  retireOtherSlotsCommand,
+  type Slot,
+  slotDir,
+  slotIni,
+  slotLogDir,
+  slotReleaseLink,
+  SLOTS,
+  slotService,
+  stopUnswitchedSlotCommand,
+} from './slots.ts';
 export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './site-tls.ts';
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './tasks.ts';
 export { renderTemplate } from './template.ts';

@@ -8,7 +8,8 @@ import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
-import type { Site } from './site.ts';
+import { releaseConfig, type Site } from './site.ts';
+import { retireOtherSlotsCommand } from './slots.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
@@ -73,10 +74,18 @@ export function openReleaseCommand(site: Site, release: { path: string; venv: st
   return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`;
 }
 
-/** Atomically point `current` at a release: a new symlink renamed over the old one. */
+/**
+ * Atomically point `current` at a release: a new symlink renamed over the old
+ * one. That one rename moves code, configuration and traffic (see
+ * `releaseConfig`); then the slot that runs the release is marked as the one
+ * a reboot starts and the other slots stop. Signals are ignored from the first
+ * line on, so a connection that drops now does not leave this half done.
+ */
 export function switchCommand(site: Site, releaseId: string): Command {
   const tmp = `${site.paths.current}.new`;
-  return sh`ln -sfn ${`releases/${releaseId}`} ${tmp} && mv -T ${tmp} ${site.paths.current}`;
+  return sh`trap '' HUP INT TERM PIPE
+ln -sfn ${`releases/${releaseId}`} ${tmp} && mv -T ${tmp} ${site.paths.current}
+${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}`;
 }
 
 /** Request the site through nginx on the node, with the canonical domain as Host header. */
@@ -305,7 +314,7 @@ export const corePlugin = definePlugin({
           for (const [k, v] of Object.entries(site.config.environ)) vars[k] = String(v);
           Object.assign(vars, ctx.facts.envLocal);
           ctx.env = vars;
-          ctx.files.add({ path: site.paths.env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user });
+          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
             content: `${[...site.domains, ...site.aliases].join('\n')}\n`,

@@ -43,8 +43,8 @@ export function isSimpleCommand(command: string): boolean {
 }
 
 /**
- * The run script of a worker process: root sources the site's environment
- * (shared/env is root:kw-site 0640), then the command runs as the site user in
+ * The run script of a worker process: root sources the live release's
+ * environment (current/.kraftwerk/env is root:kw-site 0640), then the command runs as the site user in
  * the live release with the release's venv first on PATH. `cd current` resolves
  * the symlink once, so a worker keeps its release until it is restarted.
  */

@@ -13,17 +13,15 @@ export interface SitePaths {
   venvs: string;
   shared: string;
   uploads: string;
-  /** The site's environment file (mode 0640). */
+  /** The live release's environment file (sh syntax, mode 0640): `current/.kraftwerk/env`. */
   env: string;
   /** Variables set with `kraftwerk env set`, merged over the generated ones. */
   envLocal: string;
   backups: string;
   /** Kraftwerk's own bookkeeping for the site: release records, lock. */
   state: string;
-  /** uWSGI socket nginx talks to. */
+  /** uWSGI socket nginx talks to: the live release's own (`current/.kraftwerk/uwsgi.sock`). */
   socket: string;
-  /** The site's uWSGI ini (not in /srv: only root may change how the site runs); runit starts uWSGI with it. */
-  uwsgiIni: string;
   logs: string;
 }
 
@@ -59,14 +57,39 @@ export function sitePaths(name: string): SitePaths {
     venvs: `${root}/venvs`,
     shared: `${root}/shared`,
     uploads: `${root}/shared/uploads`,
-    env: `${root}/shared/env`,
+    env: releaseConfig(`${root}/current`).env,
     envLocal: `${root}/shared/env.local`,
     backups: `${root}/backups`,
     state: `${root}/.kraftwerk`,
-    socket: `/run/kraftwerk/${name}.sock`,
-    uwsgiIni: `${SITES_DIR}/${name}/uwsgi.ini`,
+    socket: releaseConfig(`${root}/current`).socket,
     logs: `/var/log/kraftwerk/${name}`,
   };
+}
+
+/**
+ * What says how a release runs lives in the release itself, in `.kraftwerk/`
+ * (root's, closed to other sites; rsync never sends a project's own `.kraftwerk`):
+ * its uWSGI ini, its environment (as an envdir for uWSGI and as a sh file for
+ * cron, workers and `kraftwerk run`) and the socket its uWSGI listens on. nginx
+ * connects through `current`, so the one atomic rename of `current` switches
+ * code, configuration and traffic together, a deploy cut short anywhere
+ * before it leaves the live release whole, and a rollback has no
+ * configuration of its own to restore. (DESIGN.md had the ini in /etc and the
+ * socket in /run; both moved here for that reason.)
+ */
+export interface ReleaseConfig {
+  dir: string;
+  uwsgiIni: string;
+  /** envdir: one file per variable, read by uWSGI (values taken literally). */
+  environ: string;
+  /** The same variables in sh syntax. */
+  env: string;
+  socket: string;
+}
+
+export function releaseConfig(releasePath: string): ReleaseConfig {
+  const dir = `${releasePath}/.kraftwerk`;
+  return { dir, uwsgiIni: `${dir}/uwsgi.ini`, environ: `${dir}/environ`, env: `${dir}/env`, socket: `${dir}/uwsgi.sock` };
 }
 
 /** Builds the Site model from a validated config. */

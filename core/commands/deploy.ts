@@ -8,6 +8,7 @@ import type { Project } from '../plugin.ts';
 import { corePlugin, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
 import { emptyFacts } from '../probe.ts';
 import { sh } from '../shell.ts';
+import { stopUnswitchedSlotCommand } from '../slots.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
 import { KraftwerkError, PluginError, UsageError } from '../errors.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
@@ -57,14 +58,17 @@ export function applyPlugins(project: Project) {
 }
 
 /**
- * A deploy failed before the switch: put back the configuration files of the
- * live release, so what is on disk matches what is serving (best effort; the
- * next deploy rewrites them anyway).
+ * A deploy failed before the switch: stop the new release where it was
+ * started beside the live one (in a group, the nodes that were ready), and put
+ * back the configuration files of the live release, so what is on disk matches
+ * what is serving (best effort; the next deploy rewrites them anyway).
  */
 async function undoConfiguration(contexts: DeployContext[]): Promise<void> {
   await Promise.all(
     contexts.map(async (ctx) => {
-      if (ctx.remote === notConnected || ctx.remote.dryRun || !ctx.files.changed.size || !ctx.release.previous) return;
+      if (ctx.remote === notConnected || ctx.remote.dryRun) return;
+      await ctx.remote.exec(stopUnswitchedSlotCommand(ctx.site, ctx.release.path), { check: false }).catch(() => undefined);
+      if (!ctx.files.changed.size || !ctx.release.previous) return;
       await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
     }),
   );

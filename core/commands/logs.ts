@@ -62,18 +62,23 @@ export function nginxLogFiles(site: Site): string[] {
 export function logsCommand(site: Site, options: LogsOptions): Command {
   const tail = ['tail', '-n', String(options.lines), ...(options.follow ? ['-F'] : [])];
   if (options.nginx) return sh`${tail} ${nginxLogFiles(site)}`;
+  if (options.process === 'web') {
+    // Both web slots: the live release's log and the one before it (or a new one that failed to start).
+    return sh`cd ${site.paths.logs} 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo ${`kraftwerk: no web log in ${site.paths.logs} on this node (is the site deployed?)`} >&2; exit 3; }
+${tail} "$@"`;
+  }
   if (options.process) {
-    const dir = options.process === 'web' ? site.paths.logs : processLogDir(site, options.process);
+    const dir = processLogDir(site, options.process);
     return sh`if [ ! -f ${`${dir}/current`} ]; then
   echo ${`kraftwerk: no log ${dir}/current on this node`} >&2
-  echo "logs here: web $(cd ${site.paths.logs} 2>/dev/null && for d in */; do [ -f "$d/current" ] && printf '%s ' "\${d%/}"; done)" >&2
+  echo "logs here: $(cd ${site.paths.logs} 2>/dev/null && for d in */; do [ -f "$d/current" ] && printf '%s ' "\${d%/}"; done)" >&2
   exit 3
 fi
 ${tail} ${`${dir}/current`}`;
   }
   // Every log of the site: tail prints a ==> file <== header before each.
   return sh`cd ${site.paths.logs} 2>/dev/null || { echo ${`kraftwerk: no logs in ${site.paths.logs} (is the site deployed?)`} >&2; exit 3; }
-set -- $(ls -1 current */current 2>/dev/null)
+set -- $(ls -1 */current 2>/dev/null)
 [ "$#" -gt 0 ] || { echo 'kraftwerk: no logs yet' >&2; exit 3; }
 ${tail} "$@"`;
 }

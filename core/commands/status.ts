@@ -58,10 +58,10 @@ for f in ${raw(SITES_DIR)}/*/domains; do
   cur=$(basename "$(readlink "$r/current" 2>/dev/null)" 2>/dev/null)
   echo "release $cur"
   [ -n "$cur" ] && [ -f "$r/.kraftwerk/releases/$cur.json" ] && echo "record $(tr -d '\\n' < "$r/.kraftwerk/releases/$cur.json")"
-  for d in ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s" ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"-*; do
+  for d in ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"@* ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"-*; do
     [ -d "$d" ] || continue
     n=$(basename "$d")
-    [ "$n" = "kraftwerk-$s" ] || [ "$(cat "$d/${raw(SITE_MARKER_FILE)}" 2>/dev/null)" = "$s" ] || continue
+    case "$n" in "kraftwerk-$s"@*) ;; *) [ "$(cat "$d/${raw(SITE_MARKER_FILE)}" 2>/dev/null)" = "$s" ] || continue;; esac
     if [ -e ${raw(RUNIT_SERVICE_DIR)}/"$n" ]; then echo "service $n $(sv status ${raw(RUNIT_SERVICE_DIR)}/"$n" 2>&1 | head -n 1)"; else echo "service $n not linked"; fi
   done
   for part in releases venvs shared/uploads backups; do echo "disk $part $(du -sk "$r/$part" 2>/dev/null | cut -f1)"; done

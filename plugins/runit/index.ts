@@ -1,11 +1,19 @@
 /**
- * runit: supervises each site's uWSGI master and its log (svlogd). The service
- * /etc/sv/kraftwerk-<site> is linked into /etc/service, where runsvdir starts it
- * and restarts it when it dies; a deploy reloads it gracefully (SIGHUP through
- * `sv hup`: uWSGI keeps its socket, requests wait in the backlog meanwhile).
+ * runit: supervises each site's uWSGI masters and their logs (svlogd): two
+ * services, the web slots /etc/sv/kraftwerk-<site>@blue and @green (see
+ * core/slots.ts), linked into /etc/service, where runsvdir starts the live
+ * one at boot and restarts it when it dies. A deploy starts the new release in
+ * the spare slot (the uwsgi plugin) and the switch retires the old one (core).
  */
 import {
   definePlugin,
+  findLiveSlot,
+  removeServicesCommand,
+  slotDir,
+  slotIni,
+  slotLogDir,
+  SLOTS,
+  slotService,
   renderTemplate,
   sh,
   Stage,
@@ -21,29 +29,25 @@ const PLUGIN_NAME = 'runit';
 export const SERVICE_DIR = '/etc/service';
 export const RUNSVDIR_UNIT = '/etc/systemd/system/kraftwerk-runsvdir.service';
 
-export function serviceDefinitionDir(site: Site): string {
-  return `/etc/sv/${site.service}`;
-}
-
-export function serviceLink(site: Site): string {
-  return `${SERVICE_DIR}/${site.service}`;
-}
-
-/** The run and log/run scripts of the site's service. */
+/** The run and log/run scripts of the site's two web slots (see core/slots.ts). */
 export async function renderRunitService(site: Site): Promise<RemoteFile[]> {
-  const dir = serviceDefinitionDir(site);
-  return [
-    {
-      path: `${dir}/run`,
-      content: await renderTemplate(new URL('./templates/run.ejs', import.meta.url), { site, ini: site.paths.uwsgiIni }),
-      mode: 0o755,
-    },
-    {
-      path: `${dir}/log/run`,
-      content: await renderTemplate(new URL('./templates/log-run.ejs', import.meta.url), { site }),
-      mode: 0o755,
-    },
-  ];
+  const files: RemoteFile[] = [];
+  for (const slot of SLOTS) {
+    const dir = slotDir(site, slot);
+    files.push(
+      {
+        path: `${dir}/run`,
+        content: await renderTemplate(new URL('./templates/run.ejs', import.meta.url), { site, slot, ini: slotIni(site, slot) }),
+        mode: 0o755,
+      },
+      {
+        path: `${dir}/log/run`,
+        content: await renderTemplate(new URL('./templates/log-run.ejs', import.meta.url), { site, slot, dir: slotLogDir(site, slot) }),
+        mode: 0o755,
+      },
+    );
+  }
+  return files;
 }
 
 export function renderRunsvdirUnit(): Promise<string> {
@@ -77,67 +81,21 @@ fi`;
 }
 
 /**
- * Wait (bounded) until a unix socket accepts connections. On timeout it prints
- * why, runs `onTimeout` (e.g. show a log) and exits 1.
+ * Reload the live slot gracefully (SIGHUP: uWSGI re-reads its ini and envdir
+ * and reloads the app; requests wait in the socket's backlog meanwhile), then
+ * wait until it accepts again. Prints `kraftwerk: reloaded`, or nothing when
+ * no slot serves `current` (not deployed yet).
  */
-export function waitForSocketCommand(socket: string, seconds: number, onTimeout: Command = sh`:`): Command {
-  const tries = Math.max(1, Math.round(seconds * 5));
-  return sh`i=0; ready=
-while [ "$i" -lt ${tries} ]; do
-  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null; then ready=1; break; fi
-  i=$((i+1)); sleep 0.2
+export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Command {
+  const tries = Math.max(1, Math.round(waitSeconds * 5));
+  return sh`${findLiveSlot(site)}
+[ -n "$svc" ] || exit 0
+sv hup "$svc" >/dev/null
+sleep 0.2; i=0
+until python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${site.paths.socket} 2>/dev/null; do
+  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${site.paths.socket} does not accept connections after ${waitSeconds}s`} >&2; exit 1; }; sleep 0.2
 done
-if [ -z "$ready" ]; then echo ${`kraftwerk: ${socket} does not accept connections after ${seconds}s`} >&2; ${onTimeout}; exit 1; fi`;
-}
-
-export interface StartOrReload {
-  /** The run script changed: a reload would not apply it, restart instead. */
-  restart: boolean;
-  /** The log/run script changed. */
-  restartLog: boolean;
-  /** Seconds to wait for the socket. */
-  waitSeconds?: number;
-}
-
-/**
- * Start the site's service if it is new, else reload it gracefully; then wait
- * until its socket accepts. Prints `kraftwerk: started|reloaded|restarted`.
- * On failure the tail of the site's log goes to stderr (it ends up in the error).
- */
-export function startOrReloadCommand(site: Site, how: StartOrReload): Command {
-  const link = serviceLink(site);
-  const wait = how.waitSeconds ?? 30;
-  const reload = how.restart
-    ? sh`sv -w ${wait} restart ${link} >/dev/null; echo 'kraftwerk: restarted'`
-    : sh`case "$(sv status ${link})" in run:*) sv hup ${link} >/dev/null; echo 'kraftwerk: reloaded';; *) sv up ${link}; echo 'kraftwerk: started';; esac`;
-  const log = how.restartLog ? sh`
-  sv restart ${`${link}/log`} >/dev/null` : sh``;
-  return sh`set -e
-if [ ! -e ${link} ]; then
-  ln -sfn ${serviceDefinitionDir(site)} ${link}
-  echo 'kraftwerk: started'
-else
-  # runsvdir looks for new services every 5 seconds; runsv must be there before sv can talk to it.
-  i=0; until sv status ${link} >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 100 ] || { echo ${`kraftwerk: runsv does not supervise ${link}; is runsvdir running? Run kraftwerk setup-node`} >&2; exit 1; }; sleep 0.1; done
-  ${reload}${log}
-fi
-${waitForSocketCommand(site.paths.socket, wait, sh`tail -n 20 ${`${site.paths.logs}/current`} >&2 || true`)}`;
-}
-
-/** Stop the site's service (gracefully, bounded), take it out of runsvdir and remove its definition. */
-export function removeServiceCommand(site: Site): Command {
-  const link = serviceLink(site);
-  const dir = serviceDefinitionDir(site);
-  return sh`if [ -e ${link} ] || [ -L ${link} ]; then
-  sv -w 30 force-stop ${link} >/dev/null 2>&1 || true
-  rm -f ${link}
-fi
-if [ -d ${dir} ]; then
-  sv exit ${dir} ${`${dir}/log`} >/dev/null 2>&1 || true
-  i=0; while pgrep -f ${`^runsv ${site.service}$`} >/dev/null && [ "$i" -lt 50 ]; do i=$((i+1)); sleep 0.1; done
-  rm -rf ${dir}
-  echo 'kraftwerk: removed'
-fi`;
+echo 'kraftwerk: reloaded'`;
 }
 
 export default definePlugin({
@@ -165,25 +123,7 @@ export default definePlugin({
         title: 'runit service',
         run: async (ctx, task) => {
           for (const file of await renderRunitService(site)) ctx.files.add(file);
-          task.title(`runit service ${site.service}`);
-        },
-      });
-    });
-
-    hooks.restart.tap(PLUGIN_NAME, (_ctx, tasks) => {
-      tasks.add({
-        title: `start or reload ${site.service}`,
-        stage: Stage.RELOAD,
-        run: async (ctx, task) => {
-          const dir = serviceDefinitionDir(site);
-          const { stdout } = await ctx.remote.exec(
-            startOrReloadCommand(site, {
-              restart: ctx.files.changed.has(`${dir}/run`),
-              restartLog: ctx.files.changed.has(`${dir}/log/run`),
-            }),
-          );
-          const what = /kraftwerk: (started|reloaded|restarted)/.exec(stdout)?.[1] ?? 'reloaded';
-          task.title(`${site.service} ${what}`);
+          task.title(`runit services ${site.service}@{${SLOTS.join(',')}}`);
         },
       });
     });
@@ -194,18 +134,18 @@ export default definePlugin({
         title: `reload ${site.service}`,
         stage: Stage.RELOAD,
         run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(startOrReloadCommand(site, { restart: false, restartLog: false }));
-          task.title(`${site.service} ${/kraftwerk: (started|reloaded)/.exec(stdout)?.[1] ?? 'reloaded'}`);
+          const { stdout } = await ctx.remote.exec(reloadLiveSlotCommand(site));
+          task.title(stdout.includes('kraftwerk: reloaded') ? `${site.service} reloaded` : `${site.service} (not running)`);
         },
       });
     });
 
     hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
-        title: `remove runit service ${site.service}`,
+        title: `remove runit services of ${site.service}`,
         run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(removeServiceCommand(site));
-          task.title(stdout.includes('kraftwerk: removed') ? `removed runit service ${site.service}` : `runit service ${site.service} (none)`);
+          const { stdout } = await ctx.remote.exec(removeServicesCommand(SLOTS.map((slot) => slotService(site, slot))));
+          task.title(stdout.includes('removed') ? `removed runit services ${site.service}@{${SLOTS.join(',')}}` : `runit service ${site.service} (none)`);
         },
       });
     });

@@ -1,7 +1,9 @@
 /**
- * uwsgi: the site's uWSGI configuration. One master per site with a unix socket
- * in /run/kraftwerk that only nginx's group can open; runit runs it (see the
- * runit plugin), nginx talks to the socket (see the nginx plugin).
+ * uwsgi: each release's own uWSGI configuration (ini and envdir in the release,
+ * see core's `releaseConfig`), and starting a new release beside the live one:
+ * one master per release in one of the site's two runit slots (see
+ * core/slots.ts), with a unix socket only nginx's group can open. nginx talks
+ * to the live release's socket through `current` (see the nginx plugin).
  */
 import {
   type Command,
@@ -11,8 +13,13 @@ import {
   RemoteCommandError,
   renderTemplate,
   sh,
-  SITES_DIR,
+  releaseConfig,
   Stage,
+  chooseSpareSlot,
+  ensureSlotsCommand,
+  slotDir,
+  type DeployContext,
+  type TaskHandle,
   type Hooks,
   type RemoteFile,
   type Site,
@@ -20,46 +27,16 @@ import {
 
 const PLUGIN_NAME = 'uwsgi';
 
-/** Where a site's uWSGI ini lives: core's site layout (runit starts uWSGI with it). */
-export function uwsgiIniPath(site: Site): string {
-  return site.paths.uwsgiIni;
-}
-
-/** The envdir uWSGI loads the site's environment from. */
-export function uwsgiEnvDir(site: Site): string {
-  return `${SITES_DIR}/${site.name}/env`;
-}
-
-/** The ini of the throwaway instance that checks a new release before it goes live. */
-export function preflightIniPath(site: Site): string {
-  return `${SITES_DIR}/${site.name}/preflight.ini`;
-}
-
-export function preflightSocket(site: Site): string {
-  return `/run/kraftwerk/${site.name}.preflight.sock`;
-}
-
-export interface UwsgiIniOptions {
-  /** Socket nginx connects to; default the site's socket. */
-  socket?: string;
-  /** Folder the app runs in; default `current`, so the ini does not change between releases. */
-  chdir?: string;
-  /** The venv; default `current/.venv`, the symlink each release carries to its own venv. */
-  venv?: string;
-  /** Worker processes; default `workers:` from kraftwerk.yaml. */
-  workers?: number;
-  /** Load the envdir (default true). Off while the site has no variable at all: uWSGI refuses a missing envdir. */
-  envdir?: boolean;
-}
-
-export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}): Promise<string> {
+/** A release's own uWSGI ini: its folder, its venv, its environment and its socket (see `releaseConfig`). */
+export async function renderUwsgiIni(site: Site, release: { path: string; venv: string }): Promise<string> {
+  const own = releaseConfig(release.path);
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
-    socket: options.socket ?? site.paths.socket,
-    chdir: options.chdir ?? site.paths.current,
-    venv: options.venv ?? `${site.paths.current}/.venv`,
-    envdir: options.envdir === false ? undefined : uwsgiEnvDir(site),
-    workers: options.workers ?? site.config.workers,
+    socket: own.socket,
+    chdir: release.path,
+    venv: release.venv,
+    envdir: own.environ,
+    workers: site.config.workers,
     harakiri: site.config.uwsgi?.harakiri ?? 60,
     maxRequests: site.config.uwsgi?.max_requests ?? 5000,
   });
@@ -71,8 +48,7 @@ export async function renderUwsgiIni(site: Site, options: UwsgiIniOptions = {}):
  * set before (`previous`) and are gone now get an empty file: a graceful reload
  * then removes them from the app's environment.
  */
-export function uwsgiEnvFiles(site: Site, env: Record<string, string>, previous: Record<string, string>): RemoteFile[] {
-  const dir = uwsgiEnvDir(site);
+export function uwsgiEnvFiles(site: Site, dir: string, env: Record<string, string>, previous: Record<string, string>): RemoteFile[] {
   // A name becomes a file name: only real variable names (core validates them; this keeps paths safe regardless).
   const names = new Set([...Object.keys(env), ...Object.keys(previous)].filter((n) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(n)));
   return [...names].sort().map((name) => ({
@@ -106,56 +82,78 @@ while b'\\r\\n' not in data:
     data += chunk
 print(data.split(b' ')[1].decode() if data.startswith(b'HTTP/') else '')`;
 
-export interface PreflightOptions {
-  /** Health check request, or none to check only that the app loads. */
-  health?: { host: string; path: string; statuses: string[]; timeoutSeconds: number };
-  /** Seconds to wait for the instance's socket. */
-  startSeconds?: number;
+export interface StartCheck {
+  host: string;
+  path: string;
+  /** Statuses that pass, as shell patterns; `*` takes any answer (the app loaded). */
+  statuses: string[];
+  timeoutSeconds: number;
 }
 
 /**
- * Start the new release in a throwaway uWSGI (preflight.ini: its own socket,
- * the release's folder and venv, one worker, the site's user and environment)
- * and ask it the health check path. The live release keeps serving meanwhile;
- * a release that does not load or answers badly never goes live. The instance
- * runs in its own session and is ended with KILL to the whole group, master and
- * worker at once: it served nothing but the check, and uWSGI's own shutdown
- * takes a second (its master checks its workers once a second). Its socket
- * file stays; the next preflight removes it first. On failure the instance's
- * log tail (the traceback) goes to stderr.
+ * Start `release` in the spare slot (see core/slots.ts) and ask it the health
+ * check path through its own socket, while the live release keeps serving.
+ * `sv once`: if the instance dies (the app does not load), runsv leaves it
+ * down instead of restarting it, so a broken release fails at once; once it
+ * answered, `sv up` lets runsv restart it should it crash later. A release
+ * that does not start or answers badly is stopped again, never receives
+ * traffic, and the tail of its own log (the traceback) goes to stderr.
+ * Prints `kraftwerk: <slot> answers <status>`.
  */
-export function preflightCommand(site: Site, options: PreflightOptions = {}): Command {
-  const socket = preflightSocket(site);
-  const tries = Math.max(1, Math.round((options.startSeconds ?? 30) * 5));
-  const h = options.health;
-  const check = h
-    ? sh`status=$(python3 -c ${UWSGI_GET} ${socket} ${h.host} ${h.path} ${h.timeoutSeconds} 2>/dev/null) || status=
-case "$status" in ${raw(h.statuses.join('|'))}) echo "kraftwerk: preflight $status";;
-  *) echo ${`kraftwerk: GET ${h.path} (Host: ${h.host}) on the new release answered`} "\${status:-nothing}" >&2; tail -n 30 "$log" >&2; exit 1;;
-esac`
-    : sh`echo 'kraftwerk: preflight started'`;
-  return sh`log=$(mktemp); pid=
-trap 'if [ -n "$pid" ]; then { kill -KILL -"$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null; }; wait "$pid" 2>/dev/null; fi; rm -f "$log"' EXIT
-install -d -m 0755 /run/kraftwerk
-rm -f ${socket}
-setsid env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini ${preflightIniPath(site)} >"$log" 2>&1 &
-pid=$!
+export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Command {
+  const own = releaseConfig(release.path);
+  const logTail = sh`sleep 0.3; tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
+  const stop = sh`sv down "$svc" >/dev/null 2>&1 || true`;
+  return sh`${chooseSpareSlot(site)}
+install -d -m 0750 -o root -g ${site.user} ${own.dir} ${own.environ}
+${ensureSlotsCommand(site)}
+# The spare may still run an earlier release (the one live before the last switch, finishing its requests).
+sv -w 30 force-stop "$svc" >/dev/null 2>&1 || true
+${options.restartLog ? sh`sv restart "$svc/log" >/dev/null 2>&1 || true
+` : sh``}touch "$def/down"
+ln -sfn ${release.path} "$def/release"
+rm -f ${own.socket}
+sv once "$svc" >/dev/null
 i=0; ready=
-while [ "$i" -lt ${tries} ] && kill -0 "$pid" 2>/dev/null; do
-  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null; then ready=1; break; fi
-  i=$((i+1)); sleep 0.2
+while [ "$i" -lt 150 ]; do
+  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${own.socket} 2>/dev/null; then ready=1; break; fi
+  case "$(sv status "$svc")" in down:*) break;; esac
+  i=$((i+1)); sleep 0.1
 done
-if [ -z "$ready" ]; then echo 'kraftwerk: the new release did not start:' >&2; tail -n 30 "$log" >&2; exit 1; fi
-${check}`;
+[ -n "$ready" ] || { ${stop}; echo 'kraftwerk: the new release did not start:' >&2; ${logTail}; exit 1; }
+status=$(python3 -c ${UWSGI_GET} ${own.socket} ${check.host} ${check.path} ${check.timeoutSeconds} 2>/dev/null) || status=
+case "$status" in
+  '') ;;
+  ${raw(check.statuses.join('|'))}) sv up "$svc"; echo "kraftwerk: $slot answers $status"; exit 0;;
+esac
+${stop}; echo ${`kraftwerk: GET ${check.path} (Host: ${check.host}) on the new release answered`} "\${status:-nothing}" >&2; ${logTail}; exit 1`;
 }
 
-/** The health check of kraftwerk.yaml as a preflight request (statuses as shell patterns). */
-export function preflightHealth(site: Site): PreflightOptions['health'] {
+/** The health check of kraftwerk.yaml as the request the new release must answer before it goes live. */
+export function startCheck(site: Site): StartCheck {
   const hc = site.config.healthcheck;
-  if (hc === false) return undefined;
-  const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
   // The first request also waits for the app to load.
+  if (hc === false) return { host: site.canonicalDomain, path: '/', statuses: ['*'], timeoutSeconds: 60 };
+  const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
   return { host: site.canonicalDomain, path: hc.path, statuses, timeoutSeconds: hc.timeout + 30 };
+}
+
+/** Set once this node's new release runs in its slot and answered. */
+const STARTED_STATE = 'uwsgi.started';
+
+async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): Promise<void> {
+  try {
+    const restartLog = ctx.files.changed.has(`${slotDir(site, 'blue')}/log/run`);
+    const { stdout } = await ctx.remote.exec(startReleaseCommand(site, ctx.release, startCheck(site), { restartLog }));
+    const m = /kraftwerk: (\S+) answers (\S+)/.exec(stdout);
+    ctx.state.set(STARTED_STATE, true);
+    task.title(`start ${ctx.release.id} beside the live release${m ? ` (${site.service}@${m[1]}: ${m[2]})` : ''}`);
+  } catch (err) {
+    if (!(err instanceof RemoteCommandError)) throw err;
+    throw new KraftwerkError(`release ${ctx.release.id} of ${site.name} failed to start on ${ctx.node}; the live release keeps serving:\n${err.stderr.trim()}`, {
+      hint: `Fix the error above and deploy again. The slot's log: kraftwerk logs ${ctx.node} --process web`,
+    });
+  }
 }
 
 export default definePlugin({
@@ -171,50 +169,37 @@ export default definePlugin({
         title: 'uWSGI configuration',
         stage: Stage.DEFAULT,
         run: async (ctx, task) => {
-          // Readable by the site's group: after dropping privileges, a graceful reload re-reads both as the site user.
-          const envFiles = uwsgiEnvFiles(site, ctx.env, ctx.facts.env);
-          const envdir = envFiles.length > 0;
-          ctx.files.add({ path: uwsgiIniPath(site), content: await renderUwsgiIni(site, { envdir }), mode: 0o640, owner: 'root', group: site.user });
-          for (const file of envFiles) ctx.files.add(file);
-          ctx.files.add({
-            path: preflightIniPath(site),
-            content: await renderUwsgiIni(site, { socket: preflightSocket(site), chdir: ctx.release.path, venv: ctx.release.venv, workers: 1, envdir }),
-            mode: 0o640,
-            owner: 'root',
-            group: site.user,
-          });
+          // In the release (see releaseConfig); readable by the site's group: a graceful reload re-reads both as the site user.
+          const own = releaseConfig(ctx.release.path);
+          ctx.files.add({ path: own.uwsgiIni, content: await renderUwsgiIni(site, ctx.release), mode: 0o640, owner: 'root', group: site.user });
+          for (const file of uwsgiEnvFiles(site, own.environ, ctx.env, {})) ctx.files.add(file);
           task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
         },
       });
       tasks.add({
-        title: 'preflight: start the new release beside the live one',
-        // After the release commands (migrations) ran, before `current` switches.
+        title: 'start the new release beside the live one',
+        // After the release commands (migrations) ran; every node of a group gets here before any switches.
         stage: Stage.AFTER_FILES + 60,
-        run: async (ctx, task) => {
-          try {
-            const { stdout } = await ctx.remote.exec(preflightCommand(site, { health: preflightHealth(site) }));
-            const status = /kraftwerk: preflight (\S+)/.exec(stdout)?.[1];
-            task.title(`preflight: the new release ${status && status !== 'started' ? `answers ${status}` : 'starts'}`);
-          } catch (err) {
-            if (!(err instanceof RemoteCommandError)) throw err;
-            throw new KraftwerkError(`the new release of ${site.name} failed its preflight on ${ctx.node}; the live release keeps serving:\n${err.stderr.trim()}`, {
-              hint: `Fix the error above and deploy again. The release's own log: ${site.paths.logs}/current after it runs.`,
-            });
-          }
-        },
+        run: (ctx, task) => startRelease(ctx, task, site),
       });
     });
 
-    // `kraftwerk env set/unset`: the envdir follows; runit's reload task makes uWSGI re-read it.
+    // A rollback runs only the restart phase: the release it brings back starts here.
+    hooks.restart.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'start the release beside the live one',
+        stage: Stage.SWITCH - 50,
+        skip: (ctx) => (ctx.state.get(STARTED_STATE) ? true : false),
+        run: (ctx, task) => startRelease(ctx, task, site),
+      });
+    });
+
+    // `kraftwerk env set/unset`: the live release's envdir follows; runit's reload task makes uWSGI re-read it.
     hooks.reload.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
         title: 'uWSGI environment',
         run: async (ctx) => {
-          const envFiles = uwsgiEnvFiles(site, ctx.env, ctx.previousEnv);
-          for (const file of envFiles) ctx.files.add(file);
-          // The first variable of a site that had none: the ini starts loading the envdir.
-          const ini = await renderUwsgiIni(site, { envdir: envFiles.length > 0 });
-          ctx.files.add({ path: uwsgiIniPath(site), content: ini, mode: 0o640, owner: 'root', group: site.user });
+          for (const file of uwsgiEnvFiles(site, releaseConfig(site.paths.current).environ, ctx.env, ctx.previousEnv)) ctx.files.add(file);
         },
       });
     });

@@ -190,7 +190,7 @@ describe('the stack: setup-node and deploy of the examples', { skip: sandboxSkip
           NODE,
           [
             // Files: code, environment and uploads of the other site are closed.
-            `runuser -u kw-flask-hello -- cat /srv/django-site/shared/env 2>&1 && echo LEAK-env || echo denied-env`,
+            `runuser -u kw-flask-hello -- cat /srv/django-site/current/.kraftwerk/env 2>&1 && echo LEAK-env || echo denied-env`,
             `runuser -u kw-flask-hello -- ls /srv/django-site/current/ 2>&1 && echo LEAK-code || echo denied-code`,
             `runuser -u kw-django-site -- ls /srv/flask-hello/shared/uploads/ 2>&1 && echo LEAK-uploads || echo denied-uploads`,
             // PostgreSQL: peer authentication lets a site in only as its own role, and not into the other database.
@@ -198,8 +198,8 @@ describe('the stack: setup-node and deploy of the examples', { skip: sandboxSkip
             `cd / && runuser -u kw-flask-hello -- psql -X 'postgresql://kw-django-site@/django-site?host=/var/run/postgresql' -c 'select 1' 2>&1 && echo LEAK-role || echo denied-role`,
             // Redis: no anonymous access; the site's user reaches only its own keys.
             `redis-cli -h 127.0.0.1 get flask-hello:counter 2>&1 | grep -q NOAUTH && echo denied-anonymous || echo LEAK-anonymous`,
-            `url=$(cat /etc/kraftwerk/sites/flask-hello/env/REDIS_URL); redis-cli -u "$url" --no-auth-warning set django-site:x 1 2>&1 | grep -q NOPERM && echo denied-keys || echo LEAK-keys`,
-            `url=$(cat /etc/kraftwerk/sites/flask-hello/env/REDIS_URL); redis-cli -u "$url" --no-auth-warning get flask-hello:counter`,
+            `url=$(cat /srv/flask-hello/current/.kraftwerk/environ/REDIS_URL); redis-cli -u "$url" --no-auth-warning set django-site:x 1 2>&1 | grep -q NOPERM && echo denied-keys || echo LEAK-keys`,
+            `url=$(cat /srv/flask-hello/current/.kraftwerk/environ/REDIS_URL); redis-cli -u "$url" --no-auth-warning get flask-hello:counter`,
           ].join('\n'),
         );
         for (const what of ['env', 'code', 'uploads', 'db', 'role', 'anonymous', 'keys']) {

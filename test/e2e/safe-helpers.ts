@@ -404,7 +404,11 @@ export async function restartSite(node: string): Promise<void> {
   await onNode(
     node,
     `set -e
-for s in /etc/service/kraftwerk-${SITE} /etc/service/kraftwerk-${SITE}-*; do [ -e "$s" ] && sv -w 30 restart "$s" >/dev/null; done
+# A reboot starts the services without a down file (the spare web slot has one).
+for s in /etc/service/kraftwerk-${SITE}@* /etc/service/kraftwerk-${SITE}-*; do
+  [ -e "$s" ] || continue
+  if [ -e "$s/down" ]; then sv -w 30 down "$s" >/dev/null; else sv -w 30 restart "$s" >/dev/null; fi
+done
 service nginx reload >/dev/null`,
   );
 }

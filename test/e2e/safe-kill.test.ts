@@ -103,12 +103,8 @@ describe('killed deploys', { skip: sandboxSkip() }, () => {
               `the live release is the one served (${switched ? 'new' : 'old'}); kraftwerk releases: ${JSON.stringify(rows)}`,
             );
           });
-          // Known gap (issue 5, left open): configure writes the uWSGI ini and envdir to their live
-          // paths, so after a kill between "write configuration" and the switch a restart of the site
-          // runs the old code with the new config. Reported as todo until config is per release.
-          const configWritten = point.phase === 'during configure' || point.phase === 'right around the switch';
-          const todo = configWritten ? 'configuration is not yet switched with the release (per-release config, issue 5)' : undefined;
-          await st.test('the files on the node say the same: a restart of the site serves the same release and config', { todo }, async () => {
+          // Code, configuration (uWSGI ini, environment) and traffic switch together with `current`.
+          await st.test('the files on the node say the same: a restart of the site serves the same release and config', async () => {
             // As after a reboot or a crash of uWSGI: what then serves is what the files on the node say.
             await restartSite(NODE);
             assert.equal(await waitForPage(address), served || pageOf(old.version));

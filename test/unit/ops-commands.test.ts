@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -76,7 +76,13 @@ describe('logs', () => {
 
   it('tails the right files', () => {
     const s = site();
-    assert.match(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text, /tail -n 5 \/var\/log\/kraftwerk\/shop\/current$/);
+    // web: both slots' logs (web@blue, web@green), whichever are there.
+    assert.equal(
+      logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text,
+      `cd /var/log/kraftwerk/shop 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo 'kraftwerk: no web log in /var/log/kraftwerk/shop on this node (is the site deployed?)' >&2; exit 3; }
+tail -n 5 "$@"`,
+    );
+    assert.match(logsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }).text, /\ntail -n 5 -F "\$@"$/);
     assert.match(logsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
     assert.equal(
       logsCommand(s, { lines: 9, follow: false, nginx: true }).text,
@@ -88,12 +94,21 @@ describe('logs', () => {
     const root = mkdtempSync(path.join(tmpdir(), 'kw-logs-'));
     const s = site();
     s.paths.logs = root;
-    writeFileSync(path.join(root, 'current'), 'web line 1\nweb line 2\n');
-    mkdirSync(path.join(root, 'worker'));
-    writeFileSync(path.join(root, 'worker', 'current'), 'worker line\n');
+    const noWeb = spawnSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    assert.equal(noWeb.status, 3);
+    assert.match(noWeb.stderr, /no web log in .* on this node/);
+    for (const [dir, text] of [['web@blue', 'blue line 1\nblue line 2\n'], ['web@green', 'green line\n'], ['worker', 'worker line\n']]) {
+      mkdirSync(path.join(root, dir!));
+      writeFileSync(path.join(root, dir!, 'current'), text!);
+    }
     const out = execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false }).text], { encoding: 'utf8' });
-    assert.match(out, /==> current <==\nweb line 2\n/);
+    assert.match(out, /==> web@blue\/current <==\nblue line 2\n/);
+    assert.match(out, /==> web@green\/current <==\ngreen line\n/);
     assert.match(out, /==> worker\/current <==\nworker line\n/);
+    const web = execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    assert.match(web, /==> web@blue\/current <==\nblue line 2\n/);
+    assert.match(web, /==> web@green\/current <==\ngreen line\n/);
+    assert.doesNotMatch(web, /worker/);
     const missing = (() => {
       try {
         execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }).text], { stdio: 'pipe' });
@@ -103,7 +118,7 @@ describe('logs', () => {
       }
     })();
     assert.match(missing, /no log .*nope\/current/);
-    assert.match(missing, /logs here: web worker/);
+    assert.match(missing, /logs here: web@blue web@green worker/);
   });
 });
 
@@ -125,7 +140,7 @@ describe('run', () => {
   it('runs as the site user in current, with the env file and current/.venv on PATH', () => {
     const cmd = siteRunCommand(site(), ['python', 'manage.py', 'check']).text;
     assert.match(cmd, /^runuser -u kw-shop -- sh -c /);
-    assert.match(cmd, /cd \/srv\/shop\/current && set -a && \. \/srv\/shop\/shared\/env && set \+a/);
+    assert.match(cmd, /cd \/srv\/shop\/current && set -a && \. \/srv\/shop\/current\/\.kraftwerk\/env && set \+a/);
     assert.match(cmd, /PATH=\/srv\/shop\/current\/\.venv\/bin:/);
     assert.match(cmd, /python manage\.py check'$/);
   });
@@ -200,7 +215,7 @@ describe('destroy', () => {
     writeFileSync(path.join(s.paths.root, 'shared/env'), 'A=1\n');
     writeFileSync(path.join(s.paths.root, 'shared/uploads/u.txt'), 'u');
     mkdirSync(path.join(root, 'other/releases'), { recursive: true });
-    const cmd = removeSiteCommand(s, true).text.replace(/\/var\/log\/kraftwerk\/shop|\/etc\/kraftwerk\/sites\/shop|\/run\/kraftwerk\/shop\.sock/g, path.join(root, 'gone'));
+    const cmd = removeSiteCommand(s, true).text.replace(/\/var\/log\/kraftwerk\/shop|\/etc\/kraftwerk\/sites\/shop|\/srv\/shop\/current\/\.kraftwerk\/uwsgi\.sock/g, path.join(root, 'gone'));
     execFileSync('sh', ['-c', cmd]);
     const left = execFileSync('find', [root, '-mindepth', '1'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((p) => path.relative(root, p)).sort();
     assert.deepEqual(left, ['other', 'other/releases', 'shop', 'shop/backups', 'shop/backups/20261125T000000Z', 'shop/shared', 'shop/shared/uploads', 'shop/shared/uploads/u.txt']);

@@ -17,7 +17,7 @@ import { testSite } from '../helpers/site.ts';
 
 const FULL = `# Kraftwerk: nginx site shop. Written by \`kraftwerk deploy\`; edits are overwritten.
 upstream kraftwerk-shop {
-    server unix:/run/kraftwerk/shop.sock;
+    server unix:/srv/shop/current/.kraftwerk/uwsgi.sock;
 }
 
 # Aliases answer with a permanent redirect to the canonical domain.
@@ -62,7 +62,7 @@ server {
 
 const MINIMAL = `# Kraftwerk: nginx site shop. Written by \`kraftwerk deploy\`; edits are overwritten.
 upstream kraftwerk-shop {
-    server unix:/run/kraftwerk/shop.sock;
+    server unix:/srv/shop/current/.kraftwerk/uwsgi.sock;
 }
 
 server {

@@ -13,40 +13,45 @@ import runitPlugin, {
   renderRunitService,
   renderRunsvdirUnit,
   runsvdirCommand,
-  startOrReloadCommand,
-  waitForSocketCommand,
+  reloadLiveSlotCommand,
 } from '../../plugins/runit/index.ts';
 import { testSite } from '../helpers/site.ts';
 
 describe('runit: service files', () => {
-  it('run starts uWSGI with the site ini in a clean environment; log/run feeds svlogd', async () => {
-    const [run, log] = await renderRunitService(testSite());
-    assert.equal(run!.path, '/etc/sv/kraftwerk-shop/run');
-    assert.equal(run!.mode, 0o755);
+  it('each web slot runs uWSGI with the ini of the release it links to, in a clean environment; log/run feeds svlogd', async () => {
+    const files = await renderRunitService(testSite());
+    assert.deepEqual(
+      files.map((f) => [f.path, f.mode]),
+      [
+        ['/etc/sv/kraftwerk-shop@blue/run', 0o755],
+        ['/etc/sv/kraftwerk-shop@blue/log/run', 0o755],
+        ['/etc/sv/kraftwerk-shop@green/run', 0o755],
+        ['/etc/sv/kraftwerk-shop@green/log/run', 0o755],
+      ],
+    );
+    const [run, log] = files;
     assert.equal(
       run!.content,
       `#!/bin/sh
-# Kraftwerk: runit service of site shop. Written by \`kraftwerk deploy\`; edits are overwritten.
+# Kraftwerk: web slot blue of site shop: uWSGI for the release that
+# release/ links to. Written by \`kraftwerk deploy\`; edits are overwritten.
 exec 2>&1
-# /run is a tmpfs: after a reboot the socket folder is gone until someone makes it.
-install -d -m 0755 /run/kraftwerk
-# uWSGI starts as root so it can bind its socket in /run/kraftwerk and hand it to
+# uWSGI starts as root so it can bind its socket in the release and hand it to
 # nginx's group; it drops to kw-shop itself (uid/gid in the ini). A clean
-# environment: the site's own comes from uWSGI's envdir.
-exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini /etc/kraftwerk/sites/shop/uwsgi.ini
+# environment: the site's own comes from the release's envdir.
+exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini /etc/sv/kraftwerk-shop@blue/release/.kraftwerk/uwsgi.ini
 `,
     );
-    assert.equal(log!.path, '/etc/sv/kraftwerk-shop/log/run');
-    assert.equal(log!.mode, 0o755);
     assert.equal(
       log!.content,
       `#!/bin/sh
-# Kraftwerk: logs of site shop, rotated by svlogd. Written by \`kraftwerk deploy\`.
-install -d -m 0750 -o kw-shop -g adm /var/log/kraftwerk/shop
-exec svlogd -tt /var/log/kraftwerk/shop
+# Kraftwerk: log of site shop's web slot blue, rotated by svlogd. Written by \`kraftwerk deploy\`.
+install -d -m 0750 -o kw-shop -g adm /var/log/kraftwerk/shop /var/log/kraftwerk/shop/web@blue
+exec svlogd -tt /var/log/kraftwerk/shop/web@blue
 `,
     );
-    for (const f of [run!, log!]) assert.equal(spawnSync('sh', ['-n', '-c', f.content]).status, 0, `${f.path} is valid sh`);
+    assert.ok(files[2]!.content.includes('--ini /etc/sv/kraftwerk-shop@green/release/.kraftwerk/uwsgi.ini\n'));
+    for (const f of files) assert.equal(spawnSync('sh', ['-n', '-c', f.content]).status, 0, `${f.path} is valid sh`);
   });
 
   it('systemd unit runs runsvdir and stops services gracefully', async () => {
@@ -58,31 +63,17 @@ exec svlogd -tt /var/log/kraftwerk/shop
 });
 
 describe('runit: commands', () => {
-  it('starts a new service by linking it, else reloads it with SIGHUP (exact command)', () => {
-    assert.equal(
-      startOrReloadCommand(testSite(), { restart: false, restartLog: false }).text,
-      `set -e
-if [ ! -e /etc/service/kraftwerk-shop ]; then
-  ln -sfn /etc/sv/kraftwerk-shop /etc/service/kraftwerk-shop
-  echo 'kraftwerk: started'
-else
-  # runsvdir looks for new services every 5 seconds; runsv must be there before sv can talk to it.
-  i=0; until sv status /etc/service/kraftwerk-shop >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 100 ] || { echo 'kraftwerk: runsv does not supervise /etc/service/kraftwerk-shop; is runsvdir running? Run kraftwerk setup-node' >&2; exit 1; }; sleep 0.1; done
-  case "$(sv status /etc/service/kraftwerk-shop)" in run:*) sv hup /etc/service/kraftwerk-shop >/dev/null; echo 'kraftwerk: reloaded';; *) sv up /etc/service/kraftwerk-shop; echo 'kraftwerk: started';; esac
-fi
-i=0; ready=
-while [ "$i" -lt 150 ]; do
-  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' /run/kraftwerk/shop.sock 2>/dev/null; then ready=1; break; fi
-  i=$((i+1)); sleep 0.2
+  it('reloads the live slot (the one whose release is current) with SIGHUP, and nothing when none is live', () => {
+    const text = reloadLiveSlotCommand(testSite()).text;
+    assert.ok(text.startsWith(`live=$(readlink -f /srv/shop/current 2>/dev/null || true); svc=
+for kw_s in blue green; do
+  if [ -n "$live" ] && [ "$(readlink -f /etc/sv/kraftwerk-shop@"$kw_s"/release 2>/dev/null)" = "$live" ]; then svc=/etc/service/kraftwerk-shop@"$kw_s"; fi
 done
-if [ -z "$ready" ]; then echo 'kraftwerk: /run/kraftwerk/shop.sock does not accept connections after 30s' >&2; tail -n 20 /var/log/kraftwerk/shop/current >&2 || true; exit 1; fi`,
-    );
-  });
-
-  it('restarts instead when the run script changed, and the logger when log/run changed', () => {
-    const text = startOrReloadCommand(testSite(), { restart: true, restartLog: true }).text;
-    assert.ok(text.includes(`\n  sv -w 30 restart /etc/service/kraftwerk-shop >/dev/null; echo 'kraftwerk: restarted'\n  sv restart /etc/service/kraftwerk-shop/log >/dev/null\nfi\n`));
-    assert.ok(!text.includes('sv hup'));
+[ -n "$svc" ] || exit 0
+sv hup "$svc" >/dev/null
+`));
+    assert.ok(text.includes(' /srv/shop/current/.kraftwerk/uwsgi.sock 2>/dev/null; do'));
+    assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
   });
 
   it('makes runsvdir run under systemd, sysvinit or neither', () => {
@@ -97,32 +88,6 @@ if [ -z "$ready" ]; then echo 'kraftwerk: /run/kraftwerk/shop.sock does not acce
 });
 
 const hasPython = spawnSync('python3', ['-c', 'import socket']).status === 0;
-
-describe('runit: waiting for the socket (run for real)', () => {
-  it('returns as soon as the socket accepts', { timeout: 20_000 }, async (t) => {
-    if (!hasPython) return t.skip('python3 is not installed on this machine');
-    const dir = mkdtempSync(path.join(tmpdir(), 'kw-sock-'));
-    const socket = path.join(dir, 'site.sock');
-    const server = net.createServer((c) => c.end());
-    try {
-      // The socket appears a moment after the wait started, like uWSGI's after a start.
-      setTimeout(() => server.listen(socket), 600);
-      const child = spawn('sh', ['-c', waitForSocketCommand(socket, 10).text]);
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-      assert.equal(code, 0);
-    } finally {
-      server.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('gives up after the bound, says why and runs the timeout handler', { timeout: 20_000 }, (t) => {
-    if (!hasPython) return t.skip('python3 is not installed on this machine');
-    const r = spawnSync('sh', ['-c', waitForSocketCommand('/nonexistent/kw.sock', 1, sh`echo 'log tail here' >&2`).text], { encoding: 'utf8' });
-    assert.equal(r.status, 1);
-    assert.equal(r.stderr, 'kraftwerk: /nonexistent/kw.sock does not accept connections after 1s\nlog tail here\n');
-  });
-});
 
 describe('runit: plugin', () => {
   it('adds runit at setup-node and the service files in configure', async () => {
@@ -139,22 +104,15 @@ describe('runit: plugin', () => {
     for (const t of tasks.sorted()) await t.run(ctx as never, { title() {}, output() {}, skip() {} });
     assert.deepEqual(
       ctx.files.all.map((f) => f.path),
-      ['/etc/sv/kraftwerk-shop/run', '/etc/sv/kraftwerk-shop/log/run'],
+      ['/etc/sv/kraftwerk-shop@blue/run', '/etc/sv/kraftwerk-shop@blue/log/run', '/etc/sv/kraftwerk-shop@green/run', '/etc/sv/kraftwerk-shop@green/log/run'],
     );
   });
 
-  it('restarts (not reloads) when the run script was rewritten', async () => {
+  it('takes no part in a deploy after configure: the uwsgi plugin starts slots, core switches them', async () => {
     const hooks = createHooks();
     runitPlugin.apply!(hooks, testSite());
     const tasks = new TaskList<never>('restart');
     await hooks.restart.promise({} as never, tasks as never);
-    const files = new RemoteFileSet();
-    files.changed.add('/etc/sv/kraftwerk-shop/run');
-    const commands: string[] = [];
-    const ctx = { files, remote: { exec: async (c: { text: string }) => (commands.push(c.text), { code: 0, stdout: 'kraftwerk: restarted\n', stderr: '' }) } };
-    const titles: string[] = [];
-    await tasks.sorted()[0]!.run(ctx as never, { title: (s: string) => titles.push(s), output() {}, skip() {} });
-    assert.ok(commands[0]!.includes('sv -w 30 restart /etc/service/kraftwerk-shop'));
-    assert.deepEqual(titles, ['kraftwerk-shop restarted']);
+    assert.equal(tasks.length, 0);
   });
 });

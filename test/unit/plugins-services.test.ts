@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { createHooks } from '../../core/hooks.ts';
-import { EnvironmentVars, SetupPackages } from '../../core/context.ts';
+import { type DestroyContext, EnvironmentVars, SetupPackages } from '../../core/context.ts';
 import { TaskList } from '../../core/tasks.ts';
 import type { Plugin } from '../../core/plugin.ts';
 import type { Site } from '../../core/site.ts';
@@ -217,18 +217,38 @@ ${cli} --scan --pattern 'shop:*' | xargs -r -d '\\n' -n 100 ${cli} DEL >/dev/nul
 });
 
 describe('nginx and runit: destroy', () => {
-  it('takes the site out of nginx, then stops and removes its service', async () => {
+  it('takes the site out of nginx, then stops and removes its services (both web slots)', async () => {
     const { nginxRemoveCommand } = await import('../../plugins/nginx/index.ts');
-    const { removeServiceCommand } = await import('../../plugins/runit/index.ts');
     assert.equal(
       nginxRemoveCommand(testSite()).text,
       `rm -f /etc/nginx/sites-enabled/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf /etc/nginx/sites-available/kraftwerk-shop.conf.prev
 if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; fi`,
     );
-    const remove = removeServiceCommand(testSite()).text;
-    assert.ok(remove.includes('  sv -w 30 force-stop /etc/service/kraftwerk-shop >/dev/null 2>&1 || true\n  rm -f /etc/service/kraftwerk-shop\n'));
-    assert.ok(remove.includes("pgrep -f '^runsv kraftwerk-shop$'"));
-    assert.ok(remove.includes('  rm -rf /etc/sv/kraftwerk-shop\n'));
+    // runit: both web slots go, each stopped, unlinked from runsvdir and its definition deleted.
+    const { default: runitPlugin } = await import('../../plugins/runit/index.ts');
+    const { removeServicesCommand } = await import('../../core/runit.ts');
+    const hooks = createHooks();
+    runitPlugin.apply!(hooks, testSite());
+    const destroy = new TaskList<DestroyContext>('destroy');
+    await hooks.destroy.promise({} as DestroyContext, destroy);
+    assert.equal(destroy.length, 1);
+    const sent: string[] = [];
+    let stdout = 'removed kraftwerk-shop@blue\nremoved kraftwerk-shop@green\n';
+    const ctx = { remote: { exec: async (c: { text: string }) => (sent.push(c.text), { stdout, stderr: '' }) } } as unknown as DestroyContext;
+    let title = '';
+    const handle = { title: (t: string) => void (title = t), output() {}, skip() {} };
+    await destroy.sorted()[0]!.run(ctx, handle);
+    assert.deepEqual(sent, [removeServicesCommand(['kraftwerk-shop@blue', 'kraftwerk-shop@green']).text]);
+    assert.equal(title, 'removed runit services kraftwerk-shop@{blue,green}');
+    const remove = sent[0]!;
+    assert.ok(remove.startsWith('for s in kraftwerk-shop@blue kraftwerk-shop@green; do\n'));
+    assert.ok(remove.includes('    sv -w 10 force-stop /etc/service/"$s" >/dev/null 2>&1 || true\n'));
+    assert.ok(remove.includes('    rm -f /etc/service/"$s"\n'));
+    assert.ok(remove.includes('pgrep -f "^runsv $s$"'));
+    assert.ok(remove.includes('  rm -rf /etc/sv/"$s" ||'));
     assert.equal(spawnSync('sh', ['-n', '-c', remove]).status, 0);
+    stdout = '';
+    await destroy.sorted()[0]!.run(ctx, handle);
+    assert.equal(title, 'runit service kraftwerk-shop (none)');
   });
 });

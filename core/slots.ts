@@ -1,0 +1,112 @@
+/**
+ * Blue/green: a site's web service is two runit services, slots, that take
+ * turns. The live release runs in one; a deploy starts the new release in the
+ * other (the spare), checks it while the live one keeps serving, and switching
+ * `current` hands traffic to it (nginx connects through `current` to the
+ * release's own socket, see `releaseConfig`). The old slot then gets TERM,
+ * finishes its requests in flight and stays down. The app is loaded once per
+ * deploy, in the instance that was checked, and no request waits for a reload.
+ *
+ * Each slot's folder has a `release` link naming the release it runs, and a
+ * `down` file unless it is the live one, so that a reboot starts only the slot
+ * that serves `current`.
+ */
+import { RUNIT_SERVICE_DIR, RUNIT_SV_DIR } from './runit.ts';
+import { type Command, quote, raw, sh } from './shell.ts';
+import { releaseConfig, type Site } from './site.ts';
+
+export const SLOTS = ['blue', 'green'] as const;
+export type Slot = (typeof SLOTS)[number];
+
+/** runit service of a slot: kraftwerk-<site>@blue. (`@` cannot occur in a site or process name.) */
+export function slotService(site: Site, slot: Slot): string {
+  return `${site.service}@${slot}`;
+}
+
+export function slotDir(site: Site, slot: Slot): string {
+  return `${RUNIT_SV_DIR}/${slotService(site, slot)}`;
+}
+
+/** The link in the slot's folder to the release it runs. */
+export function slotReleaseLink(site: Site, slot: Slot): string {
+  return `${slotDir(site, slot)}/release`;
+}
+
+/** svlogd folder of a slot: the new release's log is its own, apart from the live one's. */
+export function slotLogDir(site: Site, slot: Slot): string {
+  return `${site.paths.logs}/web@${slot}`;
+}
+
+/** The ini a slot runs: its release's own, reached through the slot's link (a graceful reload re-reads it). */
+export function slotIni(site: Site, slot: Slot): string {
+  return releaseConfig(slotReleaseLink(site, slot)).uwsgiIni;
+}
+
+/** Shell words for "$1"'s service folder and link, where $1 is a slot name (blue or green). */
+function slotPaths(site: Site) {
+  const service = quote(`${RUNIT_SERVICE_DIR}/${site.service}@`);
+  const dir = quote(`${RUNIT_SV_DIR}/${site.service}@`);
+  return { service: (v: string) => raw(`${service}"${v}"`), dir: (v: string) => raw(`${dir}"${v}"`) };
+}
+
+/**
+ * Sets $slot to the slot that does not serve `current` (blue when none does)
+ * and $svc, $def to its service link and folder.
+ */
+export function chooseSpareSlot(site: Site): Command {
+  const s = slotPaths(site);
+  return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true)
+slot=blue
+if [ -n "$live" ] && [ "$(readlink -f ${s.dir('blue')}/release 2>/dev/null)" = "$live" ]; then slot=green; fi
+svc=${s.service('$slot')}; def=${s.dir('$slot')}`;
+}
+
+/**
+ * Sets $svc to the slot that serves `current` (empty when none does: not
+ * deployed, or deployed by a Kraftwerk without slots).
+ */
+export function findLiveSlot(site: Site): Command {
+  const s = slotPaths(site);
+  return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true); svc=
+for kw_s in ${[...SLOTS]}; do
+  if [ -n "$live" ] && [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$live" ]; then svc=${s.service('$kw_s')}; fi
+done`;
+}
+
+/**
+ * Link both slots into runsvdir (each with its `down` file: linking starts
+ * nothing) and wait until runsv supervises $svc. runsvdir looks for new
+ * services every 5 seconds, so only a site's first deploy waits here.
+ */
+export function ensureSlotsCommand(site: Site): Command {
+  const s = slotPaths(site);
+  return sh`for kw_s in ${[...SLOTS]}; do
+  if [ ! -e ${s.service('$kw_s')} ]; then touch ${s.dir('$kw_s')}/down; ln -sfn ${s.dir('$kw_s')} ${s.service('$kw_s')}; fi
+done
+i=0; until sv status "$svc" >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 150 ] || { echo ${`kraftwerk: runsv does not supervise ${site.service}@$slot; is runsvdir running? Run kraftwerk setup-node`} >&2; exit 1; }; sleep 0.1; done`;
+}
+
+/**
+ * The second half of a switch, in the same command as the rename of
+ * `current`: the slot that runs `releasePath` loses its `down` file, every
+ * other slot gets one and is told to stop (TERM: it finishes the requests it
+ * has, nginx sends it no new ones).
+ */
+export function retireOtherSlotsCommand(site: Site, releasePath: string): Command {
+  const s = slotPaths(site);
+  return sh`for kw_s in ${[...SLOTS]}; do
+  [ -d ${s.dir('$kw_s')} ] || continue
+  if [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$(readlink -f ${releasePath})" ]; then rm -f ${s.dir('$kw_s')}/down
+  else touch ${s.dir('$kw_s')}/down; sv down ${s.service('$kw_s')} >/dev/null 2>&1 || true; fi
+done`;
+}
+
+/** Stop a slot that runs `releasePath` but does not serve `current` (a deploy that failed before its switch). */
+export function stopUnswitchedSlotCommand(site: Site, releasePath: string): Command {
+  const s = slotPaths(site);
+  return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true); rel=$(readlink -f ${releasePath} 2>/dev/null || echo ${releasePath})
+for kw_s in ${[...SLOTS]}; do
+  [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$rel" ] && [ "$rel" != "$live" ] || continue
+  touch ${s.dir('$kw_s')}/down; sv down ${s.service('$kw_s')} >/dev/null 2>&1 || true
+done; true`;
+}
