@@ -24,7 +24,7 @@ export interface NodeFacts {
   currentRelease?: string;
   /** Domains of the other Kraftwerk sites on the node, by site name. */
   otherSites: Record<string, string[]>;
-  /** The site's environment as last written (parsed shared/env + env.local). */
+  /** The site's environment as last written (the live release's .kraftwerk/env). */
   env: Record<string, string>;
   /** Variables set by `kraftwerk env set` (shared/env.local). */
   envLocal: Record<string, string>;
@@ -238,7 +238,7 @@ export interface StatusReport {
 
 /** The context of the reload hook: the live release stays, its environment or data changed. */
 export interface ReloadContext extends NodeContext {
-  /** The site's new environment (what shared/env now holds). */
+  /** The site's new environment (what the live release's .kraftwerk/env now holds). */
   env: Record<string, string>;
   /** The environment before the change. */
   readonly previousEnv: Record<string, string>;

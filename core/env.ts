@@ -1,9 +1,9 @@
 import { quote } from './shell.ts';
 
 /**
- * The site's environment file (shared/env) is POSIX shell syntax, one
+ * A release's environment file (.kraftwerk/env) is POSIX shell syntax, one
  * `NAME=value` per line with the value quoted by `quote`, so that runit run
- * scripts, cron jobs and `kraftwerk run` can all `. shared/env` it, whatever the
+ * scripts, cron jobs and `kraftwerk run` can all source it, whatever the
  * values contain.
  */
 export function renderEnvFile(vars: Record<string, string>): string {

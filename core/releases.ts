@@ -10,6 +10,7 @@ import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
+import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
@@ -85,7 +86,21 @@ export function switchCommand(site: Site, releaseId: string): Command {
   const tmp = `${site.paths.current}.new`;
   return sh`trap '' HUP INT TERM PIPE
 ln -sfn ${`releases/${releaseId}`} ${tmp} && mv -T ${tmp} ${site.paths.current}
-${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}`;
+${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}
+${removeLegacyServiceCommand(site)}`;
+}
+
+/**
+ * A site deployed by a Kraftwerk without web slots ran one service named
+ * kraftwerk-<site>; once a slot serves, it goes. (A worker service can have
+ * the same name, process `api` of site `shop` for site `shop-api`: workers
+ * carry a marker file and are left alone.)
+ */
+function removeLegacyServiceCommand(site: Site): Command {
+  const dir = `${RUNIT_SV_DIR}/${site.service}`;
+  return sh`if [ -d ${dir} ] && [ ! -f ${`${dir}/${SITE_MARKER_FILE}`} ]; then
+${removeServicesCommand([site.service], 30)} >/dev/null
+fi`;
 }
 
 /** Request the site through nginx on the node, with the canonical domain as Host header. */

@@ -1,6 +1,6 @@
 import { type Command, quote, raw, sh } from './shell.ts';
 import type { RemoteFile } from './transport/remote.ts';
-import type { Site } from './site.ts';
+import { releaseConfig, type Site } from './site.ts';
 
 /**
  * runit services of a site besides its web service: worker processes
@@ -44,7 +44,7 @@ export function isSimpleCommand(command: string): boolean {
 
 /**
  * The run script of a worker process: root sources the live release's
- * environment (current/.kraftwerk/env is root:kw-site 0640), then the command runs as the site user in
+ * environment (.kraftwerk/env of the release `cd current` went into, root:kw-site 0640), then the command runs as the site user in
  * the live release with the release's venv first on PATH. `cd current` resolves
  * the symlink once, so a worker keeps its release until it is restarted.
  */
@@ -56,7 +56,7 @@ export function renderProcessRunScript(site: Site, process: string, command: str
 exec 2>&1
 cd ${quote(site.paths.current)} || exit 1
 set -a
-. ${quote(site.paths.env)}
+. ${quote(releaseConfig('.').env)}
 set +a
 export PATH=${quote(`${venv}/bin`)}:/usr/local/bin:/usr/bin:/bin VIRTUAL_ENV=${quote(venv)} HOME=${quote(site.paths.root)}
 exec chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(program)}

@@ -11,7 +11,7 @@ export interface SiteEnvironment {
 }
 
 /**
- * The site's environment as a deploy writes it to shared/env: the plugins'
+ * The site's environment as a deploy writes it into the release (.kraftwerk/env and the envdir): the plugins'
  * variables (the `environment` hook), then `environ:` from kraftwerk.yaml, then
  * what `kraftwerk env set` stored (shared/env.local). `previous` is the
  * environment on the server now, so plugins can keep generated secrets.

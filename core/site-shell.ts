@@ -9,8 +9,9 @@ import { asUser, type Command, raw, sh } from './shell.ts';
  */
 export function inSiteEnv(site: Site, options: { dir: string; venv: string; command: string | Command }): Command {
   const user = typeof options.command === 'string' ? raw(options.command) : options.command;
-  // The environment of the release it runs in (a release command runs before its release is live).
-  const script = sh`cd ${options.dir} && set -a && . ${releaseConfig(options.dir).env} && set +a && export PATH=${options.venv}/bin:"$PATH" VIRTUAL_ENV=${options.venv} HOME=${site.paths.root} && ${user}`;
+  // The environment of the release it runs in (a release command runs before its release is live),
+  // read relative to the folder it went into: `current` may switch between the two.
+  const script = sh`cd ${options.dir} && set -a && . ${releaseConfig('.').env} && set +a && export PATH=${options.venv}/bin:"$PATH" VIRTUAL_ENV=${options.venv} HOME=${site.paths.root} && ${user}`;
   return asUser(site.user, script);
 }
 

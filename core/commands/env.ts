@@ -2,7 +2,7 @@
  * `kraftwerk env [node]`, `env set K=V …`, `env unset K …`: the site's
  * environment as it is on the server. Values set here live in shared/env.local
  * (never in kraftwerk.yaml), override plugins and `environ:`, and survive
- * deploys. A change rewrites shared/env and reloads the site gracefully through
+ * deploys. A change rewrites the live release's environment and reloads the site gracefully through
  * the `reload` hook. Values are masked everywhere unless --show.
  */
 import type { ReloadContext } from '../context.ts';
@@ -27,7 +27,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MASK = '***';
 
 export interface ServerEnv {
-  /** shared/env: what the site runs with. */
+  /** current/.kraftwerk/env: what the site runs with. */
   env: Record<string, string>;
   /** shared/env.local: what `env set` stored. */
   local: Record<string, string>;
@@ -198,7 +198,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
           const localFile: RemoteFile = { path: site.paths.envLocal, content: renderEnvFile(local), mode: 0o640, owner: 'root', group: site.user };
           const envFile: RemoteFile = { path: site.paths.env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user };
           c.files.add(c.remote.dryRun ? maskedFile(localFile, local) : localFile);
-          // Before the first deploy only env.local is written: the deploy makes shared/env.
+          // Before the first deploy only env.local is written: the deploy writes the release's environment.
           if (server.deployed) c.files.add(c.remote.dryRun ? maskedFile(envFile, vars) : envFile);
         },
       },

@@ -144,7 +144,7 @@ export default definePlugin({
       tasks.add({
         title: `remove runit services of ${site.service}`,
         run: async (ctx, task) => {
-          const { stdout } = await ctx.remote.exec(removeServicesCommand(SLOTS.map((slot) => slotService(site, slot))));
+          const { stdout } = await ctx.remote.exec(removeServicesCommand(SLOTS.map((slot) => slotService(site, slot)), 30));
           task.title(stdout.includes('removed') ? `removed runit services ${site.service}@{${SLOTS.join(',')}}` : `runit service ${site.service} (none)`);
         },
       });

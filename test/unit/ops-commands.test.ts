@@ -140,7 +140,7 @@ describe('run', () => {
   it('runs as the site user in current, with the env file and current/.venv on PATH', () => {
     const cmd = siteRunCommand(site(), ['python', 'manage.py', 'check']).text;
     assert.match(cmd, /^runuser -u kw-shop -- sh -c /);
-    assert.match(cmd, /cd \/srv\/shop\/current && set -a && \. \/srv\/shop\/current\/\.kraftwerk\/env && set \+a/);
+    assert.match(cmd, /cd \/srv\/shop\/current && set -a && \. \.\/\.kraftwerk\/env && set \+a/);
     assert.match(cmd, /PATH=\/srv\/shop\/current\/\.venv\/bin:/);
     assert.match(cmd, /python manage\.py check'$/);
   });

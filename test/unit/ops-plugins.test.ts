@@ -20,7 +20,7 @@ describe('worker processes (runit services)', () => {
     assert.equal(run!.path, '/etc/sv/kraftwerk-shop-worker/run');
     assert.equal(run!.mode, 0o755);
     assert.match(run!.content, /^#!\/bin\/sh\n/);
-    assert.match(run!.content, /\ncd \/srv\/shop\/current \|\| exit 1\nset -a\n\. \/srv\/shop\/current\/\.kraftwerk\/env\nset \+a\n/);
+    assert.match(run!.content, /\ncd \/srv\/shop\/current \|\| exit 1\nset -a\n\. \.\/\.kraftwerk\/env\nset \+a\n/);
     assert.match(run!.content, /PATH=\/srv\/shop\/current\/\.venv\/bin:/);
     assert.match(run!.content, /\nexec chpst -u kw-shop:kw-shop sh -c 'exec celery -A proj worker -l info'\n$/);
     assert.equal(log!.path, '/etc/sv/kraftwerk-shop-worker/log/run');
@@ -92,7 +92,7 @@ describe('cron', () => {
   it('runs each job under flock -n, as the site user in current with its env, logging through svlogd', () => {
     const [report, , backup] = renderCronFile(s, cronJobs(s)).split('\n').filter((l) => /^[*@0-9]/.test(l));
     assert.match(report!, /^\*\/5 \* \* \* \* root install -d -m 0750 -o kw-shop -g adm \/var\/log\/kraftwerk\/shop \/var\/log\/kraftwerk\/shop\/cron-report && \{ flock -n \/run\/lock\/kraftwerk-shop-cron-report\.lock runuser -u kw-shop -- sh -c /);
-    assert.match(report!, /cd \/srv\/shop\/current && set -a && \. \/srv\/shop\/current\/\.kraftwerk\/env && set \+a/);
+    assert.match(report!, /cd \/srv\/shop\/current && set -a && \. \.\/\.kraftwerk\/env && set \+a/);
     assert.match(report!, /2>&1 \| svlogd -tt \/var\/log\/kraftwerk\/shop\/cron-report; \}$/);
     assert.match(backup!, /^30 2 \* \* \* root .*flock -n \/run\/lock\/kraftwerk-shop-cron-backup\.lock sh \/srv\/shop\/\.kraftwerk\/backup\.sh 2>&1/);
   });

@@ -238,11 +238,11 @@ if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service
     let title = '';
     const handle = { title: (t: string) => void (title = t), output() {}, skip() {} };
     await destroy.sorted()[0]!.run(ctx, handle);
-    assert.deepEqual(sent, [removeServicesCommand(['kraftwerk-shop@blue', 'kraftwerk-shop@green']).text]);
+    assert.deepEqual(sent, [removeServicesCommand(['kraftwerk-shop@blue', 'kraftwerk-shop@green'], 30).text]);
     assert.equal(title, 'removed runit services kraftwerk-shop@{blue,green}');
     const remove = sent[0]!;
     assert.ok(remove.startsWith('for s in kraftwerk-shop@blue kraftwerk-shop@green; do\n'));
-    assert.ok(remove.includes('    sv -w 10 force-stop /etc/service/"$s" >/dev/null 2>&1 || true\n'));
+    assert.ok(remove.includes('    sv -w 30 force-stop /etc/service/"$s" >/dev/null 2>&1 || true\n'));
     assert.ok(remove.includes('    rm -f /etc/service/"$s"\n'));
     assert.ok(remove.includes('pgrep -f "^runsv $s$"'));
     assert.ok(remove.includes('  rm -rf /etc/sv/"$s" ||'));
