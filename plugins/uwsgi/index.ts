@@ -114,10 +114,11 @@ ${options.restartLog ? sh`sv restart "$svc/log" >/dev/null 2>&1 || true
 ln -sfn ${release.path} "$def/release"
 rm -f ${own.socket}
 sv once "$svc" >/dev/null
-i=0; ready=
+# Down after it was seen running means it stopped (runsv may not have started it at the first look).
+i=0; ready=; seen=
 while [ "$i" -lt 150 ]; do
   if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${own.socket} 2>/dev/null; then ready=1; break; fi
-  case "$(sv status "$svc")" in down:*) break;; esac
+  case "$(sv status "$svc")" in run:*) seen=1;; down:*) if [ -n "$seen" ] || [ "$i" -ge 30 ]; then break; fi;; esac
   i=$((i+1)); sleep 0.1
 done
 [ -n "$ready" ] || { ${stop}; echo 'kraftwerk: the new release did not start:' >&2; ${logTail}; exit 1; }
