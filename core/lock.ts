@@ -8,7 +8,9 @@ import type { Remote } from './transport/remote.ts';
  * The deploy lock: one per site and node, a directory created atomically with
  * mkdir under /run (runtime state; a reboot clears it). The holder touches it
  * every few seconds; a lock nobody touched for STALE_SECONDS is taken over
- * with a warning, so a killed CLI never blocks the next deploy for long.
+ * with a warning, so a killed CLI never blocks the next deploy for long. A
+ * holder on this same machine whose process is gone (Ctrl-C'd, killed) is
+ * taken over at once, with the same warning.
  */
 export const LOCK_DIR = '/run/kraftwerk/locks';
 export const HEARTBEAT_MS = 5_000;
@@ -44,9 +46,11 @@ export function newLockInfo(command: string): LockInfo {
  * trip (its output follows the line `---locked---`): a deploy takes the lock
  * and probes the node with one command.
  */
-export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS, andThen?: Command): Command {
+export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS, andThen?: Command, deadToken?: string): Command {
   const l = lockPath(site);
   const json = JSON.stringify(info);
+  // A holder known to be gone (deadToken) is taken over at once, if the lock is still that holder's.
+  const gone = deadToken ? sh` || grep -q ${deadToken} ${`${l}/info`} 2>/dev/null` : sh``;
   const then = andThen ? sh`
 echo ${LOCKED_MARKER}
 ${andThen}` : sh``;
@@ -54,7 +58,7 @@ ${andThen}` : sh``;
 if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
 else
   age=$(( $(date +%s) - $(stat -c %Y ${`${l}/info`} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
-  if [ "$age" -gt ${staleSeconds} ] && { echo "stale $(cat ${`${l}/info`} 2>/dev/null)"; rm -rf ${l}; mkdir ${l} 2>/dev/null; }; then
+  if { [ "$age" -gt ${staleSeconds} ]${gone}; } && { echo "stale $(cat ${`${l}/info`} 2>/dev/null)"; rm -rf ${l}; mkdir ${l} 2>/dev/null; }; then
     printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
   else
     echo "held $(cat ${`${l}/info`} 2>/dev/null)"
@@ -81,6 +85,24 @@ export function releaseLockCommand(site: string, token: string): Command {
 export function forceUnlockCommand(site: string): Command {
   const l = lockPath(site);
   return sh`if [ -d ${l} ]; then cat ${`${l}/info`} 2>/dev/null || echo '{}'; rm -rf ${l}; fi`;
+}
+
+/** The token of a lock held by a process of this machine that no longer exists, else undefined. */
+export function deadLocalHolder(raw: string): string | undefined {
+  let info: Partial<LockInfo>;
+  try {
+    info = JSON.parse(raw) as Partial<LockInfo>;
+  } catch {
+    return undefined;
+  }
+  if (info.host !== os.hostname() || typeof info.pid !== 'number' || !info.token || info.pid === process.pid) return undefined;
+  try {
+    process.kill(info.pid, 0);
+    return undefined;
+  } catch (err) {
+    // EPERM: the process exists (another user's): alive.
+    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? info.token : undefined;
+  }
 }
 
 export function describeHolder(raw: string): string {
@@ -118,7 +140,7 @@ export class DeployLock {
     },
   ): Promise<{ lock: DeployLock; tookOverFrom?: string; output: string }> {
     const info = newLockInfo(options.command);
-    const command = acquireLockCommand(site, info, STALE_SECONDS, options.andThen);
+    let command = acquireLockCommand(site, info, STALE_SECONDS, options.andThen);
     if (remote.dryRun) {
       await remote.exec(command);
       return { lock: new DeployLock(remote, site, info), output: '' };
@@ -138,6 +160,12 @@ export class DeployLock {
       const held = lines.find((l) => l.startsWith('held '));
       if (res.code !== 3 || !held) {
         throw new KraftwerkError(`could not take the deploy lock on ${options.node}: ${res.stderr.trim() || res.stdout.trim()}`);
+      }
+      const dead = deadLocalHolder(held.slice(5));
+      if (dead) {
+        // The holder was a deploy from this machine that is gone: no need to wait for it to go stale.
+        command = acquireLockCommand(site, info, STALE_SECONDS, options.andThen, dead);
+        continue;
       }
       const holder = describeHolder(held.slice(5));
       if (Date.now() >= deadline) {
