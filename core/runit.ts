@@ -166,6 +166,8 @@ export interface ServiceState {
   seconds?: number;
   /** Set when a service is up but was told to be down, or similar notes from sv. */
   note?: string;
+  /** A web slot (kraftwerk-<site>@blue|green): the release it runs. */
+  release?: string;
 }
 
 /** Parse one line of `sv status`: `run: /etc/service/x: (pid 123) 45s; run: log: (pid 120) 45s`. */

@@ -63,6 +63,7 @@ for f in ${raw(SITES_DIR)}/*/domains; do
     n=$(basename "$d")
     case "$n" in "kraftwerk-$s"@*) ;; *) [ "$(cat "$d/${raw(SITE_MARKER_FILE)}" 2>/dev/null)" = "$s" ] || continue;; esac
     if [ -e ${raw(RUNIT_SERVICE_DIR)}/"$n" ]; then echo "service $n $(sv status ${raw(RUNIT_SERVICE_DIR)}/"$n" 2>&1 | head -n 1)"; else echo "service $n not linked"; fi
+    [ -L "$d/release" ] && echo "slot $n $(basename "$(readlink "$d/release")")"
   done
   for part in releases venvs shared/uploads backups; do echo "disk $part $(du -sk "$r/$part" 2>/dev/null | cut -f1)"; done
   echo "lastdump $(ls -1 "$r/backups" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort | tail -n 1)"
@@ -99,6 +100,11 @@ export function parseStatus(node: string, output: string): NodeStatus {
       const [name = '', ...rest] = value.split(' ');
       const text = rest.join(' ');
       site.services.push(text === 'not linked' ? { service: name, state: 'not linked' } : parseSvStatus(name, text));
+    } else if (key === 'slot') {
+      // A web slot: the release it runs (or last ran).
+      const [name = '', release = ''] = value.split(' ');
+      const service = site.services.find((x) => x.service === name);
+      if (service && release) service.release = release;
     } else if (key === 'disk') {
       const [part = '', kb = ''] = value.split(' ');
       const n = Number(kb) || 0;
@@ -148,7 +154,8 @@ export function formatStatus(status: NodeStatus): string {
     out.push(`site ${site.name}: ${site.release ? `release ${site.release}${details}` : 'not deployed'}`);
     if (site.domains.length) out.push(`  domains   ${site.domains.join(' ')}`);
     site.services.forEach((s, i) => {
-      const state = `${s.state}${s.pid ? ` (pid ${s.pid})` : ''}${s.seconds !== undefined ? ` for ${formatDuration(s.seconds)}` : ''}${s.note ? `; ${s.note}` : ''}`;
+      const release = s.release ? `; release ${s.release}${s.release === site.release && s.state === 'run' ? ' (live)' : ''}` : '';
+      const state = `${s.state}${s.pid ? ` (pid ${s.pid})` : ''}${s.seconds !== undefined ? ` for ${formatDuration(s.seconds)}` : ''}${s.note ? `; ${s.note}` : ''}${release}`;
       out.push(`  ${i === 0 ? 'services ' : '         '} ${s.service.padEnd(Math.max(...site.services.map((x) => x.service.length)))}  ${state}`);
     });
     const d = site.disk;

@@ -113,12 +113,14 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
 
       await t.test('status shows the live release and running services', async () => {
         const r = await cli(['status', A, '--json']);
-        const [node] = JSON.parse(r.stdout) as { sites: { name: string; release?: string; services: { service: string; state: string }[]; disk: { releases: number } }[]; system: Record<string, string> }[];
+        const [node] = JSON.parse(r.stdout) as { sites: { name: string; release?: string; services: { service: string; state: string; release?: string }[]; disk: { releases: number } }[]; system: Record<string, string> }[];
         const ops = node!.sites.find((s) => s.name === 'ops')!;
         assert.equal(ops.release, first.trim().split(' ').pop());
-        assert.deepEqual(ops.services.map((s) => [s.service, s.state]).sort(), [
-          ['kraftwerk-ops', 'run'],
-          ['kraftwerk-ops-worker', 'run'],
+        // The web slot that runs the live release, the spare one down, the worker.
+        assert.deepEqual(ops.services.map((s) => [s.service, s.state, s.release]).sort(), [
+          ['kraftwerk-ops-worker', 'run', undefined],
+          ['kraftwerk-ops@blue', 'run', ops.release],
+          ['kraftwerk-ops@green', 'down', undefined],
         ]);
         assert.ok(ops.disk.releases > 0);
         assert.ok(node!.sites.some((s) => s.name === 'other'), 'the other site of the node is listed too');
@@ -127,6 +129,7 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         const text = await cli(['status', A]);
         assert.match(text.stdout, /site ops: release \d{8}T\d{6}Z/);
         assert.match(text.stdout, /kraftwerk-ops-worker +run \(pid \d+\)/);
+        assert.match(text.stdout, new RegExp(`kraftwerk-ops@blue +run \\(pid \\d+\\) for .*; release ${ops.release} \\(live\\)`));
       });
 
       await t.test('logs show the worker and web logs', async () => {

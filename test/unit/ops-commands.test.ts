@@ -164,7 +164,10 @@ site shop
 domains shop.example.com www.shop.example.com 
 release 20261125T170102Z
 record {"id":"20261125T170102Z","time":"2026-11-25T17:01:09.123Z","deployer":"ann@laptop","revision":"abc123","status":"live"}
-service kraftwerk-shop run: /etc/service/kraftwerk-shop: (pid 812) 3605s; run: log: (pid 800) 3700s
+service kraftwerk-shop@blue down: /etc/service/kraftwerk-shop@blue: 3600s; run: log: (pid 799) 3700s
+slot kraftwerk-shop@blue 20261125T160000Z
+service kraftwerk-shop@green run: /etc/service/kraftwerk-shop@green: (pid 812) 3605s; run: log: (pid 800) 3700s
+slot kraftwerk-shop@green 20261125T170102Z
 service kraftwerk-shop-worker down: /etc/service/kraftwerk-shop-worker: 12s, normally up; run: log: (pid 801) 3700s
 disk releases 20480
 disk venvs 102400
@@ -186,9 +189,10 @@ lastbackup
     const [shop, blog] = s.sites;
     assert.equal(shop!.release, '20261125T170102Z');
     assert.deepEqual(shop!.releaseInfo, { time: '2026-11-25T17:01:09.123Z', deployer: 'ann@laptop', revision: 'abc123' });
-    assert.deepEqual(shop!.services[0], { service: 'kraftwerk-shop', state: 'run', pid: 812, seconds: 3605 });
-    assert.equal(shop!.services[1]!.state, 'down');
-    assert.equal(shop!.services[1]!.note, 'normally up');
+    assert.deepEqual(shop!.services[0], { service: 'kraftwerk-shop@blue', state: 'down', seconds: 3600, release: '20261125T160000Z' });
+    assert.deepEqual(shop!.services[1], { service: 'kraftwerk-shop@green', state: 'run', pid: 812, seconds: 3605, release: '20261125T170102Z' });
+    assert.equal(shop!.services[2]!.state, 'down');
+    assert.equal(shop!.services[2]!.note, 'normally up');
     assert.deepEqual(shop!.disk, { releases: 20480, venvs: 102400, uploads: 512, backups: 3072 });
     assert.equal(shop!.lastBackup, '20261125T020000Z');
     assert.equal(blog!.release, undefined);
@@ -199,7 +203,8 @@ lastbackup
     const text = formatStatus(parseStatus('prod', output));
     assert.match(text, /^node prod \(up 2h 3m\): nginx running, postgresql running, redis stopped/);
     assert.match(text, /site shop: release 20261125T170102Z \(2026-11-25T17:01:09Z, by ann@laptop, rev abc123\)/);
-    assert.match(text, /kraftwerk-shop +run \(pid 812\) for 1h 0m/);
+    assert.match(text, /kraftwerk-shop@green +run \(pid 812\) for 1h 0m; release 20261125T170102Z \(live\)\n/);
+    assert.match(text, /kraftwerk-shop@blue +down for 1h 0m; release 20261125T160000Z\n/);
     assert.match(text, /kraftwerk-shop-worker +down for 12s; normally up/);
     assert.match(text, /disk +releases 20\.0 MB, venvs 100\.0 MB, uploads 512 KB, backups 3\.0 MB/);
     assert.match(text, /site blog: not deployed/);
