@@ -42,7 +42,7 @@ export function slotIni(site: Site, slot: Slot): string {
   return releaseConfig(slotReleaseLink(site, slot)).uwsgiIni;
 }
 
-/** Shell words for "$1"'s service folder and link, where $1 is a slot name (blue or green). */
+/** Shell words for the service link and folder of the slot named by the shell word `v` (blue, green, or a variable holding one). */
 function slotPaths(site: Site) {
   const service = quote(`${RUNIT_SERVICE_DIR}/${site.service}@`);
   const dir = quote(`${RUNIT_SV_DIR}/${site.service}@`);
