@@ -52,6 +52,7 @@ export {
   slotReleaseLink,
   SLOTS,
   slotService,
+  socketAcceptsCommand,
   stopUnswitchedSlotCommand,
 } from './slots.ts';
 export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './site-tls.ts';

@@ -110,3 +110,8 @@ for kw_s in ${[...SLOTS]}; do
   touch ${s.dir('$kw_s')}/down; sv down ${s.service('$kw_s')} >/dev/null 2>&1 || true
 done; true`;
 }
+
+/** Succeeds when the unix socket accepts a connection (uWSGI has bound it; requests queue there until the app has loaded). */
+export function socketAcceptsCommand(socket: string): Command {
+  return sh`python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${socket} 2>/dev/null`;
+}

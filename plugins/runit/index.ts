@@ -14,6 +14,7 @@ import {
   slotLogDir,
   SLOTS,
   slotService,
+  socketAcceptsCommand,
   renderTemplate,
   sh,
   Stage,
@@ -92,7 +93,7 @@ export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Command {
 [ -n "$svc" ] || exit 0
 sv hup "$svc" >/dev/null
 sleep 0.2; i=0
-until python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${site.paths.socket} 2>/dev/null; do
+until ${socketAcceptsCommand(site.paths.socket)}; do
   i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${site.paths.socket} does not accept connections after ${waitSeconds}s`} >&2; exit 1; }; sleep 0.2
 done
 echo 'kraftwerk: reloaded'`;

@@ -18,6 +18,7 @@ import {
   chooseSpareSlot,
   ensureSlotsCommand,
   slotDir,
+  socketAcceptsCommand,
   type DeployContext,
   type TaskHandle,
   type Hooks,
@@ -117,7 +118,7 @@ sv once "$svc" >/dev/null
 # Down after it was seen running means it stopped (runsv may not have started it at the first look).
 i=0; ready=; seen=
 while [ "$i" -lt 150 ]; do
-  if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' ${own.socket} 2>/dev/null; then ready=1; break; fi
+  if ${socketAcceptsCommand(own.socket)}; then ready=1; break; fi
   case "$(sv status "$svc")" in run:*) seen=1;; down:*) if [ -n "$seen" ] || [ "$i" -ge 30 ]; then break; fi;; esac
   i=$((i+1)); sleep 0.1
 done
