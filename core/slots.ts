@@ -42,11 +42,20 @@ export function slotIni(site: Site, slot: Slot): string {
   return releaseConfig(slotReleaseLink(site, slot)).uwsgiIni;
 }
 
-/** Shell words for the service link and folder of the slot named by the shell word `v` (blue, green, or a variable holding one). */
+/**
+ * Shell words for the slot named by the shell word `v` (blue, green, or a
+ * variable holding one): its service link, its folder, the release it runs
+ * (resolved), and stopping it so that a reboot does not start it either.
+ */
 function slotPaths(site: Site) {
   const service = quote(`${RUNIT_SERVICE_DIR}/${site.service}@`);
   const dir = quote(`${RUNIT_SV_DIR}/${site.service}@`);
-  return { service: (v: string) => raw(`${service}"${v}"`), dir: (v: string) => raw(`${dir}"${v}"`) };
+  return {
+    service: (v: string) => raw(`${service}"${v}"`),
+    dir: (v: string) => raw(`${dir}"${v}"`),
+    release: (v: string) => raw(`"$(readlink -f ${dir}"${v}"/release 2>/dev/null)"`),
+    stop: (v: string) => raw(`touch ${dir}"${v}"/down; sv down ${service}"${v}" >/dev/null 2>&1 || true`),
+  };
 }
 
 /**
@@ -57,7 +66,7 @@ export function chooseSpareSlot(site: Site): Command {
   const s = slotPaths(site);
   return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true)
 slot=blue
-if [ -n "$live" ] && [ "$(readlink -f ${s.dir('blue')}/release 2>/dev/null)" = "$live" ]; then slot=green; fi
+if [ -n "$live" ] && [ ${s.release('blue')} = "$live" ]; then slot=green; fi
 svc=${s.service('$slot')}; def=${s.dir('$slot')}`;
 }
 
@@ -69,7 +78,7 @@ export function findLiveSlot(site: Site): Command {
   const s = slotPaths(site);
   return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true); svc=
 for kw_s in ${[...SLOTS]}; do
-  if [ -n "$live" ] && [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$live" ]; then svc=${s.service('$kw_s')}; fi
+  if [ -n "$live" ] && [ ${s.release('$kw_s')} = "$live" ]; then svc=${s.service('$kw_s')}; fi
 done`;
 }
 
@@ -96,8 +105,8 @@ export function retireOtherSlotsCommand(site: Site, releasePath: string): Comman
   const s = slotPaths(site);
   return sh`for kw_s in ${[...SLOTS]}; do
   [ -d ${s.dir('$kw_s')} ] || continue
-  if [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$(readlink -f ${releasePath})" ]; then rm -f ${s.dir('$kw_s')}/down
-  else touch ${s.dir('$kw_s')}/down; sv down ${s.service('$kw_s')} >/dev/null 2>&1 || true; fi
+  if [ ${s.release('$kw_s')} = "$(readlink -f ${releasePath})" ]; then rm -f ${s.dir('$kw_s')}/down
+  else ${s.stop('$kw_s')}; fi
 done`;
 }
 
@@ -106,8 +115,8 @@ export function stopUnswitchedSlotCommand(site: Site, releasePath: string): Comm
   const s = slotPaths(site);
   return sh`live=$(readlink -f ${site.paths.current} 2>/dev/null || true); rel=$(readlink -f ${releasePath} 2>/dev/null || echo ${releasePath})
 for kw_s in ${[...SLOTS]}; do
-  [ "$(readlink -f ${s.dir('$kw_s')}/release 2>/dev/null)" = "$rel" ] && [ "$rel" != "$live" ] || continue
-  touch ${s.dir('$kw_s')}/down; sv down ${s.service('$kw_s')} >/dev/null 2>&1 || true
+  [ ${s.release('$kw_s')} = "$rel" ] && [ "$rel" != "$live" ] || continue
+  ${s.stop('$kw_s')}
 done; true`;
 }
 
