@@ -18,6 +18,7 @@ import {
   chooseSpareSlot,
   ensureSlotsCommand,
   slotDir,
+  SLOTS,
   socketAcceptsCommand,
   type DeployContext,
   type TaskHandle,
@@ -145,7 +146,8 @@ const STARTED_STATE = 'uwsgi.started';
 
 async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): Promise<void> {
   try {
-    const restartLog = ctx.files.changed.has(`${slotDir(site, 'blue')}/log/run`);
+    // A new log/run (written for both slots at once) is applied when the slot's logger restarts.
+    const restartLog = SLOTS.some((slot) => ctx.files.changed.has(`${slotDir(site, slot)}/log/run`));
     const { stdout } = await ctx.remote.exec(startReleaseCommand(site, ctx.release, startCheck(site), { restartLog }));
     const m = /kraftwerk: (\S+) answers (\S+)/.exec(stdout);
     ctx.state.set(STARTED_STATE, true);
