@@ -27,15 +27,15 @@ export function siteExistsCommand(site: Site): Command {
 }
 
 /**
- * Core's share of destroying a site, after the plugins removed theirs: the
- * socket, registration, folders, logs, and the site user with its group (its
+ * Core's share of destroying a site, after the plugins removed theirs: its
+ * registration, folders, logs, and the site user with its group (its
  * processes are gone with its services; stragglers such as a running cron job
  * are killed first, or userdel would refuse).
  */
 export function removeSiteCommand(site: Site, keepData: boolean): Command {
   const p = site.paths;
-  const common = sh`rm -f ${p.socket}
-rm -rf -- ${`${SITES_DIR}/${site.name}`} ${p.logs}`;
+  // The uWSGI sockets are in the releases (releaseConfig): they go with them.
+  const common = sh`rm -rf -- ${`${SITES_DIR}/${site.name}`} ${p.logs}`;
   if (keepData) {
     return sh`${common}
 if [ -d ${p.root} ]; then
