@@ -94,6 +94,43 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
       });
       assert.equal(readFileSync(file, 'utf8'), before);
     });
+
+    it('refuses the server key when the host is known with a key of another type (hashed), even with the flag or a yes', async () => {
+      const rsaKey = sshKeygen(join(work, 'impostor-rsa'), 'rsa');
+      const file = join(work, 'known_hosts_other_type');
+      writeFileSync(file, `[127.0.0.1]:${sshd.port} ${rsaKey}\n`);
+      execFileSync('ssh-keygen', ['-q', '-H', '-f', file]);
+      const before = readFileSync(file, 'utf8');
+      let asked = false;
+      const confirmHostKey = async () => ((asked = true), true);
+      await assert.rejects(connectSsh(freshTarget('other-type', { knownHostsFiles: [file] }), { acceptNewHostKey: true, confirmHostKey }), (error: unknown) => {
+        assert.ok(error instanceof HostKeyMismatchError, String(error));
+        assert.ok(error.message.includes(serverFingerprint), error.message);
+        assert.match(error.message, /known: ssh-rsa SHA256:/);
+        return true;
+      });
+      assert.equal(asked, false, 'a known host is never asked about');
+      assert.equal(readFileSync(file, 'utf8'), before);
+    });
+
+    it('refuses a host covered by a @cert-authority line whose plain key is not listed, even with the flag', async () => {
+      const ca = sshKeygen(join(work, 'host-ca'));
+      const file = join(work, 'known_hosts_ca');
+      writeFileSync(file, `@cert-authority [127.0.0.1]:${sshd.port} ${ca}\n`);
+      await assert.rejects(connectSsh(freshTarget('ca', { knownHostsFiles: [file] }), { acceptNewHostKey: true }), (error: unknown) => {
+        assert.ok(error instanceof KraftwerkError && !(error instanceof UnknownHostKeyError), String(error));
+        assert.match(error.message, /@cert-authority line in .*known_hosts_ca/);
+        assert.ok(error.message.includes(serverFingerprint), error.message);
+        return true;
+      });
+      assert.equal(readFileSync(file, 'utf8'), `@cert-authority [127.0.0.1]:${sshd.port} ${ca}\n`);
+    });
+
+    it('refuses a key listed as @revoked', async () => {
+      const file = join(work, 'known_hosts_revoked');
+      writeFileSync(file, `${sshd.knownHostsLine}\n@revoked * ${sshd.knownHostsLine.split(' ').slice(1).join(' ')}\n`);
+      await assert.rejects(connectSsh(freshTarget('revoked', { knownHostsFiles: [file] }), { acceptNewHostKey: true }), /marked @revoked/);
+    });
   });
 
   describe('exec', () => {
