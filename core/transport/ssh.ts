@@ -184,7 +184,7 @@ class SshRemote implements Remote {
           if (timedOut && code !== 0) {
             reject(timedOutError());
           } else if (code !== 0 && options.check !== false) {
-            reject(new RemoteCommandError(node, cmd.display, code, result.stdout, result.stderr));
+            reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
           } else {
             resolve(result);
           }

@@ -151,6 +151,17 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
       });
     });
 
+    it('never shows the stdout of a command whose output holds secrets (an env file) when it fails', async () => {
+      const envFile = join(work, 'secret-env');
+      writeFileSync(envFile, 'SECRET_KEY=hunter2\n');
+      await assert.rejects(remote.exec(sh`cat ${envFile}; exit 5`, { secretOutput: true }), (error: unknown) => {
+        assert.ok(error instanceof RemoteCommandError);
+        assert.equal(error.code, 5);
+        assert.ok(!error.message.includes('hunter2') && !error.stdout.includes('hunter2'), error.message);
+        return true;
+      });
+    });
+
     it('streams stdout and stderr in the order they are written', async () => {
       const events: string[] = [];
       await remote.exec(raw('echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three'), {
