@@ -5,12 +5,31 @@ import { quote } from './shell.ts';
  * `NAME=value` per line with the value quoted by `quote`, so that runit run
  * scripts, cron jobs and `kraftwerk run` can all source it, whatever the
  * values contain.
+ *
+ * `siteNames` are the variables that came from `kraftwerk env set`
+ * (shared/env.local). The file records their names in a comment: a rollback
+ * takes the release's own generated values and replaces exactly those with
+ * what env.local holds now (see withCurrentSiteVariables), so a rotated or
+ * removed secret does not come back.
  */
-export function renderEnvFile(vars: Record<string, string>): string {
+export function renderEnvFile(vars: Record<string, string>, siteNames: readonly string[] = []): string {
   const lines = Object.keys(vars)
     .sort()
     .map((k) => `${k}=${quote(vars[k]!)}`);
-  return `# Written by kraftwerk; set variables with \`kraftwerk env set\`.\n${lines.join('\n')}\n`;
+  const site = siteNames.length ? `${SITE_NAMES_LINE}${[...siteNames].sort().join(' ')}\n` : '';
+  return `# Written by kraftwerk; set variables with \`kraftwerk env set\`.\n${site}${lines.join('\n')}\n`;
+}
+
+const SITE_NAMES_LINE = '# from kraftwerk env set (shared/env.local): ';
+
+/**
+ * The names renderEnvFile recorded as set with `env set`. None for a file
+ * without that line (no site variables, or written by an older version: then
+ * a variable removed with `env unset` since cannot be told apart and stays).
+ */
+export function siteNamesOf(text: string): string[] {
+  const line = text.split('\n').find((l) => l.startsWith(SITE_NAMES_LINE));
+  return line === undefined ? [] : line.slice(SITE_NAMES_LINE.length).split(' ').filter(Boolean);
 }
 
 /**
