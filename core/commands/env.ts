@@ -94,7 +94,7 @@ export function parseSetWords(words: readonly string[], options: { fromFile?: bo
     return { assignments: {}, fromStdin: bare[0] };
   }
   if (bare.length) {
-    throw new UsageError(`${JSON.stringify(bare[0])} has no =value, and is not a node of kraftwerk.yaml`, {
+    throw new UsageError(`${JSON.stringify(bare[0])} has no =value`, {
       hint: 'Give one NAME alone to read its value from stdin (kraftwerk env set [node] NAME), or NAME=value words, or --from-file .env',
     });
   }
@@ -185,8 +185,10 @@ export function checkNames(names: readonly string[]): string[] {
 }
 
 /**
- * A leading word names the node when it is a node from kraftwerk.yaml and more
- * words follow (or, for set, --from-file is given); otherwise --node names it.
+ * A leading word names the node. For set: a word without `=` followed by more
+ * words (a NAME read from stdin must be alone), or the only word with
+ * --from-file. For unset: a node from kraftwerk.yaml followed by more words
+ * (`FOO` could be either; config wins). --node names it otherwise.
  */
 export function splitNodeArg(
   project: Project,
@@ -198,7 +200,10 @@ export function splitNodeArg(
   if (nodeOption) return { node: nodeOption, rest: [...words] };
   const [first, ...rest] = words;
   if (first === undefined) return { rest: [] };
-  const isNode = !first.includes('=') && first in project.site.config.nodes && (rest.length > 0 || (kind === 'set' && options.fromFile === true));
+  const isNode =
+    kind === 'set'
+      ? !first.includes('=') && (rest.length > 0 || options.fromFile === true)
+      : first in project.site.config.nodes && rest.length > 0;
   return isNode ? { node: first, rest } : { rest: [...words] };
 }
 

@@ -36,15 +36,16 @@ describe('env set words', () => {
     assert.deepEqual(parseSetWords([], { fromFile: true }), { assignments: {} });
     assert.throws(() => parseSetWords([]), /nothing to set/);
     assert.throws(() => parseSetWords(['1BAD']), /not a variable name/);
-    assert.throws(() => parseSetWords(['prodution', 'A=1']), /"prodution" has no =value, and is not a node/);
+    assert.throws(() => parseSetWords(['A=1', 'B']), /"B" has no =value/);
     assert.throws(() => parseSetWords(['A', 'B']), /has no =value/);
   });
 
-  it('a leading configured node is the node, also before one NAME or with --from-file alone', () => {
+  it('a leading word without = is the node when more words follow, or alone with --from-file', () => {
     assert.deepEqual(splitNodeArg(project, ['production', 'SECRET'], 'set'), { node: 'production', rest: ['SECRET'] });
+    assert.deepEqual(splitNodeArg(project, ['stage', 'A=1'], 'set'), { node: 'stage', rest: ['A=1'] }, 'a sandbox need not be in kraftwerk.yaml');
     assert.deepEqual(splitNodeArg(project, ['SECRET'], 'set'), { rest: ['SECRET'] });
     assert.deepEqual(splitNodeArg(project, ['production'], 'set', undefined, { fromFile: true }), { node: 'production', rest: [] });
-    assert.deepEqual(splitNodeArg(project, ['production'], 'set'), { rest: ['production'] }, 'a variable may be called like a node');
+    assert.deepEqual(splitNodeArg(project, ['A=1'], 'set', undefined, { fromFile: true }), { rest: ['A=1'] });
   });
 
   it('the argv warning names the variables, never their values', () => {
