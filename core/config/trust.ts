@@ -38,15 +38,24 @@ export function currentUser(): TrustingUser | undefined {
 
 /** A user name for a uid, from /etc/passwd (the CLI has no other name service); the number when unknown. */
 export function userName(uid: number): string {
+  return nameIn('/etc/passwd', uid) ?? `uid ${uid}`;
+}
+
+function groupName(gid: number): string {
+  return nameIn('/etc/group', gid) ?? `gid ${gid}`;
+}
+
+/** The name of id `id` in a passwd-style file (name:x:id:…). */
+function nameIn(file: string, id: number): string | undefined {
   try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name && Number(id) === uid) return name;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [name, , field] = line.split(':');
+      if (name && Number(field) === id) return name;
     }
   } catch {
-    // No passwd file: the number says enough.
+    // No such file: the number says enough.
   }
-  return `uid ${uid}`;
+  return undefined;
 }
 
 function statOrUndefined(p: string): Stats | undefined {
@@ -95,18 +104,6 @@ export function untrustedReason(file: string, user: TrustingUser | undefined = c
     return `its folder ${dir} is owned by ${userName(dst.uid)}, who can replace the file`;
   }
   return undefined;
-}
-
-function groupName(gid: number): string {
-  try {
-    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name && Number(id) === gid) return name;
-    }
-  } catch {
-    // No group file.
-  }
-  return `gid ${gid}`;
 }
 
 /** What the user can do about a refused file: the message names the file and the fix. */

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { argvWarning, parseSetWords, readDotenvFile, readValueFromStdin, splitNodeArg } from '../../core/commands/env.ts';
 import { configSchema } from '../../core/config/schema.ts';
@@ -60,6 +60,20 @@ describe('value from stdin', () => {
     assert.equal(await readValueFromStdin('S', piped("s3cr'et $x\n")), "s3cr'et $x");
     assert.equal(await readValueFromStdin('S', piped('two\nlines\n\n')), 'two\nlines\n');
     assert.equal(await readValueFromStdin('S', piped('no newline')), 'no newline');
+  });
+
+  it('at a terminal: prompts on stderr, echoes nothing, raw mode on while typing and off after', async () => {
+    const modes: boolean[] = [];
+    const tty = Object.assign(new PassThrough(), { isTTY: true, setRawMode: (on: boolean) => modes.push(on) }) as unknown as NodeJS.ReadStream;
+    const out = new PassThrough();
+    let shown = '';
+    out.setEncoding('utf8').on('data', (c: string) => (shown += c));
+    const value = readValueFromStdin('API_KEY', tty, out as unknown as NodeJS.WriteStream);
+    tty.write('s3x\u007fcret');
+    tty.write('\r');
+    assert.equal(await value, 's3cret', 'backspace removes a character');
+    assert.deepEqual(modes, [true, false]);
+    assert.equal(shown, 'Value for API_KEY (not shown): \n');
   });
 
   it('refuses an empty value and NUL bytes', async () => {
