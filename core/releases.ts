@@ -8,12 +8,13 @@ import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { inSiteEnv } from './site-shell.ts';
+import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
-import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
+import type { DeployContext, NodeContext } from './context.ts';
 import type { RemoteFile } from './transport/remote.ts';
 import { DeployLock } from './lock.ts';
 
@@ -242,15 +243,31 @@ export async function writeFiles(ctx: DeployContext): Promise<string[]> {
   return changed;
 }
 
-/** Put back the configuration files a release went live with (rollback, or undoing a failed deploy). */
-export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<string[]> {
-  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true });
-  if (res.code !== 0) return [];
-  const files = JSON.parse(res.stdout) as RemoteFile[];
+/** The saved file set; a damaged one is an error that does not quote it (it holds the env's values). */
+function parseSavedFiles(text: string): RemoteFile[] {
+  try {
+    return JSON.parse(text) as RemoteFile[];
+  } catch {
+    throw new KraftwerkError('the saved configuration of the release cannot be read (not JSON)', {
+      hint: 'Deploy again: a deploy writes the whole configuration.',
+    });
+  }
+}
+
+/**
+ * Put back the configuration files a release went live with (rollback, or
+ * undoing a failed deploy), its environment re-merged with the site variables
+ * of now. Returns the paths that changed and how the environment was made.
+ */
+export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<{ changed: string[]; environment?: { generated: number; site: number } }> {
+  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
+  if (res.code !== 0) return { changed: [] };
+  // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
+  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files);
   for (const p of changed) ctx.files.changed.add(p);
-  return changed;
+  return { changed, environment };
 }
 
 export const corePlugin = definePlugin({
@@ -323,13 +340,11 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const env = new EnvironmentVars();
-          await hooks.environment.promise({ site, node: ctx.node, previous: ctx.facts.env }, env);
-          const vars: Record<string, string> = { ...env.toRecord() };
-          for (const [k, v] of Object.entries(site.config.environ)) vars[k] = String(v);
-          Object.assign(vars, ctx.facts.envLocal);
+          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
-          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user });
+          // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
+          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
+          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
             content: `${[...site.domains, ...site.aliases].join('\n')}\n`,
