@@ -6,15 +6,28 @@ import type { Remote } from './transport/remote.ts';
 
 /**
  * The deploy lock: one per site and node, a directory created atomically with
- * mkdir under /run (runtime state; a reboot clears it). The holder touches it
- * every few seconds; a lock nobody touched for STALE_SECONDS is taken over
- * with a warning, so a killed CLI never blocks the next deploy for long. A
- * holder on this same machine whose process is gone (Ctrl-C'd, killed) is
- * taken over at once, with the same warning.
+ * mkdir under /run (runtime state; a reboot clears it; root's only, like
+ * everything under /run/kraftwerk). The holder touches it every HEARTBEAT_MS;
+ * a lock nobody touched for STALE_SECONDS is taken over with a warning, so a
+ * killed CLI never blocks the next deploy for long. A holder on this same
+ * machine whose process is gone (Ctrl-C'd, killed) is taken over at once, with
+ * the same warning.
+ *
+ * STALE_SECONDS is well above the time the transport needs to notice a dead
+ * connection (SSH keepalives, see ssh.ts: about 30-40 s): a holder whose
+ * network blips is either still connected and heart-beating, or has noticed
+ * that it lost its connection (and stopped) before anyone may take over.
+ * A holder that cannot touch its lock for LOST_AFTER_MS (or finds another
+ * token in it) counts its lock as lost and stops before its switch; and the
+ * switch itself checks the token on the node.
  */
 export const LOCK_DIR = '/run/kraftwerk/locks';
 export const HEARTBEAT_MS = 5_000;
-export const STALE_SECONDS = 30;
+export const STALE_SECONDS = 90;
+/** A holder whose heartbeat has not gone through for this long assumes its lock may be taken over. */
+export const LOST_AFTER_MS = (STALE_SECONDS - 30) * 1000;
+/** How long a waiter waits for another waiter's takeover (flock) to finish; it takes milliseconds. */
+const TAKEOVER_WAIT_SECONDS = 10;
 
 export interface LockInfo {
   who: string;
@@ -45,26 +58,42 @@ export function newLockInfo(command: string): LockInfo {
  * With `andThen`, that command runs once the lock is taken, in the same round
  * trip (its output follows the line `---locked---`): a deploy takes the lock
  * and probes the node with one command.
+ *
+ * Taking over a stale lock is a check followed by a remove and a mkdir; two
+ * waiters doing that at once could both win. So the takeover runs under
+ * flock(1) on a file beside the lock (root's, in /run): one waiter at a time
+ * looks, and the next one sees the fresh lock of the first. A plain mkdir
+ * that wins between the remove and the mkdir of a takeover wins alone too:
+ * the takeover's own mkdir then fails and it reports `held`.
  */
 export function acquireLockCommand(site: string, info: LockInfo, staleSeconds = STALE_SECONDS, andThen?: Command, deadToken?: string): Command {
   const l = lockPath(site);
+  const infoFile = `${l}/info`;
   const json = JSON.stringify(info);
   // A holder known to be gone (deadToken) is taken over at once, if the lock is still that holder's.
-  const gone = deadToken ? sh` || grep -q ${deadToken} ${`${l}/info`} 2>/dev/null` : sh``;
+  const gone = deadToken ? sh` || grep -q ${deadToken} ${infoFile} 2>/dev/null` : sh``;
   const then = andThen ? sh`
 echo ${LOCKED_MARKER}
 ${andThen}` : sh``;
   return sh`mkdir -p ${LOCK_DIR}
-if mkdir ${l} 2>/dev/null; then printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
+if mkdir ${l} 2>/dev/null; then printf '%s\n' ${json} > ${infoFile}; echo acquired
 else
-  age=$(( $(date +%s) - $(stat -c %Y ${`${l}/info`} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
-  if { [ "$age" -gt ${staleSeconds} ]${gone}; } && { echo "stale $(cat ${`${l}/info`} 2>/dev/null)"; rm -rf ${l}; mkdir ${l} 2>/dev/null; }; then
-    printf '%s\\n' ${json} > ${`${l}/info`}; echo acquired
-  else
-    echo "held $(cat ${`${l}/info`} 2>/dev/null)"
-    exit 3
-  fi
+  {
+    flock -w ${TAKEOVER_WAIT_SECONDS} 9 || { echo 'kraftwerk: could not take the lock takeover file' >&2; exit 1; }
+    age=$(( $(date +%s) - $(stat -c %Y ${infoFile} 2>/dev/null || stat -c %Y ${l} 2>/dev/null || date +%s) ))
+    if { [ "$age" -gt ${staleSeconds} ]${gone}; } && echo "stale $(cat ${infoFile} 2>/dev/null)" && rm -rf ${l} && mkdir ${l} 2>/dev/null; then
+      printf '%s\n' ${json} > ${infoFile}; echo acquired
+    else
+      echo "held $(cat ${infoFile} 2>/dev/null)"
+      exit 3
+    fi
+  } 9>${takeoverFile(site)}
 fi${then}`;
+}
+
+/** The file waiters flock while one of them takes over a stale lock (root's, empty). */
+function takeoverFile(site: string): string {
+  return `${LOCK_DIR}/.${site}.takeover`;
 }
 
 /** The line between the lock's output and the output of `andThen`. */
