@@ -144,11 +144,22 @@ export function describeHolder(raw: string): string {
   }
 }
 
+/** The deploy lock stopped being this command's: another took it over, or it could not be kept fresh. */
+export class LockLostError extends KraftwerkError {}
+
 export class DeployLock {
   private timer?: NodeJS.Timeout;
+  private lastBeat = Date.now();
+  private beating = false;
+  /** Set once the lock is known or feared lost; the switch refuses to run then. */
+  lost?: LockLostError;
+  /** Called once, when the lock is lost (a deploy stops before its switch). */
+  onLost?: (error: LockLostError) => void;
+
   private constructor(
     private readonly remote: Remote,
     private readonly site: string,
+    private readonly node: string,
     readonly info: LockInfo,
   ) {}
 
@@ -166,22 +177,25 @@ export class DeployLock {
       onWait?: (holder: string) => void;
       /** A command to run right after the lock is taken, in the same round trip (its stdout is returned as `output`). */
       andThen?: Command;
+      /** Stops the waiting for another holder (an interrupted deploy). */
+      signal?: AbortSignal;
     },
   ): Promise<{ lock: DeployLock; tookOverFrom?: string; output: string }> {
     const info = newLockInfo(options.command);
     let command = acquireLockCommand(site, info, STALE_SECONDS, options.andThen);
     if (remote.dryRun) {
       await remote.exec(command);
-      return { lock: new DeployLock(remote, site, info), output: '' };
+      return { lock: new DeployLock(remote, site, options.node, info), output: '' };
     }
     const deadline = Date.now() + options.waitMs;
     for (;;) {
+      options.signal?.throwIfAborted();
       const res = await remote.exec(command, { check: false });
       const at = res.stdout.indexOf(`\n${LOCKED_MARKER}\n`);
       const lines = (at < 0 ? res.stdout : res.stdout.slice(0, at)).split('\n');
       if (res.code === 0 && lines.some((l) => l === 'acquired')) {
         const stale = lines.find((l) => l.startsWith('stale '));
-        const lock = new DeployLock(remote, site, info);
+        const lock = new DeployLock(remote, site, options.node, info);
         lock.startHeartbeat();
         const output = at < 0 ? '' : res.stdout.slice(at + LOCKED_MARKER.length + 2);
         return { lock, tookOverFrom: stale ? describeHolder(stale.slice(6)) : undefined, output };
@@ -207,12 +221,41 @@ export class DeployLock {
     }
   }
 
+  /**
+   * The heartbeat touches the lock every HEARTBEAT_MS. It loses the lock when
+   * the lock holds another token (taken over, or removed with unlock), or when
+   * no beat went through for LOST_AFTER_MS (a waiter may take it over soon).
+   */
   private startHeartbeat(): void {
     if (this.remote.dryRun) return;
     this.timer = setInterval(() => {
-      this.remote.exec(heartbeatCommand(this.site, this.info.token), { check: false }).catch(() => undefined);
+      if (Date.now() - this.lastBeat > LOST_AFTER_MS) {
+        this.lose(`no heartbeat went through for ${Math.round((Date.now() - this.lastBeat) / 1000)} s`);
+        return;
+      }
+      if (this.beating) return;
+      this.beating = true;
+      this.remote
+        .exec(heartbeatCommand(this.site, this.info.token), { check: false })
+        .then(
+          (res) => {
+            if (res.code === 0) this.lastBeat = Date.now();
+            else if (this.timer) this.lose('it holds another deploy\'s token (taken over, or removed with kraftwerk unlock)');
+          },
+          () => undefined, // a lost connection fails the deploy's own commands; a stalled one shows as missing beats
+        )
+        .finally(() => (this.beating = false));
     }, HEARTBEAT_MS);
     this.timer.unref();
+  }
+
+  private lose(why: string): void {
+    if (this.lost) return;
+    this.stopHeartbeat();
+    this.lost = new LockLostError(`the deploy lock of ${this.site} on ${this.node} was lost: ${why}`, {
+      hint: 'Nothing was switched by this deploy. See who deploys now with kraftwerk releases; deploy again when it is done.',
+    });
+    this.onLost?.(this.lost);
   }
 
   async release(): Promise<void> {
@@ -228,6 +271,16 @@ export class DeployLock {
   releaseCommand(): Command {
     this.stopHeartbeat();
     return releaseLockCommand(this.site, this.info.token);
+  }
+
+  /**
+   * A test (shell) that holds while this lock is ours and fresh on the node: a
+   * long command that runs while it holds is killed on the node when it stops
+   * holding (the deploy's connection died, so no heartbeat keeps the lock fresh).
+   */
+  heldCommand(): Command {
+    const info = `${lockPath(this.site)}/info`;
+    return sh`grep -q ${this.info.token} ${info} 2>/dev/null && [ $(( $(date +%s) - $(stat -c %Y ${info}) )) -le ${STALE_SECONDS} ]`;
   }
 
   private stopHeartbeat(): void {
