@@ -7,6 +7,7 @@ import { definePlugin } from './plugin.ts';
 import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
+import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
@@ -15,7 +16,7 @@ import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.t
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import type { DeployContext, NodeContext } from './context.ts';
-import type { RemoteFile } from './transport/remote.ts';
+import type { ExecResult, RemoteFile } from './transport/remote.ts';
 import { DeployLock, lockPath } from './lock.ts';
 
 const LOCK_STATE = 'core.lock';
@@ -289,11 +290,14 @@ async function lockReleaseWithLastCommand(ctx: DeployContext, stage: number): Pr
   return lock.releaseCommand();
 }
 
-/** Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback. */
+/**
+ * Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback.
+ * Files marked `atSwitch` are only recorded here: the switch writes them (see `execSwitch`).
+ */
 export async function writeFiles(ctx: DeployContext): Promise<string[]> {
   const files = ctx.files.all;
   const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(files)}\n`, mode: 0o600 };
-  const changed = (await ctx.remote.syncFiles([...files, snapshot])).filter((p) => p !== snapshot.path);
+  const changed = (await ctx.remote.syncFiles([...files.filter((f) => !f.atSwitch), snapshot])).filter((p) => p !== snapshot.path);
   for (const p of changed) ctx.files.changed.add(p);
   return changed;
 }
@@ -320,9 +324,34 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
   const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
-  const changed = await ctx.remote.syncFiles(files);
+  const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
   for (const p of changed) ctx.files.changed.add(p);
   return { changed, environment };
+}
+
+/**
+ * Run the switch `command`, then write ctx's `atSwitch` files (cron lines, worker services: see
+ * RemoteFile.atSwitch) in the same remote command: they change only once `current` has, and a
+ * connection that drops then does not stop it half way (the switch ignores signals). The files
+ * that changed go to ctx.files.changed, as with `writeFiles`.
+ */
+export async function execSwitch(ctx: DeployContext, command: Command): Promise<ExecResult> {
+  const files = ctx.files.all.filter((f) => f.atSwitch);
+  if (!files.length || ctx.remote.dryRun) {
+    const res = await ctx.remote.exec(command, { check: false });
+    // --dry-run shows them the way it shows every other file.
+    if (files.length && res.code === 0) await ctx.remote.syncFiles(files);
+    return res;
+  }
+  // The switch script exits before this part when it could not switch, so nothing is written then.
+  const write = buildSyncFilesCommand(files);
+  const res = await ctx.remote.exec(sh`${command}
+(
+${write.command}
+)`, { stdin: write.stdin, check: false });
+  const paths = new Set(files.map((f) => f.path));
+  for (const line of res.stdout.split('\n')) if (paths.has(line)) ctx.files.changed.add(line);
+  return res;
 }
 
 export const corePlugin = definePlugin({
@@ -462,7 +491,7 @@ export const corePlugin = definePlugin({
           const lost = lock?.lost;
           if (lost) throw lost;
           const switchIt = switchCommand(site, ctx.release.id, lock?.info.token);
-          const res = await ctx.remote.exec(open ? sh`${open} && ${switchIt}` : switchIt, { check: false });
+          const res = await execSwitch(ctx, open ? sh`${open} && ${switchIt}` : switchIt);
           const switched = ctx.remote.dryRun || res.stdout.split('\n').includes(SWITCHED_MARKER);
           // Once `current` moved, the rollback logic owns this node, whatever failed after the rename.
           if (switched) ctx.state.set(SWITCHED_STATE, true);
