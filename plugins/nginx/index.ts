@@ -34,6 +34,8 @@ import {
 const PLUGIN_NAME = 'nginx';
 
 export const NODE_CONF = '/etc/nginx/conf.d/kraftwerk.conf';
+/** Read by the deploy's probe: whether nginx's workers must reload to take www-data's new groups. */
+const ETC_GROUP = '/etc/group';
 
 export interface NginxSitePaths {
   /** sites-available/kraftwerk-<site>.conf: what the deploy writes. */
@@ -113,6 +115,21 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
     readTimeout: harakiri + 10,
   });
+}
+
+/**
+ * nginx's workers take www-data's groups when they start: until nginx reloads,
+ * they cannot pass through the folders of a site whose web group www-data just
+ * joined (a new site, or one deployed by an earlier Kraftwerk, whose own group
+ * www-data then leaves: see core's prepareSiteCommand). True when /etc/group,
+ * as the deploy found it, does not have www-data in the site's web group only.
+ */
+export function nginxGroupsOutdated(site: Site, etcGroup: string | undefined): boolean {
+  const members = (group: string) => {
+    const line = etcGroup?.split('\n').find((l) => l.startsWith(`${group}:`));
+    return line ? (line.split(':')[3] ?? '').split(',') : [];
+  };
+  return !members(siteWebGroup(site)).includes('www-data') || members(site.user).includes('www-data');
 }
 
 /**
@@ -244,7 +261,7 @@ export default definePlugin({
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       // The file nginx runs with, and whether it is enabled: when it is what this deploy writes, nothing to test or reload.
-      ctx.probe.read(paths.previous).exists(paths.enabled);
+      ctx.probe.read(paths.previous, ETC_GROUP).exists(paths.enabled);
       tasks.add({
         title: 'static folder',
         run: async (ctx, task) => {
@@ -270,12 +287,13 @@ export default definePlugin({
           const written = ctx.files.all.find((f) => f.path === paths.available);
           const running = ctx.facts.files.get(paths.previous);
           const unchanged = written && running === written.content && ctx.facts.exists.has(paths.enabled) && !ctx.files.changed.has(paths.available);
-          return unchanged ? 'nginx site (unchanged)' : false;
+          return unchanged && !nginxGroupsOutdated(site, ctx.facts.files.get(ETC_GROUP)) ? 'nginx site (unchanged)' : false;
         },
         run: async (ctx, task) => {
           try {
             const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
-            if (!stdout.includes('kraftwerk: nginx changed')) return task.title('nginx site (unchanged)');
+            const regroup = nginxGroupsOutdated(site, ctx.facts.files.get(ETC_GROUP));
+            if (!stdout.includes('kraftwerk: nginx changed') && !regroup) return task.title('nginx site (unchanged)');
           } catch (err) {
             if (!(err instanceof RemoteCommandError)) throw err;
             throw new KraftwerkError(`nginx rejected the site config ${paths.available} on ${ctx.node}:\n${err.stderr.trim()}`, {

@@ -203,7 +203,11 @@ describe('nginx: plugin', () => {
     assert.equal(await reload.skip!(ctx as never), false, 'a first deploy: no file nginx ran with');
     ctx.facts.files.set('/etc/nginx/sites-available/kraftwerk-shop.conf.prev', MINIMAL);
     ctx.facts.exists.add('/etc/nginx/sites-enabled/kraftwerk-shop.conf');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:\nwww-data:x:33:\nkwn-shop:x:997:kw-shop,www-data\n');
     assert.equal(await reload.skip!(ctx as never), 'nginx site (unchanged)');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:www-data\nwww-data:x:33:\n');
+    assert.equal(await reload.skip!(ctx as never), false, 'a node of an earlier Kraftwerk: www-data changes groups, the workers must reload');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:\nwww-data:x:33:\nkwn-shop:x:997:kw-shop,www-data\n');
     ctx.files.changed.add('/etc/nginx/sites-available/kraftwerk-shop.conf');
     assert.equal(await reload.skip!(ctx as never), false, 'a rollback put back another file');
   });
