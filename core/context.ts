@@ -147,50 +147,23 @@ export class RemoteFileSet {
   /** Paths whose content changed (or that were removed) on the server, known after Stage.WRITE_FILES. */
   readonly changed = new Set<string>();
 
-  private readonly afterSwitchPaths = new Set<string>();
-
   add(file: RemoteFile): this {
     this.byPath.set(file.path, file);
-    this.afterSwitchPaths.delete(file.path);
-    return this;
-  }
-
-  /**
-   * A file outside the release that changes what is live (the nginx site, cron
-   * lines, worker run scripts): a deploy writes it only right after the switch
-   * (core's task at Stage.SWITCH + 10), so a deploy that fails or is killed before
-   * the switch leaves the old one (or none, on a first deploy). It is kept with the
-   * release's files like the others, so a rollback puts back the old one.
-   */
-  addAfterSwitch(file: RemoteFile): this {
-    this.byPath.set(file.path, file);
-    this.afterSwitchPaths.add(file.path);
     return this;
   }
 
   /**
    * A file that must not be on the server (a plugin turned off, a job dropped
    * from the config): removed in the same round trip as the writes, and listed
-   * in `changed` when it was there.
+   * in `changed` when it was there. `atSwitch`: removed by the switch instead (see RemoteFile.atSwitch).
    */
-  remove(path: string): this {
-    this.byPath.set(path, { path, content: '', remove: true });
+  remove(path: string, options: { atSwitch?: boolean } = {}): this {
+    this.byPath.set(path, { path, content: '', remove: true, ...(options.atSwitch ? { atSwitch: true } : {}) });
     return this;
   }
 
-  /** Every file, also those written after the switch (what a release went live with). */
   get all(): RemoteFile[] {
     return [...this.byPath.values()];
-  }
-
-  /** The files core writes at Stage.WRITE_FILES. */
-  get beforeSwitch(): RemoteFile[] {
-    return this.all.filter((f) => !this.afterSwitchPaths.has(f.path));
-  }
-
-  /** The files core writes right after the switch (see addAfterSwitch). */
-  get afterSwitch(): RemoteFile[] {
-    return this.all.filter((f) => this.afterSwitchPaths.has(f.path));
   }
 
   /** True when any written file under `prefix` changed. */

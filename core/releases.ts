@@ -7,6 +7,7 @@ import { definePlugin } from './plugin.ts';
 import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
+import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
@@ -287,32 +288,53 @@ async function lockReleaseWithLastCommand(ctx: DeployContext, stage: number): Pr
 }
 
 /**
- * Write ctx.files but those written after the switch (one round trip), together with a copy of the
- * whole set kept beside the release record for rollback.
+ * Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback.
+ * Files marked `atSwitch` are only recorded here: the switch writes them (see `execSwitch`).
  */
 export async function writeFiles(ctx: DeployContext): Promise<string[]> {
-  const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(ctx.files.all)}\n`, mode: 0o600 };
-  const changed = (await ctx.remote.syncFiles([...ctx.files.beforeSwitch, snapshot])).filter((p) => p !== snapshot.path);
+  const files = ctx.files.all;
+  const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(files)}\n`, mode: 0o600 };
+  const changed = (await ctx.remote.syncFiles([...files.filter((f) => !f.atSwitch), snapshot])).filter((p) => p !== snapshot.path);
   for (const p of changed) ctx.files.changed.add(p);
   return changed;
 }
 
-/** Write the files that change what is live (RemoteFileSet.addAfterSwitch), once `current` switched. */
-export async function writeFilesAfterSwitch(ctx: DeployContext): Promise<string[]> {
-  const changed = await ctx.remote.syncFiles(ctx.files.afterSwitch);
-  for (const p of changed) ctx.files.changed.add(p);
-  return changed;
-}
-
-/** Put back the configuration files a release went live with (rollback, or undoing a failed deploy). */
+/**
+ * Put back the configuration files a release went live with (rollback, or undoing a failed deploy).
+ * Its `atSwitch` files stay in ctx.files for the switch that follows (a rollback's); a deploy that
+ * failed before its switch never wrote its own, so the live ones are still in place.
+ */
 export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<string[]> {
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true });
   if (res.code !== 0) return [];
   const files = JSON.parse(res.stdout) as RemoteFile[];
   for (const f of files) ctx.files.add(f);
-  const changed = await ctx.remote.syncFiles(files);
+  const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
   for (const p of changed) ctx.files.changed.add(p);
   return changed;
+}
+
+/**
+ * Run the switch `command`, then write ctx's `atSwitch` files (cron lines, worker services: see
+ * RemoteFile.atSwitch) in the same remote command: they change only once `current` has, and a
+ * connection that drops then does not stop it half way (the switch ignores signals). The files
+ * that changed go to ctx.files.changed, as with `writeFiles`.
+ */
+export async function execSwitch(ctx: DeployContext, command: Command): Promise<void> {
+  const files = ctx.files.all.filter((f) => f.atSwitch);
+  if (!files.length || ctx.remote.dryRun) {
+    await ctx.remote.exec(command);
+    // --dry-run shows them the way it shows every other file.
+    if (files.length) await ctx.remote.syncFiles(files);
+    return;
+  }
+  const write = buildSyncFilesCommand(files);
+  const { stdout } = await ctx.remote.exec(sh`${command}
+(
+${write.command}
+)`, { stdin: write.stdin });
+  const paths = new Set(files.map((f) => f.path));
+  for (const line of stdout.split('\n')) if (paths.has(line)) ctx.files.changed.add(line);
 }
 
 export const corePlugin = definePlugin({
@@ -451,18 +473,9 @@ export const corePlugin = definePlugin({
         stage: Stage.SWITCH,
         run: async (ctx, task) => {
           const open = ctx.state.get(LINK_AT_SWITCH_STATE) ? openReleaseCommand(site, ctx.release) : undefined;
-          await ctx.remote.exec(open ? sh`${open} && ${switchCommand(site, ctx.release.id)}` : switchCommand(site, ctx.release.id));
+          await execSwitch(ctx, open ? sh`${open} && ${switchCommand(site, ctx.release.id)}` : switchCommand(site, ctx.release.id));
           ctx.state.set(SWITCHED_STATE, true);
           task.title(`switch current → ${ctx.release.id}`);
-        },
-      });
-      tasks.add({
-        title: 'write live configuration',
-        stage: Stage.SWITCH + 10,
-        skip: (ctx) => (ctx.files.afterSwitch.length ? false : true),
-        run: async (ctx, task) => {
-          const changed = await writeFilesAfterSwitch(ctx);
-          task.title(`write live configuration (${ctx.files.afterSwitch.length} files, ${changed.length} changed)`);
         },
       });
       tasks.add({

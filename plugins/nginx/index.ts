@@ -1,8 +1,8 @@
 /**
  * nginx: one site file per site in sites-available, linked into sites-enabled.
  * It changes what is live for the site (and a broken one would stop nginx for
- * every site), so a deploy writes it only after the switch (core's
- * `addAfterSwitch`): a deploy that fails or is killed before leaves the old file,
+ * every site), so a deploy writes it only with the switch (core's
+ * `RemoteFile.atSwitch`): a deploy that fails or is killed before leaves the old file,
  * or none on a first deploy. A changed file is tested with `nginx -t` before
  * nginx reloads; a file nginx rejects is replaced by the last one nginx ran
  * with (on a first deploy the site is disabled again), and the deploy fails,
@@ -273,7 +273,7 @@ export default definePlugin({
       tasks.add({
         title: 'nginx site',
         run: async (ctx) => {
-          ctx.files.addAfterSwitch({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 });
+          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644, atSwitch: true });
         },
       });
     });

@@ -195,8 +195,11 @@ describe('nginx: plugin', () => {
     const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>(), facts: emptyFacts() };
     assert.deepEqual(configure.map((t) => t.title), ['static folder', 'nginx site']);
     await configure[1]!.run(ctx as never, { title() {}, output() {}, skip() {} });
-    assert.deepEqual(ctx.files.afterSwitch.map((f) => [f.path, f.content]), [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL]]);
-    assert.deepEqual(ctx.files.beforeSwitch, [], 'nothing nginx reads is written before the switch');
+    assert.deepEqual(
+      ctx.files.all.map((f) => [f.path, f.content, f.atSwitch]),
+      [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL, true]],
+      'written by the switch, not before',
+    );
     const reload = restart[0]!;
     assert.equal(reload.title, 'reload nginx');
     assert.equal(reload.stage, 500);
