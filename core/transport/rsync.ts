@@ -27,6 +27,11 @@ export interface RsyncOptions {
   excludes: readonly string[];
   excludeFromFile?: string;
   dryRun?: boolean;
+  /**
+   * Group of every file and folder on the server (the site's own): the site reads its code through
+   * it, and others (nginx passes through the release folder) get no bits at all.
+   */
+  group?: string;
 }
 
 export interface RsyncStats {
@@ -70,12 +75,13 @@ export function buildRsyncArgs(options: RsyncOptions): string[] {
     '--times',
     '--perms',
     // Readable by the site user whatever the local umask was; executables stay executable.
-    '--chmod=u=rwX,go=rX',
+    options.group ? '--chmod=u=rwX,g=rX,o=' : '--chmod=u=rwX,go=rX',
     '--compress',
     '--delete',
     '--stats',
     '--info=progress2',
   ];
+  if (options.group) args.push(`--chown=:${options.group}`);
   if (options.dryRun) args.push('--dry-run');
   args.push('-e', rsyncSshCommand(target));
   if (target.sudo) args.push('--rsync-path=sudo -n rsync');

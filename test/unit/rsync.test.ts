@@ -44,6 +44,13 @@ describe('buildRsyncArgs', () => {
     );
   });
 
+  it("with the site's group: every file that group's, nothing for others (nginx passes through the release folder)", () => {
+    const args = buildRsyncArgs({ target, source: '/p', dest: '/srv/site/releases/R', excludes: [], group: 'kw-site' });
+    assert.ok(args.includes('--chmod=u=rwX,g=rX,o='), args.join(' '));
+    assert.ok(args.includes('--chown=:kw-site'), args.join(' '));
+    assert.ok(!args.includes('--chmod=u=rwX,go=rX'));
+  });
+
   it('goes through sudo, the jump host and the host key alias of the node, and brackets IPv6 addresses', () => {
     const args = buildRsyncArgs({
       target: { ...target, host: '2001:db8::7', user: 'admin', sudo: true, proxyJump: 'me@bastion:2200', hostKeyAlias: 'prod' },
