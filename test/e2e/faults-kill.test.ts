@@ -48,7 +48,8 @@ export function boundariesOf(output: string): Boundary[] {
   const seen = new Map<string, number>();
   const found: Boundary[] = [];
   let phase = '';
-  for (const line of output.split('\n')) {
+  const lines = output.split('\n');
+  for (const [i, line] of lines.entries()) {
     const m = /^❯ (.+?)\s*$/.exec(line);
     if (!m) continue;
     const title = m[1]!;
@@ -56,7 +57,8 @@ export function boundariesOf(output: string): Boundary[] {
     seen.set(title, occurrence);
     if (phases.includes(title)) phase = title;
     // A phase's own line starts nothing remote: its first task's start is the same boundary.
-    else found.push({ phase, title, occurrence });
+    // A skipped task ("↓ title [SKIPPED…]" right after its start) runs nothing either.
+    else if (!lines[i + 1]?.startsWith(`↓ ${title}`)) found.push({ phase, title, occurrence });
   }
   return found;
 }

@@ -118,7 +118,7 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
           'during pip',
           (v) =>
             setFaultVersion(project, v).setRequirements(
-              `# A package index on the test machine that never answers: pip waits.\n--index-url http://${node!.record.hostAddress}:${port}/simple/\nkraftwerk-faults-never-installed\n`,
+              `# A package index on the test machine that never answers: pip waits.\n--index-url http://${node!.record.hostAddress}:${port}/simple/\n--trusted-host ${node!.record.hostAddress}\nkraftwerk-faults-never-installed\n`,
             ),
           /^❯ python: virtualenv/m,
           `'[p]ip install'`,
