@@ -117,7 +117,7 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
         await interrupted(
           'during pip',
           (v) =>
-            setFaultVersion(project, v).setRequirements(
+            setFaultVersion(project, v).setReleaseCommands(['true']).setRequirements(
               `# A package index on the test machine that never answers: pip waits.\n--index-url http://${node!.record.hostAddress}:${port}/simple/\n--trusted-host ${node!.record.hostAddress}\nkraftwerk-faults-never-installed\n`,
             ),
           /^❯ python: virtualenv/m,
@@ -157,7 +157,7 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
       };
 
       await counter.fault(t, 'network dropped during sync', 'the deploy fails within 90 s, old release serves, next deploy passes', async () => {
-        await dropped('during sync', (v) => setFaultVersion(project, v).addBlob(48), /^❯ rsync project/m, async () => undefined);
+        await dropped('during sync', (v) => setFaultVersion(project, v).setReleaseCommands(['true']).addBlob(48), /^❯ rsync project/m, async () => undefined);
       });
 
       await counter.fault(t, 'network dropped during release commands', 'the deploy fails within 90 s, old release serves, next deploy passes', async (st) => {
@@ -192,7 +192,7 @@ mount --rbind /run/flt-small ${RELEASES}`,
         try {
           const before = (await onNode(NODE, `ls -1 ${RELEASES}`)).trim();
           const v = fresh('D');
-          setFaultVersion(project, v).addBlob(48);
+          setFaultVersion(project, v).setReleaseCommands(['true']).addBlob(48);
           const poller = poll(address);
           const r = await project.cli(['deploy', NODE]);
           const answers = await poller.stop();
@@ -212,7 +212,7 @@ mount --rbind /run/flt-small ${RELEASES}`,
         const old = await ensureLive();
         const oldId = liveRelease(await releasesOn(project, NODE));
         live = undefined;
-        setFaultVersion(project, fresh('M'));
+        setFaultVersion(project, fresh('M')).setReleaseCommands(['true']);
         // Early in root's PATH on the node: a mv that fails for the rename onto `current`, and says it was called.
         await onNode(
           NODE,
