@@ -202,7 +202,12 @@ export async function withSetUpNodes<T>(
 
 /** A shell script run as root on a sandbox (through `kraftwerk sandbox ssh`); its output, or a failed assertion. */
 export async function onNode(name: string, script: string): Promise<string> {
-  const r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  let r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  // 255 is ssh's own failure (no connection: a busy machine can time out the banner); the script did not run, so again.
+  for (let attempt = 1; r.code === 255 && attempt < 3; attempt++) {
+    await sleep(2000);
+    r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  }
   assert.equal(r.code, 0, `on ${name}: ${script}\n${r.stdout}${r.stderr}`);
   return r.stdout;
 }
