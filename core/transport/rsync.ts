@@ -61,6 +61,10 @@ export function rsyncSshCommand(target: SshTarget): string {
   const parts: (string | number)[] = ['ssh', '-p', target.port];
   for (const file of target.identityFiles) parts.push('-i', file);
   parts.push('-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes');
+  // A dropped network must end the transfer in well under a minute, as it ends the deploy's own
+  // SSH connection (same connect timeout, keepalives 10 s apart, 3 unanswered), not after TCP's
+  // retransmissions give up (many minutes): the deploy fails, and its lock is not held meanwhile.
+  parts.push('-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3');
   if (target.proxyJump) parts.push('-o', `ProxyJump=${target.proxyJump}`);
   if (target.hostKeyAlias) parts.push('-o', `HostKeyAlias=${target.hostKeyAlias}`);
   return parts.map(quoteForRsync).join(' ');
