@@ -38,7 +38,7 @@ export { type CommandKit, definePlugin, type Plugin, type Project } from './plug
 export { NODE_MARKER, SITES_DIR } from './probe.ts';
 export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
-export { currentVenv, inSiteEnv } from './site-shell.ts';
+export { currentVenv, inSiteEnv, siteEnvScript } from './site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './site.ts';
 export {
   chooseSpareSlot,
@@ -79,9 +79,16 @@ export {
   processLogDir,
   processServiceFiles,
   processServiceName,
+  programCommand,
   pruneProcessServicesCommand,
+  renderLogRunScript,
+  SiteDirs,
+  siteDirs,
+  siteDirsCommand,
+  siteLogRootCommand,
   removeServicesCommand,
   restartCommand,
+  restartLoggersCommand,
   RUNIT_SERVICE_DIR,
   RUNIT_SV_DIR,
   type ServiceState,

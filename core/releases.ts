@@ -11,7 +11,7 @@ import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
-import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
+import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
@@ -52,7 +52,7 @@ if id -u www-data >/dev/null 2>&1 && ! id -nG www-data | tr ' ' '\\n' | grep -qx
 install -d -m 0750 -o root -g ${u} ${p.root} ${p.releases} ${p.venvs} ${p.shared}
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
-install -d -m 0750 -o ${u} -g adm ${p.logs}`;
+${siteLogRootCommand(site)}`;
 }
 
 /** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */
