@@ -103,13 +103,13 @@ export function processServiceFiles(site: Site, process: string, command: string
  * theirs in their configure taps with `siteDirs(ctx).add(…)`.
  */
 export class SiteDirs {
-  /** Folder → mode. */
-  readonly dirs = new Map<string, number>();
+  /** Folder → mode, and the runit service whose svlogd writes it (restarted when its folder had to be made anew). */
+  readonly dirs = new Map<string, { mode: number; service?: string }>();
   /** Shell commands run (as root) before the folders are made: one-time clean-ups of an earlier layout. */
   readonly before: Command[] = [];
   constructor(private readonly probe?: NodeProbe) {}
-  add(dir: string, mode = 0o750): this {
-    this.dirs.set(dir, mode);
+  add(dir: string, options: { mode?: number; service?: string } = {}): this {
+    this.dirs.set(dir, { mode: options.mode ?? 0o750, service: options.service });
     this.probe?.exists(dir);
     return this;
   }
@@ -146,17 +146,20 @@ export function siteLogRootCommand(site: Site): Command {
  */
 export function siteDirsCommand(site: Site, dirs: SiteDirs): Command {
   const u = site.user;
-  const calls = [...dirs.dirs].map(([dir, mode]) => sh`kw_dir ${dir} ${mode.toString(8).padStart(4, '0')}`);
+  const calls = [...dirs.dirs].map(([dir, { mode, service }]) => sh`kw_dir ${dir} ${mode.toString(8).padStart(4, '0')} ${service ?? ''}`);
   return sh`kw_dir() {
   p=$(dirname "$1")
   if [ -L "$p" ] || [ ! -d "$p" ] || [ -n "$(find "$p" -maxdepth 0 \\( ! -user root -o -perm /022 \\) -print)" ]; then
     echo "kraftwerk: $p is not a folder that only root can write; not making $1 in it" >&2; exit 1
   fi
-  if [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; then rm -f -- "$1"; fi
+  kw_new=
+  if [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; then rm -f -- "$1"; kw_new=1; fi
   if [ -d "$1" ] && [ -n "$(find "$1" -mindepth 1 -maxdepth 1 ! -user ${u} -print -quit)" ]; then
-    mv -T -- "$1" "$p/.$(basename "$1").$(date -u +%Y%m%dT%H%M%SZ)"
+    mv -T -- "$1" "$p/.$(basename "$1").$(date -u +%Y%m%dT%H%M%SZ)"; kw_new=1
   fi
   install -d -m "$2" -o ${u} -g ${u} -- "$1"
+  # A logger that wrote the old folder (or the link's target) moves to the new one.
+  if [ -n "$kw_new" ] && [ -n "$3" ] && [ -e ${raw(RUNIT_SERVICE_DIR)}/"$3"/log ]; then sv restart ${raw(RUNIT_SERVICE_DIR)}/"$3"/log >/dev/null 2>&1 || true; fi
 }
 ${raw(dirs.before.map((c) => `${c.text}\n`).join(''))}${raw(calls.map((c) => c.text).join('\n'))}`;
 }

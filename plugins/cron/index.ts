@@ -228,7 +228,7 @@ export default definePlugin({
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       if (jobs.length) {
         const dirs = siteDirs(ctx);
-        dirs.add(cronLockDir(site), 0o700);
+        dirs.add(cronLockDir(site), { mode: 0o700 });
         for (const job of jobs) dirs.add(cronLogDir(site, job.name));
       }
       siteDirs(ctx).before.push(legacyCronCleanupCommand(site));

@@ -65,7 +65,7 @@ export default definePlugin({
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       if (!processes.length) return;
-      for (const [name] of processes) siteDirs(ctx).add(processLogDir(site, name));
+      for (const [name] of processes) siteDirs(ctx).add(processLogDir(site, name), { service: processServiceName(site, name) });
       tasks.add({
         title: 'worker services',
         run: (ctx, task) => {

@@ -133,7 +133,7 @@ export default definePlugin({
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       const dirs = siteDirs(ctx);
-      for (const slot of SLOTS) dirs.add(slotLogDir(site, slot));
+      for (const slot of SLOTS) dirs.add(slotLogDir(site, slot), { service: slotService(site, slot) });
       const marker = (c: DeployContext) => provisionMarker(site, 'site-dirs', siteDirsCommand(site, siteDirs(c)).text);
       ctx.probe.read(marker(ctx).path);
       tasks.add({

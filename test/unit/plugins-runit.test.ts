@@ -124,7 +124,7 @@ describe('runit: plugin', () => {
     );
     // The slots' log folders are made at deploy time, by root, from the site's root-owned log folder.
     assert.equal(commands.length, 1);
-    assert.match(commands[0]!, /\nkw_dir \/var\/log\/kraftwerk\/shop\/web@blue 0750\nkw_dir \/var\/log\/kraftwerk\/shop\/web@green 0750\n/);
+    assert.match(commands[0]!, /\nkw_dir \/var\/log\/kraftwerk\/shop\/web@blue 0750 kraftwerk-shop@blue\nkw_dir \/var\/log\/kraftwerk\/shop\/web@green 0750 kraftwerk-shop@green\n/);
   });
 
   it('takes no part in a deploy after configure: the uwsgi plugin starts slots, core switches them', async () => {
