@@ -65,7 +65,8 @@ export function nginxLogFiles(site: Site): string[] {
  */
 export function logsCommand(site: Site, options: LogsOptions): Command {
   if (options.nginx) return siteLogsCommand(site, options);
-  return asUser(site.user, siteLogsCommand(site, options));
+  return sh`id -u ${site.user} >/dev/null 2>&1 || { echo ${`kraftwerk: no logs of ${site.name} on this node (is the site deployed?)`} >&2; exit 3; }
+${asUser(site.user, siteLogsCommand(site, options))}`;
 }
 
 /** The command `logsCommand` runs, before it becomes the site user's (exported for tests). */

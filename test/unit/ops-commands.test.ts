@@ -76,7 +76,7 @@ describe('logs', () => {
 
   it('tails the right files, as the site user (root follows no link the site put in its log folders)', () => {
     const s = site();
-    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text.startsWith("runuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
+    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
     // web: both slots' logs (web@blue, web@green), whichever are there.
     assert.equal(
       siteLogsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text,
