@@ -147,8 +147,9 @@ export function cronLine(site: Site, job: CronJob): string {
   const lock = cronLockFile(site, job);
   const line =
     job.command === undefined
-      ? // root: flock in its own folder, the script root wrote; only svlogd runs as the site.
-        sh`root flock -n ${lock} sh ${backupScriptPath(site)} 2>&1 | chpst -u ${`${site.user}:${site.user}`} svlogd -tt ${log}`
+      ? // root: flock in its own folder, the script root wrote; only svlogd runs as the site (from /:
+        // cron starts root's jobs in /root, which svlogd, as the site, could not open).
+        sh`root cd / && flock -n ${lock} sh ${backupScriptPath(site)} 2>&1 | chpst -u ${`${site.user}:${site.user}`} svlogd -tt ${log}`
       : sh`${site.user} flock -n ${lock} ${cronScriptPath(site.paths.current, job.name)} 2>&1 | svlogd -tt ${log}`;
   if (line.text.includes('%') || line.text.includes('\n')) throw new Error(`a crontab line cannot hold % or a newline: ${line.text}`);
   return `${job.schedule} ${line.text}`;

@@ -58,10 +58,10 @@ async function asSite(script: string, user = USER): Promise<{ code: number | nul
   return { code: r.code, out: `${r.stdout}${r.stderr}` };
 }
 
-/** A line of /etc/cron.d as cron runs it: as its user field, through sh. */
+/** A line of /etc/cron.d as cron runs it: as its user field, through sh, from a folder it can read (cron: its home). */
 function asCron(line: string): string {
   const fields = line.trim().split(' ');
-  return `runuser -u ${fields[5]} -- sh -c ${quote(fields.slice(6).join(' '))}`;
+  return `(cd / && runuser -u ${fields[5]} -- sh -c ${quote(fields.slice(6).join(' '))})`;
 }
 
 async function waitFor(what: string, check: () => Promise<boolean>, tries = 40, ms = 2000): Promise<void> {

@@ -41,10 +41,10 @@ function get(address: string, host: string, urlPath: string): Promise<{ status: 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A line of /etc/cron.d (five schedule fields, the user, the command) as cron runs it: as that user, through sh. */
+/** A line of /etc/cron.d (five schedule fields, the user, the command) as cron runs it: as that user, through sh, from a folder it can read (cron: its home). */
 function asCron(line: string): string {
   const fields = line.split(' ');
-  return `runuser -u ${fields[5]} -- sh -c ${quote(fields.slice(6).join(' ').replace(/\\%/g, '%'))}`;
+  return `(cd / && runuser -u ${fields[5]} -- sh -c ${quote(fields.slice(6).join(' ').replace(/\\%/g, '%'))})`;
 }
 
 function project(t: TestContext, files: Record<string, string> = {}): string {

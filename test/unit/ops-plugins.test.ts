@@ -7,7 +7,7 @@ import { createHooks, interceptHooks } from '../../core/hooks.ts';
 import { parseSvStatus, pruneProcessServicesCommand, startOrRestartCommand } from '../../core/runit.ts';
 import { createSite, type Site } from '../../core/site.ts';
 import { TaskList } from '../../core/tasks.ts';
-import cron, { cronFilePath, cronJobs, renderCronFile } from '../../plugins/cron/index.ts';
+import cron, { cronFilePath, cronJobs, cronScriptFile, renderCronFile } from '../../plugins/cron/index.ts';
 import processes from '../../plugins/processes/index.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
@@ -67,6 +67,31 @@ describe('cron', () => {
     assert.match(text, /^PATH=\/usr\/local\/sbin:\/usr\/local\/bin:\/usr\/sbin:\/usr\/bin:\/sbin:\/bin$/m);
     const lines = text.split('\n').filter((l) => /^[*@0-9]/.test(l));
     assert.equal(lines.length, 3);
+  });
+
+  it('runs each job as the site user under flock in its own lock folder; the backup as root, its lock in root\'s folder', () => {
+    const [report, tidy, backup] = renderCronFile(s, cronJobs(s)).split('\n').filter((l) => /^[*@0-9]/.test(l));
+    assert.equal(
+      report,
+      '*/5 * * * * kw-shop flock -n /srv/shop/shared/locks/cron-report.lock /srv/shop/current/.kraftwerk/cron/report 2>&1 | svlogd -tt /var/log/kraftwerk/shop/cron-report',
+    );
+    assert.equal(tidy, '@hourly kw-shop flock -n /srv/shop/shared/locks/cron-job-2.lock /srv/shop/current/.kraftwerk/cron/job-2 2>&1 | svlogd -tt /var/log/kraftwerk/shop/cron-job-2');
+    assert.equal(
+      backup,
+      '30 2 * * * root cd / && flock -n /srv/shop/.kraftwerk/backup.lock sh /srv/shop/.kraftwerk/backup.sh 2>&1 | chpst -u kw-shop:kw-shop svlogd -tt /var/log/kraftwerk/shop/cron-backup',
+    );
+  });
+
+  it('keeps the command out of the crontab: a script in the release runs it there, with its env and venv', () => {
+    const file = cronScriptFile(s, { id: 'R1', path: '/srv/shop/releases/R1', venv: '/srv/shop/venvs/abc' }, cronJobs(s)[0]!);
+    assert.deepEqual([file.path, file.mode, file.owner, file.group, file.atSwitch], ['/srv/shop/releases/R1/.kraftwerk/cron/report', 0o750, 'root', 'kw-shop', undefined]);
+    assert.ok(
+      file.content.endsWith(
+        `\ncd /srv/shop/releases/R1 && set -a && . ./.kraftwerk/env && set +a && export PATH=/srv/shop/venvs/abc/bin:"$PATH" VIRTUAL_ENV=/srv/shop/venvs/abc HOME=/srv/shop && exec sh -c 'python manage.py report --since "$(date +%F)"'\n`,
+      ),
+      file.content,
+    );
+    assert.doesNotMatch(renderCronFile(s, cronJobs(s)), /%|manage\.py/);
   });
 
   it('asks setup-node for the cron package and a running daemon', async () => {
