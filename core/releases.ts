@@ -12,7 +12,7 @@ import { inSiteEnv } from './site-shell.ts';
 import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
-import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
+import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import type { DeployContext, NodeContext } from './context.ts';
@@ -85,7 +85,7 @@ install -d -m 0750 -o root -g ${web} ${p.root} ${p.releases} ${p.shared}
 install -d -m 0750 -o root -g ${u} ${p.venvs}
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
-install -d -m 0750 -o ${u} -g adm ${p.logs}
+${siteLogRootCommand(site)}
 ${migrateReleasesCommand(site)}`;
 }
 
