@@ -263,7 +263,7 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
-  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
+  const { files, environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files);
   for (const p of changed) ctx.files.changed.add(p);

@@ -46,12 +46,15 @@ export async function computeSiteEnvironment(
 
 /** What a rollback (or an undo) runs a release with: see withCurrentSiteVariables. */
 export interface RestoredEnvironment {
-  /** The release's env, .kraftwerk/env and its envdir, with the site variables of now. */
+  /** The release's files; its env, .kraftwerk/env and its envdir, with the site variables of now. */
   files: RemoteFile[];
-  /** Variables the release brought itself (plugins and its kraftwerk.yaml `environ:`). */
-  generated: number;
-  /** Variables taken from shared/env.local as it is now. */
-  site: number;
+  /** How the environment was made; undefined when the files hold no env file. */
+  environment?: {
+    /** Variables the release brought itself (plugins and its kraftwerk.yaml `environ:`). */
+    generated: number;
+    /** Variables taken from shared/env.local as it is now. */
+    site: number;
+  };
 }
 
 /**
@@ -72,7 +75,7 @@ export interface RestoredEnvironment {
 export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePath: string, local: Record<string, string>): RestoredEnvironment {
   const own = releaseConfig(releasePath);
   const envFile = files.find((f) => f.path === own.env && !f.remove);
-  if (!envFile) return { files: [...files], generated: 0, site: 0 };
+  if (!envFile) return { files: [...files] };
   const generated = parseEnvFile(envFile.content);
   for (const name of siteNamesOf(envFile.content)) delete generated[name];
   for (const name of Object.keys(local)) delete generated[name];
@@ -86,11 +89,11 @@ export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePa
     const names = new Set([...envdirFiles.map((f) => f.path.slice(envdir.length)), ...Object.keys(vars)]);
     for (const name of [...names].sort()) out.push({ ...template, path: `${envdir}${name}`, content: vars[name] ?? '' });
   }
-  return { files: out, generated: Object.keys(generated).length, site: Object.keys(local).length };
+  return { files: out, environment: { generated: Object.keys(generated).length, site: Object.keys(local).length } };
 }
 
 /** The line a rollback prints about the environment the release runs with. */
-export function describeRestoredEnvironment(releaseId: string, env: Pick<RestoredEnvironment, 'generated' | 'site'>): string {
+export function describeRestoredEnvironment(releaseId: string, env: NonNullable<RestoredEnvironment['environment']>): string {
   const site = env.site === 1 ? '1 site variable' : `${env.site} site variables`;
   return `environment: release ${releaseId}'s generated values (${env.generated}) + ${site} from kraftwerk env set (current)`;
 }

@@ -43,7 +43,7 @@ describe('withCurrentSiteVariables', () => {
     assert.equal(out[`${own.environ}/SECRET`], 'rotated');
     assert.equal(out[`${own.environ}/DATABASE_URL`], 'postgres://old-release');
     assert.equal(out[own.uwsgiIni], '[uwsgi]\n', 'other files come back as they were');
-    assert.deepEqual({ generated: restored.generated, site: restored.site }, { generated: 1, site: 1 });
+    assert.deepEqual(restored.environment, { generated: 1, site: 1 });
     assert.deepEqual(siteNamesOf(out[own.env]!), ['SECRET']);
   });
 
@@ -71,7 +71,7 @@ describe('withCurrentSiteVariables', () => {
 
   it('leaves a file set without an env file alone, and writes no envdir where the release had none', () => {
     const none = [file(own.uwsgiIni, '[uwsgi]\n')];
-    assert.deepEqual(withCurrentSiteVariables(none, release, { A: '1' }).files, none);
+    assert.deepEqual(withCurrentSiteVariables(none, release, { A: '1' }), { files: none });
     const noEnvdir = [file(own.env, renderEnvFile({ A: '0' }))];
     const out = withCurrentSiteVariables(noEnvdir, release, { A: '1' }).files;
     assert.deepEqual(out.map((f) => f.path), [own.env]);
