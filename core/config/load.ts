@@ -71,7 +71,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     });
   }
 
-  const [{ configSchema }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }] = await Promise.all([
+  const [{ configSchema, reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }] = await Promise.all([
     import('./schema.ts'),
     import('./errors.ts'),
   ]);
@@ -98,6 +98,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         '(a lower-case letter, then letters, digits, - or _, at most 28 characters); set `package:` to the site name',
     );
   }
+  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName) : undefined;
+  if (reserved) add(['package'], `the site name comes from the project folder ${configDir}: ${reserved}; set \`package:\` to a name of its own`);
 
   if (problems.length || !parsed.success) {
     // Stable sort: in file order where lines are known, schema order otherwise.

@@ -43,6 +43,10 @@ export function hostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyA
   return [...new Set([...preferred, ...all])];
 }
 
+/** Keepalives: how often one is sent, and how many may go unanswered before the connection counts as dead. */
+export const KEEPALIVE_INTERVAL_MS = 10_000;
+export const KEEPALIVE_COUNT_MAX = 3;
+
 /** sshd opens at most 10 sessions per connection (MaxSessions); stay below it. */
 const MAX_CHANNELS = 8;
 
@@ -356,7 +360,11 @@ function openClient(target: SshTarget, options: ConnectOptions, sock?: Duplex): 
       username: target.user,
       sock,
       readyTimeout: options.readyTimeoutMs ?? 20_000,
-      keepaliveInterval: 15_000,
+      // A dead connection (network gone, server down) is noticed after about 30-40 s: three
+      // unanswered keepalives 10 s apart. The deploy lock goes stale only after far longer
+      // (STALE_SECONDS in core/lock.ts), so a holder always learns first that it lost its node.
+      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
       algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(target.knownHostsFiles, hostnames)) },
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
         verifyHostKey(target, key, options).then(

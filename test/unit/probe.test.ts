@@ -179,7 +179,7 @@ describe('record release: the last command releases the lock', () => {
   it('appends the lock release to the record when every later task skips', async () => {
     const r = await recordWith({ skip: true });
     assert.match(r.last, /"status":"live"/);
-    assert.match(r.last, /\) && if grep -q [0-9a-f]+ .*locks\/demo\/info/);
+    assert.match(r.last, /\); kw_rc=\$\?; if grep -q [0-9a-f]+ .*locks\/demo\/info/);
     assert.equal(r.locked, false, 'the lock is gone');
     assert.equal(r.lockInState, false, "core's finally has nothing left to release");
   });
