@@ -9,7 +9,7 @@ import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
-import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
+import { computeSiteEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
@@ -375,9 +375,10 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
-  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
+  const { files, environment, envdir } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
+  if (envdir) await ctx.remote.exec(pruneEnvdirCommand(envdir.dir, envdir.names));
   for (const p of changed) ctx.files.changed.add(p);
   return { changed, environment };
 }
