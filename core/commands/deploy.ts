@@ -10,7 +10,8 @@ import { emptyFacts } from '../probe.ts';
 import { sh } from '../shell.ts';
 import { stopUnswitchedSlotCommand } from '../slots.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
-import { KraftwerkError, PluginError, UsageError } from '../errors.ts';
+import { KraftwerkError, PluginError } from '../errors.ts';
+import { parseDuration } from '../durations.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
 import type { Remote } from '../transport/remote.ts';
 
@@ -20,15 +21,8 @@ export interface DeployCommandOptions {
   lockWait?: string;
 }
 
-/** Parse a duration such as 30, 30s, 5m, 1h into ms. */
-export function parseDuration(value: string | undefined, key = '--lock-wait'): number {
-  if (value === undefined || value === '') return 0;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new UsageError(`${key}: expected a duration such as 30s, 5m or 1h, found "${value}"`);
-  const n = Number(m[1]);
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-}
-
+// Re-exported: rollback and the tests take it from here.
+export { parseDuration } from '../durations.ts';
 
 function gitRevision(dir: string): string | undefined {
   try {
