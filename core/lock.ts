@@ -202,7 +202,7 @@ export class DeployLock {
       }
       const held = lines.find((l) => l.startsWith('held '));
       if (res.code !== 3 || !held) {
-        throw new KraftwerkError(`could not take the deploy lock on ${options.node}: ${res.stderr.trim() || res.stdout.trim()}`);
+        throw new KraftwerkError(`could not take the deploy lock on ${options.node}: ${res.stderr.trim() || lines.join('\n').trim()}`);
       }
       const dead = deadLocalHolder(held.slice(5));
       if (dead) {

@@ -7,14 +7,16 @@ import { definePlugin } from './plugin.ts';
 import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
 import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
+import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
+import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
-import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
-import { CommandTimeoutError, GuardedRemote, type RemoteFile } from './transport/remote.ts';
+import type { DeployContext, NodeContext } from './context.ts';
+import { CommandTimeoutError, type ExecResult, GuardedRemote, type RemoteFile } from './transport/remote.ts';
 import { deployTimeouts } from './durations.ts';
 import { interruptOf } from './interrupt.ts';
 import { DeployLock, lockPath } from './lock.ts';
@@ -321,24 +323,68 @@ async function lockReleaseWithLastCommand(ctx: DeployContext, stage: number): Pr
   return lock.releaseCommand();
 }
 
-/** Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback. */
+/**
+ * Write ctx.files (one round trip), together with a copy of the set kept beside the release record for rollback.
+ * Files marked `atSwitch` are only recorded here: the switch writes them (see `execSwitch`).
+ */
 export async function writeFiles(ctx: DeployContext): Promise<string[]> {
   const files = ctx.files.all;
   const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(files)}\n`, mode: 0o600 };
-  const changed = (await ctx.remote.syncFiles([...files, snapshot])).filter((p) => p !== snapshot.path);
+  const changed = (await ctx.remote.syncFiles([...files.filter((f) => !f.atSwitch), snapshot])).filter((p) => p !== snapshot.path);
   for (const p of changed) ctx.files.changed.add(p);
   return changed;
 }
 
-/** Put back the configuration files a release went live with (rollback, or undoing a failed deploy). */
-export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<string[]> {
-  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true });
-  if (res.code !== 0) return [];
-  const files = JSON.parse(res.stdout) as RemoteFile[];
+/** The saved file set; a damaged one is an error that does not quote it (it holds the env's values). */
+function parseSavedFiles(text: string): RemoteFile[] {
+  try {
+    return JSON.parse(text) as RemoteFile[];
+  } catch {
+    throw new KraftwerkError('the saved configuration of the release cannot be read (not JSON)', {
+      hint: 'Deploy again: a deploy writes the whole configuration.',
+    });
+  }
+}
+
+/**
+ * Put back the configuration files a release went live with (rollback, or
+ * undoing a failed deploy), its environment re-merged with the site variables
+ * of now. Returns the paths that changed and how the environment was made.
+ */
+export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<{ changed: string[]; environment?: { generated: number; site: number } }> {
+  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
+  if (res.code !== 0) return { changed: [] };
+  // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
+  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
-  const changed = await ctx.remote.syncFiles(files);
+  const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
   for (const p of changed) ctx.files.changed.add(p);
-  return changed;
+  return { changed, environment };
+}
+
+/**
+ * Run the switch `command`, then write ctx's `atSwitch` files (cron lines, worker services: see
+ * RemoteFile.atSwitch) in the same remote command: they change only once `current` has, and a
+ * connection that drops then does not stop it half way (the switch ignores signals). The files
+ * that changed go to ctx.files.changed, as with `writeFiles`.
+ */
+export async function execSwitch(ctx: DeployContext, command: Command): Promise<ExecResult> {
+  const files = ctx.files.all.filter((f) => f.atSwitch);
+  if (!files.length || ctx.remote.dryRun) {
+    const res = await ctx.remote.exec(command, { check: false });
+    // --dry-run shows them the way it shows every other file.
+    if (files.length && res.code === 0) await ctx.remote.syncFiles(files);
+    return res;
+  }
+  // The switch script exits before this part when it could not switch, so nothing is written then.
+  const write = buildSyncFilesCommand(files);
+  const res = await ctx.remote.exec(sh`${command}
+(
+${write.command}
+)`, { stdin: write.stdin, check: false });
+  const paths = new Set(files.map((f) => f.path));
+  for (const line of res.stdout.split('\n')) if (paths.has(line)) ctx.files.changed.add(line);
+  return res;
 }
 
 export const corePlugin = definePlugin({
@@ -411,13 +457,11 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const env = new EnvironmentVars();
-          await hooks.environment.promise({ site, node: ctx.node, previous: ctx.facts.env }, env);
-          const vars: Record<string, string> = { ...env.toRecord() };
-          for (const [k, v] of Object.entries(site.config.environ)) vars[k] = String(v);
-          Object.assign(vars, ctx.facts.envLocal);
+          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
-          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user });
+          // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
+          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
+          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
             content: `${[...site.domains, ...site.aliases].join('\n')}\n`,
@@ -493,7 +537,7 @@ export const corePlugin = definePlugin({
           // From here on a Ctrl-C lets the deploy finish (health check, rollback); before, it stops it.
           interruptOf(ctx)?.beginSwitch();
           const switchIt = switchCommand(site, ctx.release.id, lock?.info.token);
-          const res = await ctx.remote.exec(open ? sh`${open} && ${switchIt}` : switchIt, { check: false });
+          const res = await execSwitch(ctx, open ? sh`${open} && ${switchIt}` : switchIt);
           const switched = ctx.remote.dryRun || res.stdout.split('\n').includes(SWITCHED_MARKER);
           // Once `current` moved, the rollback logic owns this node, whatever failed after the rename.
           if (switched) ctx.state.set(SWITCHED_STATE, true);

@@ -266,8 +266,9 @@ class SshRemote implements Remote {
           settle(() => {
             if (stopped) reject(stopped);
             else if (timedOut && code !== 0) reject(timedOutError());
-            else if (code !== 0 && options.check !== false) reject(new RemoteCommandError(node, cmd.display, code, result.stdout, result.stderr));
-            else resolve(result);
+            else if (code !== 0 && options.check !== false) {
+              reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
+            } else resolve(result);
           });
         });
 
@@ -385,13 +386,25 @@ function connectionError(target: SshTarget, error: Error & { code?: string; leve
 
 async function verifyHostKey(target: SshTarget, key: Buffer, options: ConnectOptions): Promise<void> {
   const name = knownHostsName(target.host, target.port, target.hostKeyAlias);
-  const check = checkHostKey(target.knownHostsFiles, [name], keyTypeOf(key), key);
+  const check = checkHostKey(target.knownHostsFiles, [name], key);
   if (check.status === 'match') return;
-  if (check.status === 'mismatch') throw new HostKeyMismatchError(name, check.fingerprint, check.file!);
+  // Only a host never seen before may be accepted (flag, -y or the question); everything else is refused here.
+  if (check.status === 'mismatch') throw new HostKeyMismatchError(name, `${keyTypeOf(key)} ${check.fingerprint}`, check.file!, check.known);
   if (check.status === 'revoked') {
     throw new KraftwerkError(`the host key of ${target.name} (${check.fingerprint}) is marked @revoked in ${check.file}`, {
       hint: 'The server must get a new host key before anyone connects to it.',
     });
+  }
+  if (check.status === 'cert-authority') {
+    // ssh2 (1.17) offers no certificate host key algorithms, so a host certificate can never be checked here.
+    const cas = (check.known ?? []).map((k) => `${k.type} ${k.fingerprint}`).join(', ');
+    throw new KraftwerkError(
+      `${name} is covered by a @cert-authority line in ${check.file} (CA ${cas}), but Kraftwerk cannot check host certificates; ` +
+        `the server's plain key ${keyTypeOf(key)} ${check.fingerprint} is not in known_hosts, so it is refused rather than accepted as new`,
+      {
+        hint: `Check that fingerprint on the server (ssh-keygen -lf /etc/ssh/ssh_host_${keyTypeOf(key).replace(/^ssh-/, '')}_key.pub), then add the plain key for ${name} to ${target.knownHostsFiles[0] ?? '~/.ssh/known_hosts'}.`,
+      },
+    );
   }
   const accepted = options.acceptNewHostKey || (await options.confirmHostKey?.(check.fingerprint)) === true;
   if (!accepted) throw new UnknownHostKeyError(name, check.fingerprint);
