@@ -317,6 +317,23 @@ const staticFiles = z.union(
   { error: 'a folder name, or a mapping {path, url, expires}' },
 );
 
+// ---- timeouts (owned by the deploy's fault handling: core/transport, core/releases)
+/** A duration as written in kraftwerk.yaml: 90s, 30m, 2h (see core/durations.ts). */
+const duration = z.string().regex(/^\d+(\.\d+)?(s|m|h)$/, 'a duration such as 90s, 30m or 2h');
+
+const timeouts = z
+  .strictObject({
+    release_commands: duration.default('30m').describe('Longest one release command may run; it is then stopped on the node and the deploy fails'),
+    install: duration.default('30m').describe('Longest the install of the requirements (pip) may run'),
+    healthcheck: duration.default('5m').describe('Longest the health check may take, all attempts together'),
+    silence: duration
+      .default('10m')
+      .describe('Longest a remote command of a deploy may run without printing anything; it is then stopped'),
+  })
+  .prefault({})
+  .describe('Timeouts of a deploy; a command that passes one is stopped on the node, and the error names it, the node and the phase');
+// ---- end of timeouts
+
 /** A plugin object given directly in kraftwerk.config.ts (kraftwerk.yaml lists files instead). */
 const pluginObject = z.custom<Plugin>(
   (v) =>
@@ -367,6 +384,7 @@ export const configSchema = z
     healthcheck: healthcheck
       .default({ path: '/', timeout: 10, retries: 5 })
       .describe('Request checked after the switch; the deploy rolls back when it fails (false: no check)'),
+    timeouts,
     keep_releases: z.number().int().min(1).max(1000).default(5).describe('Releases kept on the server for rollback'),
     exclude: z.array(localText).default([]).describe('Files not deployed (rsync exclude patterns)'),
     plugins: z
