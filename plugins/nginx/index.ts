@@ -18,6 +18,7 @@ import {
   definePlugin,
   getSiteTls,
   KraftwerkError,
+  nginxValue,
   RemoteCommandError,
   renderTemplate,
   sequence,
@@ -102,18 +103,20 @@ export function checkNginxValues(site: Site): void {
 export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
   checkNginxValues(site);
   const harakiri = site.config.uwsgi?.harakiri ?? 60;
+  const served = staticFiles(site);
+  // Every value computed here is one nginx argument (nginxValue: quoted where needed, never a new directive).
   return renderTemplate(new URL('./templates/site.conf.ejs', import.meta.url), {
     site,
     tls,
-    upstream: site.service,
-    socket: site.paths.socket,
-    clientMaxBodySize: site.config.nginx?.client_max_body_size ?? '10m',
-    staticFiles: staticFiles(site),
-    uploads: site.services.includes('files') ? { url: '/uploads/', dir: `${site.paths.uploads}/` } : undefined,
+    upstream: nginxValue(site.service),
+    socket: nginxValue(site.paths.socket),
+    clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
+    staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
+    uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
     // Symlinks are checked below these (`current` itself is a link, root's): the site can write in the release and the uploads.
-    symlinksFrom: { static: site.paths.current, uploads: site.paths.shared },
+    symlinksFrom: { static: nginxValue(site.paths.current), uploads: nginxValue(site.paths.shared) },
     // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
-    readTimeout: harakiri + 10,
+    readTimeout: nginxValue(harakiri + 10),
   });
 }
 
