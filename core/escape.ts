@@ -32,8 +32,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 // eslint-disable-next-line no-control-regex
 const LINE_BREAKING = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
-function describeChar(c: string): string {
-  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab' };
+/** A character as an error message names it: a newline, a NUL byte, ";". */
+export function describeChar(c: string): string {
+  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab', ' ': 'a space' };
   return names[c] ?? (CONTROL.test(c) ? `the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `"${c}"`);
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeChar } from '../escape.ts';
 import type { Plugin } from '../plugin.ts';
 
 /**
@@ -130,12 +131,6 @@ const singleLine = (what: string) =>
 
 /** Text used only on this machine (paths, patterns): no control characters. */
 const localText = z.string().min(1).regex(NO_CONTROL, 'text without control characters');
-
-/** A character as an error message shows it. */
-function describeChar(c: string): string {
-  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab', ' ': 'a space' };
-  return names[c] ?? (c < ' ' || c === '\u007f' ? `the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `"${c}"`);
-}
 
 const PATH_PART = /^[A-Za-z0-9_+=,@~-][A-Za-z0-9._+=,@~-]*$/;
 
@@ -290,9 +285,10 @@ const tls = z.union(
       email: z.email('an email address').optional().describe('Contact address for the certificate authority'),
       provider: z.enum(['letsencrypt', 'self-signed']).default('letsencrypt'),
       staging: z.boolean().default(false).describe("use the CA's staging environment (untrusted test certificates)"),
+      // Not z.url(): it silently drops newlines and tabs. certbot writes the URL into its renewal conf, where # starts a comment.
       acme_server: z
-        .url({ protocol: /^https$/, error: 'an https URL' })
-        .regex(NO_CONTROL, 'an https URL')
+        .string()
+        .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9\-._~:/?&=%+,@]*)?$/, 'an https URL such as https://acme.example/directory')
         .optional()
         .describe('ACME directory URL (any ACME CA)'),
       hsts: z.union([z.boolean(), z.number().int().min(0)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
