@@ -77,7 +77,6 @@ const RESERVED_SITE_NAMES: Record<string, string> = {
 /** Why `name` cannot be a site name although it has the right form, or undefined. */
 export function reservedSiteName(name: string): string | undefined {
   if (RESERVED_SITE_NAMES[name]) return `"${name}" is reserved: ${RESERVED_SITE_NAMES[name]}`;
-  if (/^kw[-_]/.test(name)) return `"${name}" starts with kw-, the prefix of every site's user (kw-<site>)`;
   if (name.startsWith('pg_')) return `"${name}" starts with pg_, which PostgreSQL reserves for its own roles`;
   if (name.startsWith('systemd-')) return `"${name}" starts with systemd-, the prefix of systemd's users`;
   return undefined;

@@ -121,7 +121,7 @@ describe('hostile values in kraftwerk.yaml exit 2 naming the file, line and key'
 });
 
 describe('reserved site names', () => {
-  for (const name of ['postgres', 'template0', 'template1', 'root', 'www-data', 'redis', 'nobody', 'daemon', 'admin', 'kraftwerk', 'kw-shop', 'pg_shop', 'systemd-x']) {
+  for (const name of ['postgres', 'template0', 'template1', 'root', 'www-data', 'redis', 'nobody', 'daemon', 'admin', 'kraftwerk', 'pg_shop', 'systemd-x']) {
     test(`package: ${name} is refused, naming the key and why`, async () => {
       const message = await refusal(`package: ${name}\n`);
       assert.match(message, new RegExp(`^kraftwerk\\.yaml:2: package: expected a site name of its own, found the text "${name}": "${name}" (is reserved|starts with)`));
@@ -141,7 +141,7 @@ describe('reserved site names', () => {
   });
 
   test('ordinary names pass', () => {
-    for (const name of ['shop', 'blog', 'list', 'mail', 'postgresql-admin', 'www', 'rooted', 'kwshop']) assert.equal(reservedSiteName(name), undefined, name);
+    for (const name of ['shop', 'blog', 'list', 'mail', 'postgresql-admin', 'www', 'rooted', 'kw-shop', 'kw-project-x1']) assert.equal(reservedSiteName(name), undefined, name);
   });
 });
 
