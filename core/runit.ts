@@ -45,7 +45,8 @@ export function isSimpleCommand(command: string): boolean {
 /**
  * The run script of a worker process: root sources the live release's
  * environment (.kraftwerk/env of the release `cd current` went into, root:kw-site 0640), then the command runs as the site user in
- * the live release with the release's venv first on PATH. `cd current` resolves
+ * the live release with the release's venv first on PATH. Root names chpst by its
+ * path: with that PATH a `chpst` in the venv's bin/ would run as root. `cd current` resolves
  * the symlink once, so a worker keeps its release until it is restarted.
  */
 export function renderProcessRunScript(site: Site, process: string, command: string): string {
@@ -59,7 +60,7 @@ set -a
 . ${quote(releaseConfig('.').env)}
 set +a
 export PATH=${quote(`${venv}/bin`)}:/usr/local/bin:/usr/bin:/bin VIRTUAL_ENV=${quote(venv)} HOME=${quote(site.paths.root)}
-exec chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(program)}
+exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(program)}
 `;
 }
 

@@ -22,7 +22,7 @@ describe('worker processes (runit services)', () => {
     assert.match(run!.content, /^#!\/bin\/sh\n/);
     assert.match(run!.content, /\ncd \/srv\/shop\/current \|\| exit 1\nset -a\n\. \.\/\.kraftwerk\/env\nset \+a\n/);
     assert.match(run!.content, /PATH=\/srv\/shop\/current\/\.venv\/bin:/);
-    assert.match(run!.content, /\nexec chpst -u kw-shop:kw-shop sh -c 'exec celery -A proj worker -l info'\n$/);
+    assert.match(run!.content, /\nexec \/usr\/bin\/chpst -u kw-shop:kw-shop sh -c 'exec celery -A proj worker -l info'\n$/);
     assert.equal(log!.path, '/etc/sv/kraftwerk-shop-worker/log/run');
     assert.match(log!.content, /exec chpst -u kw-shop svlogd -tt \/var\/log\/kraftwerk\/shop\/worker\n$/);
     assert.deepEqual([marker!.path, marker!.content], ['/etc/sv/kraftwerk-shop-worker/kraftwerk-site', 'shop\n']);
