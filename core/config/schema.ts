@@ -290,7 +290,7 @@ const tls = z.union(
         .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9\-._~:/?&=%+,@]*)?$/, 'an https URL such as https://acme.example/directory')
         .optional()
         .describe('ACME directory URL (any ACME CA)'),
-      hsts: z.union([z.boolean(), z.number().int().min(0)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
+      hsts: z.union([z.boolean(), z.number().int().min(0).max(1_000_000_000)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
     }),
   ],
   { error: 'false, or a mapping {email, provider, staging, acme_server, hsts}' },
