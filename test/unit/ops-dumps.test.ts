@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -142,6 +142,41 @@ describe('scheduled backup script', () => {
     writeFileSync(file, renderBackupScript(site, commands, plugins, 2));
     assert.throws(() => execFileSync('sh', [file], { stdio: 'pipe' }));
     assert.deepEqual(readdirSync(site.paths.backups).filter((f) => !f.startsWith('.')), []);
+  });
+
+  it('with verify, checks the new backup before it is kept: a bad one is not renamed and rotates no good backup out', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-backup-verify-'));
+    const site = siteIn(root, { backups: { schedule: '@daily', keep: 1, verify: true } });
+    const hooks = createHooks();
+    interceptHooks(hooks);
+    hooks.dump.tap('db', (_ctx, tasks) => {
+      tasks.add({ title: 'dump db', run: (ctx) => ctx.remote.exec(sh`cat ${path.join(root, 'data')} > ${`${ctx.dir}/db.dump`}`).then(() => undefined) });
+    });
+    // The check of a plugin whose data this backup does not hold is left out.
+    for (const plugin of ['db', 'redis']) {
+      hooks.verify.tap(plugin, (_ctx, tasks) => {
+        tasks.add({ title: 'check', run: (ctx) => ctx.remote.exec(sh`grep -q good ${`${ctx.dir}/${plugin}.dump`}`, { check: false }).then(() => undefined) });
+      });
+    }
+    const dir = `${site.paths.backups}/.scheduled`;
+    const { commands, plugins } = await recordDumpCommands(hooks, base(site), dir);
+    const verify = await recordDumpCommands(hooks, base(site), dir, 'verify', plugins);
+    assert.deepEqual(verify.plugins, ['db']);
+    const file = path.join(root, 'backup.sh');
+    writeFileSync(file, renderBackupScript(site, commands, plugins, 1, verify.commands));
+    backupFolder(site, '20200101T000000Z', 'backup');
+
+    writeFileSync(path.join(root, 'data'), 'corrupt\n');
+    const bad = spawnSync('sh', [file], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /backup \d{8}T\d{6}Z FAILED its check/);
+    assert.deepEqual(readdirSync(site.paths.backups).sort(), ['.scheduled', '20200101T000000Z'], 'the old backup stays');
+
+    writeFileSync(path.join(root, 'data'), 'good\n');
+    const good = spawnSync('sh', [file], { encoding: 'utf8' });
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /backup \d{8}T\d{6}Z verified\n.*removed 20200101T000000Z/s);
+    assert.equal(readdirSync(site.paths.backups).length, 1);
   });
 
   it('refuses dump tasks that send input or write files: the script could not do the same', async () => {
