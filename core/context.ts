@@ -155,10 +155,10 @@ export class RemoteFileSet {
   /**
    * A file that must not be on the server (a plugin turned off, a job dropped
    * from the config): removed in the same round trip as the writes, and listed
-   * in `changed` when it was there.
+   * in `changed` when it was there. `atSwitch`: removed by the switch instead (see RemoteFile.atSwitch).
    */
-  remove(path: string): this {
-    this.byPath.set(path, { path, content: '', remove: true });
+  remove(path: string, options: { atSwitch?: boolean } = {}): this {
+    this.byPath.set(path, { path, content: '', remove: true, ...(options.atSwitch ? { atSwitch: true } : {}) });
     return this;
   }
 

@@ -34,6 +34,8 @@ export interface ExecOptions {
   readOnly?: boolean;
   /** Allocate a pseudo terminal (interactive `kraftwerk run -i`). */
   pty?: boolean;
+  /** Its stdout may hold secrets (an env file): a failure shows stderr only, never stdout. */
+  secretOutput?: boolean;
   /** Abort the command after this many ms. */
   timeoutMs?: number;
 }
@@ -57,6 +59,14 @@ export interface RemoteFile extends WriteFileOptions {
   content: string;
   /** The file must not exist: syncFiles removes it (content and options are ignored). See RemoteFileSet.remove. */
   remove?: boolean;
+  /**
+   * Live configuration of the release (cron lines, worker services): a deploy
+   * writes it in the switch command, right after the rename of `current`, not
+   * with the other files, so nothing live changes before the switch and a
+   * deploy that fails before it leaves none of it. A rollback puts it back the
+   * same way. syncFiles itself ignores the flag. See core/releases.ts.
+   */
+  atSwitch?: boolean;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   definePlugin,
   getSiteTls,
   KraftwerkError,
+  nginxValue,
   RemoteCommandError,
   renderTemplate,
   sh,
@@ -57,16 +58,18 @@ export function staticFiles(site: Site): { url: string; dir: string; expires: st
  */
 export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
   const harakiri = site.config.uwsgi?.harakiri ?? 60;
+  const served = staticFiles(site);
+  // Every value computed here is one nginx argument (nginxValue: quoted where needed, never a new directive).
   return renderTemplate(new URL('./templates/site.conf.ejs', import.meta.url), {
     site,
     tls,
-    upstream: site.service,
-    socket: site.paths.socket,
-    clientMaxBodySize: site.config.nginx?.client_max_body_size ?? '10m',
-    staticFiles: staticFiles(site),
-    uploads: site.services.includes('files') ? { url: '/uploads/', dir: `${site.paths.uploads}/` } : undefined,
+    upstream: nginxValue(site.service),
+    socket: nginxValue(site.paths.socket),
+    clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
+    staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
+    uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
     // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
-    readTimeout: harakiri + 10,
+    readTimeout: nginxValue(harakiri + 10),
   });
 }
 

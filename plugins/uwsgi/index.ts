@@ -25,6 +25,7 @@ import {
   type Hooks,
   type RemoteFile,
   type Site,
+  uwsgiIniValue,
 } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'uwsgi';
@@ -32,15 +33,19 @@ const PLUGIN_NAME = 'uwsgi';
 /** A release's own uWSGI ini: its folder, its venv, its environment and its socket (see `releaseConfig`). */
 export async function renderUwsgiIni(site: Site, release: { path: string; venv: string }): Promise<string> {
   const own = releaseConfig(release.path);
+  // uWSGI expands %, $( and @( in every value and has no escapes: each value passes uwsgiIniValue (literal, or refused).
+  const v = uwsgiIniValue;
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
-    socket: own.socket,
-    chdir: release.path,
-    venv: release.venv,
-    envdir: own.environ,
-    workers: site.config.workers,
-    harakiri: site.config.uwsgi?.harakiri ?? 60,
-    maxRequests: site.config.uwsgi?.max_requests ?? 5000,
+    user: v(site.user),
+    wsgi: { module: v(site.wsgi.module), callable: v(site.wsgi.callable) },
+    socket: v(own.socket),
+    chdir: v(release.path),
+    venv: v(release.venv),
+    envdir: v(own.environ),
+    workers: v(site.config.workers),
+    harakiri: v(site.config.uwsgi?.harakiri ?? 60),
+    maxRequests: v(site.config.uwsgi?.max_requests ?? 5000),
   });
 }
 

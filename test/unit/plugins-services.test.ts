@@ -11,6 +11,7 @@ import filesPlugin, { uploadsFolderCommand } from '../../plugins/files/index.ts'
 import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, adminPsqlCommand } from '../../plugins/postgres/index.ts';
 import redisPlugin, {
   aclApplyCommand,
+  ACL_RULES,
   aclCommands,
   keyPrefix,
   newPassword,
@@ -114,8 +115,21 @@ describe('redis', () => {
     assert.equal(keyPrefix(testSite()), 'shop:');
     assert.equal(
       aclCommands(testSite(), sha),
-      `ACL SETUSER kw-shop reset on #${sha} ~shop:* &shop:* +@all -@dangerous -@admin\nACL SAVE\n`,
+      `ACL SETUSER kw-shop reset on #${sha} ~shop:* &shop:* ${ACL_RULES}\nACL SAVE\n`,
     );
+  });
+
+  it('the ACL is an allow-list without the commands that ignore key patterns or act node-wide', () => {
+    const rules = ACL_RULES.split(' ');
+    assert.equal(rules[0], '-@all', 'starts from nothing');
+    assert.deepEqual(rules.slice(-2), ['-@admin', '-@dangerous'], 'ends with the safety net');
+    assert.ok(!rules.includes('+@all') && !rules.includes('+@keyspace') && !rules.includes('+@read') && !rules.includes('+@write'));
+    for (const denied of ['scan', 'keys', 'randomkey', 'dbsize', 'flushall', 'flushdb', 'swapdb', 'function', 'fcall', 'script', 'script|flush', 'pubsub', 'client', 'client|list', 'client|kill', 'client|tracking', 'object', 'debug', 'migrate', 'wait', 'info', 'config', 'monitor', '@scripting', '@pubsub', '@connection']) {
+      assert.ok(!rules.includes(`+${denied}`), `+${denied} is not allowed`);
+    }
+    for (const allowed of ['+@string', '+@transaction', '+expire', '+eval', '+script|load', '+subscribe', '+publish', '+hello', '+select']) {
+      assert.ok(rules.includes(allowed), `${allowed} is allowed`);
+    }
   });
 
   it('applies the ACL as the admin user whose password never leaves the server (exact command)', () => {
