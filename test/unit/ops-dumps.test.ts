@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import {
 import { createHooks, interceptHooks } from '../../core/hooks.ts';
 import { sh } from '../../core/shell.ts';
 import { createSite, type Site } from '../../core/site.ts';
+import { verifyUploadsCommand } from '../../plugins/files/index.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
   const site = createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '', sourceDir: root, name: 'demo' });
@@ -186,5 +188,36 @@ describe('scheduled backup script', () => {
       tasks.add({ title: 'stdin', run: (ctx) => ctx.remote.exec(sh`cat > x`, { stdin: 'data' }).then(() => undefined) });
     });
     await assert.rejects(recordDumpCommands(hooks, base(site), '/tmp/x'), /cannot send input/);
+  });
+});
+
+describe('verify of the uploads archive (real tar)', () => {
+  const scratchFolders = () => readdirSync('/var/tmp').filter((f) => f.startsWith('kraftwerk-verify.')).length;
+
+  it('extracts a good archive into a scratch folder, counts it and removes it; a truncated one fails, also removed', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-verify-'));
+    const uploads = path.join(dir, 'uploads');
+    mkdirSync(path.join(uploads, 'sub'), { recursive: true });
+    writeFileSync(path.join(uploads, 'a.txt'), 'hello');
+    writeFileSync(path.join(uploads, 'sub', 'b.bin'), randomBytes(64 * 1024));
+    execFileSync('tar', ['-czf', path.join(dir, 'uploads.tar.gz'), '-C', uploads, '.']);
+    const before = scratchFolders();
+
+    const good = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout.trim(), /^2 \d+$/);
+    assert.equal(scratchFolders(), before);
+
+    const archive = path.join(dir, 'uploads.tar.gz');
+    truncateSync(archive, Math.floor(statSync(archive).size / 2));
+    const bad = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /uploads\.tar\.gz does not (list|extract)/);
+    assert.equal(scratchFolders(), before);
+
+    rmSync(archive);
+    const none = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /the backup has no uploads\.tar\.gz/);
   });
 });
