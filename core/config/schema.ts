@@ -397,6 +397,10 @@ export const configSchema = z
           .default('@daily')
           .describe('Cron schedule of automatic backups'),
         keep: z.number().int().min(1).default(7).describe('Backups kept on the server'),
+        verify: z
+          .boolean()
+          .default(false)
+          .describe('Restore each backup into scratch space on the node and check it (kraftwerk backup verify) before it counts'),
       })
       .optional()
       .describe('Scheduled backups of the database and uploads'),
