@@ -49,6 +49,9 @@ const NGINX_BARE = /^[A-Za-z0-9_./:@%+=,~*-]+$/;
  * characters are refused: nginx's quoted strings may span lines, and a
  * newline in a value is never meant.
  */
+/** nginx's `expires` values: a time (30d, 12h, 1y, 1h30m, -1), or max, off, epoch. Linear to match (no nested repeats). */
+export const NGINX_EXPIRES = /^(max|off|epoch|-?\d{1,9}(ms|s|m|h|d|w|M|y)?(\d{1,9}(ms|s|m|h|d|w|M|y)){0,7})$/;
+
 export function nginxValue(value: string | number): string {
   const s = String(value);
   const bad = CONTROL.exec(s) ?? /\$/.exec(s);

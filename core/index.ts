@@ -25,7 +25,7 @@ export {
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './durations.ts';
-export { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from './escape.ts';
+export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeChar } from '../escape.ts';
+import { describeChar, NGINX_EXPIRES } from '../escape.ts';
 import type { Plugin } from '../plugin.ts';
 
 /**
@@ -167,8 +167,6 @@ const urlPrefix = z
   .string()
   .regex(URL_PREFIX, 'a URL path such as /static/ (starting with /; letters, digits and . _ ~ - between the slashes; not / alone)');
 
-/** nginx's `expires` values: a time (30d, 12h, 1y, 1h30m, -1), or max, off, epoch. */
-const NGINX_EXPIRES = /^(max|off|epoch|-?\d{1,9}(ms|s|m|h|d|w|M|y)?(\d{1,9}(ms|s|m|h|d|w|M|y)){0,7})$/;
 
 /** A URL path with its query, as a client sends it: URL characters only. */
 const URL_PATH_QUERY = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;

@@ -18,6 +18,7 @@ import {
   definePlugin,
   getSiteTls,
   KraftwerkError,
+  NGINX_EXPIRES,
   nginxValue,
   RemoteCommandError,
   renderTemplate,
@@ -90,7 +91,7 @@ export function checkNginxValues(site: Site): void {
   if (!s.folder) fail('static.path', s.folder, 'expected a folder inside the project, not the project itself');
   path('static.url', s.url);
   if (!s.url.startsWith('/')) fail('static.url', s.url, 'expected a URL path starting with /');
-  if (!/^(?:[-+@]?(?:[0-9]+(?:ms|s|m|h|d|w|M|y)?)+|off|max|epoch)$/.test(s.expires)) fail('static.expires', s.expires, 'expected a time such as 30d or 12h, or off, max or epoch');
+  if (!NGINX_EXPIRES.test(s.expires)) fail('static.expires', s.expires, 'expected a time such as 30d or 12h, or off, max or epoch');
   const body = site.config.nginx?.client_max_body_size ?? '10m';
   if (!/^[0-9]+[kKmMgG]?$/.test(String(body))) fail('nginx.client_max_body_size', String(body), 'expected a size such as 10m');
 }
