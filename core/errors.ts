@@ -85,9 +85,16 @@ export class RemoteCommandError extends KraftwerkError {
 
 /** The server's host key does not match known_hosts: possible man in the middle. */
 export class HostKeyMismatchError extends KraftwerkError {
-  constructor(readonly host: string, readonly fingerprint: string, readonly knownHostsFile: string) {
+  constructor(
+    readonly host: string,
+    readonly fingerprint: string,
+    readonly knownHostsFile: string,
+    /** The keys known_hosts has for the host. */
+    readonly known: { type: string; fingerprint: string }[] = [],
+  ) {
+    const expected = known.length ? ` (known: ${known.map((k) => `${k.type} ${k.fingerprint}`).join(', ')})` : '';
     super(
-      `host key for ${host} does not match ${knownHostsFile}: the server sent ${fingerprint}. ` +
+      `host key for ${host} does not match ${knownHostsFile}${expected}: the server sent ${fingerprint}. ` +
         'Someone may be intercepting the connection, or the server was reinstalled.',
       { hint: `If the server really changed, remove the old key with: ssh-keygen -R ${quote(host)}` },
     );

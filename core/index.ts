@@ -24,6 +24,7 @@ export {
 } from './context.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
+export { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from './escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,
@@ -36,6 +37,7 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
 export { NODE_MARKER, SITES_DIR } from './probe.ts';
+export { siteWebGroup } from './releases.ts';
 export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './site-shell.ts';

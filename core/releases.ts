@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { renderEnvFile } from './env.ts';
-import { KraftwerkError } from './errors.ts';
+import { KraftwerkError, lastLines } from './errors.ts';
 import type { Hooks } from './hooks.ts';
 import { definePlugin } from './plugin.ts';
 import { parseProbe, probeCommand, SITES_DIR } from './probe.ts';
@@ -9,14 +9,15 @@ import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
+import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
-import { type DeployContext, EnvironmentVars, type NodeContext } from './context.ts';
-import type { RemoteFile } from './transport/remote.ts';
-import { DeployLock } from './lock.ts';
+import type { DeployContext, NodeContext } from './context.ts';
+import type { ExecResult, RemoteFile } from './transport/remote.ts';
+import { DeployLock, lockPath } from './lock.ts';
 
 const LOCK_STATE = 'core.lock';
 /** Set once `current` points at the new release on a node. */
@@ -42,17 +43,67 @@ export async function releaseLock(ctx: NodeContext): Promise<void> {
  * atomic switch of `current` and the health check.
  */
 
-/** Create the site's user and folders. Idempotent; one command. */
+/**
+ * The group of the site and its web server: members are the site user and
+ * www-data (nginx), never another site. It owns what both pass through or
+ * nginx serves (the site's top folders, the release's `.kraftwerk/` for the
+ * socket, static files, uploads); what is the site's alone (code, venvs,
+ * environment, uWSGI ini) keeps the site's own group `site.user`, of which
+ * www-data is not a member. `kwn-` + a site name (at most 28) fits the
+ * 32-character limit of group names; no site user (`kw-…`) can have the name.
+ */
+export function siteWebGroup(site: Site): string {
+  return `kwn-${site.name}`;
+}
+
+/**
+ * Create the site's user, its web group and its folders. Idempotent; one command.
+ * Who may read and write what (root may do anything; "others" get nothing anywhere under /srv/<site>):
+ *   /srv/<site>, releases/, shared/   root:kwn-<site> 0750: the site and nginx pass through, nobody writes
+ *   releases/<id>/                    see openReleaseCommand (code: root:kw-<site>, not nginx's)
+ *   venvs/                            root:kw-<site> 0750: the site reads its packages, nginx never
+ *   .kraftwerk/ (state), backups/     root 0700
+ *   /var/log/kraftwerk/<site>         the site writes (svlogd runs as the site), adm reads
+ * A node deployed by an earlier Kraftwerk had www-data in the site's own group (so nginx could read
+ * every site's environment): it leaves that group here, and the folders of the existing releases get
+ * what nginx needs in the new layout (rollback targets keep serving). nginx workers keep the groups
+ * they started with until nginx reloads, which the deploy does after the switch.
+ */
 export function prepareSiteCommand(site: Site): Command {
   const p = site.paths;
   const u = site.user;
+  const web = siteWebGroup(site);
+  const inGroup = (user: string, group: string) => sh`id -nG ${user} | tr ' ' '\n' | grep -qx ${group}`;
   return sh`id -u ${u} >/dev/null 2>&1 || useradd --system --user-group --home-dir ${p.root} --no-create-home --shell /usr/sbin/nologin ${u}
-# nginx reads static files and uploads through the site's group; /srv/<site> is closed to everyone else.
-if id -u www-data >/dev/null 2>&1 && ! id -nG www-data | tr ' ' '\\n' | grep -qx ${u}; then usermod -aG ${u} www-data; fi
-install -d -m 0750 -o root -g ${u} ${p.root} ${p.releases} ${p.venvs} ${p.shared}
+getent group ${web} >/dev/null || groupadd --system ${web}
+${inGroup(u, web)} || usermod -aG ${web} ${u}
+if id -u www-data >/dev/null 2>&1; then
+  ${inGroup('www-data', web)} || usermod -aG ${web} www-data
+  if ${inGroup('www-data', u)}; then gpasswd -d www-data ${u} >/dev/null; fi
+fi
+install -d -m 0750 -o root -g ${web} ${p.root} ${p.releases} ${p.shared}
+install -d -m 0750 -o root -g ${u} ${p.venvs}
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
-${siteLogRootCommand(site)}`;
+${siteLogRootCommand(site)}
+${migrateReleasesCommand(site)}`;
+}
+
+/**
+ * Releases made by an earlier Kraftwerk: nginx reached them through the site's own group. The
+ * folder gets the mode openReleaseCommand gives, `.kraftwerk/` (root's: the site cannot replace
+ * an entry of root's in its sticky release folder) the web group; nothing is followed (-h, and
+ * only real folders owned by root).
+ */
+function migrateReleasesCommand(site: Site): Command {
+  const web = siteWebGroup(site);
+  return sh`for kw_rel in ${site.paths.releases}/*/; do
+  kw_rel=\${kw_rel%/}
+  [ -d "$kw_rel" ] && [ ! -L "$kw_rel" ] && [ "$(stat -c %U "$kw_rel")" = root ] || continue
+  case "$(stat -c %a "$kw_rel")" in 1775) chmod 1771 "$kw_rel";; esac
+  kw_own="$kw_rel/.kraftwerk"
+  if [ -d "$kw_own" ] && [ ! -L "$kw_own" ] && [ "$(stat -c %U:%G "$kw_own")" = ${`root:${site.user}`} ]; then chgrp -h ${web} "$kw_own"; fi
+done`;
 }
 
 /** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */
@@ -70,11 +121,19 @@ function siteFolders(site: Site): string[] {
  * `.venv` in the release names the venv it runs with: cron, workers and `kraftwerk run`
  * use current/.venv. The release's top folder is the site group's, writable and sticky:
  * release commands (collectstatic) can create folders there, but cannot replace the code root owns.
+ * Others get only x: nginx (the only other user that can reach it, through the web group's
+ * releases/) passes through to the static folder and `.kraftwerk/uwsgi.sock`, but cannot list the
+ * release or read its code (root:kw-<site>, no bits for others: see the rsync task).
  */
 export function openReleaseCommand(site: Site, release: { path: string; venv: string }): Command {
   const rel = release.path;
-  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`;
+  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1771 ${rel}`;
 }
+
+/** The line the switch prints once `current` points at the new release (what fails after it does not undo that). */
+export const SWITCHED_MARKER = 'kraftwerk: switched';
+/** Exit code of a switch that found the deploy lock no longer its own. */
+export const LOCK_LOST_EXIT = 75;
 
 /**
  * Atomically point `current` at a release: a new symlink renamed over the old
@@ -82,11 +141,27 @@ export function openReleaseCommand(site: Site, release: { path: string; venv: st
  * `releaseConfig`); then the slot that runs the release is marked as the one
  * a reboot starts and the other slots stop. Signals are ignored from the first
  * line on, so a connection that drops now does not leave this half done.
+ *
+ * Nothing happens unless the deploy lock still holds `lockToken` (a deploy
+ * that lost its lock must not switch beside the one that took it over); and
+ * when the rename fails, the script stops there with an error: the live slot
+ * keeps running and `current` is as it was.
  */
-export function switchCommand(site: Site, releaseId: string): Command {
-  const tmp = `${site.paths.current}.new`;
+export function switchCommand(site: Site, releaseId: string, lockToken?: string): Command {
+  const current = site.paths.current;
+  const tmp = `${current}.new`;
+  const target = `releases/${releaseId}`;
+  const holdsLock = lockToken
+    ? sh`grep -q ${lockToken} ${`${lockPath(site.name)}/info`} 2>/dev/null || { echo ${`kraftwerk: the deploy lock of ${site.name} is no longer this command's (another deploy took it over?): nothing was switched`} >&2; exit ${LOCK_LOST_EXIT}; }
+`
+    : sh``;
   return sh`trap '' HUP INT TERM PIPE
-ln -sfn ${`releases/${releaseId}`} ${tmp} && mv -T ${tmp} ${site.paths.current}
+${holdsLock}rm -f ${tmp} 2>/dev/null
+if ! { ln -sn ${target} ${tmp} && mv -T ${tmp} ${current} && [ "$(readlink ${current})" = ${target} ]; }; then
+  echo ${`kraftwerk: could not point ${current} at ${target} (see above); current and the live slot were left as they were`} >&2
+  exit 1
+fi
+echo ${SWITCHED_MARKER}
 ${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}
 ${removeLegacyServiceCommand(site)}`;
 }
@@ -143,10 +218,17 @@ export function releaseFilesPath(site: Site, id: string): string {
   return `${site.paths.state}/releases/${id}.files.json`;
 }
 
+/** Exit codes of finishReleaseCommand: the record could not be written; an old release could not be removed. */
+export const RECORD_FAILED_EXIT = 10;
+export const PRUNE_FAILED_EXIT = 11;
+
 /**
  * Write the release record, then prune: release folders without a good record
  * (failed or interrupted deploys) go, and of the good ones keep_releases stay.
- * The live release and the previous one are never removed.
+ * The live release and the previous one are never removed. The record is
+ * written beside its place, read back and renamed into it, so a full disk
+ * leaves the old record or none, never half of one; a failure of either part
+ * exits RECORD_FAILED_EXIT or PRUNE_FAILED_EXIT with the reason on stderr.
  */
 export function finishReleaseCommand(site: Site, record: Record<string, unknown>, previous: string | undefined): Command {
   const p = site.paths;
@@ -154,10 +236,37 @@ export function finishReleaseCommand(site: Site, record: Record<string, unknown>
   const prev = previous ?? id;
   const others = Math.max(site.config.keep_releases - 1 - (previous ? 1 : 0), 0);
   const state = `${p.state}/releases`;
-  return sh`install -d -m 0700 ${state} && printf '%s\n' ${JSON.stringify(record)} > ${releaseRecordPath(site, id)}
+  const file = releaseRecordPath(site, id);
+  const json = JSON.stringify(record);
+  return sh`if ! { install -d -m 0700 ${state} && printf '%s\n' ${json} > ${`${file}.tmp`} && printf '%s\n' ${json} | cmp -s - ${`${file}.tmp`} && mv -f ${`${file}.tmp`} ${file}; }; then
+  rm -f ${`${file}.tmp`}; echo ${`kraftwerk: could not write the release record ${file}`} >&2; exit ${RECORD_FAILED_EXIT}
+fi
 cd ${p.releases} || exit 0
-for d in */; do old=\${d%/}; [ "$old" = ${id} ] || [ "$old" = ${prev} ] || grep -q '"status":"live"' ${state}/"$old.json" 2>/dev/null || rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json"; done
-ls -1 | sort -r | grep -vx -e ${id} -e ${prev} | tail -n +${others + 1} | while read -r old; do rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json"; done; true`;
+kw_failed=
+for d in */; do old=\${d%/}; [ "$old" = ${id} ] || [ "$old" = ${prev} ] || grep -q '"status":"live"' ${state}/"$old.json" 2>/dev/null || rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json" || kw_failed="$kw_failed $old"; done
+for old in $(ls -1 | sort -r | grep -vx -e ${id} -e ${prev} | tail -n +${others + 1}); do rm -rf -- "$old" ${state}/"$old.json" ${state}/"$old.files.json" || kw_failed="$kw_failed $old"; done
+if [ -n "$kw_failed" ]; then printf 'kraftwerk: could not remove the old release(s)%s from %s\\n' "$kw_failed" ${p.releases} >&2; exit ${PRUNE_FAILED_EXIT}; fi`;
+}
+
+/**
+ * What a failed finishReleaseCommand means for the user. The release is live
+ * and passed its health check when this runs, so neither failure fails the
+ * deploy: a failed deploy would roll back (or make CI deploy again) a release
+ * that works. Each is a loud warning saying what is wrong and what to do.
+ */
+function reportFinish(ctx: DeployContext, code: number | null, stderr: string): void {
+  if (code === 0) return;
+  const why = lastLines(stderr.trim(), 4);
+  const id = ctx.release.id;
+  if (code === PRUNE_FAILED_EXIT) {
+    ctx.log.warn(`${ctx.node}: release ${id} is live, but old releases could not be removed: ${why}\n  Check the free space and the folder ${ctx.site.paths.releases}; the next deploy tries again.`);
+    return;
+  }
+  ctx.log.warn(
+    `${ctx.node}: release ${id} is live and healthy, but its record could not be written (exit ${code}): ${why}\n` +
+      `  Until it is, \`kraftwerk releases\` does not show it as live and a later rollback does not come back to it.\n` +
+      `  Free space on ${ctx.node} (df -h ${ctx.site.paths.root}), then deploy again.`,
+  );
 }
 
 /** The configuration files a release went live with (written beside its record). */
@@ -246,19 +355,31 @@ export async function writeFiles(ctx: DeployContext): Promise<string[]> {
   return changed;
 }
 
+/** The saved file set; a damaged one is an error that does not quote it (it holds the env's values). */
+function parseSavedFiles(text: string): RemoteFile[] {
+  try {
+    return JSON.parse(text) as RemoteFile[];
+  } catch {
+    throw new KraftwerkError('the saved configuration of the release cannot be read (not JSON)', {
+      hint: 'Deploy again: a deploy writes the whole configuration.',
+    });
+  }
+}
+
 /**
- * Put back the configuration files a release went live with (rollback, or undoing a failed deploy).
- * Its `atSwitch` files stay in ctx.files for the switch that follows (a rollback's); a deploy that
- * failed before its switch never wrote its own, so the live ones are still in place.
+ * Put back the configuration files a release went live with (rollback, or
+ * undoing a failed deploy), its environment re-merged with the site variables
+ * of now. Returns the paths that changed and how the environment was made.
  */
-export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<string[]> {
-  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true });
-  if (res.code !== 0) return [];
-  const files = JSON.parse(res.stdout) as RemoteFile[];
+export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<{ changed: string[]; environment?: { generated: number; site: number } }> {
+  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
+  if (res.code !== 0) return { changed: [] };
+  // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
+  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
   for (const p of changed) ctx.files.changed.add(p);
-  return changed;
+  return { changed, environment };
 }
 
 /**
@@ -267,21 +388,23 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
  * connection that drops then does not stop it half way (the switch ignores signals). The files
  * that changed go to ctx.files.changed, as with `writeFiles`.
  */
-export async function execSwitch(ctx: DeployContext, command: Command): Promise<void> {
+export async function execSwitch(ctx: DeployContext, command: Command): Promise<ExecResult> {
   const files = ctx.files.all.filter((f) => f.atSwitch);
   if (!files.length || ctx.remote.dryRun) {
-    await ctx.remote.exec(command);
+    const res = await ctx.remote.exec(command, { check: false });
     // --dry-run shows them the way it shows every other file.
-    if (files.length) await ctx.remote.syncFiles(files);
-    return;
+    if (files.length && res.code === 0) await ctx.remote.syncFiles(files);
+    return res;
   }
+  // The switch script exits before this part when it could not switch, so nothing is written then.
   const write = buildSyncFilesCommand(files);
-  const { stdout } = await ctx.remote.exec(sh`${command}
+  const res = await ctx.remote.exec(sh`${command}
 (
 ${write.command}
-)`, { stdin: write.stdin });
+)`, { stdin: write.stdin, check: false });
   const paths = new Set(files.map((f) => f.path));
-  for (const line of stdout.split('\n')) if (paths.has(line)) ctx.files.changed.add(line);
+  for (const line of res.stdout.split('\n')) if (paths.has(line)) ctx.files.changed.add(line);
+  return res;
 }
 
 export const corePlugin = definePlugin({
@@ -337,6 +460,7 @@ export const corePlugin = definePlugin({
             linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
             excludes: site.config.exclude,
             excludeFromFile: findRsyncExcludeFile(site.sourceDir),
+            group: site.user,
           });
           if (ctx.remote.dryRun) {
             task.output(`rsync ${args.join(' ')}`);
@@ -354,13 +478,11 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const env = new EnvironmentVars();
-          await hooks.environment.promise({ site, node: ctx.node, previous: ctx.facts.env }, env);
-          const vars: Record<string, string> = { ...env.toRecord() };
-          for (const [k, v] of Object.entries(site.config.environ)) vars[k] = String(v);
-          Object.assign(vars, ctx.facts.envLocal);
+          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
-          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user });
+          // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
+          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
+          ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
             content: `${[...site.domains, ...site.aliases].join('\n')}\n`,
@@ -419,8 +541,28 @@ export const corePlugin = definePlugin({
         stage: Stage.SWITCH,
         run: async (ctx, task) => {
           const open = ctx.state.get(LINK_AT_SWITCH_STATE) ? openReleaseCommand(site, ctx.release) : undefined;
-          await execSwitch(ctx, open ? sh`${open} && ${switchCommand(site, ctx.release.id)}` : switchCommand(site, ctx.release.id));
-          ctx.state.set(SWITCHED_STATE, true);
+          const lock = ctx.state.get(LOCK_STATE) as DeployLock | undefined;
+          const lost = lock?.lost;
+          if (lost) throw lost;
+          const switchIt = switchCommand(site, ctx.release.id, lock?.info.token);
+          const res = await execSwitch(ctx, open ? sh`${open} && ${switchIt}` : switchIt);
+          const switched = ctx.remote.dryRun || res.stdout.split('\n').includes(SWITCHED_MARKER);
+          // Once `current` moved, the rollback logic owns this node, whatever failed after the rename.
+          if (switched) ctx.state.set(SWITCHED_STATE, true);
+          if (res.code !== 0) {
+            const why = lastLines(res.stderr.trim() || res.stdout.trim(), 8);
+            if (switched) {
+              throw new KraftwerkError(`the switch on ${ctx.node} (restart) moved current to ${ctx.release.id}, then failed (exit ${res.code}):\n${why}`);
+            }
+            throw new KraftwerkError(
+              res.code === LOCK_LOST_EXIT
+                ? `the switch on ${ctx.node} (restart) was refused: the deploy lock is no longer this deploy's`
+                : `the switch on ${ctx.node} (restart) failed (exit ${res.code}): ${why}`,
+              {
+                hint: `Nothing was switched: ${ctx.release.previous ? `release ${ctx.release.previous}` : "the site's live release"} keeps serving.`,
+              },
+            );
+          }
           task.title(`switch current → ${ctx.release.id}`);
         },
       });
@@ -455,8 +597,9 @@ export const corePlugin = definePlugin({
           const finish = finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous);
           // The deploy's last command also releases its lock (core's finally does when this is not reached).
           const unlock = await lockReleaseWithLastCommand(ctx, RECORD_STAGE);
-          await ctx.remote.exec(unlock ? sh`(${finish}) && ${unlock}` : finish);
+          const res = await ctx.remote.exec(unlock ? sh`(${finish}); kw_rc=$?; ${unlock}; exit $kw_rc` : finish, { check: false });
           if (unlock) ctx.state.delete(LOCK_STATE);
+          reportFinish(ctx, res.code, res.stderr);
         },
       });
     });

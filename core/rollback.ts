@@ -5,6 +5,7 @@ import { collectTasks, type Hooks } from './hooks.ts';
 import { RECORD_STATE, releaseRecordPath, restoreFiles } from './releases.ts';
 import type { RunnableTask } from './runner.ts';
 import { sh } from './shell.ts';
+import { describeRestoredEnvironment } from './site-environment.ts';
 import { Stage } from './tasks.ts';
 
 /** A release record as core writes it beside each release. */
@@ -59,8 +60,11 @@ export async function rollbackTasks(hooks: Hooks, ctx: DeployContext): Promise<R
       title: `restore configuration of ${ctx.release.id}`,
       stage: Stage.SWITCH - 100,
       run: async (c, task) => {
-        const changed = await restoreFiles(c, c.release.id);
-        task.title(`restore configuration of ${c.release.id} (${changed.length} files changed)`);
+        const { changed, environment } = await restoreFiles(c, c.release.id);
+        const env = environment ? describeRestoredEnvironment(c.release.id, environment) : undefined;
+        task.title(`restore configuration of ${c.release.id} (${changed.length} files changed${env ? `; ${env}` : ''})`);
+        // Said outside the task list too: which secrets the site runs with after a rollback must not hide in a progress line.
+        if (env) c.log.info(`${c.node}: ${env}`);
       },
     },
     ...(restart.sorted() as RunnableTask<DeployContext>[]),

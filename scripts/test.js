@@ -13,6 +13,11 @@ if (!files.length) {
   process.exit(2);
 }
 
+// A ceiling per file, for a test that hangs: the slowest file on a fresh 2-CPU machine
+// (the first e2e file: debootstrap of the sandbox root, a setup-node snapshot, then its
+// deploys) takes about 10 minutes; unit and integration files take seconds. A test
+// that cannot run must skip at once (a `skip` option, see aws-create-node.test.ts),
+// never wait for this.
 const stream = run({ files, concurrency: 1, timeout: 20 * 60 * 1000 });
 stream.on('test:fail', (event) => {
   // A failing `todo` test is a known gap, reported as `# todo`, not a failure.

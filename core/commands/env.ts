@@ -7,7 +7,9 @@
  */
 import type { ReloadContext } from '../context.ts';
 import { RemoteFileSet } from '../context.ts';
-import { parseEnvFile, renderEnvFile } from '../env.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDotenv, parseEnvFile, renderEnvFile } from '../env.ts';
 import { UsageError } from '../errors.ts';
 import { collectTasks } from '../hooks.ts';
 import type { CoreKit } from '../kit.ts';
@@ -66,15 +68,114 @@ export function parseAssignments(words: readonly string[]): Record<string, strin
     const name = eq < 0 ? word : word.slice(0, eq);
     if (eq < 0 || !ENV_NAME.test(name)) {
       throw new UsageError(`${JSON.stringify(word)} is not NAME=value`, {
-        hint: 'Names are letters, digits and _ (not starting with a digit): kraftwerk env set SECRET_KEY=… DEBUG=0',
+        hint: 'Names are letters, digits and _ (not starting with a digit): kraftwerk env set SECRET_KEY (the value is read from stdin)',
       });
     }
     const value = word.slice(eq + 1);
     if (value.includes('\0')) throw new UsageError(`the value of ${name} contains a NUL byte`);
     out[name] = value;
   }
-  if (!Object.keys(out).length) throw new UsageError('nothing to set', { hint: 'kraftwerk env set [node] NAME=value …' });
   return out;
+}
+
+/** What `env set` was asked to set, and where each value comes from. */
+export interface SetRequest {
+  /** NAME=value words (the values were visible in argv). */
+  assignments: Record<string, string>;
+  /** A NAME without `=`: its value is read from stdin. */
+  fromStdin?: string;
+}
+
+/** The words after the node: NAME=value …, or one NAME alone (value from stdin). */
+export function parseSetWords(words: readonly string[], options: { fromFile?: boolean } = {}): SetRequest {
+  const bare = words.filter((w) => !w.includes('='));
+  if (bare.length === 1 && words.length === 1 && !options.fromFile) {
+    if (!ENV_NAME.test(bare[0]!)) throw new UsageError(`${JSON.stringify(bare[0])} is not a variable name`);
+    return { assignments: {}, fromStdin: bare[0] };
+  }
+  if (bare.length) {
+    throw new UsageError(`${JSON.stringify(bare[0])} has no =value`, {
+      hint: 'Give one NAME alone to read its value from stdin (kraftwerk env set [node] NAME), or NAME=value words, or --from-file .env',
+    });
+  }
+  const assignments = parseAssignments(words);
+  if (!Object.keys(assignments).length && !options.fromFile) {
+    throw new UsageError('nothing to set', { hint: 'kraftwerk env set [node] NAME (value from stdin), or --from-file .env' });
+  }
+  return { assignments };
+}
+
+/** The warning for values given on the command line. */
+export function argvWarning(names: readonly string[]): string {
+  return (
+    `the value of ${names.join(', ')} was given on the command line, where other local users can read it (ps, /proc) ` +
+    'and your shell history keeps it; next time: kraftwerk env set NAME (reads the value from stdin) or --from-file .env'
+  );
+}
+
+/** A dotenv file (syntax: parseDotenv), every problem reported with file and line. */
+export function readDotenvFile(cwd: string, file: string): Record<string, string> {
+  const full = path.resolve(cwd, file);
+  let text: string;
+  try {
+    text = readFileSync(full, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+  }
+  const { vars, problems } = parseDotenv(text);
+  if (problems.length) {
+    throw new UsageError(problems.map((p) => `${file}:${p.line}: ${p.problem}`).join('\n'), {
+      hint: 'One NAME=value per line; values may be quoted with \' or "; # starts a comment (see kraftwerk env set --help).',
+    });
+  }
+  if (!Object.keys(vars).length) throw new UsageError(`${file} sets no variables`);
+  return vars;
+}
+
+/**
+ * The value of `name` from stdin: typed at a terminal without echo, or piped
+ * (`pass show x | kraftwerk env set NAME`; one trailing newline is dropped).
+ */
+export async function readValueFromStdin(name: string, stdin: NodeJS.ReadStream = process.stdin, prompt: NodeJS.WriteStream = process.stderr): Promise<string> {
+  const value = stdin.isTTY ? await readHidden(`Value for ${name} (not shown): `, stdin, prompt) : (await readAll(stdin)).replace(/\r?\n$/, '');
+  if (value === '') {
+    throw new UsageError(`no value for ${name} on stdin`, { hint: `Pipe it in (… | kraftwerk env set ${name}), or set an empty value with ${name}=` });
+  }
+  if (value.includes('\0')) throw new UsageError(`the value of ${name} contains a NUL byte`);
+  return value;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** One line typed at the terminal, echoed as nothing (raw mode: no echo, we see each key). */
+function readHidden(question: string, stdin: NodeJS.ReadStream, out: NodeJS.WriteStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    out.write(question);
+    let value = '';
+    const done = (error?: Error) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off('data', onData);
+      out.write('\n');
+      if (error) reject(error);
+      else resolve(value);
+    };
+    const onData = (data: Buffer) => {
+      for (const ch of data.toString('utf8')) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') return done();
+        if (ch === '\u0003') return done(new UsageError('cancelled', { hint: 'Nothing was changed.' }));
+        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.on('data', onData);
+  });
 }
 
 export function checkNames(names: readonly string[]): string[] {
@@ -84,14 +185,25 @@ export function checkNames(names: readonly string[]): string[] {
 }
 
 /**
- * A leading word names the node when it cannot be an assignment (set) or is a
- * node from kraftwerk.yaml (unset: `FOO` could be either, config wins, else --node).
+ * A leading word names the node. For set: a word without `=` followed by more
+ * words (a NAME read from stdin must be alone), or the only word with
+ * --from-file. For unset: a node from kraftwerk.yaml followed by more words
+ * (`FOO` could be either; config wins). --node names it otherwise.
  */
-export function splitNodeArg(project: Project, words: readonly string[], kind: 'set' | 'unset', nodeOption?: string): { node?: string; rest: string[] } {
+export function splitNodeArg(
+  project: Project,
+  words: readonly string[],
+  kind: 'set' | 'unset',
+  nodeOption?: string,
+  options: { fromFile?: boolean } = {},
+): { node?: string; rest: string[] } {
   if (nodeOption) return { node: nodeOption, rest: [...words] };
   const [first, ...rest] = words;
   if (first === undefined) return { rest: [] };
-  const isNode = kind === 'set' ? !first.includes('=') : first in project.site.config.nodes && rest.length > 0;
+  const isNode =
+    kind === 'set'
+      ? !first.includes('=') && (rest.length > 0 || options.fromFile === true)
+      : first in project.site.config.nodes && rest.length > 0;
   return isNode ? { node: first, rest } : { rest: [...words] };
 }
 
@@ -119,7 +231,7 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
   const nodes = nodesOf(project, nodeArg);
   for (const node of nodes) {
     const remote = await connect(kit, project, node);
-    const { stdout } = await remote.exec(readEnvCommand(site), { readOnly: true });
+    const { stdout } = await remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
     const server = parseEnvOutput(stdout);
     const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local);
     const lines = formatEnv(server.env, sources, options.show ?? false);
@@ -172,7 +284,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             const { lock } = await DeployLock.acquire(c.remote, site.name, { command: `env ${what}`, waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
             state.lock = lock;
           }
-          const { stdout } = await c.remote.exec(readEnvCommand(site), { readOnly: true });
+          const { stdout } = await c.remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
           state.server = parseEnvOutput(stdout);
           if (c.remote.dryRun) state.server.deployed = true;
         },
@@ -196,7 +308,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
           c.env = vars;
           (c as { previousEnv: Record<string, string> }).previousEnv = server.env;
           const localFile: RemoteFile = { path: site.paths.envLocal, content: renderEnvFile(local), mode: 0o640, owner: 'root', group: site.user };
-          const envFile: RemoteFile = { path: site.paths.env, content: renderEnvFile(vars), mode: 0o640, owner: 'root', group: site.user };
+          const envFile: RemoteFile = { path: site.paths.env, content: renderEnvFile(vars, Object.keys(local)), mode: 0o640, owner: 'root', group: site.user };
           c.files.add(c.remote.dryRun ? maskedFile(localFile, local) : localFile);
           // Before the first deploy only env.local is written: the deploy writes the release's environment.
           if (server.deployed) c.files.add(c.remote.dryRun ? maskedFile(envFile, vars) : envFile);

@@ -77,14 +77,26 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
     );
   env
     .command('set')
-    .argument('<assignments...>', '[node] NAME=value …')
-    .description('set variables on the server (kept across deploys, override kraftwerk.yaml) and reload the site gracefully')
-    .option('-N, --node <node>', 'the node (or give it before the first NAME=value)')
+    .argument('[words...]', '[node] NAME (value from stdin), or [node] NAME=value …')
+    .description(
+      'set variables on the server (kept across deploys and rollbacks, override kraftwerk.yaml) and reload the site gracefully. ' +
+        'NAME alone reads the value from stdin (typed without echo at a terminal); NAME=value on the command line works but is visible to other local users',
+    )
+    .option('-N, --node <node>', 'the node (or give it before the first NAME)')
+    .option('--from-file <file>', 'set every variable of a dotenv file: NAME=value lines, optional `export `, values quoted with \' (literal) or " (\\n \\t \\" \\\\ escapes), # comments; nothing is expanded')
     .action(
-      run(async (words: string[], opts: { node?: string }) => {
-        const { envChangeCommand, parseAssignments, splitNodeArg } = await import('./env.ts');
-        const { node, rest } = splitNodeArg(await kit.loadProject(), words, 'set', opts.node);
-        await envChangeCommand(kit, node, { set: parseAssignments(rest) });
+      run(async (words: string[], opts: { node?: string; fromFile?: string }) => {
+        const { argvWarning, envChangeCommand, parseSetWords, readDotenvFile, readValueFromStdin, splitNodeArg } = await import('./env.ts');
+        const { node, rest } = splitNodeArg(await kit.loadProject(), words, 'set', opts.node, { fromFile: Boolean(opts.fromFile) });
+        const request = parseSetWords(rest, { fromFile: Boolean(opts.fromFile) });
+        const onCommandLine = Object.keys(request.assignments);
+        if (onCommandLine.length) kit.log.warn(argvWarning(onCommandLine));
+        const set = {
+          ...(opts.fromFile ? readDotenvFile(process.cwd(), opts.fromFile) : {}),
+          ...request.assignments,
+          ...(request.fromStdin ? { [request.fromStdin]: await readValueFromStdin(request.fromStdin) } : {}),
+        };
+        await envChangeCommand(kit, node, { set });
       }),
     );
   env

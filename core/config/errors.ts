@@ -220,7 +220,8 @@ export function issuesToProblems(issues: readonly Issue[], options: { data: unkn
       }
       case 'invalid_key': {
         const name = String(path.at(-1));
-        const inner = issue.issues.map((i) => i.message).join('; ');
+        // A check on the name may say why, beyond what it expects (an environment variable the loader acts on).
+        const inner = issue.issues.map((i) => i.message + detailOf(i)).join('; ');
         add(path, `the name ${JSON.stringify(name)} is not allowed here: expected ${inner}`);
         return;
       }
@@ -229,13 +230,18 @@ export function issuesToProblems(issues: readonly Issue[], options: { data: unkn
         return;
       default: {
         // A check may say why, beyond what it expects (a cron schedule: which field is wrong).
-        const detail = issue.code === 'custom' ? (issue.params as { detail?: unknown } | undefined)?.detail : undefined;
-        add(path, expectedFound(issue.message, found) + (typeof detail === 'string' ? `: ${detail}` : ''));
+        add(path, expectedFound(issue.message, found) + detailOf(issue));
       }
     }
   };
   for (const issue of issues) visit(issue, []);
   return problems;
+}
+
+/** `: <why>` of a custom check that says why (`params.detail`), else nothing. */
+function detailOf(issue: Issue | z.core.$ZodRawIssue): string {
+  const detail = issue.code === 'custom' ? (issue.params as { detail?: unknown } | undefined)?.detail : undefined;
+  return typeof detail === 'string' ? `: ${detail}` : '';
 }
 
 function expectedFound(expected: string, found: unknown): string {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ConfigError, type ConfigProblem, UsageError } from '../errors.ts';
 import type { Locate } from './errors.ts';
 import type { Config } from './schema.ts';
+import { assertTrustedConfig, searchFolders, untrustedReason } from './trust.ts';
 
 /**
  * Finds, parses and validates kraftwerk.yaml (or kraftwerk.config.ts/.js).
@@ -70,7 +71,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     });
   }
 
-  const [{ configSchema }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }] = await Promise.all([
+  const [{ configSchema, reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }] = await Promise.all([
     import('./schema.ts'),
     import('./errors.ts'),
   ]);
@@ -84,6 +85,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   const add: AddProblem = (keyPath, problem) => problems.push({ key: formatKeyPath(keyPath), problem, ...raw.locate?.(keyPath) });
   checkServices(raw.value, [...options.knownServices, ...(options.localPluginNames ?? [])], add, unknownNameMessage);
   checkPlugins(raw, configDir, add);
+  checkPluginTrust(raw, configDir, add);
   const src = (raw.value as { src?: unknown }).src;
   const sourceDir = path.resolve(configDir, typeof src === 'string' ? src : '.');
   if (typeof src === 'string' && !isDirectory(sourceDir)) add(['src'], `folder ${sourceDir} does not exist`);
@@ -96,6 +98,8 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         '(a lower-case letter, then letters, digits, - or _, at most 28 characters); set `package:` to the site name',
     );
   }
+  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName) : undefined;
+  if (reserved) add(['package'], `the site name comes from the project folder ${configDir}: ${reserved}; set \`package:\` to a name of its own`);
 
   if (problems.length || !parsed.success) {
     // Stable sort: in file order where lines are known, schema order otherwise.
@@ -137,6 +141,18 @@ function checkPlugins(raw: RawConfig, configDir: string, add: AddProblem) {
   }
 }
 
+/** Plugin files are code the CLI executes: the same rule as for the config file itself (see trust.ts). */
+function checkPluginTrust(raw: RawConfig, configDir: string, add: AddProblem) {
+  const plugins = (raw.value as { plugins?: unknown }).plugins;
+  if (!Array.isArray(plugins)) return;
+  for (const [i, entry] of plugins.entries()) {
+    if (typeof entry !== 'string' || !entry) continue;
+    const file = path.resolve(configDir, entry);
+    const reason = isFile(file) ? untrustedReason(file) : undefined;
+    if (reason) add(['plugins', i], `refusing to execute plugin file ${file}: ${reason}`);
+  }
+}
+
 /**
  * The site name a folder name gives: lower-case, every run of characters a
  * site name cannot have replaced by '-'. Undefined when that still is not a
@@ -172,15 +188,12 @@ async function findConfig(options: LoadConfigOptions): Promise<{ filepath: strin
     if (!isFile(filepath)) {
       throw new UsageError(`config file ${options.configPath} does not exist`, { hint: 'Check the --config path (it is relative to the working folder).' });
     }
+    assertTrustedConfig(filepath, { explicit: true });
     result = await guarded(filepath, options.cwd, () => explorer.load(filepath));
   } else {
     // Our own walk upward: cosmiconfig's "global" strategy would also read ~/.config/kraftwerk/, which is not a project config.
-    for (let dir = path.resolve(options.cwd), depth = 0; depth < 256; depth++) {
-      result = await guarded(dir, options.cwd, () => explorer.search(dir));
-      const parent = path.dirname(dir);
-      if (result || parent === dir) break;
-      dir = parent;
-    }
+    const filepath = findTrustedConfigFile(options.cwd);
+    if (filepath) result = await guarded(filepath, options.cwd, () => explorer.load(filepath));
   }
   if (!result) {
     throw new ConfigError(path.resolve(options.cwd), '', `no ${CONFIG_FILES.join(', ')} in this folder or any parent folder`, {
@@ -198,12 +211,20 @@ async function findConfig(options: LoadConfigOptions): Promise<{ filepath: strin
  * parser is loaded). For commands that also work outside a project.
  */
 export async function findConfigFile(cwd: string): Promise<string | undefined> {
-  for (let dir = path.resolve(cwd), depth = 0; depth < 256; depth++) {
+  return findConfigFileSync(cwd);
+}
+
+/** The nearest config file of the bounded search (see trust.ts), refused before it is read when others control it. */
+function findTrustedConfigFile(cwd: string): string | undefined {
+  const file = findConfigFileSync(cwd);
+  if (file) assertTrustedConfig(file);
+  return file;
+}
+
+function findConfigFileSync(cwd: string): string | undefined {
+  for (const dir of searchFolders(cwd)) {
     const file = CONFIG_FILES.map((name) => path.join(dir, name)).find(isFile);
     if (file) return file;
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
   }
   return undefined;
 }

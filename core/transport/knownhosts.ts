@@ -6,15 +6,25 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-/** `revoked`: an `@revoked` line lists this very key; never connect. */
-export type HostKeyStatus = 'match' | 'mismatch' | 'unknown' | 'revoked';
+/**
+ * `revoked`: an `@revoked` line lists this very key; never connect.
+ * `mismatch`: the host is known with other keys (of the same type or not: a server
+ * asked for the type it is known with that answers with another may be an impostor).
+ * `cert-authority`: no key of the host is recorded, but a `@cert-authority` line
+ * says its keys are certified by a CA; ssh2 cannot check host certificates, so the
+ * key is refused instead of being treated as new.
+ * `unknown`: the host was never seen; only then may a key be accepted and recorded.
+ */
+export type HostKeyStatus = 'match' | 'mismatch' | 'unknown' | 'revoked' | 'cert-authority';
 
 export interface HostKeyCheck {
   status: HostKeyStatus;
   /** SHA256 fingerprint of the key the server sent, as `ssh-keygen -l` prints it. */
   fingerprint: string;
-  /** The file holding the line that decided a mismatch or revocation. */
+  /** The file holding the line that decided a mismatch, revocation or certificate authority. */
   file?: string;
+  /** mismatch: the keys recorded for the host (type and fingerprint); cert-authority: the CA keys. */
+  known?: { type: string; fingerprint: string }[];
 }
 
 interface KnownHostsLine {
@@ -91,32 +101,45 @@ export function hostFieldMatches(field: string, name: string): boolean {
 }
 
 /**
- * Decide about the key a server presented, the way ssh does: any line with the
- * same key accepts it; a line for the host with a different key of the same type
- * is a mismatch; no line of that type leaves the host unknown.
+ * Decide about the key a server presented. Stricter than ssh's default where
+ * ssh would ask: a revoked key (an `@revoked` line with this key, whatever its
+ * host field) is refused; any unmarked line for the host with this key accepts
+ * it; a host recorded with other keys only is a mismatch, whatever their type;
+ * a host covered by a `@cert-authority` line is never "new".
  */
-export function checkHostKey(files: readonly string[], hostnames: readonly string[], keyType: string, keyBlob: Buffer): HostKeyCheck {
+export function checkHostKey(files: readonly string[], hostnames: readonly string[], keyBlob: Buffer): HostKeyCheck {
   const result: HostKeyCheck = { status: 'unknown', fingerprint: fingerprint(keyBlob) };
   let matched = false;
+  let mismatchFile: string | undefined;
+  let caFile: string | undefined;
+  const known: { type: string; fingerprint: string }[] = [];
+  const authorities: { type: string; fingerprint: string }[] = [];
   for (const file of files) {
     if (!existsSync(file)) continue;
     for (const line of parseKnownHosts(readFileSync(file, 'utf8'))) {
-      if (line.marker === '@cert-authority') continue;
-      if (!hostnames.some((name) => hostFieldMatches(line.hosts, name))) continue;
       const sameKey = line.key.equals(keyBlob);
       if (line.marker === '@revoked') {
         if (sameKey) return { ...result, status: 'revoked', file };
         continue;
       }
+      if (!hostnames.some((name) => hostFieldMatches(line.hosts, name))) continue;
+      if (line.marker === '@cert-authority') {
+        caFile ??= file;
+        authorities.push({ type: keyTypeOf(line.key) || line.keyType, fingerprint: fingerprint(line.key) });
+        continue;
+      }
       if (line.marker !== undefined) continue;
       if (sameKey) matched = true;
-      else if (keyTypeOf(line.key) === keyType && result.status === 'unknown') {
-        result.status = 'mismatch';
-        result.file = file;
+      else {
+        mismatchFile ??= file;
+        known.push({ type: keyTypeOf(line.key) || line.keyType, fingerprint: fingerprint(line.key) });
       }
     }
   }
-  return matched ? { status: 'match', fingerprint: result.fingerprint } : result;
+  if (matched) return { status: 'match', fingerprint: result.fingerprint };
+  if (mismatchFile) return { ...result, status: 'mismatch', file: mismatchFile, known };
+  if (caFile) return { ...result, status: 'cert-authority', file: caFile, known: authorities };
+  return result;
 }
 
 /** Key types already recorded for a host, so the connection can ask the server for one of those first. */

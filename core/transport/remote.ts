@@ -34,6 +34,8 @@ export interface ExecOptions {
   readOnly?: boolean;
   /** Allocate a pseudo terminal (interactive `kraftwerk run -i`). */
   pty?: boolean;
+  /** Its stdout may hold secrets (an env file): a failure shows stderr only, never stdout. */
+  secretOutput?: boolean;
   /** Abort the command after this many ms. */
   timeoutMs?: number;
 }

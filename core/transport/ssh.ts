@@ -43,6 +43,10 @@ export function hostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyA
   return [...new Set([...preferred, ...all])];
 }
 
+/** Keepalives: how often one is sent, and how many may go unanswered before the connection counts as dead. */
+export const KEEPALIVE_INTERVAL_MS = 10_000;
+export const KEEPALIVE_COUNT_MAX = 3;
+
 /** sshd opens at most 10 sessions per connection (MaxSessions); stay below it. */
 const MAX_CHANNELS = 8;
 
@@ -184,7 +188,7 @@ class SshRemote implements Remote {
           if (timedOut && code !== 0) {
             reject(timedOutError());
           } else if (code !== 0 && options.check !== false) {
-            reject(new RemoteCommandError(node, cmd.display, code, result.stdout, result.stderr));
+            reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
           } else {
             resolve(result);
           }
@@ -303,13 +307,25 @@ function connectionError(target: SshTarget, error: Error & { code?: string; leve
 
 async function verifyHostKey(target: SshTarget, key: Buffer, options: ConnectOptions): Promise<void> {
   const name = knownHostsName(target.host, target.port, target.hostKeyAlias);
-  const check = checkHostKey(target.knownHostsFiles, [name], keyTypeOf(key), key);
+  const check = checkHostKey(target.knownHostsFiles, [name], key);
   if (check.status === 'match') return;
-  if (check.status === 'mismatch') throw new HostKeyMismatchError(name, check.fingerprint, check.file!);
+  // Only a host never seen before may be accepted (flag, -y or the question); everything else is refused here.
+  if (check.status === 'mismatch') throw new HostKeyMismatchError(name, `${keyTypeOf(key)} ${check.fingerprint}`, check.file!, check.known);
   if (check.status === 'revoked') {
     throw new KraftwerkError(`the host key of ${target.name} (${check.fingerprint}) is marked @revoked in ${check.file}`, {
       hint: 'The server must get a new host key before anyone connects to it.',
     });
+  }
+  if (check.status === 'cert-authority') {
+    // ssh2 (1.17) offers no certificate host key algorithms, so a host certificate can never be checked here.
+    const cas = (check.known ?? []).map((k) => `${k.type} ${k.fingerprint}`).join(', ');
+    throw new KraftwerkError(
+      `${name} is covered by a @cert-authority line in ${check.file} (CA ${cas}), but Kraftwerk cannot check host certificates; ` +
+        `the server's plain key ${keyTypeOf(key)} ${check.fingerprint} is not in known_hosts, so it is refused rather than accepted as new`,
+      {
+        hint: `Check that fingerprint on the server (ssh-keygen -lf /etc/ssh/ssh_host_${keyTypeOf(key).replace(/^ssh-/, '')}_key.pub), then add the plain key for ${name} to ${target.knownHostsFiles[0] ?? '~/.ssh/known_hosts'}.`,
+      },
+    );
   }
   const accepted = options.acceptNewHostKey || (await options.confirmHostKey?.(check.fingerprint)) === true;
   if (!accepted) throw new UnknownHostKeyError(name, check.fingerprint);
@@ -344,7 +360,11 @@ function openClient(target: SshTarget, options: ConnectOptions, sock?: Duplex): 
       username: target.user,
       sock,
       readyTimeout: options.readyTimeoutMs ?? 20_000,
-      keepaliveInterval: 15_000,
+      // A dead connection (network gone, server down) is noticed after about 30-40 s: three
+      // unanswered keepalives 10 s apart. The deploy lock goes stale only after far longer
+      // (STALE_SECONDS in core/lock.ts), so a holder always learns first that it lost its node.
+      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
       algorithms: { serverHostKey: hostKeyAlgorithms(knownKeyTypes(target.knownHostsFiles, hostnames)) },
       hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
         verifyHostKey(target, key, options).then(

@@ -3,14 +3,30 @@
  *
  * A venv lives in /srv/<site>/venvs/<hash>, keyed by the requirements, the
  * Python version and the wheelhouse, so an unchanged project reuses it and a
- * deploy with no change costs one quick command here. Venvs see Debian's
+ * deploy with no change costs one quick command here. pip runs as the site's
+ * build user, never as root, and the venv is read-only to the site (see
+ * buildUser); `--upgrade-packages` builds a new venv beside the live one, and
+ * venvs that no kept release uses are pruned after the release record. Venvs see Debian's
  * packages (--system-site-packages): numpy, lxml, psycopg2 or Django from apt
  * need no compiler and no package index.
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { aptEnsureCommand, definePlugin, KraftwerkError, Stage, type Hooks, type Site } from '../../core/index.ts';
-import { hasRequirements, readVenvInputs, venvCommand, venvHash, WHEELHOUSE } from './venv.ts';
+
+/** After core's release record (Stage.VERIFY + 100), which prunes the release folders first. */
+const PRUNE_STAGE = Stage.VERIFY + 200;
+import {
+  buildUser,
+  hasRequirements,
+  parseVenvResult,
+  pruneVenvsCommand,
+  readVenvInputs,
+  removeBuildUserCommand,
+  venvCommand,
+  venvHash,
+  WHEELHOUSE,
+} from './venv.ts';
 
 const PLUGIN_NAME = 'python';
 
@@ -77,15 +93,19 @@ export default definePlugin({
           }
           const inputs = readVenvInputs(site.sourceDir, site.config.requirements, pythonVersion);
           const hash = venvHash(inputs);
-          const venv = `${site.paths.venvs}/${hash}`;
           const hasWheels = inputs.wheelhouse.length > 0 || existsSync(path.join(site.sourceDir, WHEELHOUSE));
+          const upgrade = ctx.deploy.upgradePackages;
           const { stdout } = await ctx.remote.exec(
             venvCommand({
-              venv,
+              venvs: site.paths.venvs,
+              hash,
+              liveLink: `${site.paths.current}/.venv`,
+              upgradeStamp: upgrade ? ctx.release.id : undefined,
+              user: buildUser(site.name),
+              group: site.user,
               requirementsPath: path.posix.join(ctx.release.path, site.config.requirements.split(path.sep).join('/')),
               wheelhousePath: hasWheels ? `${ctx.release.path}/${WHEELHOUSE}` : undefined,
               noRequirements: !hasRequirements(inputs.requirements),
-              upgrade: ctx.deploy.upgradePackages,
             }),
             {
               onStdout: (chunk) => {
@@ -94,13 +114,38 @@ export default definePlugin({
               },
             },
           );
-          ctx.release.venv = venv;
-          const how = stdout.includes('kraftwerk: venv reused')
-            ? 'reused'
-            : ctx.deploy.upgradePackages
-              ? 'packages upgraded'
-              : 'built';
-          task.title(`virtualenv venvs/${hash} (${how})`);
+          const result = parseVenvResult(stdout) ?? { name: upgrade ? `${hash}-u${ctx.release.id}` : hash, how: 'built' as const };
+          ctx.release.venv = `${site.paths.venvs}/${result.name}`;
+          const how = result.how === 'reused' ? 'reused' : upgrade ? 'built with upgraded packages' : 'built';
+          task.title(`virtualenv venvs/${result.name} (${how})`);
+        },
+      });
+    });
+
+    hooks.restart.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const venvs = `${site.paths.venvs}/*`;
+      ctx.probe.glob(venvs);
+      tasks.add({
+        title: 'prune venvs',
+        stage: PRUNE_STAGE,
+        // The usual case, one venv that this release uses: no command at all.
+        skip: (c) => ((c.facts.globs.get(venvs) ?? []).every((v) => v === c.release.venv) ? 'venvs (nothing to prune)' : false),
+        run: async (c, task) => {
+          const { stdout } = await c.remote.exec(pruneVenvsCommand({ venvs: site.paths.venvs, releases: site.paths.releases, keep: c.release.venv }));
+          const pruned = stdout.split('\n').filter((l) => l.startsWith('pruned venv '));
+          task.title(pruned.length ? `prune venvs (removed ${pruned.map((l) => l.slice('pruned venv '.length)).join(', ')})` : 'prune venvs (all in use)');
+        },
+      });
+    });
+
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'remove build user',
+        // Before core removes the site user: its group is the build user's primary group.
+        stage: Stage.LATE,
+        run: async (c, task) => {
+          await c.remote.exec(removeBuildUserCommand(buildUser(site.name)));
+          task.title(`removed build user ${buildUser(site.name)}`);
         },
       });
     });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { type Command, sh } from '../../core/index.ts';
+import { type Command, quote, raw, sh } from '../../core/index.ts';
 
 /** Folder in a project that holds wheels to install from instead of a package index. */
 export const WHEELHOUSE = 'wheels';
@@ -53,52 +53,137 @@ export function hasRequirements(requirements: string): boolean {
   return requirements.split('\n').some((line) => line.replace(/(^|\s)#.*$/, '').trim() !== '');
 }
 
+/**
+ * The user pip runs as: one per site, `kwb-<site>` (site names have at most 28
+ * characters, so it fits useradd's 32), whose primary group is the site's.
+ * Building an sdist runs the package's code (setup.py, a build backend); as root
+ * that code would own the node. As the site user it could not be kept out of
+ * the venv afterwards: the live app, run by that user from untrusted requests,
+ * could then rewrite the packages every later release imports. So a venv is
+ * owned by the build user and only readable (0755/0644) to the site's group, and
+ * no process of the build user outlives a build. The build user can read what
+ * the site's group reads (the release, its environment): that is the same code,
+ * which runs with that environment as soon as the app imports it. (piku runs pip
+ * as the app's user, venv writable by the app; Dokku builds in a container.)
+ */
+export function buildUser(siteName: string): string {
+  return `kwb-${siteName}`;
+}
+
+/** Create the build user when it is missing (a system user: no home, no login). */
+export function buildUserCommand(user: string, group: string): Command {
+  return sh`id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${group} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${user}`;
+}
+
+/** Remove the build user, with any process of it (destroy; the venvs go with the site's folders). */
+export function removeBuildUserCommand(user: string): Command {
+  return sh`if id -u ${user} >/dev/null 2>&1; then pkill -KILL -u ${user} 2>/dev/null; sleep 0.2; userdel ${user}; fi; true`;
+}
+
 export interface VenvBuild {
-  /** Absolute path of the venv to use. */
-  venv: string;
+  /** The site's venvs folder (root's, the site group may read it). */
+  venvs: string;
+  /** venvHash of the release's inputs. */
+  hash: string;
+  /** The live release's `.venv` link: when it names a complete venv of this hash, that one is reused. */
+  liveLink: string;
+  /** `--upgrade-packages`: build a new venv `<hash>-u<stamp>` (the release id) with upgraded packages. */
+  upgradeStamp?: string;
+  /** Who runs venv and pip (buildUser), and the site's group, which may read the venv. */
+  user: string;
+  group: string;
   /** Requirements file inside the new release. */
   requirementsPath: string;
   /** Wheelhouse inside the new release, when the project has one: pip then uses it and no index. */
   wheelhousePath?: string;
   /** Skip pip: the requirements name nothing. */
   noRequirements: boolean;
-  /** `--upgrade-packages`: reinstall (upgrade) into the venv even when it is complete. */
-  upgrade: boolean;
+}
+
+/** The line venvCommand ends with: `kraftwerk: venv <name> reused|built`. */
+export function parseVenvResult(stdout: string): { name: string; how: 'reused' | 'built' } | undefined {
+  const m = /^kraftwerk: venv (\S+) (reused|built)$/m.exec(stdout);
+  return m ? { name: m[1]!, how: m[2] as 'reused' | 'built' } : undefined;
 }
 
 /**
- * One command that makes the venv ready. It prints `kraftwerk: venv reused`
- * when a complete venv with this hash exists.
+ * One command that makes the venv ready and names it on its last line
+ * (parseVenvResult). Without an upgrade it reuses a complete venv of this
+ * hash: the live release's own when it is one (an earlier upgrade stays in
+ * use), else the newest; else it builds `<hash>`. With `--upgrade-packages`
+ * it builds `<hash>-u<stamp>` beside the others: the live venv is never
+ * changed, so a failed or interrupted pip leaves the live release, and every
+ * release a rollback can go to, with its packages.
  *
  * Why a marker instead of building in a temp folder and renaming it: pip writes
  * the venv's absolute path into every console script it installs (`#!/srv/…/bin/python`),
  * so a venv stops working when it is moved. Building in place and writing the
  * marker last gives the same guarantee: an interrupted build has no marker and
- * is removed and rebuilt by the next deploy, never used.
+ * is never used; the next build of that name starts afresh, and a partial
+ * upgrade that no release uses is removed by pruneVenvsCommand.
+ *
+ * Root only creates the empty folder, removes partial ones (rm does not follow
+ * symlinks) and writes the marker; venv and pip run as `user` (see buildUser).
  */
 export function venvCommand(b: VenvBuild): Command {
-  const marker = `${b.venv}/${COMPLETE_MARKER}`;
+  const target = b.upgradeStamp ? `${b.hash}-u${b.upgradeStamp}` : b.hash;
+  const path = `${b.venvs}/${target}`;
   const pipArgs = [
     '--disable-pip-version-check',
     '--no-input',
-    '--root-user-action=ignore',
+    '--no-cache-dir',
     '--progress-bar',
     'off',
-    ...(b.upgrade ? ['--upgrade', '--upgrade-strategy', 'eager'] : []),
+    ...(b.upgradeStamp ? ['--upgrade', '--upgrade-strategy', 'eager'] : []),
     '-r',
     b.requirementsPath,
     ...(b.wheelhousePath ? ['--no-index', '--find-links', b.wheelhousePath] : []),
   ];
   const pip = b.noRequirements
     ? sh`echo 'kraftwerk: no requirements to install'`
-    : sh`${`${b.venv}/bin/python`} -m pip install ${pipArgs}`;
-  const reuse = b.upgrade ? sh`` : sh`if [ -f ${marker} ]; then echo 'kraftwerk: venv reused'; exit 0; fi
+    : sh`${`${path}/bin/python`} -m pip install ${pipArgs}`;
+  // Written by the build user, then its own files lose group and other write (a package may set modes of its own).
+  const build = sh`set -e; umask 022; export HOME=${path}; python3 -m venv --system-site-packages ${path}; ${pip}; chmod -R go-w ${path}`;
+  const reuse = b.upgradeStamp
+    ? sh``
+    : sh`live=$(readlink ${b.liveLink} 2>/dev/null || true)
+found=
+for d in ${raw(`${quote(b.hash)} ${quote(b.hash)}-u*`)}; do
+  [ -f "$d/${raw(COMPLETE_MARKER)}" ] || continue
+  found=$d
+  [ ${`${b.venvs}/`}"$d" = "$live" ] && break
+done
+if [ -n "$found" ]; then echo "kraftwerk: venv $found reused"; exit 0; fi
 `;
   return sh`set -e
-umask 022
-${reuse}if [ ! -f ${marker} ]; then rm -rf ${b.venv}; python3 -m venv --system-site-packages ${b.venv}; fi
-rm -f ${marker}
-${pip}
-touch ${marker}
-echo 'kraftwerk: venv built'`;
+cd ${b.venvs}
+${reuse}${buildUserCommand(b.user, b.group)}
+rm -rf -- ${target}
+install -d -m 0755 -o ${b.user} -g ${b.group} ${target}
+cd /
+# No process of the build user outlives the build (kill -1 as that user reaches only its own).
+status=0; runuser -u ${b.user} -- sh -c ${build.text} || status=$?
+runuser -u ${b.user} -- sh -c 'kill -KILL -1 2>/dev/null' || true
+[ "$status" = 0 ] || exit "$status"
+touch ${`${path}/${COMPLETE_MARKER}`}
+echo ${`kraftwerk: venv ${target} built`}`;
+}
+
+/**
+ * Remove the venvs no kept release uses. Runs after core wrote the release
+ * record and pruned the release folders, so the folders left are the kept
+ * releases, and each names its venv in its `.venv` link (a rollback target's
+ * too); `keep` (this deploy's venv) always stays. Partial venvs that no
+ * release names go as well. The links sit in release folders the site's group
+ * may write: a link the site made there can only keep a venv longer, never
+ * remove one (and root only reads it). Prints `pruned venv <name>` for each.
+ */
+export function pruneVenvsCommand(p: { venvs: string; releases: string; keep: string }): Command {
+  return sh`cd ${p.venvs} 2>/dev/null || exit 0
+used=$({ for r in ${p.releases}/*/; do readlink "$r.venv" 2>/dev/null; done; echo ${p.keep}; } | sort -u)
+for d in */; do
+  d=\${d%/}
+  printf '%s\\n' "$used" | grep -qxF ${`${p.venvs}/`}"$d" && continue
+  rm -rf -- "$d" && echo "pruned venv $d"
+done; true`;
 }

@@ -56,13 +56,54 @@ function adminCli(): Command {
 }
 
 /**
+ * What a site's Redis user may run, as ACL rules after `-@all` (an allow-list;
+ * Redis 7, Debian 12's redis-server). The site's keys are `~<site>:*` and its
+ * channels `&<site>:*`, so what is allowed must be a command that Redis checks
+ * against those patterns, or one that only concerns the caller's own connection:
+ *
+ * - the data types' categories: every command in them names its keys;
+ * - of @keyspace, the commands that name their keys (not SCAN, KEYS, RANDOMKEY,
+ *   DBSIZE: they list or count every site's keys; not FLUSHALL, FLUSHDB, SWAPDB,
+ *   MOVE, COPY, MIGRATE, RESTORE, DUMP, OBJECT: node-wide or not needed);
+ * - pub/sub on its own channels, but no PUBSUB CHANNELS/NUMSUB (every site's channels);
+ * - MULTI/EXEC/WATCH (redis-py pipelines);
+ * - EVAL/EVALSHA and SCRIPT LOAD/EXISTS (redis-py's Lock and register_script):
+ *   commands inside a script are checked against the caller's ACL. Not SCRIPT
+ *   FLUSH/KILL, and no FUNCTION at all: libraries are node-wide, so one site
+ *   could replace the code another site's FCALL runs with that site's rights;
+ * - of the connection's commands those about itself (AUTH, HELLO, SELECT, CLIENT
+ *   ID/INFO/SETNAME/GETNAME/REPLY, COMMAND metadata); not CLIENT LIST/KILL/PAUSE/
+ *   UNBLOCK (other connections), CLIENT TRACKING/CACHING (BCAST invalidations name
+ *   other sites' keys), WAIT, INFO, CONFIG, DEBUG, MONITOR.
+ *
+ * `-@admin -@dangerous` come last, a safety net for whatever a category gains in
+ * a later Redis (it also takes SORT, whose BY/GET read keys by pattern).
+ * A long Lua script can still keep Redis busy for every site (lua-time-limit):
+ * one Redis for all sites is a shared resource, not a boundary for load.
+ */
+export const ACL_RULES = [
+  '-@all',
+  ...['string', 'hash', 'list', 'set', 'sortedset', 'stream', 'bitmap', 'hyperloglog', 'geo', 'transaction'].map((c) => `+@${c}`),
+  ...['del', 'unlink', 'exists', 'type', 'touch', 'rename', 'renamenx'],
+  ...['expire', 'pexpire', 'expireat', 'pexpireat', 'expiretime', 'pexpiretime', 'persist', 'ttl', 'pttl'],
+  ...['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'publish', 'ssubscribe', 'sunsubscribe', 'spublish'],
+  ...['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'script|load', 'script|exists'],
+  ...['auth', 'hello', 'ping', 'echo', 'select', 'quit', 'reset', 'time', 'command'],
+  ...['client|id', 'client|info', 'client|setname', 'client|getname', 'client|reply'],
+]
+  .map((rule) => (rule.startsWith('-') || rule.startsWith('+') ? rule : `+${rule}`))
+  .concat('-@admin', '-@dangerous')
+  .join(' ');
+
+/**
  * The ACL commands for the site's user, sent on stdin (a password hash on a
  * command line would show in `ps`). Only the SHA-256 of the password reaches Redis.
- * Everything but admin and dangerous commands (KEYS, FLUSHALL, CONFIG, …), on the site's keys only.
+ * `reset` first: an existing user (a node deployed by an earlier version with a
+ * wider ACL) gets exactly these rules, nothing it had before.
  */
 export function aclCommands(site: Site, passwordSha256: string): string {
   const prefix = keyPrefix(site);
-  return `ACL SETUSER ${redisUser(site)} reset on #${passwordSha256} ~${prefix}* &${prefix}* +@all -@dangerous -@admin\nACL SAVE\n`;
+  return `ACL SETUSER ${redisUser(site)} reset on #${passwordSha256} ~${prefix}* &${prefix}* ${ACL_RULES}\nACL SAVE\n`;
 }
 
 /** Apply the site's ACL (stdin: aclCommands) and say whether it changed: `kraftwerk: unchanged` or `kraftwerk: changed`. */

@@ -94,6 +94,43 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
       });
       assert.equal(readFileSync(file, 'utf8'), before);
     });
+
+    it('refuses the server key when the host is known with a key of another type (hashed), even with the flag or a yes', async () => {
+      const rsaKey = sshKeygen(join(work, 'impostor-rsa'), 'rsa');
+      const file = join(work, 'known_hosts_other_type');
+      writeFileSync(file, `[127.0.0.1]:${sshd.port} ${rsaKey}\n`);
+      execFileSync('ssh-keygen', ['-q', '-H', '-f', file]);
+      const before = readFileSync(file, 'utf8');
+      let asked = false;
+      const confirmHostKey = async () => ((asked = true), true);
+      await assert.rejects(connectSsh(freshTarget('other-type', { knownHostsFiles: [file] }), { acceptNewHostKey: true, confirmHostKey }), (error: unknown) => {
+        assert.ok(error instanceof HostKeyMismatchError, String(error));
+        assert.ok(error.message.includes(serverFingerprint), error.message);
+        assert.match(error.message, /known: ssh-rsa SHA256:/);
+        return true;
+      });
+      assert.equal(asked, false, 'a known host is never asked about');
+      assert.equal(readFileSync(file, 'utf8'), before);
+    });
+
+    it('refuses a host covered by a @cert-authority line whose plain key is not listed, even with the flag', async () => {
+      const ca = sshKeygen(join(work, 'host-ca'));
+      const file = join(work, 'known_hosts_ca');
+      writeFileSync(file, `@cert-authority [127.0.0.1]:${sshd.port} ${ca}\n`);
+      await assert.rejects(connectSsh(freshTarget('ca', { knownHostsFiles: [file] }), { acceptNewHostKey: true }), (error: unknown) => {
+        assert.ok(error instanceof KraftwerkError && !(error instanceof UnknownHostKeyError), String(error));
+        assert.match(error.message, /@cert-authority line in .*known_hosts_ca/);
+        assert.ok(error.message.includes(serverFingerprint), error.message);
+        return true;
+      });
+      assert.equal(readFileSync(file, 'utf8'), `@cert-authority [127.0.0.1]:${sshd.port} ${ca}\n`);
+    });
+
+    it('refuses a key listed as @revoked', async () => {
+      const file = join(work, 'known_hosts_revoked');
+      writeFileSync(file, `${sshd.knownHostsLine}\n@revoked * ${sshd.knownHostsLine.split(' ').slice(1).join(' ')}\n`);
+      await assert.rejects(connectSsh(freshTarget('revoked', { knownHostsFiles: [file] }), { acceptNewHostKey: true }), /marked @revoked/);
+    });
   });
 
   describe('exec', () => {
@@ -110,6 +147,17 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
         assert.match(error.message, /testnode \(exit 4\): echo \*\*\* >\/dev\/null/);
         assert.match(error.message, /broken/);
         assert.ok(!error.message.includes('hunter2'));
+        return true;
+      });
+    });
+
+    it('never shows the stdout of a command whose output holds secrets (an env file) when it fails', async () => {
+      const envFile = join(work, 'secret-env');
+      writeFileSync(envFile, 'SECRET_KEY=hunter2\n');
+      await assert.rejects(remote.exec(sh`cat ${envFile}; exit 5`, { secretOutput: true }), (error: unknown) => {
+        assert.ok(error instanceof RemoteCommandError);
+        assert.equal(error.code, 5);
+        assert.ok(!error.message.includes('hunter2') && !error.stdout.includes('hunter2'), error.message);
         return true;
       });
     });

@@ -34,24 +34,38 @@ function knownHosts(name: string, lines: string[]): string {
   return file;
 }
 
-const check = (files: string[], host: string, key = server) => checkHostKey(files, [host], key.type, key.blob).status;
+const check = (files: string[], host: string, key = server) => checkHostKey(files, [host], key.blob).status;
 
 describe('checkHostKey', () => {
   it('accepts the recorded key, refuses a different key of the same type, and knows nothing of other hosts', () => {
     const file = knownHosts('plain', [`# comment`, `example.com ${server.text}`, `changed.example.com ${other.text}`]);
     assert.equal(check([file], 'example.com'), 'match');
-    assert.deepEqual(checkHostKey([file], ['changed.example.com'], server.type, server.blob), {
+    assert.deepEqual(checkHostKey([file], ['changed.example.com'], server.blob), {
       status: 'mismatch',
       fingerprint: fingerprint(server.blob),
       file,
+      known: [{ type: 'ssh-ed25519', fingerprint: fingerprint(other.blob) }],
     });
     assert.equal(check([file], 'elsewhere.example.com'), 'unknown');
   });
 
-  it('leaves a host unknown when only keys of another type are recorded', () => {
+  it('counts a key of another type for a known host as a changed key, with the known fingerprints', () => {
     const file = knownHosts('rsa-only', [`example.com ${rsa.text}`]);
-    assert.equal(check([file], 'example.com'), 'unknown');
+    assert.deepEqual(checkHostKey([file], ['example.com'], server.blob), {
+      status: 'mismatch',
+      fingerprint: fingerprint(server.blob),
+      file,
+      known: [{ type: 'ssh-rsa', fingerprint: fingerprint(rsa.blob) }],
+    });
     assert.deepEqual(knownKeyTypes([file], ['example.com']), ['ssh-rsa']);
+  });
+
+  it('a changed key type is found through hashed names and [host]:port too', () => {
+    const file = knownHosts('rsa-hashed', [`[10.0.0.7]:2200 ${rsa.text}`]);
+    execFileSync('ssh-keygen', ['-q', '-H', '-f', file]);
+    assert.equal(check([file], '[10.0.0.7]:2200'), 'mismatch');
+    assert.equal(check([file], '[10.0.0.7]:2200', rsa), 'match');
+    assert.equal(check([file], '10.0.0.7'), 'unknown');
   });
 
   it('accepts the key when any line has it, even if another line for the host differs', () => {
@@ -85,11 +99,27 @@ describe('checkHostKey', () => {
     assert.equal(check([file], 'example.com'), 'unknown');
   });
 
-  it('refuses a @revoked key and ignores @cert-authority lines', () => {
+  it('refuses a @revoked key, whatever host its line names', () => {
     const revoked = knownHosts('revoked', [`example.com ${server.text}`, `@revoked * ${server.text}`]);
-    assert.deepEqual(checkHostKey([revoked], ['example.com'], server.type, server.blob).status, 'revoked');
-    const ca = knownHosts('ca', [`@cert-authority example.com ${server.text}`]);
-    assert.equal(check([ca], 'example.com'), 'unknown');
+    assert.deepEqual(checkHostKey([revoked], ['example.com'], server.blob).status, 'revoked');
+    const elsewhere = knownHosts('revoked-other-host', [`example.com ${server.text}`, `@revoked old.example.net ${server.text}`]);
+    assert.equal(check([elsewhere], 'example.com'), 'revoked');
+    assert.equal(check([elsewhere], 'example.com', other), 'mismatch', 'only the revoked key itself is refused that way');
+  });
+
+  it('a host under a @cert-authority line is never new: its plain key must be listed', () => {
+    const ca = makeKey('ca');
+    const file = knownHosts('ca', [`@cert-authority *.example.com ${ca.text}`]);
+    assert.deepEqual(checkHostKey([file], ['web.example.com'], server.blob), {
+      status: 'cert-authority',
+      fingerprint: fingerprint(server.blob),
+      file,
+      known: [{ type: 'ssh-ed25519', fingerprint: fingerprint(ca.blob) }],
+    });
+    assert.equal(check([file], 'web.example.org'), 'unknown', 'the CA covers only the hosts its line names');
+    const withKey = knownHosts('ca-and-key', [`@cert-authority *.example.com ${ca.text}`, `web.example.com ${server.text}`]);
+    assert.equal(check([withKey], 'web.example.com'), 'match');
+    assert.deepEqual(knownKeyTypes([file], ['web.example.com']), [], 'a CA key is no host key type to ask for');
   });
 
   it('reads every file given and skips missing ones', () => {

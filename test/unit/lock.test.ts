@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { hostname } from 'node:os';
-import { acquireLockCommand, deadLocalHolder, describeHolder, LOCK_DIR, newLockInfo, releaseLockCommand } from '../../core/lock.ts';
+import { acquireLockCommand, deadLocalHolder, describeHolder, LOCK_DIR, newLockInfo, releaseLockCommand, STALE_SECONDS } from '../../core/lock.ts';
 
 /** Run a lock command with LOCK_DIR moved into a temp folder. */
 function run(text: string, dir: string) {
@@ -54,6 +54,49 @@ describe('deploy lock (commands run for real)', () => {
   });
 });
 
+describe('deploy lock: racing waiters (real /bin/sh processes)', () => {
+  /**
+   * `racers` waiters start together, each as its own /bin/sh, against one lock
+   * dir; returns how many printed `acquired`. The lock is stale (untouched for
+   * two minutes) or held by a gone holder (`deadToken`), so each may try a takeover.
+   */
+  function race(dir: string, racers: number, options: { deadToken?: string } = {}): number {
+    const holder = newLockInfo('deploy');
+    run(acquireLockCommand('site', holder).text, dir);
+    if (!options.deadToken) {
+      const old = Date.now() / 1000 - 120;
+      utimesSync(path.join(dir, 'site', 'info'), old, old);
+    }
+    const scripts = Array.from({ length: racers }, (_, i) => {
+      const file = path.join(dir, `racer-${i}.sh`);
+      const token = options.deadToken ? holder.token : undefined;
+      writeFileSync(file, acquireLockCommand('site', newLockInfo('deploy'), STALE_SECONDS, undefined, token).text.split(LOCK_DIR).join(dir));
+      return file;
+    });
+    const all = scripts.map((f, i) => `/bin/sh ${f} > ${dir}/out-${i} 2>&1 &`).join('\n');
+    spawnSync('/bin/sh', ['-c', `${all}\nwait`]);
+    let winners = 0;
+    for (let i = 0; i < racers; i++) {
+      winners += readFileSync(path.join(dir, `out-${i}`), 'utf8').split('\n').filter((l) => l === 'acquired').length;
+    }
+    rmSync(path.join(dir, 'site'), { recursive: true, force: true });
+    return winners;
+  }
+
+  it('a stale lock is taken over by exactly one of many waiters (300 races)', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-lock-race-'));
+    const counts = Array.from({ length: 300 }, () => race(dir, 4));
+    const wrong = counts.map((n, i) => ({ i, n })).filter((r) => r.n !== 1);
+    assert.deepEqual(wrong, [], `races without exactly one winner (race: winners): ${wrong.map((r) => `${r.i}: ${r.n}`).join(', ')}`);
+  });
+
+  it('a lock of a gone holder is taken over by exactly one of many waiters (50 races)', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-lock-race-'));
+    const counts = Array.from({ length: 50 }, () => race(dir, 4, { deadToken: 'yes' }));
+    assert.deepEqual(counts.filter((n) => n !== 1), []);
+  });
+});
+
 describe('deploy lock: a holder on this machine', () => {
   it('is gone when its process no longer exists, alive while it runs, and never another machine\'s', () => {
     const exited = spawnSync('true');
@@ -62,5 +105,16 @@ describe('deploy lock: a holder on this machine', () => {
     assert.equal(deadLocalHolder(info(process.ppid)), undefined, 'a running process');
     assert.equal(deadLocalHolder(info(exited.pid!, 'elsewhere.example')), undefined, 'a pid on another machine says nothing');
     assert.equal(deadLocalHolder('not json'), undefined);
+  });
+});
+
+describe('deploy lock: staleness and the transport', () => {
+  it('a lock goes stale only well after a dead connection is noticed, and after its holder counts it as lost', async () => {
+    const { KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL_MS } = await import('../../core/transport/ssh.ts');
+    const { LOST_AFTER_MS, HEARTBEAT_MS } = await import('../../core/lock.ts');
+    const deadPeerMs = KEEPALIVE_INTERVAL_MS * (KEEPALIVE_COUNT_MAX + 1);
+    assert.ok(deadPeerMs <= 45_000, `a dead connection is noticed within 45 s (${deadPeerMs} ms)`);
+    assert.ok(STALE_SECONDS * 1000 >= 2 * deadPeerMs, `stale after ${STALE_SECONDS} s, at least twice ${deadPeerMs} ms`);
+    assert.ok(LOST_AFTER_MS < STALE_SECONDS * 1000 && LOST_AFTER_MS > deadPeerMs && LOST_AFTER_MS > 4 * HEARTBEAT_MS);
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { checkNames, formatEnv, parseAssignments, parseEnvOutput, splitNodeArg } from '../../core/commands/env.ts';
+import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/commands/env.ts';
 import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/commands/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/commands/run.ts';
 import { formatStatus, parseStatus } from '../../core/commands/status.ts';
@@ -24,7 +24,7 @@ describe('env', () => {
     assert.deepEqual(parseAssignments(['A=1', 'URL=postgres://u@h/db?x=y', 'EMPTY=']), { A: '1', URL: 'postgres://u@h/db?x=y', EMPTY: '' });
     assert.throws(() => parseAssignments(['NOVALUE']), /not NAME=value/);
     assert.throws(() => parseAssignments(['1BAD=x']), /not NAME=value/);
-    assert.throws(() => parseAssignments([]), /nothing to set/);
+    assert.throws(() => parseSetWords([]), /nothing to set/);
     assert.throws(() => checkNames(['OK', 'not ok']), /not a variable name/);
   });
 

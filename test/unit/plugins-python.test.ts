@@ -4,7 +4,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pythonPlugin, { PYTHON_PACKAGES } from '../../plugins/python/index.ts';
-import { hasRequirements, readVenvInputs, venvCommand, venvHash } from '../../plugins/python/venv.ts';
+import {
+  buildUser,
+  buildUserCommand,
+  hasRequirements,
+  parseVenvResult,
+  pruneVenvsCommand,
+  readVenvInputs,
+  removeBuildUserCommand,
+  venvCommand,
+  venvHash,
+} from '../../plugins/python/venv.ts';
 import { aptEnsureCommand } from '../../core/apt.ts';
 import { createHooks } from '../../core/hooks.ts';
 import { NodeProbe, SetupPackages } from '../../core/context.ts';
@@ -51,50 +61,96 @@ describe('python: requirements', () => {
 });
 
 describe('python: commands', () => {
-  it('builds or reuses the venv, pip only when needed', () => {
-    const cmd = venvCommand({
-      venv: '/srv/shop/venvs/abc',
-      requirementsPath: '/srv/shop/releases/R1/requirements.txt',
-      noRequirements: false,
-      upgrade: false,
-    });
+  const build = {
+    venvs: '/srv/shop/venvs',
+    hash: 'abc',
+    liveLink: '/srv/shop/current/.venv',
+    user: 'kwb-shop',
+    group: 'kw-shop',
+    requirementsPath: '/srv/shop/releases/R1/requirements.txt',
+    noRequirements: false,
+  };
+
+  it('reuses the live venv of this hash (else the newest complete one), or builds <hash> as the build user', () => {
     assert.equal(
-      cmd.text,
+      venvCommand(build).text,
       `set -e
-umask 022
-if [ -f /srv/shop/venvs/abc/.kraftwerk-complete ]; then echo 'kraftwerk: venv reused'; exit 0; fi
-if [ ! -f /srv/shop/venvs/abc/.kraftwerk-complete ]; then rm -rf /srv/shop/venvs/abc; python3 -m venv --system-site-packages /srv/shop/venvs/abc; fi
-rm -f /srv/shop/venvs/abc/.kraftwerk-complete
-/srv/shop/venvs/abc/bin/python -m pip install --disable-pip-version-check --no-input --root-user-action=ignore --progress-bar off -r /srv/shop/releases/R1/requirements.txt
+cd /srv/shop/venvs
+live=$(readlink /srv/shop/current/.venv 2>/dev/null || true)
+found=
+for d in abc abc-u*; do
+  [ -f "$d/.kraftwerk-complete" ] || continue
+  found=$d
+  [ /srv/shop/venvs/"$d" = "$live" ] && break
+done
+if [ -n "$found" ]; then echo "kraftwerk: venv $found reused"; exit 0; fi
+id -u kwb-shop >/dev/null 2>&1 || useradd --system --gid kw-shop --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kwb-shop
+rm -rf -- abc
+install -d -m 0755 -o kwb-shop -g kw-shop abc
+cd /
+# No process of the build user outlives the build (kill -1 as that user reaches only its own).
+status=0; runuser -u kwb-shop -- sh -c 'set -e; umask 022; export HOME=/srv/shop/venvs/abc; python3 -m venv --system-site-packages /srv/shop/venvs/abc; /srv/shop/venvs/abc/bin/python -m pip install --disable-pip-version-check --no-input --no-cache-dir --progress-bar off -r /srv/shop/releases/R1/requirements.txt; chmod -R go-w /srv/shop/venvs/abc' || status=$?
+runuser -u kwb-shop -- sh -c 'kill -KILL -1 2>/dev/null' || true
+[ "$status" = 0 ] || exit "$status"
 touch /srv/shop/venvs/abc/.kraftwerk-complete
-echo 'kraftwerk: venv built'`,
+echo 'kraftwerk: venv abc built'`,
     );
   });
 
-  it('installs from the wheelhouse without an index; --upgrade-packages upgrades in place', () => {
-    const cmd = venvCommand({
-      venv: '/srv/shop/venvs/abc',
-      requirementsPath: '/srv/shop/releases/R1/requirements.txt',
-      wheelhousePath: '/srv/shop/releases/R1/wheels',
-      noRequirements: false,
-      upgrade: true,
-    }).text;
-    assert.ok(!cmd.includes('venv reused'), 'an upgrade never reuses the venv as it is');
+  it('never runs pip or venv as root: both inside runuser as the build user', () => {
+    const text = venvCommand(build).text;
+    const outside = text.replace(/runuser -u kwb-shop -- sh -c '[^']*'/g, '');
+    assert.ok(!/pip|python3 -m venv/.test(outside), outside);
+    assert.ok(!text.includes('--root-user-action'));
+  });
+
+  it('--upgrade-packages builds a new venv <hash>-u<release>, from the wheelhouse without an index, and never reuses one', () => {
+    const cmd = venvCommand({ ...build, upgradeStamp: '20261201T120000Z', wheelhousePath: '/srv/shop/releases/R1/wheels' }).text;
+    assert.ok(!cmd.includes('reused'), 'an upgrade never reuses a venv');
+    assert.ok(!/\babc\b(?!-u)/.test(cmd.replace(/venvs\/abc-u20261201T120000Z|abc-u20261201T120000Z/g, '')), 'the venv abc itself is not touched');
+    assert.match(cmd, /\nrm -rf -- abc-u20261201T120000Z\ninstall -d -m 0755 -o kwb-shop -g kw-shop abc-u20261201T120000Z\n/);
     assert.match(
       cmd,
-      /-m pip install --disable-pip-version-check --no-input --root-user-action=ignore --progress-bar off --upgrade --upgrade-strategy eager -r \/srv\/shop\/releases\/R1\/requirements\.txt --no-index --find-links \/srv\/shop\/releases\/R1\/wheels\n/,
+      /-m pip install --disable-pip-version-check --no-input --no-cache-dir --progress-bar off --upgrade --upgrade-strategy eager -r \/srv\/shop\/releases\/R1\/requirements\.txt --no-index --find-links \/srv\/shop\/releases\/R1\/wheels;/,
     );
+    assert.match(cmd, /echo 'kraftwerk: venv abc-u20261201T120000Z built'$/);
+  });
+
+  it('reads which venv it used from the last line', () => {
+    assert.deepEqual(parseVenvResult('Collecting six\nkraftwerk: venv abc-u20261201T120000Z built\n'), { name: 'abc-u20261201T120000Z', how: 'built' });
+    assert.deepEqual(parseVenvResult('kraftwerk: venv abc reused\n'), { name: 'abc', how: 'reused' });
+    assert.equal(parseVenvResult('kraftwerk: no requirements to install\n'), undefined);
   });
 
   it('skips pip for a requirements file that names nothing', () => {
-    const cmd = venvCommand({ venv: '/v', requirementsPath: '/r.txt', noRequirements: true, upgrade: false }).text;
+    const cmd = venvCommand({ ...build, noRequirements: true }).text;
     assert.ok(!cmd.includes('pip install'));
-    assert.ok(cmd.includes(`echo 'kraftwerk: no requirements to install'`));
+    assert.ok(cmd.includes(`echo '\\''kraftwerk: no requirements to install'\\''`));
   });
 
   it('quotes odd paths', () => {
-    const cmd = venvCommand({ venv: "/srv/it's/venvs/x", requirementsPath: '/r.txt', noRequirements: true, upgrade: false }).text;
-    assert.ok(cmd.includes(`rm -rf '/srv/it'\\''s/venvs/x'`));
+    const cmd = venvCommand({ ...build, venvs: "/srv/it's/venvs" }).text;
+    assert.ok(cmd.includes(`cd '/srv/it'\\''s/venvs'`));
+  });
+
+  it('prunes the venvs that no kept release folder links to, keeping this deploy’s', () => {
+    assert.equal(
+      pruneVenvsCommand({ venvs: '/srv/shop/venvs', releases: '/srv/shop/releases', keep: '/srv/shop/venvs/abc' }).text,
+      `cd /srv/shop/venvs 2>/dev/null || exit 0
+used=$({ for r in /srv/shop/releases/*/; do readlink "$r.venv" 2>/dev/null; done; echo /srv/shop/venvs/abc; } | sort -u)
+for d in */; do
+  d=\${d%/}
+  printf '%s\\n' "$used" | grep -qxF /srv/shop/venvs/"$d" && continue
+  rm -rf -- "$d" && echo "pruned venv $d"
+done; true`,
+    );
+  });
+
+  it('makes and removes a build user per site, in the site group', () => {
+    assert.equal(buildUser('shop'), 'kwb-shop');
+    assert.equal(buildUser('a'.repeat(28)).length, 32, 'the longest site name still fits useradd');
+    assert.match(buildUserCommand('kwb-shop', 'kw-shop').text, /useradd --system --gid kw-shop .* kwb-shop$/);
+    assert.match(removeBuildUserCommand('kwb-shop').text, /pkill -KILL -u kwb-shop .*userdel kwb-shop/);
   });
 
   it('installs only missing apt packages, in one command', () => {
@@ -132,5 +188,20 @@ describe('python: plugin', () => {
       const aptTask = tasks.sorted().find((t) => t.title.startsWith('apt packages'))!;
       assert.equal(await aptTask.skip!({ facts: emptyFacts() } as never), expected);
     }
+  });
+
+  it('prunes venvs after the release record, and sends no command when the one venv is this release\'s', async () => {
+    const hooks = createHooks();
+    pythonPlugin.apply!(hooks, testSite());
+    const probe = new NodeProbe();
+    const tasks = new TaskList<never>('restart');
+    await hooks.restart.promise({ probe } as never, tasks as never);
+    const prune = tasks.sorted().find((t) => t.title === 'prune venvs')!;
+    assert.ok((prune.stage ?? 0) > 700, 'after core records the release (Stage.VERIFY + 100) and prunes release folders');
+    assert.deepEqual([...probe.patterns], ['/srv/shop/venvs/*']);
+    const facts = (venvs: string[]) => ({ ...emptyFacts(), globs: new Map([['/srv/shop/venvs/*', venvs]]) });
+    const release = { venv: '/srv/shop/venvs/abc' };
+    assert.equal(await prune.skip!({ facts: facts(['/srv/shop/venvs/abc']), release } as never), 'venvs (nothing to prune)');
+    assert.equal(await prune.skip!({ facts: facts(['/srv/shop/venvs/abc', '/srv/shop/venvs/old']), release } as never), false);
   });
 });

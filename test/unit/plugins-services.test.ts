@@ -11,6 +11,7 @@ import filesPlugin, { uploadsFolderCommand } from '../../plugins/files/index.ts'
 import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, adminPsqlCommand } from '../../plugins/postgres/index.ts';
 import redisPlugin, {
   aclApplyCommand,
+  ACL_RULES,
   aclCommands,
   keyPrefix,
   newPassword,
@@ -43,11 +44,12 @@ describe('files', () => {
     assert.deepEqual(env.toRecord(), { UPLOADS_PATH: '/srv/shop/shared/uploads', SITE_ROOT: '/srv/shop' });
   });
 
-  it('creates the uploads folder for the site user only when missing', () => {
-    assert.equal(
-      uploadsFolderCommand(testSite()).text,
-      `[ -d /srv/shop/shared/uploads ] || { install -d -m 0750 -o kw-shop -g kw-shop /srv/shop/shared/uploads && echo 'kraftwerk: created'; }`,
-    );
+  it('creates the uploads folder (site user, web group, setgid) or gives an existing one the web group', () => {
+    const text = uploadsFolderCommand(testSite()).text;
+    assert.ok(text.includes(`  install -d -m 2750 -o kw-shop -g kwn-shop /srv/shop/shared/uploads && echo 'kraftwerk: created'\n`), text);
+    assert.ok(text.includes(`  chown -h kw-shop:kwn-shop /srv/shop/shared/uploads && chmod 2750 /srv/shop/shared/uploads\n`), text);
+    // What is inside is the site's: changed by the site user itself, never by root following its links.
+    assert.ok(text.includes(`  runuser -u kw-shop -- sh -c 'find /srv/shop/shared/uploads -mindepth 1 -user kw-shop ! -group kwn-shop -exec chgrp -h kwn-shop`), text);
   });
 });
 
@@ -114,8 +116,21 @@ describe('redis', () => {
     assert.equal(keyPrefix(testSite()), 'shop:');
     assert.equal(
       aclCommands(testSite(), sha),
-      `ACL SETUSER kw-shop reset on #${sha} ~shop:* &shop:* +@all -@dangerous -@admin\nACL SAVE\n`,
+      `ACL SETUSER kw-shop reset on #${sha} ~shop:* &shop:* ${ACL_RULES}\nACL SAVE\n`,
     );
+  });
+
+  it('the ACL is an allow-list without the commands that ignore key patterns or act node-wide', () => {
+    const rules = ACL_RULES.split(' ');
+    assert.equal(rules[0], '-@all', 'starts from nothing');
+    assert.deepEqual(rules.slice(-2), ['-@admin', '-@dangerous'], 'ends with the safety net');
+    assert.ok(!rules.includes('+@all') && !rules.includes('+@keyspace') && !rules.includes('+@read') && !rules.includes('+@write'));
+    for (const denied of ['scan', 'keys', 'randomkey', 'dbsize', 'flushall', 'flushdb', 'swapdb', 'function', 'fcall', 'script', 'script|flush', 'pubsub', 'client', 'client|list', 'client|kill', 'client|tracking', 'object', 'debug', 'migrate', 'wait', 'info', 'config', 'monitor', '@scripting', '@pubsub', '@connection']) {
+      assert.ok(!rules.includes(`+${denied}`), `+${denied} is not allowed`);
+    }
+    for (const allowed of ['+@string', '+@transaction', '+expire', '+eval', '+script|load', '+subscribe', '+publish', '+hello', '+select']) {
+      assert.ok(rules.includes(allowed), `${allowed} is allowed`);
+    }
   });
 
   it('applies the ACL as the admin user whose password never leaves the server (exact command)', () => {
@@ -164,7 +179,8 @@ describe('files: dump and load (run for real in a temp folder)', () => {
       assert.equal(spawnSync('sh', ['-c', dumpUploadsCommand(site, dump).text]).status, 0);
 
       writeFileSync(path.join(site.paths.uploads, 'written-after.txt'), 'later');
-      const r = spawnSync('sh', ['-c', loadUploadsCommand(site, dump).text], { encoding: 'utf8' });
+      const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
+      const r = spawnSync('sh', ['-c', loadUploadsCommand(site, dump, group).text], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(readFileSync(path.join(site.paths.uploads, "it's a file.txt"), 'utf8'), 'one');
       assert.deepEqual([...readFileSync(path.join(site.paths.uploads, 'sub/two.bin'))], [0, 1, 2]);
@@ -173,7 +189,7 @@ describe('files: dump and load (run for real in a temp folder)', () => {
 
       const empty = path.join(root, 'empty-dump');
       mkdirSync(empty);
-      const none = spawnSync('sh', ['-c', loadUploadsCommand(site, empty).text], { encoding: 'utf8' });
+      const none = spawnSync('sh', ['-c', loadUploadsCommand(site, empty, group).text], { encoding: 'utf8' });
       assert.equal(none.stdout, 'kraftwerk: no uploads in this dump\n');
     } finally {
       rmSync(root, { recursive: true, force: true });

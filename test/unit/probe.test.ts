@@ -108,6 +108,22 @@ describe('deploy lock taken together with the probe', () => {
     assert.match(second.out, /^held \{.*"command":"deploy"/);
     assert.ok(!second.out.includes('probed'));
   });
+
+  it('a lock+probe command that dies after printing the env file never puts the env into the error', async () => {
+    const dir = mkdtempSync(path.join(root, 'die-'));
+    const envFile = path.join(dir, 'env');
+    writeFileSync(envFile, "SECRET_KEY='hunter2-very-secret'\n");
+    // The probe's env section, then the shell is killed (a dropped connection, an OOM kill).
+    const dies = { text: `echo ---env---; cat ${quote(envFile)}; kill -9 $$`, display: 'probe' };
+    await assert.rejects(
+      DeployLock.acquire(new LocalRemote(dir), 'demo', { command: 'deploy', waitMs: 0, node: 'web1', andThen: dies }),
+      (error: Error) => {
+        assert.match(error.message, /could not take the deploy lock on web1/);
+        assert.ok(!error.message.includes('hunter2'), error.message);
+        return true;
+      },
+    );
+  });
 });
 
 /** A Remote that runs commands with sh here (the lock folder moved into a temp folder) and records them. */
@@ -163,7 +179,7 @@ describe('record release: the last command releases the lock', () => {
   it('appends the lock release to the record when every later task skips', async () => {
     const r = await recordWith({ skip: true });
     assert.match(r.last, /"status":"live"/);
-    assert.match(r.last, /\) && if grep -q [0-9a-f]+ .*locks\/demo\/info/);
+    assert.match(r.last, /\); kw_rc=\$\?; if grep -q [0-9a-f]+ .*locks\/demo\/info/);
     assert.equal(r.locked, false, 'the lock is gone');
     assert.equal(r.lockInState, false, "core's finally has nothing left to release");
   });

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { parseProbe } from '../../core/probe.ts';
-import { finishReleaseCommand, healthCheckCommand, switchCommand } from '../../core/releases.ts';
+import { acquireLockCommand, LOCK_DIR, newLockInfo } from '../../core/lock.ts';
+import { finishReleaseCommand, healthCheckCommand, LOCK_LOST_EXIT, RECORD_FAILED_EXIT, switchCommand, SWITCHED_MARKER } from '../../core/releases.ts';
 import { createSite, type Site } from '../../core/site.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
@@ -28,6 +29,50 @@ describe('release commands (run for real in a temp folder)', () => {
     execFileSync('sh', ['-c', switchCommand(site, 'B').text]);
     assert.equal(readlinkSync(path.join(root, 'current')), 'releases/B');
     assert.ok(!existsSync(path.join(root, 'current.new')));
+  });
+
+  it('a switch whose rename fails exits non-zero, says so, and leaves current and the live slot alone', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
+    const site = siteIn(root);
+    mkdirSync(path.join(root, 'releases/A'), { recursive: true });
+    mkdirSync(path.join(root, 'releases/B'), { recursive: true });
+    execFileSync('sh', ['-c', switchCommand(site, 'A').text]);
+    // Something in the way of the new link: a non-empty folder where the script makes it.
+    mkdirSync(path.join(root, 'current.new/junk'), { recursive: true });
+    const r = spawnSync('sh', ['-c', switchCommand(site, 'B').text], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0, 'the failed switch exits non-zero');
+    assert.match(r.stderr, /could not point .*current at releases\/B/);
+    assert.doesNotMatch(r.stdout, new RegExp(SWITCHED_MARKER), 'it does not claim to have switched');
+    assert.equal(readlinkSync(path.join(root, 'current')), 'releases/A');
+  });
+
+  it('a switch refuses, changing nothing, when the deploy lock holds another token', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
+    const locks = mkdtempSync(path.join(tmpdir(), 'kw-locks-'));
+    const site = siteIn(root);
+    mkdirSync(path.join(root, 'releases/A'), { recursive: true });
+    mkdirSync(path.join(root, 'releases/B'), { recursive: true });
+    execFileSync('sh', ['-c', switchCommand(site, 'A').text]);
+    const holder = newLockInfo('deploy');
+    execFileSync('sh', ['-c', acquireLockCommand(site.name, holder).text.split(LOCK_DIR).join(locks)]);
+    const run = (token: string) => spawnSync('sh', ['-c', switchCommand(site, 'B', token).text.split(LOCK_DIR).join(locks)], { encoding: 'utf8' });
+    const refused = run('0123456789abcdef');
+    assert.equal(refused.status, LOCK_LOST_EXIT);
+    assert.match(refused.stderr, /no longer this command's/);
+    assert.equal(readlinkSync(path.join(root, 'current')), 'releases/A');
+    assert.equal(run(holder.token).status, 0);
+    assert.equal(readlinkSync(path.join(root, 'current')), 'releases/B');
+  });
+
+  it('a release record that cannot be written is reported (exit RECORD_FAILED_EXIT), the old record kept', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-rel-'));
+    const site = siteIn(root);
+    mkdirSync(path.join(root, 'releases/r1'), { recursive: true });
+    // The state folder is a file: nothing can be written in it.
+    writeFileSync(path.join(root, '.kraftwerk'), 'not a folder');
+    const r = spawnSync('sh', ['-c', finishReleaseCommand(site, { id: 'r1', status: 'live' }, undefined).text], { encoding: 'utf8' });
+    assert.equal(r.status, RECORD_FAILED_EXIT);
+    assert.match(r.stderr, /could not write the release record/);
   });
 
   it('keeps keep_releases good releases, removes failed ones, never the live or previous one', () => {

@@ -49,7 +49,7 @@ function setup(t: { after: (fn: () => void) => void }): { root: string; site: Si
   mkdirSync(path.join(p.state, 'releases'), { recursive: true });
   const remote = new LocalRemote();
   const ctx = (id: string) =>
-    ({ site, node: 'here', remote, state: new Map(), files: new RemoteFileSet(), release: { id, path: `${p.releases}/${id}` } }) as unknown as DeployContext;
+    ({ site, node: 'here', remote, state: new Map(), files: new RemoteFileSet(), facts: { envLocal: {} }, release: { id, path: `${p.releases}/${id}` } }) as unknown as DeployContext;
   return { root, site, ctx, remote };
 }
 
@@ -85,12 +85,12 @@ describe('files written at the switch (atSwitch)', () => {
     assert.equal(readFileSync(cron, 'utf8'), 'cron B\n');
 
     const back = ctx('A');
-    assert.deepEqual(await restoreFiles(back, 'A'), [plain]);
+    assert.deepEqual((await restoreFiles(back, 'A')).changed, [plain]);
     assert.equal(readFileSync(cron, 'utf8'), 'cron B\n', 'still the live release’s until the switch');
     assert.equal(back.files.all.find((f) => f.path === cron)?.content, 'cron A\n');
     await execSwitch(back, switchCommand(site, 'A'));
     assert.equal(readFileSync(cron, 'utf8'), 'cron A\n');
-    assert.match(remote.texts.at(-1)!, /mv -T [^\n]*current\n[\s\S]*\(\nset -e\n/, 'the files are written after the rename, in the same command');
+    assert.match(remote.texts.at(-1)!, /mv -T [^\n]*current[^\n]*\n[\s\S]*\(\nset -e\n/, 'the files are written after the rename, in the same command');
   });
 
   it('a removal can wait for the switch too', async (t) => {

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// First step of `npm test`: the Debian packages in scripts/system-packages that are
+// missing get installed (apt-get update first) when this runs as root on Debian,
+// so `npm ci && npm test` is the whole set-up on a fresh machine, as `npm run demo`
+// is. Elsewhere it prints one line saying what to run; the tests that need a missing
+// package then skip with their reason. KRAFTWERK_TEST_NO_APT=1 turns the install off.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const listFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'system-packages');
+const wanted = readFileSync(listFile, 'utf8')
+  .split('\n')
+  .map((line) => line.replace(/#.*/, '').trim())
+  .filter(Boolean);
+
+const isDebian = process.platform === 'linux' && spawnSync('sh', ['-c', 'command -v dpkg-query && command -v apt-get'], { stdio: 'ignore' }).status === 0;
+if (!isDebian) {
+  process.stdout.write(`test: not a Debian machine: install the equivalents of ${wanted.join(' ')} (tests that need them skip)\n`);
+  process.exit(0);
+}
+
+const installed = (pkg) =>
+  spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' }).stdout?.includes('install ok installed');
+const missing = wanted.filter((pkg) => !installed(pkg));
+if (!missing.length) process.exit(0);
+
+const command = `apt-get update -q && apt-get install -y -q --no-install-recommends ${missing.join(' ')}`;
+if (process.getuid?.() !== 0 || process.env.KRAFTWERK_TEST_NO_APT === '1') {
+  process.stdout.write(`test: missing ${missing.join(' ')} (tests that need them skip); install them with: sudo sh -c '${command}'\n`);
+  process.exit(0);
+}
+process.stdout.write(`test: installing ${missing.join(' ')}\n`);
+execFileSync('sh', ['-c', command], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
