@@ -24,6 +24,7 @@ export {
 } from './context.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
+export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './durations.ts';
 export { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from './escape.ts';
 export {
   ConfigError,

@@ -7,6 +7,7 @@ import {
   asUser,
   definePlugin,
   isProvisioned,
+  KraftwerkError,
   provisionMarker,
   sh,
   siteWebGroup,
@@ -80,6 +81,24 @@ mv -T ${next} ${uploads}
 rm -rf ${old}`;
 }
 
+/**
+ * Prove a dump's uploads archive lists and extracts: unpacked as root into a
+ * fresh root-only (0700) folder under /var/tmp that no site can reach, the way
+ * `load` unpacks it (GNU tar refuses `..` and absolute member names and defers
+ * links that point outside), without the archive's owners and modes; then
+ * counted and removed, on every exit. Prints `<files> <KiB>`.
+ */
+export function verifyUploadsCommand(dir: string): Command {
+  const file = uploadsArchive(dir);
+  return sh`[ -f ${file} ] || { echo 'the backup has no uploads.tar.gz' >&2; exit 1; }
+scratch=$(mktemp -d /var/tmp/kraftwerk-verify.XXXXXX)
+trap 'rm -rf -- "$scratch"' EXIT
+trap 'exit 130' HUP INT TERM PIPE
+tar -tzf ${file} >/dev/null || { echo 'uploads.tar.gz does not list' >&2; exit 1; }
+tar -xzf ${file} -C "$scratch" --no-same-owner --no-same-permissions || { echo 'uploads.tar.gz does not extract' >&2; exit 1; }
+echo "$(find "$scratch" -mindepth 1 ! -type d | wc -l) $(du -sk "$scratch" | cut -f1)"`;
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uploads folder shared by all releases, served by nginx at /uploads/ (UPLOADS_PATH)',
@@ -112,6 +131,20 @@ export default definePlugin({
         skip: (ctx) => (ctx.kind === 'snapshot' ? 'not part of a pre-migration snapshot' : false),
         run: async (ctx) => {
           await ctx.remote.exec(dumpUploadsCommand(site, ctx.dir));
+        },
+      });
+    });
+
+    hooks.verify.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'uploads',
+        run: async (ctx, task) => {
+          const res = await ctx.remote.exec(verifyUploadsCommand(ctx.dir), { check: false });
+          if (res.code !== 0) {
+            throw new KraftwerkError(`uploads: the archive does not extract (${res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`})`);
+          }
+          const [files = '0', kb = '0'] = res.stdout.trim().split(/\s+/);
+          task.title(`uploads: extracted into a scratch folder, ${files} file${files === '1' ? '' : 's'}, ${kb} KiB`);
         },
       });
     });
