@@ -58,14 +58,15 @@ export function programCommand(command: string): Command {
  * then enters the live release (`cd current` resolves the symlink once, so a
  * worker keeps its release until it is restarted), reads its environment
  * (.kraftwerk/env, root:kw-<site> 0640) and runs the command with the
- * release's venv first on PATH. Root reads nothing the site can write.
+ * release's venv first on PATH. Root reads nothing the site can write, and
+ * names chpst by its path (no PATH lookup as root).
  */
 export function renderProcessRunScript(site: Site, process: string, command: string): string {
   const script = siteEnvScript(site, { dir: site.paths.current, venv: `${site.paths.current}/.venv`, command: programCommand(command) });
   return `#!/bin/sh
 # Kraftwerk: worker process ${process} of site ${site.name}. Written by \`kraftwerk deploy\` when the release goes live; edits are overwritten.
 exec 2>&1
-exec chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(script.text)}
+exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(script.text)}
 `;
 }
 
@@ -78,7 +79,7 @@ exec chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(script.text)}
 export function renderLogRunScript(site: Site, dir: string, what: string): string {
   return `#!/bin/sh
 # Kraftwerk: log of ${what} of site ${site.name}, rotated by svlogd as ${site.user}. Written by \`kraftwerk deploy\`.
-exec chpst -u ${quote(`${site.user}:${site.user}`)} svlogd -tt ${quote(dir)}
+exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} svlogd -tt ${quote(dir)}
 `;
 }
 

@@ -71,7 +71,7 @@ describe('hostile commands in run scripts and cron jobs', () => {
     symlinkSync('releases/R', path.join(root, 'current'));
     for (const command of [...HOSTILE, 'printf %s "$GREETING"']) {
       const [run] = processServiceFiles(s, 'w', command);
-      const r = spawnSync('sh', ['-c', run!.content], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin` } });
+      const r = spawnSync('sh', ['-c', run!.content.replace('exec /usr/bin/chpst ', `exec ${bin}/chpst `)], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
       assert.equal(r.status, 0, r.stderr);
       if (command.includes('GREETING')) assert.equal(r.stdout, 'hi there', 'with the release\'s environment');
       else assert.equal(r.stdout, expectedOutput(command, root), command);

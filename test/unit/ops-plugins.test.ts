@@ -4,7 +4,7 @@ import { configSchema } from '../../core/config/schema.ts';
 import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/context.ts';
 import { emptyFacts } from '../../core/probe.ts';
 import { createHooks, interceptHooks } from '../../core/hooks.ts';
-import { parseSvStatus, pruneProcessServicesCommand, startOrRestartCommand } from '../../core/runit.ts';
+import { isSimpleCommand, parseSvStatus, processServiceFiles, pruneProcessServicesCommand, startOrRestartCommand } from '../../core/runit.ts';
 import { createSite, type Site } from '../../core/site.ts';
 import { TaskList } from '../../core/tasks.ts';
 import cron, { cronFilePath, cronJobs, cronScriptFile, renderCronFile } from '../../plugins/cron/index.ts';
@@ -15,6 +15,31 @@ function site(extra: Record<string, unknown> = {}): Site {
 }
 
 describe('worker processes (runit services)', () => {
+  it('runs a simple command with exec as the site user, in current, with the env file and venv; svlogd as the site too', () => {
+    const files = processServiceFiles(site(), 'worker', 'celery -A proj worker -l info');
+    const [run, log, marker] = files;
+    assert.equal(run!.path, '/etc/sv/kraftwerk-shop-worker/run');
+    assert.equal(run!.mode, 0o755);
+    assert.ok(files.every((f) => f.atSwitch), 'written by the switch, with the release going live');
+    assert.ok(
+      run!.content.endsWith(
+        `\nexec 2>&1\nexec /usr/bin/chpst -u kw-shop:kw-shop sh -c 'cd /srv/shop/current && set -a && . ./.kraftwerk/env && set +a && export PATH=/srv/shop/current/.venv/bin:"$PATH" VIRTUAL_ENV=/srv/shop/current/.venv HOME=/srv/shop && exec celery -A proj worker -l info'\n`,
+      ),
+      run!.content,
+    );
+    assert.equal(log!.path, '/etc/sv/kraftwerk-shop-worker/log/run');
+    assert.match(log!.content, /\nexec \/usr\/bin\/chpst -u kw-shop:kw-shop svlogd -tt \/var\/log\/kraftwerk\/shop\/worker\n$/);
+    assert.doesNotMatch(log!.content, /install|chown/, 'root makes no folder at a log start');
+    assert.deepEqual([marker!.path, marker!.content], ['/etc/sv/kraftwerk-shop-worker/kraftwerk-site', 'shop\n']);
+  });
+
+  it('gives a command with shell syntax a shell of its own (no exec in front of a pipeline; nothing escapes the && chain)', () => {
+    assert.equal(isSimpleCommand('python worker.py --queue=default'), true);
+    for (const c of ['a && b', 'a | b', 'x > log', 'echo $HOME', 'while true; do x; done']) assert.equal(isSimpleCommand(c), false, c);
+    const [run] = processServiceFiles(site(), 'q', 'python a.py && echo done');
+    assert.ok(run!.content.includes(`HOME=/srv/shop && exec sh -c '\\''python a.py && echo done'\\'''\n`), run!.content);
+  });
+
   it('prunes only services marked as this site\'s, keeping the configured ones', () => {
     const text = pruneProcessServicesCommand(site(), ['worker', 'beat']).text;
     assert.match(text, /case " kraftwerk-shop-worker kraftwerk-shop-beat " in \*" \$s "\*\) continue;; esac/);

@@ -49,7 +49,7 @@ exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini 
       log!.content,
       `#!/bin/sh
 # Kraftwerk: log of web slot blue of site shop, rotated by svlogd as kw-shop. Written by \`kraftwerk deploy\`.
-exec chpst -u kw-shop:kw-shop svlogd -tt /var/log/kraftwerk/shop/web@blue
+exec /usr/bin/chpst -u kw-shop:kw-shop svlogd -tt /var/log/kraftwerk/shop/web@blue
 `,
     );
     assert.ok(files[2]!.content.includes('--ini /etc/sv/kraftwerk-shop@green/release/.kraftwerk/uwsgi.ini\n'));
