@@ -331,8 +331,10 @@ describe('two tenants on one node: the attacker site reaches nothing of the vict
         // What the site may write, and why no root process reads it there: its uploads (root only
         // archives them, tar does not follow links), its own log folders, and in a release, the top
         // folder (sticky: root's .kraftwerk and .venv cannot be replaced), what its release
-        // commands made there (collectstatic) and its own uWSGI socket (writing = connecting).
+        // commands made there (collectstatic), its own uWSGI socket (writing = connecting) and the
+        // lock files of its own cron jobs (they run as the site; root's backup lock is elsewhere).
         const allowed = [
+          /^\/srv\/attacker\/shared\/locks(\/.*)?$/,
           /^\/srv\/attacker\/releases\/\d{8}T\d{6}Z\/\.kraftwerk\/uwsgi\.sock$/,
           /^\/srv\/attacker\/shared\/uploads(\/.*)?$/,
           /^\/var\/log\/kraftwerk\/attacker(\/.*)?$/,
