@@ -9,14 +9,16 @@ import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
-import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
+import { computeSiteEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
-import { retireOtherSlotsCommand } from './slots.ts';
-import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
+import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
+import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import type { DeployContext, NodeContext } from './context.ts';
-import type { ExecResult, RemoteFile } from './transport/remote.ts';
+import { CommandTimeoutError, type ExecResult, GuardedRemote, type RemoteFile } from './transport/remote.ts';
+import { deployTimeouts } from './durations.ts';
+import { interruptOf } from './interrupt.ts';
 import { DeployLock, lockPath } from './lock.ts';
 
 const LOCK_STATE = 'core.lock';
@@ -30,11 +32,16 @@ export const RESTART_TASKS_STATE = 'core.restartTasks';
 const LINK_AT_SWITCH_STATE = 'core.linkAtSwitch';
 const RECORD_STAGE = Stage.VERIFY + 100;
 
-/** Release the deploy lock a command took on this node, if any. */
-export async function releaseLock(ctx: NodeContext): Promise<void> {
+/** Release the deploy lock a command took on this node, if any; false when that failed (it then goes stale). */
+export async function releaseLock(ctx: NodeContext): Promise<boolean> {
   const lock = ctx.state.get(LOCK_STATE) as DeployLock | undefined;
   ctx.state.delete(LOCK_STATE);
-  await lock?.release().catch(() => undefined);
+  return lock ? lock.release().then(() => true, () => false) : true;
+}
+
+/** The deploy lock this node context holds (undefined before it was taken, and once it was released). */
+export function heldLock(ctx: NodeContext): DeployLock | undefined {
+  return ctx.state.get(LOCK_STATE) as DeployLock | undefined;
 }
 
 /**
@@ -85,7 +92,7 @@ install -d -m 0750 -o root -g ${web} ${p.root} ${p.releases} ${p.shared}
 install -d -m 0750 -o root -g ${u} ${p.venvs}
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
-install -d -m 0750 -o ${u} -g adm ${p.logs}
+${siteLogRootCommand(site)}
 ${migrateReleasesCommand(site)}`;
 }
 
@@ -164,6 +171,26 @@ fi
 echo ${SWITCHED_MARKER}
 ${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}
 ${removeLegacyServiceCommand(site)}`;
+}
+
+/**
+ * Undo a release that did not go live (a failed or interrupted deploy): its
+ * slot stops and, with `remove`, its folder and saved configuration go (a
+ * failed release stays until the next deploy, listed as failed, to be looked
+ * at). Only while the deploy lock holds `lockToken` (a deploy that lost its
+ * lock may not touch what the one that took it over does) and never the
+ * release `current` points at. Prints `removed` when the folder went.
+ */
+export function undoReleaseCommand(site: Site, releaseId: string, lockToken: string, options: { remove: boolean }): Command {
+  const rel = `${site.paths.releases}/${releaseId}`;
+  const remove = options.remove
+    ? sh`
+if [ -e ${rel} ] && [ "$(readlink -f ${site.paths.current} 2>/dev/null)" != "$(readlink -f ${rel})" ]; then
+  rm -rf -- ${rel} ${releaseFilesPath(site, releaseId)} && echo removed
+fi`
+    : sh``;
+  return sh`grep -q ${lockToken} ${`${lockPath(site.name)}/info`} 2>/dev/null || { echo 'kraftwerk: the deploy lock is not ours: nothing undone' >&2; exit 1; }
+${stopUnswitchedSlotCommand(site, rel)}${remove}`;
 }
 
 /**
@@ -290,14 +317,20 @@ export async function inspectNode(ctx: DeployContext, task: TaskHandle, command:
   const { site } = ctx;
   // One round trip: the lock first, then the probe with every plugin's questions.
   // Checks that fail below leave the lock to core's finally, which releases it.
+  const interrupt = interruptOf(ctx);
   const { lock, tookOverFrom, output } = await DeployLock.acquire(ctx.remote, site.name, {
     command,
     waitMs: ctx.deploy.lockWaitMs,
     node: ctx.node,
     onWait: (holder) => task.output(`waiting for the deploy lock held by ${holder}`),
     andThen: probeCommand(site, ctx.probe),
+    signal: interrupt?.signal,
   });
   ctx.state.set(LOCK_STATE, lock);
+  // A lost lock stops the deploy before its switch; what runs on the node while the lock is held stops
+  // when it is no longer ours and fresh there (the deploy's connection died without a word).
+  if (interrupt) lock.onLost = (error) => interrupt.abort(error);
+  if (ctx.remote instanceof GuardedRemote) ctx.remote.defaults.whileTrue = lock.heldCommand();
   if (tookOverFrom) ctx.log.warn(`${ctx.node}: took over a stale deploy lock of ${tookOverFrom}`);
   ctx.facts = parseProbe(output, site, ctx.probe);
   if (!ctx.remote.dryRun) {
@@ -375,9 +408,10 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
-  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
+  const { files, environment, envdir } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
+  if (envdir) await ctx.remote.exec(pruneEnvdirCommand(envdir.dir, envdir.names));
   for (const p of changed) ctx.files.changed.add(p);
   return { changed, environment };
 }
@@ -524,12 +558,23 @@ export const corePlugin = definePlugin({
             return task.title('release commands (none)');
           }
           await ctx.remote.exec(openReleaseCommand(site, ctx.release));
+          // Interruptible: a Ctrl-C, a timeout or a lost connection stops the command on the node too.
+          const timeoutMs = deployTimeouts(site.config).releaseCommandMs;
           for (const command of site.config.release) {
             task.output(`$ ${command}`);
-            await ctx.remote.exec(inSiteEnv(site, { dir: ctx.release.path, venv: ctx.release.venv, command }), {
-              onStdout: (c) => task.output(c),
-              onStderr: (c) => task.output(c),
-            });
+            await ctx.remote
+              .exec(inSiteEnv(site, { dir: ctx.release.path, venv: ctx.release.venv, command }), {
+                onStdout: (c) => task.output(c),
+                onStderr: (c) => task.output(c),
+                interruptible: true,
+                timeoutMs,
+              })
+              .catch((err: unknown) => {
+                if (!(err instanceof CommandTimeoutError)) throw err;
+                throw new KraftwerkError(`release command \`${command}\` on ${ctx.node} (configure) timed out: it ${CommandTimeoutError.what(err.kind, err.limitMs)}, and was stopped`, {
+                  hint: `Nothing was switched. If it needs longer, raise timeouts.${err.kind === 'total' ? 'release_commands' : 'silence'} in ${path.basename(site.configFile)}.`,
+                });
+              });
           }
         },
       });
@@ -544,6 +589,8 @@ export const corePlugin = definePlugin({
           const lock = ctx.state.get(LOCK_STATE) as DeployLock | undefined;
           const lost = lock?.lost;
           if (lost) throw lost;
+          // From here on a Ctrl-C lets the deploy finish (health check, rollback); before, it stops it.
+          interruptOf(ctx)?.beginSwitch();
           const switchIt = switchCommand(site, ctx.release.id, lock?.info.token);
           const res = await execSwitch(ctx, open ? sh`${open} && ${switchIt}` : switchIt);
           const switched = ctx.remote.dryRun || res.stdout.split('\n').includes(SWITCHED_MARKER);
@@ -572,7 +619,15 @@ export const corePlugin = definePlugin({
         skip: () => (site.config.healthcheck === false ? 'healthcheck: false' : false),
         run: async (ctx, task) => {
           const hc = site.config.healthcheck as Exclude<typeof site.config.healthcheck, false>;
-          const res = await ctx.remote.exec(healthCheckCommand(site, { https: Boolean(getSiteTls(ctx)?.certificate) }), { check: false });
+          const limit = deployTimeouts(site.config).healthcheckMs;
+          const res = await ctx.remote
+            .exec(healthCheckCommand(site, { https: Boolean(getSiteTls(ctx)?.certificate) }), { check: false, interruptible: true, timeoutMs: limit })
+            .catch((err: unknown) => {
+              if (!(err instanceof CommandTimeoutError)) throw err;
+              throw new KraftwerkError(`health check on ${ctx.node} (restart) timed out: GET ${hc.path} ${CommandTimeoutError.what(err.kind, err.limitMs)}`, {
+                hint: `If the site needs longer to answer, raise timeouts.healthcheck in ${path.basename(site.configFile)}.`,
+              });
+            });
           const code = res.stdout.trim() || 'no answer';
           if (res.code !== 0) {
             throw new KraftwerkError(`health check failed: GET ${hc.path} (Host: ${site.canonicalDomain}) answered ${code}`, {

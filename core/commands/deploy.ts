@@ -5,14 +5,16 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../node.ts';
 import type { Project } from '../plugin.ts';
-import { corePlugin, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE } from '../releases.ts';
+import { corePlugin, heldLock, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE, undoReleaseCommand } from '../releases.ts';
 import { emptyFacts } from '../probe.ts';
 import { sh } from '../shell.ts';
-import { stopUnswitchedSlotCommand } from '../slots.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../rollback.ts';
-import { KraftwerkError, PluginError, UsageError } from '../errors.ts';
+import { KraftwerkError, PluginError } from '../errors.ts';
+import { deployTimeouts, parseDuration } from '../durations.ts';
+import { DeployInterrupt, InterruptedError, interruptOf } from '../interrupt.ts';
+import { Stage } from '../tasks.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
-import type { Remote } from '../transport/remote.ts';
+import { GuardedRemote, type Remote } from '../transport/remote.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
@@ -20,15 +22,8 @@ export interface DeployCommandOptions {
   lockWait?: string;
 }
 
-/** Parse a duration such as 30, 30s, 5m, 1h into ms. */
-export function parseDuration(value: string | undefined, key = '--lock-wait'): number {
-  if (value === undefined || value === '') return 0;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new UsageError(`${key}: expected a duration such as 30s, 5m or 1h, found "${value}"`);
-  const n = Number(m[1]);
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-}
-
+// Re-exported: rollback and the tests take it from here.
+export { parseDuration } from '../durations.ts';
 
 function gitRevision(dir: string): string | undefined {
   try {
@@ -57,21 +52,61 @@ export function applyPlugins(project: Project) {
   return { hooks, taps };
 }
 
+/** What the undo of a node did, for the closing message of an interrupted deploy. */
+interface Undone {
+  node: string;
+  /** This deploy held the node's lock (else it changed nothing there). */
+  held: boolean;
+  /** The unswitched release's folder was removed. */
+  removed: boolean;
+  lockReleased?: boolean;
+}
+
 /**
- * A deploy failed before the switch: stop the new release where it was
- * started beside the live one (in a group, the nodes that were ready), and put
- * back the configuration files of the live release, so what is on disk matches
- * what is serving (best effort; the next deploy rewrites them anyway).
+ * A deploy failed or was stopped before a node switched: stop the new release
+ * where it was started beside the live one, remove its folder if asked, and put back
+ * the configuration files of the live release, so what is on disk matches
+ * what is serving. Only on nodes whose lock this deploy still holds (another
+ * deploy of the same second has the same release id). Best effort: the next
+ * deploy cleans up what is left.
  */
-async function undoConfiguration(contexts: DeployContext[]): Promise<void> {
-  await Promise.all(
-    contexts.map(async (ctx) => {
-      if (ctx.remote === notConnected || ctx.remote.dryRun) return;
-      await ctx.remote.exec(stopUnswitchedSlotCommand(ctx.site, ctx.release.path), { check: false }).catch(() => undefined);
-      if (!ctx.files.changed.size || !ctx.release.previous) return;
-      await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
+async function undoUnswitched(contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
+  return Promise.all(
+    contexts.map(async (ctx): Promise<Undone> => {
+      const lock = heldLock(ctx);
+      if (ctx.remote === notConnected || ctx.remote.dryRun || !lock || lock.lost || ctx.state.get(SWITCHED_STATE)) {
+        return { node: ctx.node, held: Boolean(lock && !lock.lost), removed: false };
+      }
+      const res = await ctx.remote.exec(undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options), { check: false }).catch(() => undefined);
+      if (ctx.files.changed.size && ctx.release.previous) await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
+      return { node: ctx.node, held: true, removed: Boolean(res?.stdout.split('\n').includes('removed')) };
     }),
   );
+}
+
+/** The one line an interrupted deploy ends with: what it undid and what it left as it was, on each node. */
+function interruptedMessage(interrupt: DeployInterrupt, contexts: DeployContext[], undone: Undone[]): InterruptedError {
+  const parts = contexts.map((ctx, i) => {
+    const u = undone[i]!;
+    const where = contexts.length > 1 ? `${ctx.node}: ` : '';
+    if (!u.held) return `${where}nothing changed on ${ctx.node}`;
+    const release = u.removed ? `release ${ctx.release.id} removed` : `release ${ctx.release.id} left for the next deploy to remove`;
+    const live = ctx.release.previous ? `live release ${ctx.release.previous} untouched` : 'no release was live, none is';
+    const lock = u.lockReleased === false ? 'lock not released (it goes stale)' : 'lock released';
+    return `${where}${release}, ${live}, ${lock}`;
+  });
+  return new InterruptedError(`interrupted (${interrupt.received ?? 'signal'}): ${parts.join('; ')}`);
+}
+
+/** Prepare tasks that do not start once the deploy was stopped. */
+function stoppable(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployContext>[] {
+  return tasks.map((t) => ({
+    ...t,
+    run: (c: DeployContext, h) => {
+      interruptOf(c)?.throwIfAborted();
+      return t.run(c, h);
+    },
+  }));
 }
 
 /** Mark a node failed at its first failing task, and skip its remaining tasks. */
@@ -81,6 +116,8 @@ function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployConte
     skip: async (c: DeployContext) => (c.state.has(FAILED_STATE) ? 'skipped after a failure' : ((await t.skip?.(c)) ?? false)),
     run: async (c: DeployContext, h) => {
       try {
+        // Stopped (Ctrl-C, lost lock) before the switch: nothing more starts. The switch task checks itself.
+        if ((t.stage ?? Stage.DEFAULT) < Stage.SWITCH) interruptOf(c)?.throwIfAborted();
         await t.run(c, h);
       } catch (err) {
         const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
@@ -160,6 +197,8 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   const deployer = `${os.userInfo().username}@${os.hostname()}`;
   const globals = kit.options();
   const lockWaitMs = parseDuration(options.lockWait);
+  const { silenceMs } = deployTimeouts(site.config);
+  const interrupt = new DeployInterrupt();
 
   const contexts = nodes.map(
     (node): DeployContext => ({
@@ -177,6 +216,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
       files: new RemoteFileSet(),
     }),
   );
+  for (const ctx of contexts) interrupt.attach(ctx);
 
   // Taps only add tasks, so every phase is collected before anything runs (and --dry-run can show it all).
   const phases = await Promise.all(
@@ -191,35 +231,44 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     stage: -1000,
     run: async (c, task) => {
       const target = await kit.resolveNode(c.node, project);
-      c.remote = await kit.connect(target);
+      // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
+      c.remote = new GuardedRemote(await kit.connect(target), { signal: interrupt.signal, silenceMs });
       task.title(`connect to ${c.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
     },
   });
 
   const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
     const selected = phases[i]!.filter((p) => p.phase !== 'restart');
-    const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: p.tasks, ctx, node: ctx.node }));
+    const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
     (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
     return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
   };
 
   const prepare = contexts.map((ctx, i) => nodeGroup(ctx, i));
+  const stopListening = interrupt.listen((m) => kit.log.warn(m));
+  let undone: Undone[] | undefined;
   try {
     try {
       // Every node is made ready before any of them switches; nothing live has changed yet.
       if (nodes.length === 1) await kit.runTasks(prepare[0]!.tasks as TaskGroup<DeployContext>[], contexts[0]!);
       else await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
+      await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
     } catch (err) {
-      await undoConfiguration(contexts);
-      throw err;
+      // An interrupted deploy leaves nothing of its release; a failed one stays to be looked at (listed as failed).
+      undone = await undoUnswitched(contexts, { remove: interrupt.interrupted });
+      // A stopped deploy's commands fail in many ways as they are killed: the stop is what happened.
+      if (!interrupt.signal.aborted) throw err;
+      if (!interrupt.interrupted) throw interrupt.signal.reason;
     }
-    await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
   } finally {
-    await Promise.all(contexts.map((ctx) => (ctx.remote === notConnected ? undefined : releaseLock(ctx))));
+    const released = await Promise.all(contexts.map((ctx) => (ctx.remote === notConnected ? true : releaseLock(ctx))));
+    undone?.forEach((u, i) => (u.lockReleased = released[i]));
+    stopListening();
     if (globals.verbose) {
       for (const ctx of contexts) if (ctx.remote !== notConnected) kit.log.info(`${ctx.node}: ${ctx.remote.commandCount} remote commands`);
     }
   }
+  if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
     const scheme = site.config.tls ? 'https' : 'http';
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${scheme}://${site.canonicalDomain}/`);

@@ -205,6 +205,7 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
       ? ['python manage.py migrate --noinput', 'python manage.py collectstatic --noinput']
       : ['flask db upgrade'],
     healthcheck: { path: '/', status: 200, timeout: 10, retries: 5 },
+    timeouts: { release_commands: '30m', install: '30m', healthcheck: '5m', silence: '10m' },
     keep_releases: 5,
     exclude: ['*.pyc', '.git/', 'node_modules/', 'media/'],
     plugins: ['./deploy/notify.ts'],

@@ -1,3 +1,5 @@
+import { formatDuration } from '../durations.ts';
+import { KraftwerkError } from '../errors.ts';
 import type { Command } from '../shell.ts';
 
 /** Where and how to reach one server, after ~/.ssh/config has been applied. */
@@ -36,8 +38,87 @@ export interface ExecOptions {
   pty?: boolean;
   /** Its stdout may hold secrets (an env file): a failure shows stderr only, never stdout. */
   secretOutput?: boolean;
-  /** Abort the command after this many ms. */
+  /** Abort the command after this many ms (it is stopped on the server). */
   timeoutMs?: number;
+  /**
+   * The command, and everything it starts, is killed on the node when it is
+   * stopped: `signal` aborts, a timeout passes, the connection closes (the
+   * CLI was killed) or `whileTrue` stops holding. Without this, a command
+   * whose connection goes keeps running (sshd does not signal it). It gets
+   * /dev/null as stdin (`stdin` cannot be given). For long commands a deploy
+   * may have to stop: pip, release commands, the health check.
+   */
+  interruptible?: boolean;
+  /** Stops an interruptible command (exec rejects with the signal's reason). Other commands run to their end. */
+  signal?: AbortSignal;
+  /** Give up on the command when it printed nothing for this long (an interruptible one is killed on the node). */
+  silenceMs?: number;
+  /** With `interruptible`: a shell test checked on the node every few seconds; the command is killed when it fails. */
+  whileTrue?: Command;
+}
+
+/** A remote command ran longer than its timeout, or printed nothing for too long; it was stopped. */
+export class CommandTimeoutError extends KraftwerkError {
+  constructor(
+    readonly node: string,
+    /** The command as shown to the user. */
+    readonly command: string,
+    readonly kind: 'total' | 'silence',
+    readonly limitMs: number,
+  ) {
+    super(`command on ${node} timed out (${CommandTimeoutError.what(kind, limitMs)}) and was stopped: ${command.length > 200 ? `${command.slice(0, 199)}…` : command}`);
+  }
+
+  /** "ran longer than 30 min" / "printed nothing for 10 min" */
+  static what(kind: 'total' | 'silence', limitMs: number): string {
+    return kind === 'total' ? `ran longer than ${formatDuration(limitMs)}` : `printed nothing for ${formatDuration(limitMs)}`;
+  }
+}
+
+/**
+ * A connection whose commands get a command's defaults: the abort signal and
+ * lock test of a deploy for its interruptible commands, and a silence timeout
+ * for all of them. `inner` is the connection itself, for what must still run
+ * once the deploy is stopped (undo, unlock).
+ */
+export class GuardedRemote implements Remote {
+  constructor(
+    readonly inner: Remote,
+    readonly defaults: { signal?: AbortSignal; silenceMs?: number; whileTrue?: Command },
+  ) {}
+
+  get target(): SshTarget {
+    return this.inner.target;
+  }
+  get dryRun(): boolean {
+    return this.inner.dryRun;
+  }
+  get commandCount(): number {
+    return this.inner.commandCount;
+  }
+
+  exec(cmd: Command, options: ExecOptions = {}): Promise<ExecResult> {
+    const d = this.defaults;
+    const guarded: ExecOptions = { silenceMs: d.silenceMs, ...options };
+    if (options.interruptible) {
+      guarded.signal ??= d.signal;
+      guarded.whileTrue ??= d.whileTrue;
+    }
+    return this.inner.exec(cmd, guarded);
+  }
+
+  syncFiles(files: RemoteFile[]): Promise<string[]> {
+    return this.inner.syncFiles(files);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** The connection without a deploy's guards (for the undo after the deploy was stopped). */
+export function unguarded(remote: Remote): Remote {
+  return remote instanceof GuardedRemote ? unguarded(remote.inner) : remote;
 }
 
 export interface ExecResult {

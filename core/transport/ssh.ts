@@ -9,9 +9,9 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, ClientChannel, Client as SshClient, ServerHostKeyAlgorithm } from 'ssh2';
 import { HostKeyMismatchError, KraftwerkError, RemoteCommandError, UnknownHostKeyError } from '../errors.ts';
-import { quote, type Command } from '../shell.ts';
+import { quote, raw, sh, type Command } from '../shell.ts';
 import { checkHostKey, keyTypeOf, knownHostsName, knownKeyTypes, recordHostKey } from './knownhosts.ts';
-import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from './remote.ts';
+import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, type RemoteFile, type SshTarget } from './remote.ts';
 import { resolveSshTarget } from './sshconfig.ts';
 import { buildSyncFilesCommand, parseSyncFilesOutput } from './syncfiles.ts';
 
@@ -53,6 +53,12 @@ const MAX_CHANNELS = 8;
 /** How long after its timeout a command that does not end is abandoned (the connection may be stalled). */
 const TIMEOUT_GRACE_MS = 10_000;
 
+/** How long a stopped interruptible command may take to die on the node before its channel is closed anyway. */
+const STOP_GRACE_MS = 15_000;
+
+/** How often an interruptible command's `whileTrue` test runs on the node, in seconds. */
+const WHILE_TRUE_EVERY_SECONDS = 3;
+
 /**
  * Every command runs under `sh -c`, whatever the login shell is; with sudo, as
  * root. A timeout is enforced on the server by coreutils `timeout`, which kills
@@ -66,6 +72,41 @@ export function wrapForServer(cmd: Command, options: { sudo?: boolean; timeoutMs
       ? ''
       : `timeout ${options.pty ? '--foreground ' : ''}-k 5 ${quote((options.timeoutMs / 1000).toFixed(3))} `;
   return `${sudo}${timeout}sh -c ${quote(cmd.text)}`;
+}
+
+/**
+ * An interruptible command (ExecOptions.interruptible) as it runs on the
+ * node. sshd signals nothing when a channel or the connection goes (without
+ * a pty), so the command cannot simply die with the connection; instead it
+ * runs in the background with /dev/null as input, and a watcher reads the
+ * channel's stdin, which the CLI keeps open: end of file (the CLI stopped the
+ * command, or it died and the kernel or sshd closed the connection) kills the
+ * whole process group (sshd made the command a session and group leader, and
+ * nothing here leaves the group; runuser does not either): TERM, and KILL
+ * 5 s later. A second watcher runs `whileTrue` every few seconds (the deploy
+ * lock still ours and fresh): a connection that died without a word (network
+ * gone) ends the command that way, once the lock stops being kept fresh.
+ * Watchers write to /dev/null: sshd waits for every holder of the channel's
+ * output before it reports the end of the command.
+ */
+export function interruptibleCommand(cmd: Command, whileTrue?: Command): Command {
+  const killGroup = "kill -TERM 0; sleep 5; kill -KILL 0";
+  const watch = whileTrue
+    ? sh`( trap '' TERM; while sleep ${WHILE_TRUE_EVERY_SECONDS}; do { ${whileTrue}; } >/dev/null 2>&1 || break; done; ${raw(killGroup)} ) </dev/null >/dev/null 2>&1 &
+kw_watch=$!
+`
+    : sh`kw_watch=
+`;
+  return sh`exec 3<&0
+( ${cmd}
+) </dev/null 3<&- &
+kw_cmd=$!
+( trap '' TERM; while read -r kw_line; do :; done; ${raw(killGroup)} ) <&3 >/dev/null 2>&1 &
+kw_eof=$!
+exec 3<&-
+${watch}wait $kw_cmd; kw_rc=$?
+kill -KILL $kw_eof $kw_watch 2>/dev/null
+exit $kw_rc`;
 }
 
 class SshRemote implements Remote {
@@ -142,18 +183,59 @@ class SshRemote implements Remote {
   private run(cmd: Command, options: ExecOptions): Promise<ExecResult> {
     const node = this.target.name;
     if (this.lost) return Promise.reject(this.lost);
+    const interruptible = options.interruptible === true;
+    if (interruptible && (options.stdin !== undefined || options.pty)) {
+      return Promise.reject(new Error('an interruptible command takes no stdin and no pty'));
+    }
+    if (interruptible && options.signal?.aborted) return Promise.reject(options.signal.reason);
     return new Promise((resolve, reject) => {
       const pty = options.pty ? { term: process.env.TERM ?? 'xterm', rows: process.stdout.rows, cols: process.stdout.columns } : false;
-      const text = wrapForServer(cmd, { sudo: this.target.sudo, timeoutMs: options.timeoutMs, pty: options.pty });
+      const script = interruptible ? interruptibleCommand(cmd, options.whileTrue) : cmd;
+      const text = wrapForServer(script, { sudo: this.target.sudo, timeoutMs: options.timeoutMs, pty: options.pty });
       this.client.exec(text, { pty }, (err, stream) => {
         if (err) {
           reject(new KraftwerkError(`cannot run a command on ${node}: ${err.message}`, { cause: err }));
           return;
         }
+        const timers: NodeJS.Timeout[] = [];
+        let settled = false;
+        const settle = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
+          timers.forEach(clearTimeout);
+          options.signal?.removeEventListener('abort', onAbort);
+          fn();
+        };
+
+        // Why the command was stopped (an abort, a timeout); exec rejects with it.
+        let stopped: Error | undefined;
+        const stop = (reason: Error) => {
+          if (stopped || settled) return;
+          stopped = reason;
+          if (interruptible) {
+            // End of input: the watcher on the node kills the command's process group; the channel then closes.
+            stream.end();
+            timers.push(setTimeout(() => settle(() => (stream.close(), reject(reason))), STOP_GRACE_MS));
+          } else {
+            settle(() => reject(reason));
+            stream.close();
+          }
+        };
+        const onAbort = () => stop(options.signal!.reason instanceof Error ? options.signal!.reason : new Error(String(options.signal!.reason)));
+        if (interruptible) options.signal?.addEventListener('abort', onAbort, { once: true });
+
+        let silence: NodeJS.Timeout | undefined;
+        const heard = () => {
+          if (options.silenceMs === undefined) return;
+          if (silence) clearTimeout(silence);
+          silence = setTimeout(() => stop(new CommandTimeoutError(node, cmd.display, 'silence', options.silenceMs!)), options.silenceMs);
+          silence.unref?.();
+        };
+        heard();
         const out = collect(options.onStdout);
         const errOut = collect(options.onStderr);
-        stream.on('data', out.write);
-        stream.stderr.on('data', errOut.write);
+        stream.on('data', (d: Buffer) => (heard(), out.write(d)));
+        stream.stderr.on('data', (d: Buffer) => (heard(), errOut.write(d)));
 
         let code: number | null = null;
         let signal: string | undefined;
@@ -162,41 +244,38 @@ class SshRemote implements Remote {
           signal = exitSignal ?? undefined;
         });
 
-        const timedOutError = () =>
-          new KraftwerkError(`command timed out after ${options.timeoutMs} ms on ${node}: ${cmd.display}`, {
-            hint: 'The command was stopped on the server.',
-          });
+        const timedOutError = () => new CommandTimeoutError(node, cmd.display, 'total', options.timeoutMs!);
         let timedOut = false;
-        const timers =
-          options.timeoutMs === undefined
-            ? []
-            : [
-                setTimeout(() => (timedOut = true), options.timeoutMs),
-                setTimeout(() => {
-                  reject(timedOutError());
-                  stream.close();
-                }, options.timeoutMs + TIMEOUT_GRACE_MS),
-              ];
+        if (options.timeoutMs !== undefined) {
+          timers.push(
+            setTimeout(() => (timedOut = true), options.timeoutMs),
+            setTimeout(() => {
+              settle(() => reject(timedOutError()));
+              stream.close();
+            }, options.timeoutMs + TIMEOUT_GRACE_MS),
+          );
+        }
 
         const detachTerminal = options.pty && options.stdin === undefined ? attachTerminal(stream) : undefined;
 
         stream.on('close', () => {
-          timers.forEach(clearTimeout);
+          if (silence) clearTimeout(silence);
           detachTerminal?.();
           const result: ExecResult = { code, stdout: out.end(), stderr: errOut.end() };
           if (signal) result.signal = signal;
-          if (timedOut && code !== 0) {
-            reject(timedOutError());
-          } else if (code !== 0 && options.check !== false) {
-            reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
-          } else {
-            resolve(result);
-          }
+          settle(() => {
+            if (stopped) reject(stopped);
+            else if (timedOut && code !== 0) reject(timedOutError());
+            else if (code !== 0 && options.check !== false) {
+              reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
+            } else resolve(result);
+          });
         });
 
         if (options.stdin !== undefined) stream.end(options.stdin);
         // Without input the command must see end-of-file at once, or a command reading stdin would hang.
-        else if (!options.pty) stream.end();
+        // An interruptible one reads /dev/null; its channel's input stays open until it is to be stopped.
+        else if (!options.pty && !interruptible) stream.end();
       });
     });
   }

@@ -112,7 +112,8 @@ export interface StartCheck {
  */
 export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Command {
   const own = releaseConfig(release.path);
-  const logTail = sh`sleep 0.3; tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
+  // Read as the site user: the log folder is the site's, and root follows no link put there.
+  const logTail = sh`sleep 0.3; runuser -u ${site.user} -- tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
   const stop = sh`sv down "$svc" >/dev/null 2>&1 || true`;
   return sh`${chooseSpareSlot(site)}
 # .kraftwerk/: root's; the site and nginx (web group) pass through to the socket. environ/, the ini

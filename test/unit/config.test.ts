@@ -90,6 +90,7 @@ describe('loading a valid config', () => {
       cron: [],
       release: [],
       healthcheck: { path: '/', timeout: 10, retries: 5 },
+      timeouts: { release_commands: '30m', install: '30m', healthcheck: '5m', silence: '10m' },
       keep_releases: 5,
       exclude: [],
       plugins: [],

@@ -118,3 +118,38 @@ describe('deploy lock: staleness and the transport', () => {
     assert.ok(LOST_AFTER_MS < STALE_SECONDS * 1000 && LOST_AFTER_MS > deadPeerMs && LOST_AFTER_MS > 4 * HEARTBEAT_MS);
   });
 });
+
+describe('deploy lock: a heartbeat that finds the lock taken over', () => {
+  it('counts the lock as lost, says so once, and the held test fails on the node', async () => {
+    const { DeployLock, HEARTBEAT_MS } = await import('../../core/lock.ts');
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-lock-hb-'));
+    // Runs the lock's commands here, with LOCK_DIR moved into the temp folder.
+    const remote = {
+      dryRun: false,
+      commandCount: 0,
+      target: { name: 'local', host: 'localhost', port: 22, user: 'root', identityFiles: [], knownHostsFiles: [] },
+      async exec(cmd: { text: string }) {
+        const r = spawnSync('sh', ['-c', cmd.text.split(LOCK_DIR).join(dir)], { encoding: 'utf8' });
+        return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      },
+      async syncFiles() {
+        return [];
+      },
+      async close() {},
+    };
+    const { lock } = await DeployLock.acquire(remote, 'site', { command: 'deploy', waitMs: 0, node: 'local' });
+    const held = () => run(lock.heldCommand().text, dir).code;
+    assert.equal(held(), 0, 'the held test passes while the lock is ours and fresh');
+    const lost: string[] = [];
+    lock.onLost = (e) => lost.push(e.message);
+    // Another deploy takes it over (as after a stale takeover): its token in the info file.
+    writeFileSync(path.join(dir, 'site', 'info'), `${JSON.stringify(newLockInfo('deploy'))}\n`);
+    assert.notEqual(held(), 0, 'the held test fails once another token holds the lock');
+    for (let i = 0; i < 40 && !lost.length; i++) await new Promise((r) => setTimeout(r, HEARTBEAT_MS / 10));
+    assert.equal(lost.length, 1, 'onLost was called once');
+    assert.match(lost[0]!, /deploy lock of site on local was lost: it holds another deploy's token/);
+    assert.ok(lock.lost);
+    await lock.release();
+    assert.ok(readFileSync(path.join(dir, 'site', 'info'), 'utf8').includes('"token"'), "releasing a lost lock leaves the other deploy's lock");
+  });
+});

@@ -151,7 +151,7 @@ install -d -m 0750 -o root -g kw-shop /srv/shop/releases/R1/.kraftwerk/environ
       'sv -w 30 force-stop "$svc" >/dev/null 2>&1 || true\ntouch "$def/down"\nln -sfn /srv/shop/releases/R1 "$def/release"\nrm -f /srv/shop/releases/R1/.kraftwerk/uwsgi.sock\nsv once "$svc" >/dev/null\n',
       ' /srv/shop/releases/R1/.kraftwerk/uwsgi.sock shop.example /health 35 2>/dev/null) || status=\n',
       `  200|204) sv up "$svc"; echo "kraftwerk: $slot answers $status"; exit 0;;`,
-      `sv down "$svc" >/dev/null 2>&1 || true; echo 'kraftwerk: GET /health (Host: shop.example) on the new release answered' "\${status:-nothing}" >&2; sleep 0.3; tail -n 30 /var/log/kraftwerk/shop/web@"$slot"/current`,
+      `sv down "$svc" >/dev/null 2>&1 || true; echo 'kraftwerk: GET /health (Host: shop.example) on the new release answered' "\${status:-nothing}" >&2; sleep 0.3; runuser -u kw-shop -- tail -n 30 /var/log/kraftwerk/shop/web@"$slot"/current`,
     ]) {
       assert.ok(text.includes(part), part);
     }
