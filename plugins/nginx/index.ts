@@ -204,6 +204,9 @@ export function nginxSetupCommand(options: { confChanged: boolean }): Command {
   const changed = options.confChanged ? sh`changed=1` : sh`changed=`;
   return sh`set -e
 ${changed}
+# Each site's access and error log is here; nginx's master (root) creates a new one with its umask,
+# often 0644: closed to others, no site reads another's requests. adm (and root) read them.
+if [ -n "$(find /var/log/nginx -maxdepth 0 -perm /o=rwx)" ]; then chmod o-rwx /var/log/nginx; echo 'closed /var/log/nginx to other users'; fi
 if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; echo 'removed the default nginx site'; changed=1; fi
 nginx -t -q
 if service nginx status >/dev/null 2>&1; then

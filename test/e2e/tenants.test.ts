@@ -305,6 +305,14 @@ describe('two tenants on one node: the attacker site reaches nothing of the vict
       await t.test("release command: replacing its own release's .venv link", () => releaseAttempt('replace-own-venv-link'));
       await t.test('release command: writing into its own virtualenv', () => releaseAttempt('write-own-venv'));
 
+      // ------------------------------------------------------------ its own package (requirements.txt, from its wheels/)
+      await t.test("its own package's .pth file (run by every Python started with its venv): no root process runs it", async () => {
+        const uid = (await root('id -u kw-attacker')).trim();
+        const seen = await root('ls /tmp/kw-attacker-pth-* /etc/kw-attacker-pth-root 2>/dev/null; true');
+        assert.match(seen, new RegExp(`/tmp/kw-attacker-pth-${uid}$`, 'm'), `control: the site's own Python ran the .pth:\n${seen}`);
+        assert.doesNotMatch(seen, /kw-attacker-pth-(0|root)$/m, `root started Python with the site's venv (uWSGI before it drops to the site?):\n${seen}`);
+      });
+
       // ------------------------------------------------------------ root: files a root process reads
       await t.test('no file or folder a root process reads is writable by the attacker (outside an allow-list)', async () => {
         // The lock files of the node's cron jobs (the path each crontab line names) and their folders.
@@ -331,8 +339,10 @@ describe('two tenants on one node: the attacker site reaches nothing of the vict
         // What the site may write, and why no root process reads it there: its uploads (root only
         // archives them, tar does not follow links), its own log folders, and in a release, the top
         // folder (sticky: root's .kraftwerk and .venv cannot be replaced), what its release
-        // commands made there (collectstatic) and its own uWSGI socket (writing = connecting).
+        // commands made there (collectstatic), its own uWSGI socket (writing = connecting) and the
+        // lock files of its own cron jobs (they run as the site; root's backup lock is elsewhere).
         const allowed = [
+          /^\/srv\/attacker\/shared\/locks(\/.*)?$/,
           /^\/srv\/attacker\/releases\/\d{8}T\d{6}Z\/\.kraftwerk\/uwsgi\.sock$/,
           /^\/srv\/attacker\/shared\/uploads(\/.*)?$/,
           /^\/var\/log\/kraftwerk\/attacker(\/.*)?$/,
