@@ -67,6 +67,10 @@ async function silentServer(t: TestContext, host: string): Promise<number> {
   return (server.address() as { port: number }).port;
 }
 
+/** Fixes not in this build yet (21:20 of 2026-12-01): the cases run, and count as not survived, without failing the run. */
+const SIGNALS_TODO = 'signal handling (helper "lock": exit 130, remote commands killed, lock released) is not merged yet';
+const VERIFY_TODO = 'kraftwerk backup verify (helper "venv") is not merged yet';
+
 const lockState = async () => (await onNode(NODE, `if [ -d ${LOCK} ]; then echo held; cat ${LOCK}/info 2>/dev/null; else echo free; fi`)).trim();
 
 describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
@@ -125,11 +129,11 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
             /^❯ python: virtualenv/m,
             `'[p]ip install'`,
           );
-        });
+        }, { todo: SIGNALS_TODO });
 
         await counter.fault(t, 'SIGINT during a release command', 'exit 130, the command gone from the node, lock released, old release serves', async () => {
           await interrupted('during a release command', (v) => setFaultVersion(project, v).setReleaseCommands(['sleep 301']), /^❯ release commands/m, `'[s]leep 301'`);
-        });
+        }, { todo: SIGNALS_TODO });
 
         /** The network dropped once `ready` holds: the CLI fails within 90 s, the old release serves, the next deploy passes. */
         const dropped = async (what: string, prepare: (v: string) => void, until: RegExp, ready: () => Promise<unknown>) => {
@@ -312,7 +316,7 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
           const v = await project.cli(['backup', 'verify', NODE, backupId]);
           assert.equal(v.code, 0, `kraftwerk backup verify ${NODE} ${backupId}:\n${printed(v)}`);
           assert.match(`${v.stdout}${v.stderr}`, /faults_rows/, `the report names the table it found:\n${printed(v)}`);
-        });
+        }, { todo: VERIFY_TODO });
 
         await counter.fault(t, 'corrupted backup reported as bad', 'kraftwerk backup verify of a truncated database dump exits non-zero and says so', async () => {
           assert.ok(backupId, 'the backup of the previous case exists');
@@ -321,7 +325,7 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
           assert.notEqual(v.code, 0, `kraftwerk backup verify of a corrupted backup fails:\n${printed(v)}`);
           assert.match(`${v.stdout}${v.stderr}`, new RegExp(backupId), `the report names the backup:\n${printed(v)}`);
           assert.match(`${v.stdout}${v.stderr}`, /postgres|database/i, `the report names what is bad:\n${printed(v)}`);
-        });
+        }, { todo: VERIFY_TODO });
       });
     } finally {
       counter.report(t, 'faults during and between deploys');
