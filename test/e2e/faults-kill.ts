@@ -19,6 +19,7 @@ import {
   assertWholeVersionLive,
   deployOk,
   FaultCounter,
+  faultsBudgetMs,
   FAULTS_FIXTURE,
   liveRelease,
   pageOf,
@@ -80,7 +81,7 @@ export function killAtEveryBoundary(node: string, phases: readonly DeployPhase[]
   describe(name, { skip: sandboxSkip() }, () => {
     it('each kill leaves the old release serving, after a restart of every service too, and the next deploy passes', { timeout: 19 * 60_000 }, async (t) => {
       const project = SafeProject.create(t, FAULTS_FIXTURE);
-      const counter = new FaultCounter(15 * 60_000); // the it's 19 minutes, less one slow case and the teardown
+      const counter = new FaultCounter(faultsBudgetMs()); // the it's 19 minutes, less one slow case and the teardown
       // Reported also when a step outside the counted cases fails (or the budget ran out).
       try {
         await withSetUpNodes(t, project, [NODE], async ([node]) => {

@@ -17,6 +17,7 @@ import {
   assertWholeVersionLive,
   deployOk,
   FaultCounter,
+  faultsBudgetMs,
   FAULTS_FIXTURE,
   get,
   liveRelease,
@@ -76,7 +77,7 @@ const lockState = async () => (await onNode(NODE, `if [ -d ${LOCK} ]; then echo 
 describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
   it('each fault leaves the live site as it was, and the next deploy passes', { timeout: 19 * 60_000 }, async (t) => {
     const project = SafeProject.create(t, FAULTS_FIXTURE);
-    const counter = new FaultCounter(15 * 60_000); // the it's 19 minutes, less one slow case and the teardown
+    const counter = new FaultCounter(faultsBudgetMs()); // the it's 19 minutes, less one slow case and the teardown
     // Reported also when a step outside the counted cases fails (or the budget ran out).
     try {
       await withSetUpNodes(t, project, [NODE], async ([node]) => {

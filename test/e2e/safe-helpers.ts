@@ -640,3 +640,9 @@ export class FaultCounter {
     t.diagnostic(`${suite}: faults survived ${survived} of ${run.length}${notRun ? ` (${notRun} more not run: time budget)` : ''}`);
   }
 }
+
+/** A fault suite's time budget: 15 minutes, or KRAFTWERK_E2E_FAULTS_BUDGET_MIN (a shorter run on a busy machine). */
+export function faultsBudgetMs(): number {
+  const minutes = Number(process.env.KRAFTWERK_E2E_FAULTS_BUDGET_MIN ?? 15);
+  return (Number.isFinite(minutes) && minutes > 0 ? minutes : 15) * 60_000;
+}
