@@ -150,15 +150,23 @@ export class RecordingRemote implements Remote {
   async close(): Promise<void> {}
 }
 
-/** The commands the plugins' dump taps run for a dump into `dir` (recorded, not run). */
-export async function recordDumpCommands(hooks: Hooks, base: Omit<DumpContext, 'remote' | 'dir' | 'id'>, dir: string): Promise<{ commands: Command[]; plugins: string[] }> {
+/** The commands the plugins' dump (or verify) taps run for a dump in `dir` (recorded, not run). */
+export async function recordDumpCommands(
+  hooks: Hooks,
+  base: Omit<DumpContext, 'remote' | 'dir' | 'id'>,
+  dir: string,
+  hook: 'dump' | 'verify' = 'dump',
+  /** Record only the tasks of these plugins (verify: the parts the backup has). */
+  only?: readonly string[],
+): Promise<{ commands: Command[]; plugins: string[] }> {
   const remote = new RecordingRemote({ name: base.node, host: base.node, port: 22, user: 'root', identityFiles: [], knownHostsFiles: [] });
   const ctx: DumpContext = { ...base, remote, dir, id: 'scheduled' };
-  const tasks = new TaskList<DumpContext>('dump');
-  await hooks.dump.promise(ctx, tasks);
+  const tasks = new TaskList<DumpContext>(hook);
+  await hooks[hook].promise(ctx, tasks);
   const handle = { output: () => {}, title: () => {}, skip: () => {} };
   const plugins: string[] = [];
   for (const task of tasks.sorted()) {
+    if (only && !only.includes(task.plugin)) continue;
     const skip = task.skip ? await task.skip(ctx) : false;
     if (skip) continue;
     await task.run(ctx, handle);
@@ -169,21 +177,33 @@ export async function recordDumpCommands(hooks: Hooks, base: Omit<DumpContext, '
 
 /**
  * The scheduled backup, as one script cron runs as root: the plugins' dump
- * commands into a scratch folder, the manifest, the rename to a timestamped
- * folder, then rotation. `flock -n` keeps two runs from overlapping.
+ * commands into a scratch folder, with `backups: {verify: true}` the plugins'
+ * verify commands on it, the manifest, the rename to a timestamped folder,
+ * then rotation. A backup that fails its check stops the script there: it is
+ * not renamed (it stays in .scheduled until the next run) and rotates no good
+ * backup out. `flock -n` keeps two runs from overlapping.
  */
-export function renderBackupScript(site: Site, dumpCommands: readonly Command[], plugins: readonly string[], keep: number): string {
+export function renderBackupScript(
+  site: Site,
+  dumpCommands: readonly Command[],
+  plugins: readonly string[],
+  keep: number,
+  verifyCommands: readonly Command[] = [],
+): string {
   const scratch = `${site.paths.backups}/.scheduled`;
   const manifest: DumpManifest = { kind: 'backup', site: site.name, plugins: [...plugins], by: 'cron' };
-  const body = dumpCommands.map((c) => `(\n${c.text}\n)`).join('\n');
+  const subshells = (commands: readonly Command[]) => commands.map((c) => `(\n${c.text}\n)`).join('\n');
+  const verify = verifyCommands.length
+    ? `${verifyCommands.map((c) => `(\n${c.text}\n)`).join(' &&\n')} || { echo "backup $id FAILED its check (kraftwerk backup verify): not kept" >&2; exit 1; }\necho "backup $id verified"\n`
+    : '';
   return `#!/bin/sh
 # Kraftwerk: scheduled backup of site ${site.name} (backups: in kraftwerk.yaml). Written by \`kraftwerk deploy\`.
 set -eu
 umask 077
 id=$(date -u +%Y%m%dT%H%M%SZ)
 ${prepareDumpDirCommand(scratch).text}
-${body}
-${sh`printf '%s\\n' ${JSON.stringify(manifest)} > ${`${scratch}/${MANIFEST_FILE}`} && mv -T ${scratch} ${site.paths.backups}/"$id"`.text}
+${subshells(dumpCommands)}
+${verify}${sh`printf '%s\\n' ${JSON.stringify(manifest)} > ${`${scratch}/${MANIFEST_FILE}`} && mv -T ${scratch} ${site.paths.backups}/"$id"`.text}
 ${rotateBackupsCommand(site, keep).text}
 echo "backup $id done"
 `;

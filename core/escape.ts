@@ -32,8 +32,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 // eslint-disable-next-line no-control-regex
 const LINE_BREAKING = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
-function describeChar(c: string): string {
-  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab' };
+/** A character as an error message names it: a newline, a NUL byte, ";". */
+export function describeChar(c: string): string {
+  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab', ' ': 'a space' };
   return names[c] ?? (CONTROL.test(c) ? `the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `"${c}"`);
 }
 
@@ -48,6 +49,9 @@ const NGINX_BARE = /^[A-Za-z0-9_./:@%+=,~*-]+$/;
  * characters are refused: nginx's quoted strings may span lines, and a
  * newline in a value is never meant.
  */
+/** nginx's `expires` values: a time (30d, 12h, 1y, 1h30m, -1), or max, off, epoch. Linear to match (no nested repeats). */
+export const NGINX_EXPIRES = /^(max|off|epoch|-?\d{1,9}(ms|s|m|h|d|w|M|y)?(\d{1,9}(ms|s|m|h|d|w|M|y)){0,7})$/;
+
 export function nginxValue(value: string | number): string {
   const s = String(value);
   const bad = CONTROL.exec(s) ?? /\$/.exec(s);
@@ -57,8 +61,12 @@ export function nginxValue(value: string | number): string {
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-/** What uWSGI reads as a literal value: no magic (`%n`, `%(opt)`), no `$(ENV)`, `@(file)` or `@file`, no quotes. */
-const UWSGI_LITERAL = /^[A-Za-z0-9_./:,+=-]+$/;
+/**
+ * What uWSGI reads as a literal value: no magic (`%n`, `%(opt)`), no `$(ENV)`,
+ * `@(file)` or `@file`, no quotes. (`<` and `>` mean nothing to uWSGI; a dry
+ * run's placeholder venv is `venvs/<hash>`.)
+ */
+const UWSGI_LITERAL = /^[A-Za-z0-9_./:,+=<>-]+$/;
 
 /**
  * A value of a uWSGI ini option. uWSGI expands `%x` magic variables,
@@ -72,7 +80,7 @@ export function uwsgiIniValue(value: string | number): string {
   if (UWSGI_LITERAL.test(s)) return s;
   const bad = [...s].find((c) => !UWSGI_LITERAL.test(c));
   const why = bad === undefined ? 'an empty value' : `${describeChar(bad)} is not allowed`;
-  throw new ConfigValueError('uWSGI', s, `${why} (uWSGI expands %, $( and @( in values and has no escapes; letters, digits and _ . / : , + = - only)`);
+  throw new ConfigValueError('uWSGI', s, `${why} (uWSGI expands %, $( and @( in values and has no escapes; letters, digits and _ . / : , + = < > - only)`);
 }
 
 /**

@@ -45,6 +45,12 @@ export function createHooks() {
     dump: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
     /** load: restore the plugin's data from the dump folder. */
     load: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
+    /**
+     * verify: prove the plugin's share of the dump folder restores (into scratch space on the
+     * node that no site can reach, removed again, also on failure); a failed check throws.
+     * Like dump tasks, plain commands: the scheduled backup script runs them too.
+     */
+    verify: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
     /** status: report the plugin's state for the site (taps may use ctx.remote: core connects before calling it). */
     status: new AsyncSeriesHook<[NodeContext, StatusReport]>(['context', 'report']),
     /**
@@ -68,6 +74,7 @@ export const hookNames = [
   'destroy',
   'dump',
   'load',
+  'verify',
   'status',
   'reload',
 ] as const satisfies readonly HookName[];

@@ -25,7 +25,7 @@ export {
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
 export { renderEnvFile, parseEnvFile } from './env.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './durations.ts';
-export { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from './escape.ts';
+export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,
@@ -38,9 +38,10 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
 export { NODE_MARKER, SITES_DIR } from './probe.ts';
+export { siteWebGroup } from './releases.ts';
 export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
-export { currentVenv, inSiteEnv } from './site-shell.ts';
+export { currentVenv, inSiteEnv, siteEnvScript } from './site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './site.ts';
 export {
   chooseSpareSlot,
@@ -81,9 +82,16 @@ export {
   processLogDir,
   processServiceFiles,
   processServiceName,
+  programCommand,
   pruneProcessServicesCommand,
+  renderLogRunScript,
+  SiteDirs,
+  siteDirs,
+  siteDirsCommand,
+  siteLogRootCommand,
   removeServicesCommand,
   restartCommand,
+  restartLoggersCommand,
   RUNIT_SERVICE_DIR,
   RUNIT_SV_DIR,
   type ServiceState,

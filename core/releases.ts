@@ -9,10 +9,10 @@ import { isProvisioned, provisionMarker } from './provisioned.ts';
 import { type Command, raw, sh } from './shell.ts';
 import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
-import { computeSiteEnvironment, withCurrentSiteVariables } from './site-environment.ts';
+import { computeSiteEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site } from './site.ts';
 import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
-import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from './runit.ts';
+import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
 import { Stage, type TaskHandle, type TaskSpec } from './tasks.ts';
 import type { DeployContext, NodeContext } from './context.ts';
@@ -50,17 +50,67 @@ export function heldLock(ctx: NodeContext): DeployLock | undefined {
  * atomic switch of `current` and the health check.
  */
 
-/** Create the site's user and folders. Idempotent; one command. */
+/**
+ * The group of the site and its web server: members are the site user and
+ * www-data (nginx), never another site. It owns what both pass through or
+ * nginx serves (the site's top folders, the release's `.kraftwerk/` for the
+ * socket, static files, uploads); what is the site's alone (code, venvs,
+ * environment, uWSGI ini) keeps the site's own group `site.user`, of which
+ * www-data is not a member. `kwn-` + a site name (at most 28) fits the
+ * 32-character limit of group names; no site user (`kw-…`) can have the name.
+ */
+export function siteWebGroup(site: Site): string {
+  return `kwn-${site.name}`;
+}
+
+/**
+ * Create the site's user, its web group and its folders. Idempotent; one command.
+ * Who may read and write what (root may do anything; "others" get nothing anywhere under /srv/<site>):
+ *   /srv/<site>, releases/, shared/   root:kwn-<site> 0750: the site and nginx pass through, nobody writes
+ *   releases/<id>/                    see openReleaseCommand (code: root:kw-<site>, not nginx's)
+ *   venvs/                            root:kw-<site> 0750: the site reads its packages, nginx never
+ *   .kraftwerk/ (state), backups/     root 0700
+ *   /var/log/kraftwerk/<site>         the site writes (svlogd runs as the site), adm reads
+ * A node deployed by an earlier Kraftwerk had www-data in the site's own group (so nginx could read
+ * every site's environment): it leaves that group here, and the folders of the existing releases get
+ * what nginx needs in the new layout (rollback targets keep serving). nginx workers keep the groups
+ * they started with until nginx reloads, which the deploy does after the switch.
+ */
 export function prepareSiteCommand(site: Site): Command {
   const p = site.paths;
   const u = site.user;
+  const web = siteWebGroup(site);
+  const inGroup = (user: string, group: string) => sh`id -nG ${user} | tr ' ' '\n' | grep -qx ${group}`;
   return sh`id -u ${u} >/dev/null 2>&1 || useradd --system --user-group --home-dir ${p.root} --no-create-home --shell /usr/sbin/nologin ${u}
-# nginx reads static files and uploads through the site's group; /srv/<site> is closed to everyone else.
-if id -u www-data >/dev/null 2>&1 && ! id -nG www-data | tr ' ' '\\n' | grep -qx ${u}; then usermod -aG ${u} www-data; fi
-install -d -m 0750 -o root -g ${u} ${p.root} ${p.releases} ${p.venvs} ${p.shared}
+getent group ${web} >/dev/null || groupadd --system ${web}
+${inGroup(u, web)} || usermod -aG ${web} ${u}
+if id -u www-data >/dev/null 2>&1; then
+  ${inGroup('www-data', web)} || usermod -aG ${web} www-data
+  if ${inGroup('www-data', u)}; then gpasswd -d www-data ${u} >/dev/null; fi
+fi
+install -d -m 0750 -o root -g ${web} ${p.root} ${p.releases} ${p.shared}
+install -d -m 0750 -o root -g ${u} ${p.venvs}
 install -d -m 0700 -o root -g root ${p.state} ${p.backups}
 install -d -m 0755 -o root -g root /etc/kraftwerk ${SITES_DIR}
-install -d -m 0750 -o ${u} -g adm ${p.logs}`;
+${siteLogRootCommand(site)}
+${migrateReleasesCommand(site)}`;
+}
+
+/**
+ * Releases made by an earlier Kraftwerk: nginx reached them through the site's own group. The
+ * folder gets the mode openReleaseCommand gives, `.kraftwerk/` (root's: the site cannot replace
+ * an entry of root's in its sticky release folder) the web group; nothing is followed (-h, and
+ * only real folders owned by root).
+ */
+function migrateReleasesCommand(site: Site): Command {
+  const web = siteWebGroup(site);
+  return sh`for kw_rel in ${site.paths.releases}/*/; do
+  kw_rel=\${kw_rel%/}
+  [ -d "$kw_rel" ] && [ ! -L "$kw_rel" ] && [ "$(stat -c %U "$kw_rel")" = root ] || continue
+  case "$(stat -c %a "$kw_rel")" in 1775) chmod 1771 "$kw_rel";; esac
+  kw_own="$kw_rel/.kraftwerk"
+  if [ -d "$kw_own" ] && [ ! -L "$kw_own" ] && [ "$(stat -c %U:%G "$kw_own")" = ${`root:${site.user}`} ]; then chgrp -h ${web} "$kw_own"; fi
+done`;
 }
 
 /** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */
@@ -78,10 +128,13 @@ function siteFolders(site: Site): string[] {
  * `.venv` in the release names the venv it runs with: cron, workers and `kraftwerk run`
  * use current/.venv. The release's top folder is the site group's, writable and sticky:
  * release commands (collectstatic) can create folders there, but cannot replace the code root owns.
+ * Others get only x: nginx (the only other user that can reach it, through the web group's
+ * releases/) passes through to the static folder and `.kraftwerk/uwsgi.sock`, but cannot list the
+ * release or read its code (root:kw-<site>, no bits for others: see the rsync task).
  */
 export function openReleaseCommand(site: Site, release: { path: string; venv: string }): Command {
   const rel = release.path;
-  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1775 ${rel}`;
+  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1771 ${rel}`;
 }
 
 /** The line the switch prints once `current` points at the new release (what fails after it does not undo that). */
@@ -355,9 +408,10 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
-  const { files, ...environment } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
+  const { files, environment, envdir } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
   const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
+  if (envdir) await ctx.remote.exec(pruneEnvdirCommand(envdir.dir, envdir.names));
   for (const p of changed) ctx.files.changed.add(p);
   return { changed, environment };
 }
@@ -440,6 +494,7 @@ export const corePlugin = definePlugin({
             linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
             excludes: site.config.exclude,
             excludeFromFile: findRsyncExcludeFile(site.sourceDir),
+            group: site.user,
           });
           if (ctx.remote.dryRun) {
             task.output(`rsync ${args.join(' ')}`);

@@ -1,6 +1,8 @@
+import type { NodeContext, NodeProbe } from './context.ts';
 import { type Command, quote, raw, sh } from './shell.ts';
+import { siteEnvScript } from './site-shell.ts';
 import type { RemoteFile } from './transport/remote.ts';
-import { releaseConfig, type Site } from './site.ts';
+import type { Site } from './site.ts';
 
 /**
  * runit services of a site besides its web service: worker processes
@@ -43,44 +45,124 @@ export function isSimpleCommand(command: string): boolean {
 }
 
 /**
- * The run script of a worker process: root sources the live release's
- * environment (.kraftwerk/env of the release `cd current` went into, root:kw-site 0640), then the command runs as the site user in
- * the live release with the release's venv first on PATH. Root names chpst by its
- * path: with that PATH a `chpst` in the venv's bin/ would run as root. `cd current` resolves
- * the symlink once, so a worker keeps its release until it is restarted.
+ * A command from kraftwerk.yaml as the last step of a script: a simple one is
+ * exec'd; anything else runs in a shell of its own, so that `a; b` cannot
+ * escape the `&&` chain before it (b would run even when `cd` failed).
+ */
+export function programCommand(command: string): Command {
+  return isSimpleCommand(command) ? raw(`exec ${command}`) : sh`exec sh -c ${command}`;
+}
+
+/**
+ * The run script of a worker process. Root only starts chpst: the site user
+ * then enters the live release (`cd current` resolves the symlink once, so a
+ * worker keeps its release until it is restarted), reads its environment
+ * (.kraftwerk/env, root:kw-<site> 0640) and runs the command with the
+ * release's venv first on PATH. Root reads nothing the site can write, and
+ * names chpst by its path (no PATH lookup as root).
  */
 export function renderProcessRunScript(site: Site, process: string, command: string): string {
-  const venv = `${site.paths.current}/.venv`;
-  const program = isSimpleCommand(command) ? `exec ${command}` : command;
+  const script = siteEnvScript(site, { dir: site.paths.current, venv: `${site.paths.current}/.venv`, command: programCommand(command) });
   return `#!/bin/sh
-# Kraftwerk: worker process ${process} of site ${site.name}. Written by \`kraftwerk deploy\`; edits are overwritten.
+# Kraftwerk: worker process ${process} of site ${site.name}. Written by \`kraftwerk deploy\` when the release goes live; edits are overwritten.
 exec 2>&1
-cd ${quote(site.paths.current)} || exit 1
-set -a
-. ${quote(releaseConfig('.').env)}
-set +a
-export PATH=${quote(`${venv}/bin`)}:/usr/local/bin:/usr/bin:/bin VIRTUAL_ENV=${quote(venv)} HOME=${quote(site.paths.root)}
-exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(program)}
+exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(script.text)}
 `;
 }
 
-export function renderProcessLogScript(site: Site, process: string): string {
-  const dir = processLogDir(site, process);
+/**
+ * The log/run script of a runit service of the site (web slots, workers):
+ * svlogd runs as the site user, in a folder the site owns (made at deploy
+ * time, see `siteDirsCommand`): its `config` there (a processor, `!…`) runs
+ * with the site's rights only. Root does nothing here but start chpst.
+ */
+export function renderLogRunScript(site: Site, dir: string, what: string): string {
   return `#!/bin/sh
-# Kraftwerk: log of worker process ${process} of site ${site.name}, rotated by svlogd.
-install -d -m 0750 -o ${quote(site.user)} -g adm ${quote(site.paths.logs)} ${quote(dir)}
-exec chpst -u ${quote(site.user)} svlogd -tt ${quote(dir)}
+# Kraftwerk: log of ${what} of site ${site.name}, rotated by svlogd as ${site.user}. Written by \`kraftwerk deploy\`.
+exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} svlogd -tt ${quote(dir)}
 `;
 }
 
-/** The files of a worker process's runit service. */
+/** The files of a worker process's runit service; written by the switch (see RemoteFile.atSwitch). */
 export function processServiceFiles(site: Site, process: string, command: string): RemoteFile[] {
   const dir = `${RUNIT_SV_DIR}/${processServiceName(site, process)}`;
   return [
-    { path: `${dir}/run`, content: renderProcessRunScript(site, process, command), mode: 0o755 },
-    { path: `${dir}/log/run`, content: renderProcessLogScript(site, process), mode: 0o755 },
-    { path: `${dir}/${SITE_MARKER_FILE}`, content: `${site.name}\n`, mode: 0o644 },
+    { path: `${dir}/run`, content: renderProcessRunScript(site, process, command), mode: 0o755, atSwitch: true },
+    { path: `${dir}/log/run`, content: renderLogRunScript(site, processLogDir(site, process), `worker process ${process}`), mode: 0o755, atSwitch: true },
+    { path: `${dir}/${SITE_MARKER_FILE}`, content: `${site.name}\n`, mode: 0o644, atSwitch: true },
   ];
+}
+
+// ---------------------------------------------------------------- folders the site writes
+
+/**
+ * Folders that a site's own processes write (svlogd's log folders, cron's
+ * lock files): owned by the site user, each inside a folder only root can
+ * change (/var/log/kraftwerk/<site>/, /srv/<site>/shared/), so the site can
+ * fill them but never swap one for a symlink. Root makes them at deploy time
+ * (`siteDirsCommand`), never at a service start or a cron run; plugins name
+ * theirs in their configure taps with `siteDirs(ctx).add(…)`.
+ */
+export class SiteDirs {
+  /** Folder → mode, and the runit service whose svlogd writes it (restarted when its folder had to be made anew). */
+  readonly dirs = new Map<string, { mode: number; service?: string }>();
+  /** Shell commands run (as root) before the folders are made: one-time clean-ups of an earlier layout. */
+  readonly before: Command[] = [];
+  constructor(private readonly probe?: NodeProbe) {}
+  add(dir: string, options: { mode?: number; service?: string } = {}): this {
+    this.dirs.set(dir, { mode: options.mode ?? 0o750, service: options.service });
+    this.probe?.exists(dir);
+    return this;
+  }
+}
+
+const SITE_DIRS_STATE = 'runit.siteDirs';
+
+/** The deploy's collector of site-written folders (one per node context). */
+export function siteDirs(ctx: NodeContext & { probe?: NodeProbe }): SiteDirs {
+  let dirs = ctx.state.get(SITE_DIRS_STATE) as SiteDirs | undefined;
+  if (!dirs) ctx.state.set(SITE_DIRS_STATE, (dirs = new SiteDirs(ctx.probe)));
+  return dirs;
+}
+
+/**
+ * The site's log folder, /var/log/kraftwerk/<site>/: root's, open to the site's
+ * group (svlogd, running as the site, reaches its own folders in it), closed
+ * to other sites. The site cannot add, remove or swap anything in it. (Before
+ * 0.2 it was the site's own; this command, run at every site preparation,
+ * takes it back: its parent is root's, so the path cannot be a planted link.)
+ */
+export function siteLogRootCommand(site: Site): Command {
+  return sh`install -d -m 0750 -o root -g ${site.user} ${site.paths.logs}`;
+}
+
+/**
+ * Make each folder of `dirs` the site's, refusing any whose parent is not a
+ * real folder only root can write (then the site could have swapped the
+ * folder between the check and the chown). A symlink or file where a folder
+ * belongs is removed, not followed. A folder that still holds files of an
+ * earlier root svlogd (Kraftwerk before 0.2 ran it as root) is moved aside
+ * within its root-owned parent, to `.<name>.<time>`, and made anew: root
+ * never changes anything inside a folder the site can write.
+ */
+export function siteDirsCommand(site: Site, dirs: SiteDirs): Command {
+  const u = site.user;
+  const calls = [...dirs.dirs].map(([dir, { mode, service }]) => sh`kw_dir ${dir} ${mode.toString(8).padStart(4, '0')} ${service ?? ''}`);
+  return sh`kw_dir() {
+  p=$(dirname "$1")
+  if [ -L "$p" ] || [ ! -d "$p" ] || [ -n "$(find "$p" -maxdepth 0 \\( ! -user root -o -perm /022 \\) -print)" ]; then
+    echo "kraftwerk: $p is not a folder that only root can write; not making $1 in it" >&2; exit 1
+  fi
+  kw_new=
+  if [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; then rm -f -- "$1"; kw_new=1; fi
+  if [ -d "$1" ] && [ -n "$(find "$1" -mindepth 1 -maxdepth 1 ! -user ${u} -print -quit)" ]; then
+    mv -T -- "$1" "$p/.$(basename "$1").$(date -u +%Y%m%dT%H%M%SZ)"; kw_new=1
+  fi
+  install -d -m "$2" -o ${u} -g ${u} -- "$1"
+  # A logger that wrote the old folder (or the link's target) moves to the new one.
+  if [ -n "$kw_new" ] && [ -n "$3" ] && [ -e ${raw(RUNIT_SERVICE_DIR)}/"$3"/log ]; then sv restart ${raw(RUNIT_SERVICE_DIR)}/"$3"/log >/dev/null 2>&1 || true; fi
+}
+${raw(dirs.before.map((c) => `${c.text}\n`).join(''))}${raw(calls.map((c) => c.text).join('\n'))}`;
 }
 
 /** Prints the names of the site's worker services (found by their marker file), one per line. */
@@ -110,6 +192,12 @@ for s in ${services}; do
   sv -w ${waitSeconds} up ${raw(RUNIT_SERVICE_DIR)}/"$s" >/dev/null 2>&1 || true
   printf '%s: %s\\n' "$s" "$(sv status ${raw(RUNIT_SERVICE_DIR)}/"$s" 2>&1 | head -n 1)"
 done`;
+}
+
+/** Restart the svlogd of each service in `services` that runsv supervises (after its log/run changed). */
+export function restartLoggersCommand(services: readonly string[]): Command {
+  if (!services.length) return raw(':');
+  return sh`for s in ${services}; do [ -e ${raw(RUNIT_SERVICE_DIR)}/"$s"/log ] && sv restart ${raw(RUNIT_SERVICE_DIR)}/"$s"/log >/dev/null 2>&1; done; true`;
 }
 
 /** Restart services that are linked (down ones stay down); used after an environment change. */

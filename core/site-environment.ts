@@ -2,6 +2,7 @@ import { EnvironmentVars } from './context.ts';
 import { parseEnvFile, renderEnvFile, siteNamesOf } from './env.ts';
 import type { Hooks } from './hooks.ts';
 import { releaseConfig, type Site } from './site.ts';
+import { type Command, quote, raw, sh } from './shell.ts';
 import type { RemoteFile } from './transport/remote.ts';
 
 /** Where a variable of the site's environment comes from, lowest precedence first. */
@@ -46,12 +47,21 @@ export async function computeSiteEnvironment(
 
 /** What a rollback (or an undo) runs a release with: see withCurrentSiteVariables. */
 export interface RestoredEnvironment {
-  /** The release's env, .kraftwerk/env and its envdir, with the site variables of now. */
+  /** The release's files; its env, .kraftwerk/env and its envdir, with the site variables of now. */
   files: RemoteFile[];
-  /** Variables the release brought itself (plugins and its kraftwerk.yaml `environ:`). */
-  generated: number;
-  /** Variables taken from shared/env.local as it is now. */
-  site: number;
+  /** How the environment was made; undefined when the files hold no env file. */
+  environment?: {
+    /** Variables the release brought itself (plugins and its kraftwerk.yaml `environ:`). */
+    generated: number;
+    /** Variables taken from shared/env.local as it is now. */
+    site: number;
+  };
+  /**
+   * The release's envdir and the names it must hold: an `env set` while the
+   * release was live wrote files there that its saved set does not know, so
+   * the files of other names are removed (pruneEnvdirCommand).
+   */
+  envdir?: { dir: string; names: string[] };
 }
 
 /**
@@ -65,14 +75,14 @@ export interface RestoredEnvironment {
  * means a rotated or removed secret never returns with an older release, and
  * no other release needs rewriting when a secret changes.
  *
- * The envdir (releaseConfig's `environ`, one file per variable, an empty file
- * unsets it at uWSGI's next start) follows the same variables; its files are
- * only rewritten when the release had an envdir.
+ * The envdir (releaseConfig's `environ`, one file per variable) follows the
+ * same variables when the release had one; files of other names are removed
+ * by pruneEnvdirCommand (the release is not running while it comes back).
  */
 export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePath: string, local: Record<string, string>): RestoredEnvironment {
   const own = releaseConfig(releasePath);
   const envFile = files.find((f) => f.path === own.env && !f.remove);
-  if (!envFile) return { files: [...files], generated: 0, site: 0 };
+  if (!envFile) return { files: [...files] };
   const generated = parseEnvFile(envFile.content);
   for (const name of siteNamesOf(envFile.content)) delete generated[name];
   for (const name of Object.keys(local)) delete generated[name];
@@ -82,15 +92,31 @@ export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePa
   const out = files.filter((f) => f !== envFile && !envdirFiles.includes(f));
   out.push({ ...envFile, content: renderEnvFile(vars, Object.keys(local)) });
   const template = envdirFiles[0];
-  if (template) {
-    const names = new Set([...envdirFiles.map((f) => f.path.slice(envdir.length)), ...Object.keys(vars)]);
-    for (const name of [...names].sort()) out.push({ ...template, path: `${envdir}${name}`, content: vars[name] ?? '' });
-  }
-  return { files: out, generated: Object.keys(generated).length, site: Object.keys(local).length };
+  const names = Object.keys(vars).sort();
+  if (template) for (const name of names) out.push({ ...template, path: `${envdir}${name}`, content: vars[name]! });
+  return {
+    files: out,
+    environment: { generated: Object.keys(generated).length, site: Object.keys(local).length },
+    envdir: template ? { dir: own.environ, names } : undefined,
+  };
 }
 
 /** The line a rollback prints about the environment the release runs with. */
-export function describeRestoredEnvironment(releaseId: string, env: Pick<RestoredEnvironment, 'generated' | 'site'>): string {
+export function describeRestoredEnvironment(releaseId: string, env: NonNullable<RestoredEnvironment['environment']>): string {
   const site = env.site === 1 ? '1 site variable' : `${env.site} site variables`;
   return `environment: release ${releaseId}'s generated values (${env.generated}) + ${site} from kraftwerk env set (current)`;
+}
+
+/**
+ * Removes the files of an envdir whose names are not in `names` (root's folder,
+ * closed to the site: root removes only regular files and links named there).
+ */
+export function pruneEnvdirCommand(dir: string, names: readonly string[]): Command {
+  // Each name is one quoted word of the case pattern; '' alone matches no file name.
+  const keep = raw(names.length ? names.map((n) => quote(n)).join('|') : "''");
+  return sh`[ -d ${dir} ] || exit 0
+for f in ${dir}/* ${dir}/.[!.]*; do
+  [ -f "$f" ] || [ -L "$f" ] || continue
+  case "\${f##*/}" in ${keep}) ;; *) rm -f -- "$f";; esac
+done`;
 }

@@ -21,9 +21,10 @@ if (!isDebian) {
   process.exit(0);
 }
 
-const installed = (pkg) =>
-  spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' }).stdout?.includes('install ok installed');
-const missing = wanted.filter((pkg) => !installed(pkg));
+// One dpkg-query for all of them; a package it does not know is simply not listed.
+const status = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\\n', ...wanted], { encoding: 'utf8' }).stdout ?? '';
+const installed = new Set(status.split('\n').filter((l) => l.endsWith(' install ok installed')).map((l) => l.split(' ')[0]));
+const missing = wanted.filter((pkg) => !installed.has(pkg));
 if (!missing.length) process.exit(0);
 
 const command = `apt-get update -q && apt-get install -y -q --no-install-recommends ${missing.join(' ')}`;

@@ -14,6 +14,7 @@ import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../lock.ts';
 import { SITES_DIR } from '../probe.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
+import { siteWebGroup } from '../releases.ts';
 import { type Command, sh } from '../shell.ts';
 import type { Site } from '../site.ts';
 import { Stage, type TaskHandle } from '../tasks.ts';
@@ -48,7 +49,8 @@ if id -u ${site.user} >/dev/null 2>&1; then
   pkill -KILL -u ${site.user} 2>/dev/null; sleep 0.2
   userdel ${site.user}
 fi
-getent group ${site.user} >/dev/null && groupdel ${site.user}; true`;
+getent group ${site.user} >/dev/null && groupdel ${site.user}
+getent group ${siteWebGroup(site)} >/dev/null && groupdel ${siteWebGroup(site)}; true`;
 }
 
 export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }): Promise<void> {

@@ -20,7 +20,7 @@ import {
   prepareDumpDirCommand,
   rotateBackupsCommand,
 } from '../dumps.ts';
-import { KraftwerkError } from '../errors.ts';
+import { KraftwerkError, PluginError } from '../errors.ts';
 import { collectTasks, type Hooks } from '../hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../lock.ts';
@@ -193,6 +193,44 @@ export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined,
   );
   if (!kit.options().dryRun) kit.log.info(`Downloaded ${dump.id} to ${local}`);
   return local;
+}
+
+/**
+ * `kraftwerk backup verify [node] [id]`: prove a dump restores (the newest when
+ * no id). Every plugin whose data the dump holds restores its share into
+ * scratch space on the node that no site can reach (a scratch database, a
+ * scratch folder), checks it and removes it again, also on failure. A bad
+ * dump is an error naming it and what failed (exit 1).
+ */
+export async function verifyBackupCommand(kit: CoreKit, nodeArg: string | undefined, id: string | undefined): Promise<void> {
+  const project = await kit.loadProject();
+  const { site } = project;
+  const node = singleNode(project, nodeArg, 'backup verify');
+  if (id) checkDumpId(id);
+  const { hooks } = applyPlugins(project);
+  const remote = await connect(kit, project, node);
+  const dump = await pickDump(remote, project, node, id);
+  const ctx: DumpContext = { ...nodeContext(kit, site, node, remote), id: dump.id, dir: dumpDir(site, dump.id) };
+  const all = (await collectTasks(hooks.verify, 'verify', ctx)).sorted();
+  // A plugin checks only what this dump holds: a dump from before a service was on has none of its data.
+  const checks = all.filter((t) => dump.plugins.includes(t.plugin) || remote.dryRun);
+  const unchecked = dump.plugins.filter((p) => !all.some((t) => t.plugin === p));
+  const name = `backup ${dump.id} of ${site.name} on ${node}`;
+  if (!checks.length) {
+    kit.log.info(`${name}: nothing to verify (${dump.plugins.length ? `no check for ${dump.plugins.join(', ')}` : 'it holds no data'}).`);
+    return;
+  }
+  try {
+    await kit.runTasks([{ title: `verify ${name}`, tasks: [deployedCheck<DumpContext>(project), ...checks], ctx, node }], ctx);
+  } catch (err) {
+    const cause = err instanceof PluginError && err.cause instanceof Error ? err.cause : err;
+    throw new KraftwerkError(`${name} is bad: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      hint: 'Keep the older backups until a newer one verifies; take a new one with: kraftwerk backup',
+    });
+  }
+  if (!kit.options().dryRun) {
+    kit.log.info(`${name} verified: ${checks.map((t) => t.plugin).join(', ')} restored into scratch space and removed again${unchecked.length ? ` (no check for ${unchecked.join(', ')})` : ''}.`);
+  }
 }
 
 /** Tasks that load dump `id` (already in the node's backups folder) and reload the site. */

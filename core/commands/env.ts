@@ -187,8 +187,9 @@ export function checkNames(names: readonly string[]): string[] {
 /**
  * A leading word names the node. For set: a word without `=` followed by more
  * words (a NAME read from stdin must be alone), or the only word with
- * --from-file. For unset: a node from kraftwerk.yaml followed by more words
- * (`FOO` could be either; config wins). --node names it otherwise.
+ * --from-file. For unset: a node from kraftwerk.yaml, or a word that cannot be
+ * a variable name (a sandbox `my-stage`), followed by more words (`FOO` could
+ * be either; config wins). --node names it otherwise.
  */
 export function splitNodeArg(
   project: Project,
@@ -203,7 +204,7 @@ export function splitNodeArg(
   const isNode =
     kind === 'set'
       ? !first.includes('=') && (rest.length > 0 || options.fromFile === true)
-      : first in project.site.config.nodes && rest.length > 0;
+      : (first in project.site.config.nodes || !ENV_NAME.test(first)) && rest.length > 0;
   return isNode ? { node: first, rest } : { rest: [...words] };
 }
 

@@ -6,7 +6,7 @@
 import { UsageError } from '../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { processLogDir } from '../runit.ts';
-import { type Command, sh } from '../shell.ts';
+import { asUser, type Command, sh } from '../shell.ts';
 import type { Site } from '../site.ts';
 import { connect, nodesOf, singleNode } from './ops.ts';
 
@@ -58,8 +58,19 @@ export function nginxLogFiles(site: Site): string[] {
   return [`/var/log/nginx/${site.service}.access.log`, `/var/log/nginx/${site.service}.error.log`];
 }
 
-/** Which files to show: one process (`web` is uWSGI; cron jobs are cron-<name>), or all of the site's logs. */
+/**
+ * Which files to show: one process (`web` is uWSGI; cron jobs are cron-<name>), or all of the site's logs.
+ * The site's logs are read as the site user: its log folders are its own, and root must not follow a
+ * link the site put there (a `current` pointing at /etc/shadow).
+ */
 export function logsCommand(site: Site, options: LogsOptions): Command {
+  if (options.nginx) return siteLogsCommand(site, options);
+  return sh`id -u ${site.user} >/dev/null 2>&1 || { echo ${`kraftwerk: no logs of ${site.name} on this node (is the site deployed?)`} >&2; exit 3; }
+${asUser(site.user, siteLogsCommand(site, options))}`;
+}
+
+/** The command `logsCommand` runs, before it becomes the site user's (exported for tests). */
+export function siteLogsCommand(site: Site, options: LogsOptions): Command {
   const tail = ['tail', '-n', String(options.lines), ...(options.follow ? ['-F'] : [])];
   if (options.nginx) return sh`${tail} ${nginxLogFiles(site)}`;
   if (options.process === 'web') {

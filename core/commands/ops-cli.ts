@@ -1,6 +1,6 @@
 /**
  * The day-to-day commands on the command line: status, logs, run, env,
- * backup(s), dump, load, sync-services, destroy. Loaded at every start, so
+ * backup(s), backup verify, dump, load, sync-services, destroy. Loaded at every start, so
  * only commander is imported here; each action imports its command module.
  */
 import type { Command } from 'commander';
@@ -112,7 +112,7 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
       }),
     );
 
-  program
+  const backup = program
     .command('backup')
     .argument('[node]', NODE)
     .argument('[id]', 'with --download: the backup to download (default: the newest)')
@@ -130,6 +130,20 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
           if (id) throw new (await import('../errors.ts')).UsageError('an id is only taken with --download');
           await dump.dumpCommand(kit, node, 'backup');
         }
+      }),
+    );
+
+  backup
+    .command('verify')
+    .argument('[node]', NODE)
+    .argument('[id]', 'the backup to verify (default: the newest; see kraftwerk backups)')
+    .description('restore a backup into a scratch database and folder on the node, check it, remove them; exit 1 when it is bad')
+    .action(
+      run(async (node: string | undefined, id: string | undefined) => {
+        // `backup verify <id>` with the default node: a dump id is never a node name.
+        if (node && !id && /^\d{8}T\d{6}Z/.test(node)) [node, id] = [undefined, node];
+        const { verifyBackupCommand } = await import('./dump.ts');
+        await verifyBackupCommand(kit, node, id);
       }),
     );
 

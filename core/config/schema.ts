@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeChar, NGINX_EXPIRES } from '../escape.ts';
 import type { Plugin } from '../plugin.ts';
 
 /**
@@ -76,7 +77,6 @@ const RESERVED_SITE_NAMES: Record<string, string> = {
 /** Why `name` cannot be a site name although it has the right form, or undefined. */
 export function reservedSiteName(name: string): string | undefined {
   if (RESERVED_SITE_NAMES[name]) return `"${name}" is reserved: ${RESERVED_SITE_NAMES[name]}`;
-  if (/^kw[-_]/.test(name)) return `"${name}" starts with kw-, the prefix of every site's user (kw-<site>)`;
   if (name.startsWith('pg_')) return `"${name}" starts with pg_, which PostgreSQL reserves for its own roles`;
   if (name.startsWith('systemd-')) return `"${name}" starts with systemd-, the prefix of systemd's users`;
   return undefined;
@@ -131,12 +131,6 @@ const singleLine = (what: string) =>
 /** Text used only on this machine (paths, patterns): no control characters. */
 const localText = z.string().min(1).regex(NO_CONTROL, 'text without control characters');
 
-/** A character as an error message shows it. */
-function describeChar(c: string): string {
-  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\0': 'a NUL byte', '\t': 'a tab', ' ': 'a space' };
-  return names[c] ?? (c < ' ' || c === '\u007f' ? `the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0')}` : `"${c}"`);
-}
-
 const PATH_PART = /^[A-Za-z0-9_+=,@~-][A-Za-z0-9._+=,@~-]*$/;
 
 /**
@@ -167,13 +161,12 @@ const relativePath = (what: string, example: string) =>
   });
 
 /** A URL path prefix: /, then parts of URL characters that need no quoting anywhere, not . or .. */
-const URL_PREFIX = /^\/([A-Za-z0-9_~-][A-Za-z0-9._~-]*\/?)+$/;
+// One way to split a path into parts (a slash between each two), so matching stays linear.
+const URL_PREFIX = /^\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*\/?$/;
 const urlPrefix = z
   .string()
   .regex(URL_PREFIX, 'a URL path such as /static/ (starting with /; letters, digits and . _ ~ - between the slashes; not / alone)');
 
-/** nginx's `expires` values: a time (30d, 12h, 1y, 1h30m, -1), or max, off, epoch. */
-const NGINX_EXPIRES = /^(max|off|epoch|-?\d+(ms|s|m|h|d|w|M|y)?(\d+(ms|s|m|h|d|w|M|y))*)$/;
 
 /** A URL path with its query, as a client sends it: URL characters only. */
 const URL_PATH_QUERY = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;
@@ -290,12 +283,13 @@ const tls = z.union(
       email: z.email('an email address').optional().describe('Contact address for the certificate authority'),
       provider: z.enum(['letsencrypt', 'self-signed']).default('letsencrypt'),
       staging: z.boolean().default(false).describe("use the CA's staging environment (untrusted test certificates)"),
+      // Not z.url(): it silently drops newlines and tabs. certbot writes the URL into its renewal conf, where # starts a comment.
       acme_server: z
-        .url({ protocol: /^https$/, error: 'an https URL' })
-        .regex(NO_CONTROL, 'an https URL')
+        .string()
+        .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9\-._~:/?&=%+,@]*)?$/, 'an https URL such as https://acme.example/directory')
         .optional()
         .describe('ACME directory URL (any ACME CA)'),
-      hsts: z.union([z.boolean(), z.number().int().min(0)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
+      hsts: z.union([z.boolean(), z.number().int().min(0).max(1_000_000_000)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
     }),
   ],
   { error: 'false, or a mapping {email, provider, staging, acme_server, hsts}' },
@@ -401,6 +395,10 @@ export const configSchema = z
           .default('@daily')
           .describe('Cron schedule of automatic backups'),
         keep: z.number().int().min(1).default(7).describe('Backups kept on the server'),
+        verify: z
+          .boolean()
+          .default(false)
+          .describe('Restore each backup into scratch space on the node and check it (kraftwerk backup verify) before it counts'),
       })
       .optional()
       .describe('Scheduled backups of the database and uploads'),

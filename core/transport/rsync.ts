@@ -27,6 +27,11 @@ export interface RsyncOptions {
   excludes: readonly string[];
   excludeFromFile?: string;
   dryRun?: boolean;
+  /**
+   * Group of every file and folder on the server (the site's own): the site reads its code through
+   * it, and others (nginx passes through the release folder) get no bits at all.
+   */
+  group?: string;
 }
 
 export interface RsyncStats {
@@ -56,6 +61,10 @@ export function rsyncSshCommand(target: SshTarget): string {
   const parts: (string | number)[] = ['ssh', '-p', target.port];
   for (const file of target.identityFiles) parts.push('-i', file);
   parts.push('-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes');
+  // A dropped network must end the transfer in well under a minute, as it ends the deploy's own
+  // SSH connection (same connect timeout, keepalives 10 s apart, 3 unanswered), not after TCP's
+  // retransmissions give up (many minutes): the deploy fails, and its lock is not held meanwhile.
+  parts.push('-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3');
   if (target.proxyJump) parts.push('-o', `ProxyJump=${target.proxyJump}`);
   if (target.hostKeyAlias) parts.push('-o', `HostKeyAlias=${target.hostKeyAlias}`);
   return parts.map(quoteForRsync).join(' ');
@@ -70,12 +79,13 @@ export function buildRsyncArgs(options: RsyncOptions): string[] {
     '--times',
     '--perms',
     // Readable by the site user whatever the local umask was; executables stay executable.
-    '--chmod=u=rwX,go=rX',
+    options.group ? '--chmod=u=rwX,g=rX,o=' : '--chmod=u=rwX,go=rX',
     '--compress',
     '--delete',
     '--stats',
     '--info=progress2',
   ];
+  if (options.group) args.push(`--chown=:${options.group}`);
   if (options.dryRun) args.push('--dry-run');
   args.push('-e', rsyncSshCommand(target));
   if (target.sudo) args.push('--rsync-path=sudo -n rsync');

@@ -3,7 +3,9 @@
  * cron plugin schedules: every plugin's `dump` tap (database in pg_dump's custom
  * format, uploads as an archive, …) into a timestamped folder under
  * /srv/<site>/backups/, then rotation down to `keep` scheduled backups.
- * `kraftwerk backup`, `backups` and `backup --download` work on the same folders.
+ * With `verify: true` every plugin's `verify` tap checks the new backup in the
+ * script before it is kept (see renderBackupScript).
+ * `kraftwerk backup`, `backups`, `backup verify` and `backup --download` work on the same folders.
  */
 import {
   backupScriptPath,
@@ -35,19 +37,27 @@ export default definePlugin({
             return;
           }
           const scratch = `${site.paths.backups}/.scheduled`;
-          const { commands, plugins } = await recordDumpCommands(
-            hooks,
-            { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map() },
-            scratch,
+          const base = { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map() };
+          const { commands, plugins } = await recordDumpCommands(hooks, base, scratch);
+          // Only the parts the backup has are checked (a plugin may verify data it does not dump here).
+          const verify = settings.verify ? await recordDumpCommands(hooks, base, scratch, 'verify', plugins) : { commands: [], plugins: [] };
+          const checks = verify.plugins;
+          ctx.files.add({
+            path: script,
+            content: renderBackupScript(site, commands, plugins, settings.keep, verify.commands),
+            mode: 0o700,
+            owner: 'root',
+            group: 'root',
+          });
+          task.title(
+            `backup script (${plugins.join(', ') || 'nothing to back up'}; ${settings.schedule}, keep ${settings.keep}${settings.verify ? `, verified: ${checks.join(', ') || 'nothing to check'}` : ''})`,
           );
-          ctx.files.add({ path: script, content: renderBackupScript(site, commands, plugins, settings.keep), mode: 0o700, owner: 'root', group: 'root' });
-          task.title(`backup script (${plugins.join(', ') || 'nothing to back up'}; ${settings.schedule}, keep ${settings.keep})`);
         },
       });
     });
 
     hooks.status.tapPromise(PLUGIN_NAME, async (_ctx, report) => {
-      report.add(PLUGIN_NAME, 'schedule', settings ? `${settings.schedule}, keep ${settings.keep}` : 'off');
+      report.add(PLUGIN_NAME, 'schedule', settings ? `${settings.schedule}, keep ${settings.keep}${settings.verify ? ', verified' : ''}` : 'off');
     });
   },
 });

@@ -1,17 +1,30 @@
 /**
  * nginx: one site file per site in sites-available, linked into sites-enabled.
- * Every changed file is tested with `nginx -t` before nginx may load it; a file
- * nginx rejects is replaced by the last one nginx ran with, and the deploy stops.
+ * It changes what is live for the site (and a broken one would stop nginx for
+ * every site), so a deploy writes it only with the switch (core's
+ * `RemoteFile.atSwitch`): a deploy that fails or is killed before leaves the old file,
+ * or none on a first deploy. A changed file is tested with `nginx -t` before
+ * nginx reloads; a file nginx rejects is replaced by the last one nginx ran
+ * with (on a first deploy the site is disabled again), and the deploy fails,
+ * which rolls the release back.
+ *
+ * What nginx may read of a site (see core's `siteWebGroup`): the static folder of
+ * the live release, the uploads folder and the uWSGI socket. It follows no symlink
+ * below `current` or in the uploads (the site can write both) and serves no path
+ * with a dot segment (`.kraftwerk/`, `.git/`, `.env`), except /.well-known/.
  */
 import {
   type DeployContext,
   definePlugin,
   getSiteTls,
   KraftwerkError,
+  NGINX_EXPIRES,
   nginxValue,
   RemoteCommandError,
   renderTemplate,
+  sequence,
   sh,
+  siteWebGroup,
   Stage,
   type Command,
   type Hooks,
@@ -23,6 +36,8 @@ import {
 const PLUGIN_NAME = 'nginx';
 
 export const NODE_CONF = '/etc/nginx/conf.d/kraftwerk.conf';
+/** Read by the deploy's probe: whether nginx's workers must reload to take www-data's new groups. */
+const ETC_GROUP = '/etc/group';
 
 export interface NginxSitePaths {
   /** sites-available/kraftwerk-<site>.conf: what the deploy writes. */
@@ -38,7 +53,7 @@ export function nginxSitePaths(site: Site): NginxSitePaths {
 }
 
 /** `static:` from kraftwerk.yaml with its defaults: the project's static/ folder at /static/. */
-export function staticFiles(site: Site): { url: string; dir: string; expires: string } {
+export function staticFiles(site: Site): { url: string; dir: string; expires: string; folder: string } {
   const conf = site.config.static;
   const folder = typeof conf === 'string' ? conf : (conf?.path ?? 'static');
   const url = typeof conf === 'object' ? conf.url : '/static/';
@@ -48,7 +63,37 @@ export function staticFiles(site: Site): { url: string; dir: string; expires: st
     url: url.endsWith('/') ? url : `${url}/`,
     dir: `${site.paths.current}/${trimmed}/`,
     expires,
+    folder: trimmed,
   };
+}
+
+/**
+ * Each value the site file takes from kraftwerk.yaml, checked again where it is
+ * pasted (the config schema validates them first): one nginx word without
+ * quotes, separators, braces or variables; a path without `.`/`..` or dot
+ * segments (nothing of the release's `.kraftwerk/` or the code outside the
+ * folder can be published).
+ */
+export function checkNginxValues(site: Site): void {
+  const s = staticFiles(site);
+  const file = site.configFile;
+  const word = /^[A-Za-z0-9_@%+=:,~\/.-]+$/;
+  const fail = (key: string, value: string, what: string) => {
+    throw new KraftwerkError(`${file}: ${key} ${JSON.stringify(value)} is not valid: ${what}`, {
+      hint: `Fix \`${key.split('.')[0]}:\` in ${file}.`,
+    });
+  };
+  const path = (key: string, value: string) => {
+    if (!word.test(value)) fail(key, value, 'expected a path of letters, digits and / . _ - (no spaces, quotes, ; { } or $)');
+    if (value.split('/').some((seg) => seg.startsWith('.'))) fail(key, value, 'no part of the path may be . or .. or start with a dot');
+  };
+  path('static.path', s.folder);
+  if (!s.folder) fail('static.path', s.folder, 'expected a folder inside the project, not the project itself');
+  path('static.url', s.url);
+  if (!s.url.startsWith('/')) fail('static.url', s.url, 'expected a URL path starting with /');
+  if (!NGINX_EXPIRES.test(s.expires)) fail('static.expires', s.expires, 'expected a time such as 30d or 12h, or off, max or epoch');
+  const body = site.config.nginx?.client_max_body_size ?? '10m';
+  if (!/^[0-9]+[kKmMgG]?$/.test(String(body))) fail('nginx.client_max_body_size', String(body), 'expected a size such as 10m');
 }
 
 /**
@@ -57,6 +102,7 @@ export function staticFiles(site: Site): { url: string; dir: string; expires: st
  * exists, the site on 443 with plain HTTP redirecting to https://<canonical>.
  */
 export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
+  checkNginxValues(site);
   const harakiri = site.config.uwsgi?.harakiri ?? 60;
   const served = staticFiles(site);
   // Every value computed here is one nginx argument (nginxValue: quoted where needed, never a new directive).
@@ -68,9 +114,56 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
+    // Symlinks are checked below these (`current` itself is a link, root's): the site can write in the release and the uploads.
+    symlinksFrom: { static: nginxValue(site.paths.current), uploads: nginxValue(site.paths.shared) },
     // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
     readTimeout: nginxValue(harakiri + 10),
   });
+}
+
+/**
+ * nginx's workers take www-data's groups when they start: until nginx reloads,
+ * they cannot pass through the folders of a site whose web group www-data just
+ * joined (a new site, or one deployed by an earlier Kraftwerk, whose own group
+ * www-data then leaves: see core's prepareSiteCommand). True when /etc/group,
+ * as the deploy found it, does not have www-data in the site's web group only.
+ */
+export function nginxGroupsOutdated(site: Site, etcGroup: string | undefined): boolean {
+  const members = (group: string) => {
+    const line = etcGroup?.split('\n').find((l) => l.startsWith(`${group}:`));
+    return line ? (line.split(':')[3] ?? '').split(',') : [];
+  };
+  return !members(siteWebGroup(site)).includes('www-data') || members(site.user).includes('www-data');
+}
+
+/**
+ * Make a new release's static folder nginx's to read, before anything of the
+ * site runs in the release (rsync made it all root's, group the site's own,
+ * nothing for others). Who may do what:
+ *   folders above it in the release   root:kwn-<site> (web group): nginx passes through and may list
+ *                                     them; their files keep the site's own group, closed to nginx
+ *   the static folder, from rsync     root's, web group: the site and nginx read, nobody writes
+ *   the static folder, missing        made <site>:kwn-<site> 2750: a release command (collectstatic)
+ *                                     fills it as the site, and what it writes gets the web group
+ * A symlink in the release is left as it is: nginx follows none below `current` (and the site's
+ * code is not served through one).
+ */
+export function staticFolderCommand(site: Site, releasePath: string): Command {
+  const { folder, url } = staticFiles(site);
+  const web = siteWebGroup(site);
+  const parts = folder.split('/');
+  // Nothing is changed through a symlink (the project's own could point anywhere).
+  const linked = (rel: string) => `kraftwerk: ${rel} is a symlink in the release: nginx does not follow it, ${url} answers 403`;
+  const passThrough = parts.slice(0, -1).map((_, i) => {
+    const rel = parts.slice(0, i + 1).join('/');
+    const a = `${releasePath}/${rel}`;
+    return sh`if [ -L ${a} ]; then echo ${linked(rel)} >&2; exit 0; elif [ -d ${a} ]; then chgrp -h ${web} ${a}; else install -d -m 0750 -o root -g ${web} ${a}; fi`;
+  });
+  const dir = `${releasePath}/${folder}`;
+  return sh`${passThrough.length ? sh`${sequence(...passThrough)}
+` : sh``}if [ -L ${dir} ]; then echo ${linked(folder)} >&2
+elif [ -d ${dir} ]; then chgrp -hR ${web} ${dir}
+else install -d -m 2750 -o ${site.user} -g ${web} ${dir}; fi`;
 }
 
 export function renderNginxNodeConf(): Promise<string> {
@@ -111,6 +204,9 @@ export function nginxSetupCommand(options: { confChanged: boolean }): Command {
   const changed = options.confChanged ? sh`changed=1` : sh`changed=`;
   return sh`set -e
 ${changed}
+# Each site's access and error log is here; nginx's master (root) creates a new one with its umask,
+# often 0644: closed to others, no site reads another's requests. adm (and root) read them.
+if [ -n "$(find /var/log/nginx -maxdepth 0 -perm /o=rwx)" ]; then chmod o-rwx /var/log/nginx; echo 'closed /var/log/nginx to other users'; fi
 if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; echo 'removed the default nginx site'; changed=1; fi
 nginx -t -q
 if service nginx status >/dev/null 2>&1; then
@@ -162,35 +258,29 @@ export default definePlugin({
       });
     });
 
+    hooks.preSync.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'check nginx settings',
+        stage: Stage.PREPARE - 100,
+        run: () => checkNginxValues(site),
+      });
+    });
+
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       // The file nginx runs with, and whether it is enabled: when it is what this deploy writes, nothing to test or reload.
-      ctx.probe.read(paths.previous).exists(paths.enabled);
+      ctx.probe.read(paths.previous, ETC_GROUP).exists(paths.enabled);
       tasks.add({
-        title: 'nginx site',
-        run: async (ctx) => {
-          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 });
+        title: 'static folder',
+        run: async (ctx, task) => {
+          const { stderr } = await ctx.remote.exec(staticFolderCommand(site, ctx.release.path));
+          for (const line of stderr.split('\n').filter(Boolean)) ctx.log.warn(`${ctx.node}: ${line}`);
+          task.title(`static folder ${staticFiles(site).folder}/ (nginx reads it)`);
         },
       });
       tasks.add({
-        title: 'nginx -t',
-        stage: Stage.AFTER_FILES,
-        skip: (c) => {
-          const written = c.files.all.find((f) => f.path === paths.available);
-          const running = c.facts.files.get(paths.previous);
-          return written && running === written.content && c.facts.exists.has(paths.enabled) ? 'nginx site (unchanged)' : false;
-        },
-        run: async (ctx, task) => {
-          try {
-            const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
-            const changed = stdout.includes('kraftwerk: nginx changed');
-            ctx.state.set('nginx:reload', changed);
-            task.title(changed ? 'nginx -t: new site config is valid' : 'nginx site (unchanged)');
-          } catch (err) {
-            if (!(err instanceof RemoteCommandError)) throw err;
-            throw new KraftwerkError(`nginx rejected the site config ${paths.available} on ${ctx.node}:\n${err.stderr.trim()}`, {
-              hint: 'The previous config was put back and nginx was not reloaded. Check the domains and `static:`/`nginx:` settings in kraftwerk.yaml.',
-            });
-          }
+        title: 'nginx site',
+        run: async (ctx) => {
+          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644, atSwitch: true });
         },
       });
     });
@@ -199,10 +289,26 @@ export default definePlugin({
       tasks.add({
         title: 'reload nginx',
         stage: Stage.RELOAD,
-        // Tested in configure; a rollback puts back a file that nginx ran with before.
-        skip: (ctx) => (ctx.state.get('nginx:reload') || ctx.files.changed.has(paths.available) ? false : 'config unchanged'),
-        run: async (ctx) => {
+        // The file was written after the switch (or put back by a rollback); nginx runs with it already when it is the one it loaded last.
+        skip: (ctx) => {
+          const written = ctx.files.all.find((f) => f.path === paths.available);
+          const running = ctx.facts.files.get(paths.previous);
+          const unchanged = written && running === written.content && ctx.facts.exists.has(paths.enabled) && !ctx.files.changed.has(paths.available);
+          return unchanged && !nginxGroupsOutdated(site, ctx.facts.files.get(ETC_GROUP)) ? 'nginx site (unchanged)' : false;
+        },
+        run: async (ctx, task) => {
+          try {
+            const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
+            const regroup = nginxGroupsOutdated(site, ctx.facts.files.get(ETC_GROUP));
+            if (!stdout.includes('kraftwerk: nginx changed') && !regroup) return task.title('nginx site (unchanged)');
+          } catch (err) {
+            if (!(err instanceof RemoteCommandError)) throw err;
+            throw new KraftwerkError(`nginx rejected the site config ${paths.available} on ${ctx.node}:\n${err.stderr.trim()}`, {
+              hint: 'The previous config was put back and nginx was not reloaded. Check the domains and `static:`/`nginx:` settings in kraftwerk.yaml.',
+            });
+          }
           await ctx.remote.exec(nginxReloadCommand(site));
+          task.title('nginx -t passed, nginx reloaded');
         },
       });
       tasks.add({

@@ -3,7 +3,7 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, isProvisioned, provisionMarker, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'postgres';
 
@@ -75,6 +75,59 @@ export function loadDatabaseCommand(site: Site, dir: string): Command {
 cd / && runuser -u postgres -- pg_restore --clean --if-exists --no-owner ${`--role=${role}`} --single-transaction --exit-on-error ${`--dbname=${database}`} < ${databaseArchive(dir)}`;
 }
 
+/** Prefix of the scratch database (and its role) `backup verify` restores into: `kwverify_<database>_<pid>`. */
+export const VERIFY_PREFIX = 'kwverify_';
+
+/**
+ * Prove a dump's database restores: into a scratch database owned by a scratch
+ * role (NOLOGIN, CONNECT revoked from PUBLIC: no site can reach it), then a row
+ * count of every table, printed as `<schema.table> <rows>` lines. pg_restore and
+ * the counts run as the scratch role (`--role`, SET ROLE), never as the
+ * superuser: the dump holds the site's own functions (index expressions,
+ * defaults), and restored as postgres they would run with its rights. Both are
+ * dropped on every exit, also a failure or a signal. Root opens the dump (a
+ * root-only folder) and hands it to pg_restore on stdin.
+ */
+export function verifyDatabaseCommand(site: Site, dir: string): Command {
+  const file = databaseArchive(dir);
+  const psql = (db: Command) => sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v "name=$name" -d ${db}`;
+  return sh`[ -f ${file} ] || { echo 'the backup has no postgres.dump' >&2; exit 1; }
+name=${`${VERIFY_PREFIX}${postgresNames(site).database}_`}$$
+cd /
+cleanup() {
+  ${psql(sh`postgres`)} >/dev/null 2>&1 <<'SQL' || true
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'name') \\gexec
+SELECT format('DROP ROLE IF EXISTS %I', :'name') \\gexec
+SQL
+}
+trap cleanup EXIT
+trap 'exit 130' HUP INT TERM PIPE
+${psql(sh`postgres`)} <<'SQL'
+SELECT format('CREATE ROLE %I NOLOGIN', :'name') \\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'name') \\gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'name') \\gexec
+SQL
+[ $? = 0 ] || { echo 'could not create the scratch database' >&2; exit 1; }
+runuser -u postgres -- pg_restore --no-owner --no-acl --role="$name" --single-transaction --exit-on-error --dbname="$name" < ${file} || { echo 'pg_restore of postgres.dump failed' >&2; exit 1; }
+${psql(raw('"$name"'))} <<'SQL'
+SELECT format('SET ROLE %I', :'name') \\gexec
+SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+  ORDER BY n.nspname, c.relname \\gexec
+SQL`;
+}
+
+/** `<schema.table> <rows>` lines of verifyDatabaseCommand, summed up. */
+export function parseTableCounts(stdout: string): { tables: number; rows: number } {
+  const counts = stdout
+    .split('\n')
+    .map((l) => /^\S+ (\d+)$/.exec(l.trim()))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]));
+  return { tables: counts.length, rows: counts.reduce((a, b) => a + b, 0) };
+}
+
 /** SQL (stdin of adminPsqlCommand's psql) that removes the site's database (closing its connections) and role. */
 export const DROP_SQL = `SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \\gexec
 SELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec
@@ -138,6 +191,21 @@ export default definePlugin({
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(loadDatabaseCommand(site, ctx.dir));
           task.title(stdout.includes('no database in this dump') ? 'PostgreSQL (nothing in this dump)' : `PostgreSQL database ${postgresNames(site).database} restored`);
+        },
+      });
+    });
+
+    hooks.verify.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'PostgreSQL database',
+        run: async (ctx, task) => {
+          const res = await ctx.remote.exec(verifyDatabaseCommand(site, ctx.dir), { check: false });
+          if (res.code !== 0) {
+            const why = res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`;
+            throw new KraftwerkError(`PostgreSQL: the database does not restore (${why})`);
+          }
+          const { tables, rows } = parseTableCounts(res.stdout);
+          task.title(`PostgreSQL: restored into a scratch database, ${tables} table${tables === 1 ? '' : 's'}, ${rows} row${rows === 1 ? '' : 's'}`);
         },
       });
     });

@@ -1,12 +1,21 @@
 /**
  * processes: the site's worker processes (`processes:` in kraftwerk.yaml, e.g.
  * `worker: celery -A proj worker`), each a runit service
- * kraftwerk-<site>-<name> with its own svlogd log. Restarted on every deploy
- * after the switch so they run the new release; a process dropped from the
- * config has its service stopped and removed.
+ * kraftwerk-<site>-<name> with its own svlogd log (run as the site user, in a
+ * folder made at deploy time). The service files are written by the switch
+ * (RemoteFile.atSwitch) and the services restarted right after it, so they run
+ * the new release and a deploy that fails before its switch leaves the live
+ * ones as they were; a rollback brings back the old release's. A process
+ * dropped from the config has its service stopped and removed.
  */
 import {
+  ConfigError,
   definePlugin,
+  processLogDir,
+  restartLoggersCommand,
+  siteDirs,
+  siteLogRootCommand,
+  type DeployContext,
   parseSvStatus,
   processServiceFiles,
   processServiceName,
@@ -22,8 +31,29 @@ import {
 
 const PLUGIN_NAME = 'processes';
 
+/**
+ * `processes:` as [name, command] pairs. A command becomes part of a run script
+ * (quoted for sh): a NUL byte cannot be, and is refused naming the key before
+ * anything touches a server.
+ */
 export function configuredProcesses(site: Site): [string, string][] {
-  return Object.entries(site.config.processes);
+  const entries = Object.entries(site.config.processes);
+  for (const [name, command] of entries) {
+    if (command.includes('\0')) {
+      throw new ConfigError(site.configFile, `processes.${name}`, 'a command cannot contain a NUL byte', { hint: 'Remove the NUL byte from the command.' });
+    }
+  }
+  return entries;
+}
+
+/** The worker services whose log/run this deploy (or rollback) changed: their svlogd restarts with the new script. */
+function changedLoggers(ctx: DeployContext, site: Site): string[] {
+  const out: string[] = [];
+  for (const p of ctx.files.changed) {
+    const m = /^\/etc\/sv\/([^/]+)\/log\/run$/.exec(p);
+    if (m && m[1]!.startsWith(`${site.service}-`)) out.push(m[1]!);
+  }
+  return out;
 }
 
 export default definePlugin({
@@ -33,8 +63,9 @@ export default definePlugin({
     const processes = configuredProcesses(site);
     const services = processes.map(([name]) => processServiceName(site, name));
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
       if (!processes.length) return;
+      for (const [name] of processes) siteDirs(ctx).add(processLogDir(site, name), { service: processServiceName(site, name) });
       tasks.add({
         title: 'worker services',
         run: (ctx, task) => {
@@ -57,8 +88,15 @@ export default definePlugin({
             ? 'no processes configured'
             : false,
         run: async (ctx, task) => {
+          // A new log/run (written with the switch): its svlogd restarts, and the site's log folder is
+          // root's again in case an earlier Kraftwerk's logger made it the site's meanwhile (one deploy's migration).
+          const loggers = changedLoggers(ctx, site);
           const { stdout } = await ctx.remote.exec(
-            sequence(pruneProcessServicesCommand(site, processes.map(([n]) => n)), startOrRestartCommand(services)),
+            sequence(
+              pruneProcessServicesCommand(site, processes.map(([n]) => n)),
+              startOrRestartCommand(services),
+              ...(loggers.length ? [siteLogRootCommand(site), restartLoggersCommand(loggers)] : []),
+            ),
           );
           const lines = stdout.split('\n').filter(Boolean);
           const removed = lines.filter((l) => l.startsWith('removed ')).map((l) => l.slice(8));

@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, Stage, type Hooks, type Site } from '../../core/index.ts';
+import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, siteWebGroup, Stage, type Hooks, type Site } from '../../core/index.ts';
 
 /** After core's release record (Stage.VERIFY + 100), which prunes the release folders first. */
 const PRUNE_STAGE = Stage.VERIFY + 200;
@@ -103,6 +103,7 @@ export default definePlugin({
               upgradeStamp: upgrade ? ctx.release.id : undefined,
               user: buildUser(site.name),
               group: site.user,
+              webGroup: siteWebGroup(site),
               requirementsPath: path.posix.join(ctx.release.path, site.config.requirements.split(path.sep).join('/')),
               wheelhousePath: hasWheels ? `${ctx.release.path}/${WHEELHOUSE}` : undefined,
               noRequirements: !hasRequirements(inputs.requirements),

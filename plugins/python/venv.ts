@@ -71,8 +71,11 @@ export function buildUser(siteName: string): string {
 }
 
 /** Create the build user when it is missing (a system user: no home, no login). */
-export function buildUserCommand(user: string, group: string): Command {
-  return sh`id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${group} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${user}`;
+export function buildUserCommand(user: string, group: string, webGroup?: string): Command {
+  const create = sh`id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${group} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${user}`;
+  // /srv/<site> is the site's web group's (core's siteWebGroup): the build user passes through it to venvs/ and the release.
+  return webGroup ? sh`${create}
+id -nG ${user} | tr ' ' '\n' | grep -qx ${webGroup} || usermod -aG ${webGroup} ${user}` : create;
 }
 
 /** Remove the build user, with any process of it (destroy; the venvs go with the site's folders). */
@@ -92,6 +95,8 @@ export interface VenvBuild {
   /** Who runs venv and pip (buildUser), and the site's group, which may read the venv. */
   user: string;
   group: string;
+  /** The site's web group, which owns /srv/<site> (see core's siteWebGroup): the build user passes through. */
+  webGroup?: string;
   /** Requirements file inside the new release. */
   requirementsPath: string;
   /** Wheelhouse inside the new release, when the project has one: pip then uses it and no index. */
@@ -157,7 +162,7 @@ if [ -n "$found" ]; then echo "kraftwerk: venv $found reused"; exit 0; fi
 `;
   return sh`set -e
 cd ${b.venvs}
-${reuse}${buildUserCommand(b.user, b.group)}
+${reuse}${buildUserCommand(b.user, b.group, b.webGroup)}
 rm -rf -- ${target}
 install -d -m 0755 -o ${b.user} -g ${b.group} ${target}
 cd /

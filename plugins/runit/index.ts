@@ -8,6 +8,12 @@
 import {
   definePlugin,
   findLiveSlot,
+  isProvisioned,
+  provisionMarker,
+  renderLogRunScript,
+  restartLoggersCommand,
+  siteDirs,
+  siteDirsCommand,
   removeServicesCommand,
   slotDir,
   slotIni,
@@ -19,6 +25,7 @@ import {
   sh,
   Stage,
   type Command,
+  type DeployContext,
   type Hooks,
   type RemoteFile,
   type Site,
@@ -41,14 +48,19 @@ export async function renderRunitService(site: Site): Promise<RemoteFile[]> {
         content: await renderTemplate(new URL('./templates/run.ejs', import.meta.url), { site, slot, ini: slotIni(site, slot) }),
         mode: 0o755,
       },
-      {
-        path: `${dir}/log/run`,
-        content: await renderTemplate(new URL('./templates/log-run.ejs', import.meta.url), { site, slot, dir: slotLogDir(site, slot) }),
-        mode: 0o755,
-      },
+      { path: `${dir}/log/run`, content: renderLogRunScript(site, slotLogDir(site, slot), `web slot ${slot}`), mode: 0o755 },
     );
   }
   return files;
+}
+
+/**
+ * The web slots whose log/run this deploy changed: their svlogd restarts
+ * (also the live slot's: runsv keeps the pipe, no line is lost), so none
+ * keeps running the way an earlier log/run said (e.g. as root).
+ */
+function changedLogRuns(ctx: DeployContext): string[] {
+  return SLOTS.filter((slot) => ctx.files.changed.has(`${slotDir(ctx.site, slot)}/log/run`)).map((slot) => slotService(ctx.site, slot));
 }
 
 export function renderRunsvdirUnit(): Promise<string> {
@@ -119,12 +131,32 @@ export default definePlugin({
       });
     });
 
-    hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const dirs = siteDirs(ctx);
+      for (const slot of SLOTS) dirs.add(slotLogDir(site, slot), { service: slotService(site, slot) });
+      const marker = (c: DeployContext) => provisionMarker(site, 'site-dirs', siteDirsCommand(site, siteDirs(c)).text);
+      ctx.probe.read(marker(ctx).path);
       tasks.add({
         title: 'runit service',
         run: async (ctx, task) => {
           for (const file of await renderRunitService(site)) ctx.files.add(file);
           task.title(`runit services ${site.service}@{${SLOTS.join(',')}}`);
+        },
+      });
+      tasks.add({
+        title: 'log folders',
+        // After the files (a new log/run is in place), before the new release starts in its slot.
+        stage: Stage.WRITE_FILES + 10,
+        skip: (c) =>
+          isProvisioned(c.facts, marker(c)) && [...siteDirs(c).dirs.keys()].every((d) => c.facts.exists.has(d)) && !changedLogRuns(c).length
+            ? 'log folders (unchanged)'
+            : false,
+        run: async (c, task) => {
+          const restart = changedLogRuns(c);
+          await c.remote.exec(sh`${siteDirsCommand(site, siteDirs(c))}
+${restartLoggersCommand(restart)}`);
+          c.files.add(marker(c));
+          task.title(`log folders (${siteDirs(c).dirs.size})${restart.length ? `; restarted ${restart.length} loggers` : ''}`);
         },
       });
     });

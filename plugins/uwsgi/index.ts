@@ -2,7 +2,8 @@
  * uwsgi: each release's own uWSGI configuration (ini and envdir in the release,
  * see core's `releaseConfig`), and starting a new release beside the live one:
  * one master per release in one of the site's two runit slots (see
- * core/slots.ts), with a unix socket only nginx's group can open. nginx talks
+ * core/slots.ts), with a unix socket only the site's web group (the site and
+ * nginx, see core's `siteWebGroup`) can open. nginx talks
  * to the live release's socket through `current` (see the nginx plugin).
  */
 import {
@@ -25,6 +26,7 @@ import {
   type Hooks,
   type RemoteFile,
   type Site,
+  siteWebGroup,
   uwsgiIniValue,
 } from '../../core/index.ts';
 
@@ -38,6 +40,7 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
     user: v(site.user),
+    webGroup: v(siteWebGroup(site)),
     wsgi: { module: v(site.wsgi.module), callable: v(site.wsgi.callable) },
     socket: v(own.socket),
     chdir: v(release.path),
@@ -109,10 +112,14 @@ export interface StartCheck {
  */
 export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Command {
   const own = releaseConfig(release.path);
-  const logTail = sh`sleep 0.3; tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
+  // Read as the site user: the log folder is the site's, and root follows no link put there.
+  const logTail = sh`sleep 0.3; runuser -u ${site.user} -- tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
   const stop = sh`sv down "$svc" >/dev/null 2>&1 || true`;
   return sh`${chooseSpareSlot(site)}
-install -d -m 0750 -o root -g ${site.user} ${own.dir} ${own.environ}
+# .kraftwerk/: root's; the site and nginx (web group) pass through to the socket. environ/, the ini
+# and env inside: root:<site user> 0640, the site reads them, nginx cannot.
+install -d -m 0750 -o root -g ${siteWebGroup(site)} ${own.dir}
+install -d -m 0750 -o root -g ${site.user} ${own.environ}
 ${ensureSlotsCommand(site)}
 # The spare may still run an earlier release (the one live before the last switch, finishing its requests).
 sv -w 30 force-stop "$svc" >/dev/null 2>&1 || true

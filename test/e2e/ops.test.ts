@@ -13,7 +13,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { raw } from '../../core/shell.ts';
+import { quote, raw } from '../../core/shell.ts';
 import type { Remote } from '../../core/transport/remote.ts';
 import { connectSsh } from '../../core/transport/ssh.ts';
 import type { SandboxInfo } from '../../plugins/sandbox/lib.ts';
@@ -40,6 +40,12 @@ function get(address: string, host: string, urlPath: string): Promise<{ status: 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A line of /etc/cron.d (five schedule fields, the user, the command) as cron runs it: as that user, through sh, from a folder it can read (cron: its home). */
+function asCron(line: string): string {
+  const fields = line.split(' ');
+  return `(cd / && runuser -u ${fields[5]} -- sh -c ${quote(fields.slice(6).join(' ').replace(/\\%/g, '%'))})`;
+}
 
 function project(t: TestContext, files: Record<string, string> = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'kw-ops-'));
@@ -217,8 +223,7 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
       await t.test('the cron job runs from cron, and a second run while one is running does not start', async () => {
         assert.match(await on(A, 'cat /etc/cron.d/kraftwerk-ops'), /flock -n/);
         // Run the job's line as cron would, twice at once: the second finds the lock taken.
-        const line = (await on(A, 'grep "cron-tick" /etc/cron.d/kraftwerk-ops')).trim();
-        const command = line.split(' ').slice(6).join(' ').replace(/\\%/g, '%');
+        const command = asCron((await on(A, 'grep "cron-tick" /etc/cron.d/kraftwerk-ops')).trim());
         // Away from the minute: cron starts the job then, and it holds the lock for its 5 s.
         await on(A, 'while s=$(date +%S); [ "$s" -gt 40 ] || [ "$s" -lt 15 ]; do sleep 1; done');
         await on(A, `rm -f /srv/ops/shared/uploads/tick.log; (${command}) & sleep 1; (${command}); wait`);
@@ -268,8 +273,7 @@ describe('operations: status, logs, run, env, workers, cron, backups, dump/load,
         const { readdirSync } = await import('node:fs');
         assert.ok(readdirSync(local).includes('manifest.json'));
         // The scheduled backup, run as cron runs it, twice: rotation keeps 2 (`keep: 2`).
-        const line = (await on(A, 'grep "cron-backup" /etc/cron.d/kraftwerk-ops')).trim();
-        const scheduled = line.split(' ').slice(6).join(' ').replace(/\\%/g, '%');
+        const scheduled = asCron((await on(A, 'grep "cron-backup" /etc/cron.d/kraftwerk-ops')).trim());
         await on(A, `${scheduled}; sleep 1.1; ${scheduled}`);
         const rotated = JSON.parse((await cli(['backups', A, '--json'])).stdout) as { dumps: { id: string; kind: string; plugins: string[] }[] }[];
         const kept = rotated[0]!.dumps.filter((d) => d.kind === 'backup');

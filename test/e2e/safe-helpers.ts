@@ -7,7 +7,7 @@
  * kill it when it reaches a phase.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -18,10 +18,13 @@ import type { TestContext } from 'node:test';
 import { parseDocument } from 'yaml';
 import { quote } from '../../core/shell.ts';
 import { SNAPSHOT_DIR } from '../../plugins/sandbox/commands.ts';
+import { sandboxNetNames } from '../../plugins/sandbox/naming.ts';
 import { removeSnapshot, rootfsTarball, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
 import { REPO_ROOT, runCli, withPreparedSandbox, type CliResult, type SnapshotRecipe } from './harness.ts';
 
 export const SAFE_FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'apps', 'safe-site');
+/** The safe-site app with every stack part on (see its kraftwerk.yaml): the fault-injection suites' project. */
+export const FAULTS_FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'faults', 'site');
 /** `package:` and `domain:` of the fixture. */
 export const SITE = 'safesite';
 export const DOMAIN = 'safe-site.test';
@@ -48,27 +51,43 @@ export const MISSING_NAME = 'kraftwerk_no_such_name';
 export class SafeProject {
   private constructor(readonly dir: string) {}
 
-  static create(t: TestContext): SafeProject {
+  /** A copy of the safe-site fixture; with `overlay`, that folder's files replace or join its files (e.g. FAULTS_FIXTURE). */
+  static create(t: TestContext, overlay?: string): SafeProject {
     const dir = mkdtempSync(path.join(tmpdir(), 'kw-safe-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(SAFE_FIXTURE, dir, { recursive: true });
+    if (overlay) cpSync(overlay, dir, { recursive: true });
     return new SafeProject(dir);
   }
 
   private readonly file = (name: string) => path.join(this.dir, name);
 
-  private editConfig(edit: (doc: ReturnType<typeof parseDocument>) => void): void {
+  /** Change kraftwerk.yaml through yaml's document API (comments stay). */
+  editConfig(edit: (doc: ReturnType<typeof parseDocument>) => void): this {
     const doc = parseDocument(readFileSync(this.file('kraftwerk.yaml'), 'utf8'));
     edit(doc);
     writeFileSync(this.file('kraftwerk.yaml'), doc.toString());
+    return this;
   }
 
-  /** Make the project version `version`: page, environ and requirements, with the fixture's working app.py. */
-  setVersion(version: string): this {
+  /**
+   * Make the project version `version`: page, environ and requirements, with
+   * the fixture's working app.py. `ownVenv: false` keeps the requirements
+   * (and so the venv) of the fixture, for tests where building one per
+   * version would only cost time.
+   */
+  setVersion(version: string, options: { ownVenv?: boolean } = {}): this {
     writeFileSync(this.file('version.txt'), `${version}\n`);
     cpSync(path.join(SAFE_FIXTURE, 'app.py'), this.file('app.py'));
-    writeFileSync(this.file('requirements.txt'), `${readFileSync(path.join(SAFE_FIXTURE, 'requirements.txt'), 'utf8')}# version ${version}\n`);
+    const requirements = readFileSync(path.join(SAFE_FIXTURE, 'requirements.txt'), 'utf8');
+    writeFileSync(this.file('requirements.txt'), options.ownVenv === false ? requirements : `${requirements}# version ${version}\n`);
     this.editConfig((doc) => doc.setIn(['environ', 'SAFE_GREETING'], `hello-${version}`));
+    return this;
+  }
+
+  /** requirements.txt as given (e.g. a package from an index that never answers, to hold pip). */
+  setRequirements(text: string): this {
+    writeFileSync(this.file('requirements.txt'), text);
     return this;
   }
 
@@ -82,19 +101,22 @@ export class SafeProject {
 
   /** `nodes:` of kraftwerk.yaml. */
   setNodes(nodes: Record<string, string | string[]>): this {
-    this.editConfig((doc) => doc.set('nodes', nodes));
-    return this;
+    return this.editConfig((doc) => doc.set('nodes', nodes));
   }
 
   /** `release:` commands of kraftwerk.yaml. */
   setReleaseCommands(commands: string[]): this {
-    this.editConfig((doc) => doc.set('release', commands));
-    return this;
+    return this.editConfig((doc) => doc.set('release', commands));
   }
 
   /** A file of random (incompressible) bytes, so that rsync takes a while. */
   addBlob(megabytes: number): this {
     writeFileSync(this.file('blob.bin'), randomBytes(megabytes * 1024 * 1024));
+    return this;
+  }
+
+  removeBlob(): this {
+    rmSync(this.file('blob.bin'), { force: true });
     return this;
   }
 
@@ -180,7 +202,12 @@ export async function withSetUpNodes<T>(
 
 /** A shell script run as root on a sandbox (through `kraftwerk sandbox ssh`); its output, or a failed assertion. */
 export async function onNode(name: string, script: string): Promise<string> {
-  const r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  let r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  // 255 is ssh's own failure (no connection: a busy machine can time out the banner); the script did not run, so again.
+  for (let attempt = 1; r.code === 255 && attempt < 3; attempt++) {
+    await sleep(2000);
+    r = await runCli(['sandbox', 'ssh', name, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+  }
   assert.equal(r.code, 0, `on ${name}: ${script}\n${r.stdout}${r.stderr}`);
   return r.stdout;
 }
@@ -196,11 +223,11 @@ export interface Answer {
   error?: string;
 }
 
-/** GET `urlPath` from the node's nginx at `address` with the site's Host header, as a browser would. */
-export function get(address: string, urlPath = '/', timeoutMs = 5000): Promise<Answer> {
+/** GET `urlPath` from the node's nginx at `address` with the site's Host header (or `host`), as a browser would. */
+export function get(address: string, urlPath = '/', timeoutMs = 5000, host = DOMAIN): Promise<Answer> {
   const at = Date.now();
   return new Promise((resolve) => {
-    const req = request({ host: address, port: 80, path: urlPath, headers: { Host: DOMAIN }, agent: false, timeout: timeoutMs }, (res) => {
+    const req = request({ host: address, port: 80, path: urlPath, headers: { Host: host }, agent: false, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (c: string) => (body += c));
       res.on('end', () => resolve({ at, status: res.statusCode, body }));
@@ -304,6 +331,10 @@ export interface RunningCli {
   waitFor(pattern: RegExp, timeoutMs: number): Promise<void>;
   /** SIGKILL the CLI and everything it started (rsync, ssh): its whole process group. */
   killHard(): void;
+  /** Send `signal` to the CLI's whole process group, as Ctrl-C in a terminal does. */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves with the result when the CLI exits within `timeoutMs`, else with undefined (it keeps running). */
+  exitWithin(timeoutMs: number): Promise<CliResult | undefined>;
   /** True until the CLI has exited. */
   running(): boolean;
   done: Promise<CliResult>;
@@ -324,13 +355,14 @@ export function spawnCli(args: readonly string[], cwd: string): RunningCli {
   const changed = () => listeners.forEach((l) => l());
   child.stdout!.setEncoding('utf8').on('data', (c: string) => ((stdout += c), (all += c), changed()));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => ((stderr += c), (all += c), changed()));
-  const killGroup = () => {
+  const signalGroup = (signal: NodeJS.Signals) => {
     try {
-      process.kill(-child.pid!, 'SIGKILL');
+      process.kill(-child.pid!, signal);
     } catch {
       // already gone
     }
   };
+  const killGroup = () => signalGroup('SIGKILL');
   const limit = setTimeout(killGroup, 20 * 60_000);
   let exited = false;
   const done = new Promise<CliResult>((resolve, reject) => {
@@ -347,7 +379,13 @@ export function spawnCli(args: readonly string[], cwd: string): RunningCli {
     output: () => all,
     done,
     killHard: killGroup,
+    signal: signalGroup,
     running: () => !exited,
+    exitWithin(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+      return Promise.race([done, late]).finally(() => clearTimeout(timer));
+    },
     waitFor(pattern, timeoutMs) {
       return new Promise((resolve, reject) => {
         const check = () => {
@@ -422,4 +460,189 @@ export async function waitForLock(node: string, lockDir: string, isRunning: () =
     await sleep(300);
   }
   assert.fail(`no deploy lock ${lockDir} appeared on ${node} within ${timeoutMs / 1000} s`);
+}
+
+// ---------------------------------------------------------------- faults (test/e2e/faults*.test.ts)
+
+/** The marker of a version in the faults fixture's configuration: worker command, cron job, alias. */
+export function markerOf(version: string): string {
+  return `kwv-${version}`;
+}
+
+/** The alias the faults fixture has in version `version` (answers with a redirect while that version's nginx file is live). */
+export function aliasOf(version: string): string {
+  return `${markerOf(version)}.${DOMAIN}`;
+}
+
+/**
+ * Make the faults fixture version `version`: the safe-site page and environ,
+ * and the version's marker in the worker's command, the cron job and the
+ * alias, so the configuration a node runs shows which release it came from.
+ */
+export function setFaultVersion(project: SafeProject, version: string, options: { ownVenv?: boolean } = {}): SafeProject {
+  const marker = markerOf(version);
+  return project.setVersion(version, options).editConfig((doc) => {
+    doc.set('aliases', [aliasOf(version)]);
+    doc.setIn(['processes', 'worker'], `python3 worker.py ${marker}`);
+    doc.setIn(['cron', 0, 'command'], `true ${marker}`);
+  });
+}
+
+/**
+ * Restart every service on the node, as a reboot would (without losing the
+ * sandbox): every runit service (a service with a `down` file is stopped, as
+ * a boot would not start it), nginx, PostgreSQL, Redis and cron. sshd stays:
+ * it is the way in, and a restart of it starts nothing of a site's. What
+ * serves afterwards is what the files on the node say.
+ */
+export async function restartNode(node: string): Promise<void> {
+  // All at once (a boot does not wait either); each failure is printed, so the output must be empty.
+  // A system service that runit supervises here (cron in the sandbox) is restarted by runit only.
+  const out = await onNode(
+    node,
+    `for s in /etc/service/*; do
+  [ "\${s##*/}" = ssh ] && continue
+  # A service with a check script (default-syslog: no syslog runs here) is restarted without waiting for it.
+  if [ -e "$s/down" ]; then sv -w 30 down "$s" >/dev/null || echo "sv down $s failed: $(sv status "$s")"
+  elif [ -x "$s/check" ]; then sv term "$s" >/dev/null
+  else sv -w 30 restart "$s" >/dev/null || echo "sv restart $s failed: $(sv status "$s")"; fi &
+done
+for name in nginx postgresql redis-server cron; do
+  [ -e "/etc/service/$name" ] && continue
+  [ -x "/etc/init.d/$name" ] && { service "$name" restart >/dev/null 2>&1 || echo "service $name restart failed"; } &
+done
+wait`,
+  );
+  assert.equal(out.trim(), '', `restarting every service on ${node}`);
+}
+
+/** Which versions' markers the node's live configuration carries: the running worker processes and the cron files cron reads. */
+export async function liveMarkers(node: string): Promise<{ worker: string[]; cron: string[] }> {
+  const out = await onNode(
+    node,
+    `echo "worker $(pgrep -af 'worker[.]py kwv-' | grep -o 'kwv-[A-Za-z0-9]*' | sort -u | tr '\\n' ' ')"
+cron=''
+for f in /etc/cron.d/*; do
+  case "\${f##*/}" in *.*) continue;; esac  # cron skips names with a dot
+  cron="$cron $(grep -o 'kwv-[A-Za-z0-9]*' "$f" | sort -u | tr '\\n' ' ')"
+done
+echo "cron $cron"`,
+  );
+  const field = (name: string) =>
+    (new RegExp(`^${name} (.*)$`, 'm').exec(out)?.[1] ?? '').split(/\s+/).filter(Boolean).sort();
+  return { worker: [...new Set(field('worker'))], cron: [...new Set(field('cron'))] };
+}
+
+/**
+ * The node runs the whole configuration of `version` (faults fixture): its
+ * page with its environment, its worker (and no other version's), no other
+ * version's cron job, and its alias in nginx (no other version's). Waits up
+ * to 30 s for the page (services just restarted).
+ */
+export async function assertWholeVersionLive(address: string, node: string, version: string, others: string[]): Promise<void> {
+  assert.equal(await waitForPage(address), pageOf(version), `GET / serves version ${version} with its own environment`);
+  const markers = await liveMarkers(node);
+  assert.deepEqual(markers.worker, [markerOf(version)], `the running worker is version ${version}'s (ps shows ${markers.worker.join(', ') || 'none'})`);
+  const foreign = markers.cron.filter((m) => others.map(markerOf).includes(m));
+  assert.deepEqual(foreign, [], `the cron files cron reads name only version ${version}'s job (found ${markers.cron.join(', ')})`);
+  const alias = await get(address, '/', 5000, aliasOf(version));
+  assert.equal(alias.status, 301, `nginx has version ${version}'s alias ${aliasOf(version)}: ${describeAnswer(alias)}`);
+  for (const other of others) {
+    const a = await get(address, '/', 5000, aliasOf(other));
+    assert.ok(a.status === undefined || a.status === 444, `nginx does not have version ${other}'s alias ${aliasOf(other)}: ${describeAnswer(a)}`);
+  }
+}
+
+/** The host-side end of the sandbox's veth pair: down, the sandbox is cut off from this machine (as a dropped network). */
+export function sandboxLink(name: string): { down(): void; up(): void } {
+  const { vethHost } = sandboxNetNames(name);
+  const set = (state: 'up' | 'down') => {
+    const r = spawnSync('ip', ['link', 'set', vethHost, state], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 0, `ip link set ${vethHost} ${state}: ${r.stderr}`);
+  };
+  return { down: () => set('down'), up: () => set('up') };
+}
+
+/** Run `fn`, which may drop the sandbox's network (`link.down()`); the network is always back afterwards, also on failure. */
+export async function withNetworkRestored<T>(name: string, fn: (link: { down(): void }) => Promise<T>): Promise<T> {
+  const link = sandboxLink(name);
+  try {
+    return await fn(link);
+  } finally {
+    link.up();
+    // Until sshd answers again (bounded): the next step needs the node.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const r = await runCli(['sandbox', 'ssh', name, '--', 'true'], { timeoutMs: 20_000 });
+      if (r.code === 0 || Date.now() > deadline) break;
+      await sleep(1000);
+    }
+  }
+}
+
+/** Wait (bounded) until `script` on the node prints something; returns that output. */
+export async function waitOnNode(node: string, script: string, what: string, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const out = (await onNode(node, script)).trim();
+    if (out) return out;
+    await sleep(500);
+  }
+  assert.fail(`${what}: not seen on ${node} within ${timeoutMs / 1000} s`);
+}
+
+export interface FaultResult {
+  fault: string;
+  checked: string;
+  /** 'not run': the suite's time budget was spent before this case (never counted as survived). */
+  survived: boolean | 'todo' | 'not run';
+}
+
+/**
+ * The count of a fault suite: each fault is one test case; the suite ends
+ * with "faults survived N of M" and a markdown table of the cases (the
+ * source of docs/benchmarks.md's "Faults survived"). With `budgetMs`, a case
+ * that would start after the budget is spent is skipped and reported as not
+ * run, so a slow machine ends the suite inside the runner's timeout with an
+ * honest count instead of a timeout that reports nothing.
+ */
+export class FaultCounter {
+  readonly results: FaultResult[] = [];
+  private readonly deadline: number;
+
+  constructor(budgetMs = Infinity) {
+    this.deadline = Date.now() + budgetMs;
+  }
+
+  /** Run one fault as its own test case; it counts as survived when `fn` passes. */
+  async fault(t: TestContext, fault: string, checked: string, fn: (t: TestContext) => Promise<void>, options: { todo?: string } = {}): Promise<boolean> {
+    if (Date.now() > this.deadline) {
+      await t.test(fault, { skip: 'the suite\'s time budget is spent (a slow machine): not run' }, () => {});
+      this.results.push({ fault, checked, survived: 'not run' });
+      return false;
+    }
+    let survived = false;
+    await t.test(fault, { todo: options.todo }, async (st) => {
+      await fn(st);
+      survived = true;
+    });
+    this.results.push({ fault, checked, survived: options.todo && !survived ? 'todo' : survived });
+    t.diagnostic(`${fault}: ${survived ? 'survived' : options.todo ? `not survived (todo: ${options.todo})` : 'NOT survived'}`);
+    return survived;
+  }
+
+  report(t: TestContext, suite: string): void {
+    const run = this.results.filter((r) => r.survived !== 'not run');
+    const survived = run.filter((r) => r.survived === true).length;
+    const label = { true: 'yes', false: 'no', todo: 'no (todo)', 'not run': 'not run' } as const;
+    for (const r of this.results) t.diagnostic(`| ${r.fault} | ${r.checked} | ${label[String(r.survived) as keyof typeof label]} |`);
+    const notRun = this.results.length - run.length;
+    t.diagnostic(`${suite}: faults survived ${survived} of ${run.length}${notRun ? ` (${notRun} more not run: time budget)` : ''}`);
+  }
+}
+
+/** A fault suite's time budget: 15 minutes, or KRAFTWERK_E2E_FAULTS_BUDGET_MIN (a shorter run on a busy machine). */
+export function faultsBudgetMs(): number {
+  const minutes = Number(process.env.KRAFTWERK_E2E_FAULTS_BUDGET_MIN ?? 15);
+  return (Number.isFinite(minutes) && minutes > 0 ? minutes : 15) * 60_000;
 }

@@ -25,6 +25,14 @@ describe('kraftwerk CLI', () => {
     ['an unknown service', 'domain: example.com\nservices: [postgress]\n', /services.*postgress[\s\S]*postgres/],
     ['a non-integer workers value', 'domain: example.com\nworkers: 2.5\n', /workers/],
     ['a domain containing a space', 'domain: my site.com\n', /domain/],
+    // Hostile values that would reach the node's config files (issue 12).
+    ['static: . (the release root, with .kraftwerk/env)', 'domain: example.com\nstatic: .\n', /static: .*whole release/],
+    ['a static path climbing out with ..', 'domain: example.com\nstatic:\n  path: ../../etc\n', /static\.path: .*`\.\.` would climb out/],
+    ['a static url opening a new nginx block', 'domain: example.com\nstatic:\n  url: "/s/ { }\\nlocation / {"\n', /static\.url: expected a URL path/],
+    ['static.expires with a directive after it', 'domain: example.com\nstatic:\n  expires: "1d; autoindex on"\n', /static\.expires: expected an nginx time/],
+    ['a NUL byte in environ', 'domain: example.com\nenviron:\n  SECRET: "a\\0b"\n', /environ\.SECRET: expected a value without NUL bytes/],
+    ['a site named postgres', 'domain: example.com\npackage: postgres\n', /package: .*"postgres" is reserved/],
+    ['a cron schedule spanning lines', 'domain: example.com\ncron:\n  - schedule: "* * * * *\\n* * * * * root id"\n    command: "true"\n', /cron\[0\]\.schedule: .*on one line/],
   ];
   for (const [what, yaml, expected] of bad) {
     it(`refuses ${what} with exit code 2, naming the key, before connecting`, () => {
@@ -36,6 +44,15 @@ describe('kraftwerk CLI', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     });
   }
+
+  it('refuses a hostile kraftwerk.yaml in a --dry-run deploy too, before any connection', () => {
+    const dir = tempProject({ ...app, 'kraftwerk.yaml': 'wsgi: app\ndomain: example.com\nstatic: "static;\\n}"\n' });
+    const r = kraftwerk(['--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+    assert.equal(r.code, 2, r.stderr + r.stdout);
+    assert.match(r.stderr, /kraftwerk\.yaml:3: static: .*a newline|kraftwerk\.yaml:3: static: .*";"/);
+    // Nothing was tried: no connection, no remote command, not even a dry-run one.
+    assert.doesNotMatch(r.stdout + r.stderr, /rsync|ssh|connect|web1\.example\.invalid/i);
+  });
 
   it('lists the project-local plugin and the hooks it taps', () => {
     const dir = tempProject({ ...app, 'kraftwerk.yaml': `domain: example.com\nwsgi: app\nplugins:\n  - ${revisionPlugin}\n` });

@@ -48,6 +48,11 @@ describe('env set words', () => {
     assert.deepEqual(splitNodeArg(project, ['A=1'], 'set', undefined, { fromFile: true }), { rest: ['A=1'] });
   });
 
+  it('unset: a leading word that cannot be a variable name is the node', () => {
+    assert.deepEqual(splitNodeArg(project, ['my-stage', 'A'], 'unset'), { node: 'my-stage', rest: ['A'] });
+    assert.deepEqual(splitNodeArg(project, ['A', 'B'], 'unset'), { rest: ['A', 'B'] });
+  });
+
   it('the argv warning names the variables, never their values', () => {
     const text = argvWarning(['API_KEY']);
     assert.match(text, /API_KEY .*other local users/);

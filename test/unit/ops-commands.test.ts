@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/commands/env.ts';
-import { logsCommand, parseLogsArgs } from '../../core/commands/logs.ts';
+import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/commands/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/commands/run.ts';
 import { formatStatus, parseStatus } from '../../core/commands/status.ts';
 import { removeSiteCommand } from '../../core/commands/destroy.ts';
@@ -74,16 +74,17 @@ describe('logs', () => {
     assert.throws(() => parseLogsArgs(['a', 'b']), /at most one node/);
   });
 
-  it('tails the right files', () => {
+  it('tails the right files, as the site user (root follows no link the site put in its log folders)', () => {
     const s = site();
+    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
     // web: both slots' logs (web@blue, web@green), whichever are there.
     assert.equal(
-      logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text,
+      siteLogsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text,
       `cd /var/log/kraftwerk/shop 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo 'kraftwerk: no web log in /var/log/kraftwerk/shop on this node (is the site deployed?)' >&2; exit 3; }
 tail -n 5 "$@"`,
     );
-    assert.match(logsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }).text, /\ntail -n 5 -F "\$@"$/);
-    assert.match(logsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }).text, /\ntail -n 5 -F "\$@"$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
     assert.equal(
       logsCommand(s, { lines: 9, follow: false, nginx: true }).text,
       'tail -n 9 /var/log/nginx/kraftwerk-shop.access.log /var/log/nginx/kraftwerk-shop.error.log',
@@ -94,24 +95,24 @@ tail -n 5 "$@"`,
     const root = mkdtempSync(path.join(tmpdir(), 'kw-logs-'));
     const s = site();
     s.paths.logs = root;
-    const noWeb = spawnSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    const noWeb = spawnSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
     assert.equal(noWeb.status, 3);
     assert.match(noWeb.stderr, /no web log in .* on this node/);
     for (const [dir, text] of [['web@blue', 'blue line 1\nblue line 2\n'], ['web@green', 'green line\n'], ['worker', 'worker line\n']]) {
       mkdirSync(path.join(root, dir!));
       writeFileSync(path.join(root, dir!, 'current'), text!);
     }
-    const out = execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false }).text], { encoding: 'utf8' });
+    const out = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false }).text], { encoding: 'utf8' });
     assert.match(out, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(out, /==> web@green\/current <==\ngreen line\n/);
     assert.match(out, /==> worker\/current <==\nworker line\n/);
-    const web = execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    const web = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
     assert.match(web, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(web, /==> web@green\/current <==\ngreen line\n/);
     assert.doesNotMatch(web, /worker/);
     const missing = (() => {
       try {
-        execFileSync('sh', ['-c', logsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }).text], { stdio: 'pipe' });
+        execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }).text], { stdio: 'pipe' });
         return '';
       } catch (e) {
         return String((e as { stderr: Buffer }).stderr);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import {
 import { createHooks, interceptHooks } from '../../core/hooks.ts';
 import { sh } from '../../core/shell.ts';
 import { createSite, type Site } from '../../core/site.ts';
+import { verifyUploadsCommand } from '../../plugins/files/index.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
   const site = createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '', sourceDir: root, name: 'demo' });
@@ -144,6 +146,41 @@ describe('scheduled backup script', () => {
     assert.deepEqual(readdirSync(site.paths.backups).filter((f) => !f.startsWith('.')), []);
   });
 
+  it('with verify, checks the new backup before it is kept: a bad one is not renamed and rotates no good backup out', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kw-backup-verify-'));
+    const site = siteIn(root, { backups: { schedule: '@daily', keep: 1, verify: true } });
+    const hooks = createHooks();
+    interceptHooks(hooks);
+    hooks.dump.tap('db', (_ctx, tasks) => {
+      tasks.add({ title: 'dump db', run: (ctx) => ctx.remote.exec(sh`cat ${path.join(root, 'data')} > ${`${ctx.dir}/db.dump`}`).then(() => undefined) });
+    });
+    // The check of a plugin whose data this backup does not hold is left out.
+    for (const plugin of ['db', 'redis']) {
+      hooks.verify.tap(plugin, (_ctx, tasks) => {
+        tasks.add({ title: 'check', run: (ctx) => ctx.remote.exec(sh`grep -q good ${`${ctx.dir}/${plugin}.dump`}`, { check: false }).then(() => undefined) });
+      });
+    }
+    const dir = `${site.paths.backups}/.scheduled`;
+    const { commands, plugins } = await recordDumpCommands(hooks, base(site), dir);
+    const verify = await recordDumpCommands(hooks, base(site), dir, 'verify', plugins);
+    assert.deepEqual(verify.plugins, ['db']);
+    const file = path.join(root, 'backup.sh');
+    writeFileSync(file, renderBackupScript(site, commands, plugins, 1, verify.commands));
+    backupFolder(site, '20200101T000000Z', 'backup');
+
+    writeFileSync(path.join(root, 'data'), 'corrupt\n');
+    const bad = spawnSync('sh', [file], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /backup \d{8}T\d{6}Z FAILED its check/);
+    assert.deepEqual(readdirSync(site.paths.backups).sort(), ['.scheduled', '20200101T000000Z'], 'the old backup stays');
+
+    writeFileSync(path.join(root, 'data'), 'good\n');
+    const good = spawnSync('sh', [file], { encoding: 'utf8' });
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /backup \d{8}T\d{6}Z verified\n.*removed 20200101T000000Z/s);
+    assert.equal(readdirSync(site.paths.backups).length, 1);
+  });
+
   it('refuses dump tasks that send input or write files: the script could not do the same', async () => {
     const site = siteIn(path.join(tmpdir(), 'kw-unused'));
     const hooks = createHooks();
@@ -151,5 +188,36 @@ describe('scheduled backup script', () => {
       tasks.add({ title: 'stdin', run: (ctx) => ctx.remote.exec(sh`cat > x`, { stdin: 'data' }).then(() => undefined) });
     });
     await assert.rejects(recordDumpCommands(hooks, base(site), '/tmp/x'), /cannot send input/);
+  });
+});
+
+describe('verify of the uploads archive (real tar)', () => {
+  const scratchFolders = () => readdirSync('/var/tmp').filter((f) => f.startsWith('kraftwerk-verify.')).length;
+
+  it('extracts a good archive into a scratch folder, counts it and removes it; a truncated one fails, also removed', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-verify-'));
+    const uploads = path.join(dir, 'uploads');
+    mkdirSync(path.join(uploads, 'sub'), { recursive: true });
+    writeFileSync(path.join(uploads, 'a.txt'), 'hello');
+    writeFileSync(path.join(uploads, 'sub', 'b.bin'), randomBytes(64 * 1024));
+    execFileSync('tar', ['-czf', path.join(dir, 'uploads.tar.gz'), '-C', uploads, '.']);
+    const before = scratchFolders();
+
+    const good = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout.trim(), /^2 \d+$/);
+    assert.equal(scratchFolders(), before);
+
+    const archive = path.join(dir, 'uploads.tar.gz');
+    truncateSync(archive, Math.floor(statSync(archive).size / 2));
+    const bad = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /uploads\.tar\.gz does not (list|extract)/);
+    assert.equal(scratchFolders(), before);
+
+    rmSync(archive);
+    const none = spawnSync('sh', ['-c', verifyUploadsCommand(dir).text], { encoding: 'utf8' });
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /the backup has no uploads\.tar\.gz/);
   });
 });

@@ -12,6 +12,7 @@ import nginxPlugin, {
   renderNginxNodeConf,
   renderNginxSite,
   staticFiles,
+  staticFolderCommand,
 } from '../../plugins/nginx/index.ts';
 import { testSite } from '../helpers/site.ts';
 
@@ -37,8 +38,16 @@ server {
     access_log /var/log/nginx/kraftwerk-shop.access.log;
     error_log /var/log/nginx/kraftwerk-shop.error.log;
 
+    # No path with a dot segment is served or passed to the app (.kraftwerk/, .git/, .env, .htpasswd),
+    # wherever it is; /.well-known/ at the top stays (ACME challenges, security.txt).
+    location ~ "^/\\.(?!well-known/)|./\\." {
+        return 404;
+    }
+
     location /assets/ {
         alias /srv/shop/current/assets/;
+        # The site can write in its release (collectstatic): no symlink below current/ is followed.
+        disable_symlinks on from=/srv/shop/current;
         expires 7d;
         add_header Cache-Control "public";
         access_log off;
@@ -47,6 +56,8 @@ server {
     # Files users uploaded: never run or render them as this site's pages.
     location /uploads/ {
         alias /srv/shop/shared/uploads/;
+        # The site writes here: a symlink it puts here is never followed (to another site, /etc/passwd, its own env).
+        disable_symlinks on from=/srv/shop/shared;
         expires 1d;
         add_header X-Content-Type-Options nosniff;
         add_header Content-Security-Policy "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox";
@@ -74,8 +85,16 @@ server {
     access_log /var/log/nginx/kraftwerk-shop.access.log;
     error_log /var/log/nginx/kraftwerk-shop.error.log;
 
+    # No path with a dot segment is served or passed to the app (.kraftwerk/, .git/, .env, .htpasswd),
+    # wherever it is; /.well-known/ at the top stays (ACME challenges, security.txt).
+    location ~ "^/\\.(?!well-known/)|./\\." {
+        return 404;
+    }
+
     location /static/ {
         alias /srv/shop/current/static/;
+        # The site can write in its release (collectstatic): no symlink below current/ is followed.
+        disable_symlinks on from=/srv/shop/current;
         expires 30d;
         add_header Cache-Control "public";
         access_log off;
@@ -107,12 +126,13 @@ describe('nginx: site file', () => {
   });
 
   it('reads `static:` as a folder name or an object', () => {
-    assert.deepEqual(staticFiles(testSite()), { url: '/static/', dir: '/srv/shop/current/static/', expires: '30d' });
-    assert.deepEqual(staticFiles(testSite({ static: './public/' })), { url: '/static/', dir: '/srv/shop/current/public/', expires: '30d' });
+    assert.deepEqual(staticFiles(testSite()), { url: '/static/', dir: '/srv/shop/current/static/', expires: '30d', folder: 'static' });
+    assert.deepEqual(staticFiles(testSite({ static: './public/' })), { url: '/static/', dir: '/srv/shop/current/public/', expires: '30d', folder: 'public' });
     assert.deepEqual(staticFiles(testSite({ static: { path: 'build/static', url: '/s/', expires: '1y' } })), {
       url: '/s/',
       dir: '/srv/shop/current/build/static/',
       expires: '1y',
+      folder: 'build/static',
     });
   });
 
@@ -169,19 +189,68 @@ describe('nginx: plugin', () => {
     return { packages, configure: configure.sorted(), restart: restart.sorted() };
   }
 
-  it('writes the site file, tests it after the files are written, reloads only when it changed', async () => {
+  it('writes the site file only after the switch; tests and reloads it when it is not the one nginx runs with', async () => {
     const { packages, configure, restart } = await collect();
     assert.deepEqual(packages.names, ['nginx']);
     const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>(), facts: emptyFacts() };
-    await configure[0]!.run(ctx as never, { title() {}, output() {}, skip() {} });
-    assert.deepEqual(ctx.files.all.map((f) => [f.path, f.content]), [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL]]);
-    assert.equal(configure[1]!.title, 'nginx -t');
-    assert.equal(configure[1]!.stage, 300);
+    assert.deepEqual(configure.map((t) => t.title), ['static folder', 'nginx site']);
+    await configure[1]!.run(ctx as never, { title() {}, output() {}, skip() {} });
+    assert.deepEqual(
+      ctx.files.all.map((f) => [f.path, f.content, f.atSwitch]),
+      [['/etc/nginx/sites-available/kraftwerk-shop.conf', MINIMAL, true]],
+      'written by the switch, not before',
+    );
     const reload = restart[0]!;
+    assert.equal(reload.title, 'reload nginx');
     assert.equal(reload.stage, 500);
-    assert.equal(await reload.skip!(ctx as never), 'config unchanged');
-    ctx.state.set('nginx:reload', true);
-    assert.equal(await reload.skip!(ctx as never), false);
+    assert.equal(await reload.skip!(ctx as never), false, 'a first deploy: no file nginx ran with');
+    ctx.facts.files.set('/etc/nginx/sites-available/kraftwerk-shop.conf.prev', MINIMAL);
+    ctx.facts.exists.add('/etc/nginx/sites-enabled/kraftwerk-shop.conf');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:\nwww-data:x:33:\nkwn-shop:x:997:kw-shop,www-data\n');
+    assert.equal(await reload.skip!(ctx as never), 'nginx site (unchanged)');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:www-data\nwww-data:x:33:\n');
+    assert.equal(await reload.skip!(ctx as never), false, 'a node of an earlier Kraftwerk: www-data changes groups, the workers must reload');
+    ctx.facts.files.set('/etc/group', 'kw-shop:x:998:\nwww-data:x:33:\nkwn-shop:x:997:kw-shop,www-data\n');
+    ctx.files.changed.add('/etc/nginx/sites-available/kraftwerk-shop.conf');
+    assert.equal(await reload.skip!(ctx as never), false, 'a rollback put back another file');
+  });
+});
+
+describe('nginx: the static folder of a new release', () => {
+  it('gives it (and the folders above it) the web group, creates a missing one for collectstatic, changes nothing through a symlink', () => {
+    assert.equal(
+      staticFolderCommand(testSite({ static: 'build/static' }), '/srv/shop/releases/R1').text,
+      `if [ -L /srv/shop/releases/R1/build ]; then echo 'kraftwerk: build is a symlink in the release: nginx does not follow it, /static/ answers 403' >&2; exit 0; elif [ -d /srv/shop/releases/R1/build ]; then chgrp -h kwn-shop /srv/shop/releases/R1/build; else install -d -m 0750 -o root -g kwn-shop /srv/shop/releases/R1/build; fi
+if [ -L /srv/shop/releases/R1/build/static ]; then echo 'kraftwerk: build/static is a symlink in the release: nginx does not follow it, /static/ answers 403' >&2
+elif [ -d /srv/shop/releases/R1/build/static ]; then chgrp -hR kwn-shop /srv/shop/releases/R1/build/static
+else install -d -m 2750 -o kw-shop -g kwn-shop /srv/shop/releases/R1/build/static; fi`,
+    );
+  });
+});
+
+describe('nginx: values from kraftwerk.yaml', () => {
+  const hostile = {
+    'static.path': ['.', '..', '../other', 'static/../.kraftwerk', '.kraftwerk', 'a b', 'x;}', 'x{', '$document_root', "a'b", 'a"b', 'a\nb', 'a\u0000b'],
+    'static.url': ['/s;', '/s {', '/$uri/', 'relative/', '/a b/', '/.git/', '/x/../'],
+    'nginx.client_max_body_size': ['10m;', '1 g', '$x'],
+    'static.expires': ['30d;', '1d }', 'max; return 200', '$x', '30 d'],
+  };
+  for (const [key, values] of Object.entries(hostile)) {
+    for (const value of values) {
+      it(`refuses ${key} ${JSON.stringify(value)} naming the key`, async () => {
+        // Past the config schema (which checks these first): this is the check where the values are pasted.
+        const base = testSite();
+        const [section, field] = key.split('.') as [string, string];
+        const defaults: Record<string, unknown> = section === 'static' ? { path: 'static', url: '/static/', expires: '30d' } : {};
+        const site = { ...base, config: { ...base.config, [section]: { ...defaults, [field]: value } } } as typeof base;
+        await assert.rejects(renderNginxSite(site), (err: Error) => err.message.includes(key));
+      });
+    }
+  }
+
+  it('takes ordinary values', async () => {
+    const site = testSite({ static: { path: 'build/static-files', url: '/assets/v2/', expires: '1h30m' } });
+    assert.ok((await renderNginxSite(site)).includes('    location /assets/v2/ {\n        alias /srv/shop/current/build/static-files/;\n'));
   });
 });
 

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { createHooks } from '../../core/hooks.ts';
-import { RemoteFileSet, SetupPackages } from '../../core/context.ts';
+import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/context.ts';
+import { emptyFacts } from '../../core/probe.ts';
 import { sh } from '../../core/shell.ts';
 import { TaskList } from '../../core/tasks.ts';
 import runitPlugin, {
@@ -42,12 +43,13 @@ exec 2>&1
 exec env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /usr/bin/uwsgi --ini /etc/sv/kraftwerk-shop@blue/release/.kraftwerk/uwsgi.ini
 `,
     );
+    // svlogd runs as the site user: a `config` the site puts in its log folder runs no processor as root,
+    // and root makes no folder at a log start (the folders are made at deploy time).
     assert.equal(
       log!.content,
       `#!/bin/sh
-# Kraftwerk: log of site shop's web slot blue, rotated by svlogd. Written by \`kraftwerk deploy\`.
-install -d -m 0750 -o kw-shop -g adm /var/log/kraftwerk/shop /var/log/kraftwerk/shop/web@blue
-exec svlogd -tt /var/log/kraftwerk/shop/web@blue
+# Kraftwerk: log of web slot blue of site shop, rotated by svlogd as kw-shop. Written by \`kraftwerk deploy\`.
+exec /usr/bin/chpst -u kw-shop:kw-shop svlogd -tt /var/log/kraftwerk/shop/web@blue
 `,
     );
     assert.ok(files[2]!.content.includes('--ini /etc/sv/kraftwerk-shop@green/release/.kraftwerk/uwsgi.ini\n'));
@@ -99,13 +101,30 @@ describe('runit: plugin', () => {
     assert.deepEqual(packages.names, ['runit']);
     assert.equal(setup.length, 1);
     const tasks = new TaskList<never>('configure');
-    await hooks.configure.promise({} as never, tasks as never);
-    const ctx = { files: new RemoteFileSet() };
+    const commands: string[] = [];
+    const ctx = {
+      site: testSite(),
+      state: new Map(),
+      probe: new NodeProbe(),
+      facts: emptyFacts(),
+      files: new RemoteFileSet(),
+      remote: { exec: async (c: { text: string }) => (commands.push(c.text), { code: 0, stdout: '', stderr: '' }) },
+    };
+    await hooks.configure.promise(ctx as never, tasks as never);
     for (const t of tasks.sorted()) await t.run(ctx as never, { title() {}, output() {}, skip() {} });
     assert.deepEqual(
       ctx.files.all.map((f) => f.path),
-      ['/etc/sv/kraftwerk-shop@blue/run', '/etc/sv/kraftwerk-shop@blue/log/run', '/etc/sv/kraftwerk-shop@green/run', '/etc/sv/kraftwerk-shop@green/log/run'],
+      [
+        '/etc/sv/kraftwerk-shop@blue/run',
+        '/etc/sv/kraftwerk-shop@blue/log/run',
+        '/etc/sv/kraftwerk-shop@green/run',
+        '/etc/sv/kraftwerk-shop@green/log/run',
+        '/srv/shop/.kraftwerk/provisioned/site-dirs',
+      ],
     );
+    // The slots' log folders are made at deploy time, by root, from the site's root-owned log folder.
+    assert.equal(commands.length, 1);
+    assert.match(commands[0]!, /\nkw_dir \/var\/log\/kraftwerk\/shop\/web@blue 0750 kraftwerk-shop@blue\nkw_dir \/var\/log\/kraftwerk\/shop\/web@green 0750 kraftwerk-shop@green\n/);
   });
 
   it('takes no part in a deploy after configure: the uwsgi plugin starts slots, core switches them', async () => {

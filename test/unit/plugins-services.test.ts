@@ -44,11 +44,12 @@ describe('files', () => {
     assert.deepEqual(env.toRecord(), { UPLOADS_PATH: '/srv/shop/shared/uploads', SITE_ROOT: '/srv/shop' });
   });
 
-  it('creates the uploads folder for the site user only when missing', () => {
-    assert.equal(
-      uploadsFolderCommand(testSite()).text,
-      `[ -d /srv/shop/shared/uploads ] || { install -d -m 0750 -o kw-shop -g kw-shop /srv/shop/shared/uploads && echo 'kraftwerk: created'; }`,
-    );
+  it('creates the uploads folder (site user, web group, setgid) or gives an existing one the web group', () => {
+    const text = uploadsFolderCommand(testSite()).text;
+    assert.ok(text.includes(`  install -d -m 2750 -o kw-shop -g kwn-shop /srv/shop/shared/uploads && echo 'kraftwerk: created'\n`), text);
+    assert.ok(text.includes(`  chown -h kw-shop:kwn-shop /srv/shop/shared/uploads && chmod 2750 /srv/shop/shared/uploads\n`), text);
+    // What is inside is the site's: changed by the site user itself, never by root following its links.
+    assert.ok(text.includes(`  runuser -u kw-shop -- sh -c 'find /srv/shop/shared/uploads -mindepth 1 -user kw-shop ! -group kwn-shop -exec chgrp -h kwn-shop`), text);
   });
 });
 
@@ -178,7 +179,8 @@ describe('files: dump and load (run for real in a temp folder)', () => {
       assert.equal(spawnSync('sh', ['-c', dumpUploadsCommand(site, dump).text]).status, 0);
 
       writeFileSync(path.join(site.paths.uploads, 'written-after.txt'), 'later');
-      const r = spawnSync('sh', ['-c', loadUploadsCommand(site, dump).text], { encoding: 'utf8' });
+      const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
+      const r = spawnSync('sh', ['-c', loadUploadsCommand(site, dump, group).text], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(readFileSync(path.join(site.paths.uploads, "it's a file.txt"), 'utf8'), 'one');
       assert.deepEqual([...readFileSync(path.join(site.paths.uploads, 'sub/two.bin'))], [0, 1, 2]);
@@ -187,7 +189,7 @@ describe('files: dump and load (run for real in a temp folder)', () => {
 
       const empty = path.join(root, 'empty-dump');
       mkdirSync(empty);
-      const none = spawnSync('sh', ['-c', loadUploadsCommand(site, empty).text], { encoding: 'utf8' });
+      const none = spawnSync('sh', ['-c', loadUploadsCommand(site, empty, group).text], { encoding: 'utf8' });
       assert.equal(none.stdout, 'kraftwerk: no uploads in this dump\n');
     } finally {
       rmSync(root, { recursive: true, force: true });

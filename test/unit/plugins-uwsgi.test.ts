@@ -14,13 +14,14 @@ plugin = python3
 
 ; This release's own uWSGI: one master, supervised by runit in one of the site's two
 ; slots (/etc/sv/kraftwerk-shop@blue|green). It starts as root to bind the socket in
-; the release (root's folder) and give it to nginx's group, then drops to the site's user.
+; the release (root's folder) and give it to the site's web group (the site and nginx; no
+; other site can connect), then drops to the site's user.
 master = true
 uid = kw-shop
 gid = kw-shop
 umask = 027
 socket = /srv/shop/releases/R1/.kraftwerk/uwsgi.sock
-chown-socket = kw-shop:www-data
+chown-socket = kw-shop:kwn-shop
 chmod-socket = 660
 ; No vacuum: after dropping privileges the master could not remove the socket from
 ; root's folder anyway; the next start of the release replaces it.
@@ -141,13 +142,16 @@ describe('uwsgi: starting a new release beside the live one', () => {
 slot=blue
 if [ -n "$live" ] && [ "$(readlink -f /etc/sv/kraftwerk-shop@"blue"/release 2>/dev/null)" = "$live" ]; then slot=green; fi
 svc=/etc/service/kraftwerk-shop@"$slot"; def=/etc/sv/kraftwerk-shop@"$slot"
-install -d -m 0750 -o root -g kw-shop /srv/shop/releases/R1/.kraftwerk /srv/shop/releases/R1/.kraftwerk/environ
+# .kraftwerk/: root's; the site and nginx (web group) pass through to the socket. environ/, the ini
+# and env inside: root:<site user> 0640, the site reads them, nginx cannot.
+install -d -m 0750 -o root -g kwn-shop /srv/shop/releases/R1/.kraftwerk
+install -d -m 0750 -o root -g kw-shop /srv/shop/releases/R1/.kraftwerk/environ
 `));
     for (const part of [
       'sv -w 30 force-stop "$svc" >/dev/null 2>&1 || true\ntouch "$def/down"\nln -sfn /srv/shop/releases/R1 "$def/release"\nrm -f /srv/shop/releases/R1/.kraftwerk/uwsgi.sock\nsv once "$svc" >/dev/null\n',
       ' /srv/shop/releases/R1/.kraftwerk/uwsgi.sock shop.example /health 35 2>/dev/null) || status=\n',
       `  200|204) sv up "$svc"; echo "kraftwerk: $slot answers $status"; exit 0;;`,
-      `sv down "$svc" >/dev/null 2>&1 || true; echo 'kraftwerk: GET /health (Host: shop.example) on the new release answered' "\${status:-nothing}" >&2; sleep 0.3; tail -n 30 /var/log/kraftwerk/shop/web@"$slot"/current`,
+      `sv down "$svc" >/dev/null 2>&1 || true; echo 'kraftwerk: GET /health (Host: shop.example) on the new release answered' "\${status:-nothing}" >&2; sleep 0.3; runuser -u kw-shop -- tail -n 30 /var/log/kraftwerk/shop/web@"$slot"/current`,
     ]) {
       assert.ok(text.includes(part), part);
     }

@@ -4,9 +4,13 @@
  * site variables of now.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseEnvFile, renderEnvFile, siteNamesOf } from '../../core/env.ts';
-import { describeRestoredEnvironment, withCurrentSiteVariables } from '../../core/site-environment.ts';
+import { describeRestoredEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from '../../core/site-environment.ts';
 import { releaseConfig } from '../../core/site.ts';
 import type { RemoteFile } from '../../core/transport/remote.ts';
 
@@ -43,15 +47,31 @@ describe('withCurrentSiteVariables', () => {
     assert.equal(out[`${own.environ}/SECRET`], 'rotated');
     assert.equal(out[`${own.environ}/DATABASE_URL`], 'postgres://old-release');
     assert.equal(out[own.uwsgiIni], '[uwsgi]\n', 'other files come back as they were');
-    assert.deepEqual({ generated: restored.generated, site: restored.site }, { generated: 1, site: 1 });
+    assert.deepEqual(restored.environment, { generated: 1, site: 1 });
     assert.deepEqual(siteNamesOf(out[own.env]!), ['SECRET']);
   });
 
-  it('drops a site variable removed with env unset since, and empties its envdir file (uWSGI unsets it)', () => {
+  it('drops a site variable removed with env unset since, and keeps its envdir file out', () => {
     const files = saved({ DEBUG: '0', GONE: 'was-set', KEEP: 'k' }, ['GONE', 'KEEP']);
-    const out = byPath(withCurrentSiteVariables(files, release, { KEEP: 'k2' }).files);
+    const restored = withCurrentSiteVariables(files, release, { KEEP: 'k2' });
+    const out = byPath(restored.files);
     assert.deepEqual(parseEnvFile(out[own.env]!), { DEBUG: '0', KEEP: 'k2' });
-    assert.equal(out[`${own.environ}/GONE`], '');
+    assert.equal(out[`${own.environ}/GONE`], undefined);
+    assert.deepEqual(restored.envdir, { dir: own.environ, names: ['DEBUG', 'KEEP'] });
+  });
+
+  it('pruneEnvdirCommand removes the files of other names, also ones the saved set never knew (a real sh)', () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'kw-envdir-')), 'environ');
+    mkdirSync(dir);
+    for (const name of ['KEEP', 'DEBUG', 'SET_WHILE_LIVE', '.hidden']) writeFileSync(path.join(dir, name), 'x');
+    symlinkSync('/etc/passwd', path.join(dir, 'LINK'));
+    execFileSync('sh', ['-c', pruneEnvdirCommand(dir, ['DEBUG', 'KEEP']).text]);
+    assert.deepEqual(readdirSync(dir).sort(), ['DEBUG', 'KEEP']);
+    assert.ok(existsSync('/etc/passwd'), 'a link is removed, never its target');
+    execFileSync('sh', ['-c', pruneEnvdirCommand(dir, []).text]);
+    assert.deepEqual(readdirSync(dir), []);
+    execFileSync('sh', ['-c', pruneEnvdirCommand(path.join(dir, 'missing'), ['A']).text]);
+    rmSync(path.dirname(dir), { recursive: true, force: true });
   });
 
   it('adds a site variable set after the release was deployed, also to its envdir', () => {
@@ -71,7 +91,7 @@ describe('withCurrentSiteVariables', () => {
 
   it('leaves a file set without an env file alone, and writes no envdir where the release had none', () => {
     const none = [file(own.uwsgiIni, '[uwsgi]\n')];
-    assert.deepEqual(withCurrentSiteVariables(none, release, { A: '1' }).files, none);
+    assert.deepEqual(withCurrentSiteVariables(none, release, { A: '1' }), { files: none });
     const noEnvdir = [file(own.env, renderEnvFile({ A: '0' }))];
     const out = withCurrentSiteVariables(noEnvdir, release, { A: '1' }).files;
     assert.deepEqual(out.map((f) => f.path), [own.env]);

@@ -32,7 +32,7 @@ describe('buildRsyncArgs', () => {
       [
         '--recursive', '--links', '--times', '--perms', '--chmod=u=rwX,go=rX', '--compress', '--delete', '--stats', '--info=progress2',
         '-e',
-        "ssh -p 2222 -i /home/me/.ssh/id_ed25519 -o 'UserKnownHostsFile=/home/me/.ssh/known_hosts /etc/ssh/ssh_known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes",
+        "ssh -p 2222 -i /home/me/.ssh/id_ed25519 -o 'UserKnownHostsFile=/home/me/.ssh/known_hosts /etc/ssh/ssh_known_hosts' -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=10 -o ServerAliveCountMax=3",
         '--link-dest=/srv/site/releases/20261124T090000Z',
         ...EXCLUDES,
         '--exclude=media/',
@@ -42,6 +42,13 @@ describe('buildRsyncArgs', () => {
         'root@203.0.113.7:/srv/site/releases/20261125T170102Z',
       ],
     );
+  });
+
+  it("with the site's group: every file that group's, nothing for others (nginx passes through the release folder)", () => {
+    const args = buildRsyncArgs({ target, source: '/p', dest: '/srv/site/releases/R', excludes: [], group: 'kw-site' });
+    assert.ok(args.includes('--chmod=u=rwX,g=rX,o='), args.join(' '));
+    assert.ok(args.includes('--chown=:kw-site'), args.join(' '));
+    assert.ok(!args.includes('--chmod=u=rwX,go=rX'));
   });
 
   it('goes through sudo, the jump host and the host key alias of the node, and brackets IPv6 addresses', () => {
@@ -57,6 +64,11 @@ describe('buildRsyncArgs', () => {
     assert.match(args[args.indexOf('-e') + 1]!, / -o ProxyJump=me@bastion:2200 -o HostKeyAlias=prod$/);
     assert.deepEqual(args.slice(-2), ['/p/', 'admin@[2001:db8::7]:/srv/x']);
     assert.ok(!args.some((a) => a.includes('--link-dest')));
+  });
+
+  it('gives up on a dead connection within a minute (connect timeout, keepalives), as the deploy\'s own connection does', () => {
+    const e = rsyncSshCommand(target);
+    assert.match(e, / -o ConnectTimeout=20 -o ServerAliveInterval=10 -o ServerAliveCountMax=3\b/);
   });
 
   it('never turns host key checking off', () => {
