@@ -10,7 +10,9 @@ import { type Command, raw, sh } from './shell.ts';
 import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { computeSiteEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
-import { releaseConfig, type Site } from './site.ts';
+import { releaseConfig, type Site, siteWebGroup } from './site.ts';
+
+export { siteWebGroup };
 import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';
@@ -50,18 +52,6 @@ export function heldLock(ctx: NodeContext): DeployLock | undefined {
  * atomic switch of `current` and the health check.
  */
 
-/**
- * The group of the site and its web server: members are the site user and
- * www-data (nginx), never another site. It owns what both pass through or
- * nginx serves (the site's top folders, the release's `.kraftwerk/` for the
- * socket, static files, uploads); what is the site's alone (code, venvs,
- * environment, uWSGI ini) keeps the site's own group `site.user`, of which
- * www-data is not a member. `kwn-` + a site name (at most 28) fits the
- * 32-character limit of group names; no site user (`kw-…`) can have the name.
- */
-export function siteWebGroup(site: Site): string {
-  return `kwn-${site.name}`;
-}
 
 /**
  * Create the site's user, its web group and its folders. Idempotent; one command.

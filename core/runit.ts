@@ -2,7 +2,7 @@ import type { NodeContext, NodeProbe } from './context.ts';
 import { type Command, quote, raw, sh } from './shell.ts';
 import { siteEnvScript } from './site-shell.ts';
 import type { RemoteFile } from './transport/remote.ts';
-import type { Site } from './site.ts';
+import { type Site, siteProcessGroups } from './site.ts';
 
 /**
  * runit services of a site besides its web service: worker processes
@@ -66,7 +66,7 @@ export function renderProcessRunScript(site: Site, process: string, command: str
   return `#!/bin/sh
 # Kraftwerk: worker process ${process} of site ${site.name}. Written by \`kraftwerk deploy\` when the release goes live; edits are overwritten.
 exec 2>&1
-exec /usr/bin/chpst -u ${quote(`${site.user}:${site.user}`)} sh -c ${quote(script.text)}
+exec /usr/bin/chpst -u ${quote(siteProcessGroups(site))} sh -c ${quote(script.text)}
 `;
 }
 

@@ -92,6 +92,28 @@ export function releaseConfig(releasePath: string): ReleaseConfig {
   return { dir, uwsgiIni: `${dir}/uwsgi.ini`, environ: `${dir}/environ`, env: `${dir}/env`, socket: `${dir}/uwsgi.sock` };
 }
 
+/**
+ * The group of the site and its web server: members are the site user and
+ * www-data (nginx), never another site. It owns what both pass through or
+ * nginx serves (the site's top folders, the release's `.kraftwerk/` for the
+ * socket, static files, uploads); what is the site's alone (code, venvs,
+ * environment, uWSGI ini) keeps the site's own group `site.user`, of which
+ * www-data is not a member. `kwn-` + a site name (at most 28) fits the
+ * 32-character limit of group names; no site user (`kw-…`) can have the name.
+ */
+export function siteWebGroup(site: Site): string {
+  return `kwn-${site.name}`;
+}
+
+/**
+ * The groups a process of the site runs with, for `chpst -u` (which sets exactly
+ * these, no supplementary groups of the user): its own, and its web group, without
+ * which it cannot enter /srv/<site>.
+ */
+export function siteProcessGroups(site: Site): string {
+  return `${site.user}:${site.user}:${siteWebGroup(site)}`;
+}
+
 /** Builds the Site model from a validated config. */
 export function createSite(config: Config, options: { configFile: string; sourceDir: string; name: string }): Site {
   const domains = Array.isArray(config.domain) ? config.domain : [config.domain];

@@ -23,7 +23,7 @@ describe('worker processes (runit services)', () => {
     assert.ok(files.every((f) => f.atSwitch), 'written by the switch, with the release going live');
     assert.ok(
       run!.content.endsWith(
-        `\nexec 2>&1\nexec /usr/bin/chpst -u kw-shop:kw-shop sh -c 'cd /srv/shop/current && set -a && . ./.kraftwerk/env && set +a && export PATH=/srv/shop/current/.venv/bin:"$PATH" VIRTUAL_ENV=/srv/shop/current/.venv HOME=/srv/shop && exec celery -A proj worker -l info'\n`,
+        `\nexec 2>&1\nexec /usr/bin/chpst -u kw-shop:kw-shop:kwn-shop sh -c 'cd /srv/shop/current && set -a && . ./.kraftwerk/env && set +a && export PATH=/srv/shop/current/.venv/bin:"$PATH" VIRTUAL_ENV=/srv/shop/current/.venv HOME=/srv/shop && exec celery -A proj worker -l info'\n`,
       ),
       run!.content,
     );
