@@ -254,8 +254,9 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
       else await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
       await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
     } catch (err) {
-      // An interrupted deploy leaves nothing of its release; a failed one stays to be looked at (listed as failed).
-      undone = await undoUnswitched(contexts, { remove: interrupt.interrupted });
+      // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
+      // a full disk, which a kept partial release would keep full (its log is in the site's logs, not there).
+      undone = await undoUnswitched(contexts, { remove: true });
       // A stopped deploy's commands fail in many ways as they are killed: the stop is what happened.
       if (!interrupt.signal.aborted) throw err;
       if (!interrupt.interrupted) throw interrupt.signal.reason;
