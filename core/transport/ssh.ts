@@ -192,6 +192,10 @@ class SshRemote implements Remote {
       const pty = options.pty ? { term: process.env.TERM ?? 'xterm', rows: process.stdout.rows, cols: process.stdout.columns } : false;
       const script = interruptible ? interruptibleCommand(cmd, options.whileTrue) : cmd;
       const text = wrapForServer(script, { sudo: this.target.sudo, timeoutMs: options.timeoutMs, pty: options.pty });
+      // Taken before the channel opens: the command cannot have started earlier on the server, so when the
+      // server's `timeout` has stopped it, at least timeoutMs have passed here too (a timer set in the
+      // callback below could still be pending then, and the stop would read as a plain failure).
+      const startedAt = Date.now();
       this.client.exec(text, { pty }, (err, stream) => {
         if (err) {
           reject(new KraftwerkError(`cannot run a command on ${node}: ${err.message}`, { cause: err }));
@@ -245,10 +249,9 @@ class SshRemote implements Remote {
         });
 
         const timedOutError = () => new CommandTimeoutError(node, cmd.display, 'total', options.timeoutMs!);
-        let timedOut = false;
+        const timedOut = () => options.timeoutMs !== undefined && Date.now() - startedAt >= options.timeoutMs;
         if (options.timeoutMs !== undefined) {
           timers.push(
-            setTimeout(() => (timedOut = true), options.timeoutMs),
             setTimeout(() => {
               settle(() => reject(timedOutError()));
               stream.close();
@@ -265,7 +268,7 @@ class SshRemote implements Remote {
           if (signal) result.signal = signal;
           settle(() => {
             if (stopped) reject(stopped);
-            else if (timedOut && code !== 0) reject(timedOutError());
+            else if (code !== 0 && timedOut()) reject(timedOutError());
             else if (code !== 0 && options.check !== false) {
               reject(new RemoteCommandError(node, cmd.display, code, options.secretOutput ? '' : result.stdout, result.stderr));
             } else resolve(result);
