@@ -38,7 +38,7 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
 export { NODE_MARKER, SITES_DIR } from './probe.ts';
-export { siteWebGroup } from './releases.ts';
+export { siteWebGroup } from './site.ts';
 export { isProvisioned, provisionMarker } from './provisioned.ts';
 export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './site-shell.ts';

@@ -11,8 +11,6 @@ import { buildSyncFilesCommand } from './transport/syncfiles.ts';
 import { inSiteEnv } from './site-shell.ts';
 import { computeSiteEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseConfig, type Site, siteWebGroup } from './site.ts';
-
-export { siteWebGroup };
 import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from './runit.ts';
 import { getSiteTls } from './site-tls.ts';

@@ -14,7 +14,7 @@ import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../lock.ts';
 import { SITES_DIR } from '../probe.ts';
 import type { RunnableTask, TaskGroup } from '../runner.ts';
-import { siteWebGroup } from '../releases.ts';
+import { siteWebGroup } from '../site.ts';
 import { type Command, sh } from '../shell.ts';
 import type { Site } from '../site.ts';
 import { Stage, type TaskHandle } from '../tasks.ts';
