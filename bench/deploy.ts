@@ -17,8 +17,8 @@
  */
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildRsyncArgs, runRsync } from '../core/transport/rsync.ts';
-import { sshArgv } from '../plugins/sandbox/commands.ts';
+import { buildRsyncArgs, runRsync } from '../core/remote/rsync.ts';
+import { sshArgv } from '../tools/sandbox/commands.ts';
 import {
   BenchFailure,
   type BenchSandbox,

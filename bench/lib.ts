@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { SNAPSHOT_DIR } from '../plugins/sandbox/commands.ts';
+import { SNAPSHOT_DIR } from '../tools/sandbox/commands.ts';
 import {
   assertSandboxSupport,
   hasSnapshot,
@@ -28,7 +28,7 @@ import {
   sandboxUp,
   saveSnapshot,
   type SandboxInfo,
-} from '../plugins/sandbox/lib.ts';
+} from '../tools/sandbox/lib.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -178,7 +178,7 @@ export async function checkBuild(): Promise<void> {
     return;
   }
   const built = path.join(REPO_ROOT, 'dist', 'core', 'cli.js');
-  if (!existsSync(built)) throw new BenchFailure('the CLI is not built (dist/core/cli.js is missing): run npm run build first');
+  if (!existsSync(built)) throw new BenchFailure('the CLI is not built (dist/core/cli/main.js is missing): run npm run build first');
   const builtAt = (await stat(built)).mtimeMs;
   const newer = (await sourceFiles(['core', 'plugins'])).filter((f) => f.mtimeMs > builtAt + 1000).map((f) => f.rel);
   if (newer.length) note(`warning: dist/ is older than ${newer.length} source file(s) (e.g. ${newer[0]}); npm run build measures the current code`);

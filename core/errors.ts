@@ -1,4 +1,4 @@
-import { quote } from './shell.ts';
+import { quote } from './shell/sh.ts';
 
 /**
  * Errors a user can act on. Anything that is not a KraftwerkError is a bug and

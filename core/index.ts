@@ -21,11 +21,11 @@ export {
   type SetupContext,
   SetupPackages,
   type StatusReport,
-} from './context.ts';
-export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './apt.ts';
-export { renderEnvFile, parseEnvFile } from './env.ts';
-export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './durations.ts';
-export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './escape.ts';
+} from './engine/context.ts';
+export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
+export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
+export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './config/durations.ts';
+export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './shell/escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,
@@ -35,14 +35,14 @@ export {
   UnknownHostKeyError,
   UsageError,
 } from './errors.ts';
-export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './hooks.ts';
-export { type CommandKit, definePlugin, type Plugin, type Project } from './plugin.ts';
-export { NODE_MARKER, SITES_DIR } from './probe.ts';
-export { siteWebGroup } from './site.ts';
-export { isProvisioned, provisionMarker } from './provisioned.ts';
-export { asUser, chain, type Command, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell.ts';
-export { currentVenv, inSiteEnv, siteEnvScript } from './site-shell.ts';
-export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './site.ts';
+export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
+export { type CommandKit, definePlugin, type Plugin, type Project } from './engine/plugin.ts';
+export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
+export { siteWebGroup } from './config/site.ts';
+export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
+export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
+export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './config/site.ts';
 export {
   chooseSpareSlot,
   ensureSlotsCommand,
@@ -57,11 +57,11 @@ export {
   slotService,
   socketAcceptsCommand,
   stopUnswitchedSlotCommand,
-} from './slots.ts';
-export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './site-tls.ts';
-export { Stage, type TaskHandle, TaskList, type TaskSpec } from './tasks.ts';
-export { renderTemplate } from './template.ts';
-export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './transport/remote.ts';
+} from '../plugins/uwsgi/slots.ts';
+export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from '../plugins/tls/state.ts';
+export { Stage, type TaskHandle, TaskList, type TaskSpec } from './engine/tasks.ts';
+export { renderTemplate } from './shell/template.ts';
+export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './remote/remote.ts';
 export {
   backupScriptPath,
   checkDumpId,
@@ -74,7 +74,7 @@ export {
   parseDumpList,
   recordDumpCommands,
   renderBackupScript,
-} from './dumps.ts';
+} from './lifecycle/dumps.ts';
 export {
   isSimpleCommand,
   listProcessServicesCommand,
@@ -96,5 +96,5 @@ export {
   RUNIT_SV_DIR,
   type ServiceState,
   startOrRestartCommand,
-} from './runit.ts';
-export { addHostsEntry, hostsLine, removeHostsEntries } from './hosts-file.ts';
+} from '../plugins/runit/commands.ts';
+export { addHostsEntry, hostsLine, removeHostsEntries } from '../tools/sandbox/hosts-file.ts';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { describeChar, NGINX_EXPIRES } from '../escape.ts';
-import type { Plugin } from '../plugin.ts';
+import { describeChar, NGINX_EXPIRES } from '../shell/escape.ts';
+import type { Plugin } from '../engine/plugin.ts';
 
 /**
  * The schema of kraftwerk.yaml. Every key is checked before anything touches a

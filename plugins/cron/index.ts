@@ -19,7 +19,7 @@
  */
 import {
   backupScriptPath,
-  type Command,
+  type Script,
   ConfigError,
   definePlugin,
   programCommand,
@@ -174,7 +174,7 @@ export function renderCronFile(site: Site, jobs: readonly CronJob[]): string {
  * and the log folder is root's again in case one of them just ran; its lock
  * files in /run/lock go (find -delete removes a link, never its target).
  */
-export function legacyCronCleanupCommand(site: Site): Command {
+export function legacyCronCleanupCommand(site: Site): Script {
   const file = cronFilePath(site);
   // Its lines ran `install -d -o <site user> …` as root: that text tells such a file.
   return sh`if grep -qs ' root install -d ' ${file}; then rm -f ${file}; ${siteLogRootCommand(site)}; fi
@@ -182,7 +182,7 @@ find /run/lock -maxdepth 1 -name ${`kraftwerk-${site.name}-cron-*.lock`} -delete
 }
 
 /** Make a cron daemon run now and after a reboot; prints what it changed. */
-export function cronDaemonCommand(): Command {
+export function cronDaemonCommand(): Script {
   return sh`if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
   systemctl is-enabled --quiet cron || { systemctl enable --quiet cron; echo 'enabled cron at boot'; }
   systemctl is-active --quiet cron || { systemctl start cron; echo 'started cron'; }

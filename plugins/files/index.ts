@@ -12,7 +12,7 @@ import {
   sh,
   siteWebGroup,
   Stage,
-  type Command,
+  type Script,
   type Hooks,
   type RemoteFile,
   type Site,
@@ -33,7 +33,7 @@ const PLUGIN_NAME = 'files';
  * cannot have swapped it for a link; -h changes a link itself anyway), what is
  * inside by the site user itself (its own files; root follows nothing the site wrote).
  */
-export function uploadsFolderCommand(site: Site): Command {
+export function uploadsFolderCommand(site: Site): Script {
   const dir = site.paths.uploads;
   const web = siteWebGroup(site);
   return sh`if [ -d ${dir} ] && [ ! -L ${dir} ]; then
@@ -55,7 +55,7 @@ export function uploadsArchive(dir: string): string {
 }
 
 /** Archive the uploads into a dump folder (an empty archive when there are none yet). */
-export function dumpUploadsCommand(site: Site, dir: string): Command {
+export function dumpUploadsCommand(site: Site, dir: string): Script {
   const uploads = site.paths.uploads;
   return sh`if [ -d ${uploads} ]; then tar -czf ${uploadsArchive(dir)} -C ${uploads} .; else tar -czf ${uploadsArchive(dir)} -T /dev/null; fi`;
 }
@@ -65,7 +65,7 @@ export function dumpUploadsCommand(site: Site, dir: string): Command {
  * owned by this node's site user (uids differ between nodes) and the web group
  * (`group`: nginx serves them), then swapped in.
  */
-export function loadUploadsCommand(site: Site, dir: string, group = siteWebGroup(site)): Command {
+export function loadUploadsCommand(site: Site, dir: string, group = siteWebGroup(site)): Script {
   const uploads = site.paths.uploads;
   const next = `${uploads}.load-new`;
   const old = `${uploads}.load-old`;
@@ -88,7 +88,7 @@ rm -rf ${old}`;
  * links that point outside), without the archive's owners and modes; then
  * counted and removed, on every exit. Prints `<files> <KiB>`.
  */
-export function verifyUploadsCommand(dir: string): Command {
+export function verifyUploadsCommand(dir: string): Script {
   const file = uploadsArchive(dir);
   return sh`[ -f ${file} ] || { echo 'the backup has no uploads.tar.gz' >&2; exit 1; }
 scratch=$(mktemp -d /var/tmp/kraftwerk-verify.XXXXXX)

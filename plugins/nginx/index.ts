@@ -26,7 +26,7 @@ import {
   sh,
   siteWebGroup,
   Stage,
-  type Command,
+  type Script,
   type Hooks,
   type Site,
   type SiteTls,
@@ -148,7 +148,7 @@ export function nginxGroupsOutdated(site: Site, etcGroup: string | undefined): b
  * A symlink in the release is left as it is: nginx follows none below `current` (and the site's
  * code is not served through one).
  */
-export function staticFolderCommand(site: Site, releasePath: string): Command {
+export function staticFolderCommand(site: Site, releasePath: string): Script {
   const { folder, url } = staticFiles(site);
   const web = siteWebGroup(site);
   const parts = folder.split('/');
@@ -176,7 +176,7 @@ export function renderNginxNodeConf(): Promise<string> {
  * to be reloaded). When `nginx -t` fails, the last good file is put back (on a
  * first deploy the site is disabled again) and nginx's own error is printed.
  */
-export function nginxTestCommand(site: Site): Command {
+export function nginxTestCommand(site: Site): Script {
   const p = nginxSitePaths(site);
   return sh`if [ -L ${p.enabled} ] && cmp -s ${p.available} ${p.previous}; then echo 'kraftwerk: nginx unchanged'; exit 0; fi
 ln -sfn ${p.available} ${p.enabled}
@@ -187,20 +187,20 @@ exit 1`;
 }
 
 /** Reload nginx (start it if it is not running), then remember the file as the one nginx runs with. */
-export function nginxReloadCommand(site: Site): Command {
+export function nginxReloadCommand(site: Site): Script {
   const p = nginxSitePaths(site);
   return sh`if service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; else service nginx start >/dev/null; fi && cp -p ${p.available} ${p.previous}`;
 }
 
 /** Remove the site from nginx and reload it (when the rest of the config is valid). */
-export function nginxRemoveCommand(site: Site): Command {
+export function nginxRemoveCommand(site: Site): Script {
   const p = nginxSitePaths(site);
   return sh`rm -f ${p.enabled} ${p.available} ${p.previous}
 if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service nginx reload >/dev/null; fi`;
 }
 
 /** Node setup: drop Debian's default site, check the config, start or reload nginx. Prints its changes. */
-export function nginxSetupCommand(options: { confChanged: boolean }): Command {
+export function nginxSetupCommand(options: { confChanged: boolean }): Script {
   const changed = options.confChanged ? sh`changed=1` : sh`changed=`;
   return sh`set -e
 ${changed}

@@ -3,7 +3,7 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Script, type Hooks, type Site } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'postgres';
 
@@ -36,13 +36,13 @@ SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \\gexec
 `;
 
 /** psql as the postgres superuser with the site's names as variables; the SQL (PROVISION_SQL, DROP_SQL) comes on stdin. */
-export function adminPsqlCommand(site: Site): Command {
+export function adminPsqlCommand(site: Site): Script {
   const { database, role } = postgresNames(site);
   return sh`cd / && runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v ${`role=${role}`} -v ${`db=${database}`} -d postgres`;
 }
 
 /** Node setup: a cluster exists and runs. Prints what it changed. */
-export function clusterCommand(): Command {
+export function clusterCommand(): Script {
   return sh`set -e
 if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
   version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
@@ -61,7 +61,7 @@ export function databaseArchive(dir: string): string {
 }
 
 /** pg_dump as the superuser; root's shell writes the file (dump folders are root's only). */
-export function dumpDatabaseCommand(site: Site, dir: string): Command {
+export function dumpDatabaseCommand(site: Site, dir: string): Script {
   return sh`cd / && runuser -u postgres -- pg_dump -Fc --no-owner ${`--dbname=${postgresNames(site).database}`} > ${databaseArchive(dir)}`;
 }
 
@@ -69,7 +69,7 @@ export function dumpDatabaseCommand(site: Site, dir: string): Command {
  * Restore a dump into the site's database in one transaction: objects of the
  * dump are dropped and recreated as the site's role, so they stay its own.
  */
-export function loadDatabaseCommand(site: Site, dir: string): Command {
+export function loadDatabaseCommand(site: Site, dir: string): Script {
   const { database, role } = postgresNames(site);
   return sh`[ -f ${databaseArchive(dir)} ] || { echo 'kraftwerk: no database in this dump'; exit 0; }
 cd / && runuser -u postgres -- pg_restore --clean --if-exists --no-owner ${`--role=${role}`} --single-transaction --exit-on-error ${`--dbname=${database}`} < ${databaseArchive(dir)}`;
@@ -88,9 +88,9 @@ export const VERIFY_PREFIX = 'kwverify_';
  * dropped on every exit, also a failure or a signal. Root opens the dump (a
  * root-only folder) and hands it to pg_restore on stdin.
  */
-export function verifyDatabaseCommand(site: Site, dir: string): Command {
+export function verifyDatabaseCommand(site: Site, dir: string): Script {
   const file = databaseArchive(dir);
-  const psql = (db: Command) => sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v "name=$name" -d ${db}`;
+  const psql = (db: Script) => sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -v "name=$name" -d ${db}`;
   return sh`[ -f ${file} ] || { echo 'the backup has no postgres.dump' >&2; exit 1; }
 name=${`${VERIFY_PREFIX}${postgresNames(site).database}_`}$$
 cd /

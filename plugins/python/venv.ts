@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { type Command, quote, raw, sh } from '../../core/index.ts';
+import { type Script, quote, raw, sh } from '../../core/index.ts';
 
 /** Folder in a project that holds wheels to install from instead of a package index. */
 export const WHEELHOUSE = 'wheels';
@@ -71,7 +71,7 @@ export function buildUser(siteName: string): string {
 }
 
 /** Create the build user when it is missing (a system user: no home, no login). */
-export function buildUserCommand(user: string, group: string, webGroup?: string): Command {
+export function buildUserCommand(user: string, group: string, webGroup?: string): Script {
   const create = sh`id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${group} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${user}`;
   // /srv/<site> is the site's web group's (core's siteWebGroup): the build user passes through it to venvs/ and the release.
   return webGroup ? sh`${create}
@@ -79,7 +79,7 @@ id -nG ${user} | tr ' ' '\n' | grep -qx ${webGroup} || usermod -aG ${webGroup} $
 }
 
 /** Remove the build user, with any process of it (destroy; the venvs go with the site's folders). */
-export function removeBuildUserCommand(user: string): Command {
+export function removeBuildUserCommand(user: string): Script {
   return sh`if id -u ${user} >/dev/null 2>&1; then pkill -KILL -u ${user} 2>/dev/null; sleep 0.2; userdel ${user}; fi; true`;
 }
 
@@ -130,7 +130,7 @@ export function parseVenvResult(stdout: string): { name: string; how: 'reused' |
  * Root only creates the empty folder, removes partial ones (rm does not follow
  * symlinks) and writes the marker; venv and pip run as `user` (see buildUser).
  */
-export function venvCommand(b: VenvBuild): Command {
+export function venvCommand(b: VenvBuild): Script {
   const target = b.upgradeStamp ? `${b.hash}-u${b.upgradeStamp}` : b.hash;
   const path = `${b.venvs}/${target}`;
   const pipArgs = [
@@ -183,7 +183,7 @@ echo ${`kraftwerk: venv ${target} built`}`;
  * may write: a link the site made there can only keep a venv longer, never
  * remove one (and root only reads it). Prints `pruned venv <name>` for each.
  */
-export function pruneVenvsCommand(p: { venvs: string; releases: string; keep: string }): Command {
+export function pruneVenvsCommand(p: { venvs: string; releases: string; keep: string }): Script {
   return sh`cd ${p.venvs} 2>/dev/null || exit 0
 used=$({ for r in ${p.releases}/*/; do readlink "$r.venv" 2>/dev/null; done; echo ${p.keep}; } | sort -u)
 for d in */; do

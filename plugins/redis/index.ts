@@ -4,7 +4,7 @@
  * can only reach Redis with its own password (REDIS_URL, kept in its environment).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Command, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Script, type Hooks, type Site } from '../../core/index.ts';
 
 const PLUGIN_NAME = 'redis';
 
@@ -46,12 +46,12 @@ export function newPassword(): string {
 }
 
 /** Makes later redis-cli calls authenticate as Kraftwerk's admin user; the password is read on the server, never sent. */
-function adminAuth(): Command {
+function adminAuth(): Script {
   return sh`export REDISCLI_AUTH="$(cat ${ADMIN_SECRET})"`;
 }
 
 /** redis-cli as the admin user (after adminAuth). */
-function adminCli(): Command {
+function adminCli(): Script {
   return sh`redis-cli --no-auth-warning --user ${ADMIN_USER} -h ${REDIS_HOST} -p ${REDIS_PORT}`;
 }
 
@@ -107,7 +107,7 @@ export function aclCommands(site: Site, passwordSha256: string): string {
 }
 
 /** Apply the site's ACL (stdin: aclCommands) and say whether it changed: `kraftwerk: unchanged` or `kraftwerk: changed`. */
-export function aclApplyCommand(site: Site): Command {
+export function aclApplyCommand(site: Site): Script {
   const cli = adminCli();
   const line = sh`${cli} ACL LIST </dev/null | grep -F ${`user ${redisUser(site)} `} || true`;
   return sh`set -e
@@ -123,7 +123,7 @@ if [ "$before" = "$after" ]; then echo 'kraftwerk: unchanged'; else echo 'kraftw
  * Node setup: an admin password, an ACL file with `default` switched off and
  * the admin user, redis.conf pointing at it, Redis running. Prints its changes.
  */
-export function redisSetupCommand(): Command {
+export function redisSetupCommand(): Script {
   return sh`set -e
 changed=
 if [ ! -s ${ADMIN_SECRET} ]; then
@@ -158,7 +158,7 @@ export function aclMarker(site: Site, password = '') {
 }
 
 /** Remove the site's Redis user, and unless `keepData`, its keys. */
-export function removeUserCommand(site: Site, keepData: boolean): Command {
+export function removeUserCommand(site: Site, keepData: boolean): Script {
   const cli = adminCli();
   const keys = keepData
     ? sh``

@@ -24,7 +24,7 @@ import {
   renderTemplate,
   sh,
   Stage,
-  type Command,
+  type Script,
   type DeployContext,
   type Hooks,
   type RemoteFile,
@@ -74,7 +74,7 @@ export function renderRunsvdirUnit(): Promise<string> {
  * - sysvinit: a respawn line in /etc/inittab.
  * - neither (a container, where runsvdir is usually PID 1 already): start it detached.
  */
-export function runsvdirCommand(options: { unitChanged: boolean }): Command {
+export function runsvdirCommand(options: { unitChanged: boolean }): Script {
   const reloadUnits = options.unitChanged ? sh`systemctl daemon-reload; echo 'wrote ${RUNSVDIR_UNIT}'` : sh`:`;
   return sh`set -e
 if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
@@ -99,7 +99,7 @@ fi`;
  * wait until it accepts again. Prints `kraftwerk: reloaded`, or nothing when
  * no slot serves `current` (not deployed yet).
  */
-export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Command {
+export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Script {
   const tries = Math.max(1, Math.round(waitSeconds * 5));
   return sh`${findLiveSlot(site)}
 [ -n "$svc" ] || exit 0

@@ -3,7 +3,7 @@
  * their output. Nothing here touches a server.
  */
 import path from 'node:path';
-import { type Command, raw, sh } from '../../core/index.ts';
+import { type Script, raw, sh } from '../../core/index.ts';
 import { LETSENCRYPT_DIR, RENEWAL_HOOK, acmeWebroot, certbotPaths, selfSignedDir, type TlsSettings } from './settings.ts';
 
 /** What a probe found about the site's certificate on a node. */
@@ -28,7 +28,7 @@ export interface CertificateState {
  * whether certbot is there, the certificate's names, expiry, serial and issuer,
  * and the ACME server certbot would renew it with.
  */
-export function probeCertificateCommand(settings: TlsSettings, options: { renewal?: boolean } = {}): Command {
+export function probeCertificateCommand(settings: TlsSettings, options: { renewal?: boolean } = {}): Script {
   const renewal = options.renewal
     ? sh`
 if [ -d /run/systemd/system ]; then echo "timer=$(systemctl is-active certbot.timer 2>/dev/null)"; fi
@@ -106,7 +106,7 @@ export function issueReason(settings: TlsSettings, state: CertificateState, now 
  * never interactive. `--cert-name` pins the lineage to the site so that its
  * paths never change; the names to cover are always given in full.
  */
-export function certonlyCommand(settings: TlsSettings, options: { expand?: boolean; force?: boolean } = {}): Command {
+export function certonlyCommand(settings: TlsSettings, options: { expand?: boolean; force?: boolean } = {}): Script {
   const webroot = settings.webroot ?? acmeWebroot(settings.certName);
   const account = settings.email ? sh`--email ${settings.email}` : raw('--register-unsafely-without-email');
   // A lineage from another ACME server (staging → production) is replaced, not kept until it expires.
@@ -117,7 +117,7 @@ export function certonlyCommand(settings: TlsSettings, options: { expand?: boole
 }
 
 /** A self-signed certificate for every name, written only when the key and certificate are both made. */
-export function selfSignedCommand(settings: TlsSettings, days = 365): Command {
+export function selfSignedCommand(settings: TlsSettings, days = 365): Script {
   const { fullchain, privateKey } = settings.paths;
   const san = settings.domains.map((d) => `DNS:${d}`).join(',');
   const cn = settings.domains[0]!;
@@ -138,9 +138,9 @@ export interface TlsLeftovers {
  * lineage, self-signed files, webroot), so the node no longer renews a
  * certificate nobody serves. Prints what it removed.
  */
-export function removeTlsCommand(certName: string, which: TlsLeftovers = { letsencrypt: true, selfSigned: true }): Command {
+export function removeTlsCommand(certName: string, which: TlsLeftovers = { letsencrypt: true, selfSigned: true }): Script {
   const le = certbotPaths(certName);
-  const parts: Command[] = [];
+  const parts: Script[] = [];
   if (which.letsencrypt) {
     parts.push(sh`if [ -f ${le.renewalConf} ] || [ -d ${le.lineage} ]; then
   if command -v certbot >/dev/null 2>&1 && [ -f ${le.renewalConf} ]; then certbot delete --non-interactive --cert-name ${certName} >/dev/null 2>&1 || true; fi

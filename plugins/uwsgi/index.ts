@@ -7,7 +7,7 @@
  * to the live release's socket through `current` (see the nginx plugin).
  */
 import {
-  type Command,
+  type Script,
   definePlugin,
   KraftwerkError,
   raw,
@@ -110,7 +110,7 @@ export interface StartCheck {
  * traffic, and the tail of its own log (the traceback) goes to stderr.
  * Prints `kraftwerk: <slot> answers <status>`.
  */
-export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Command {
+export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Script {
   const own = releaseConfig(release.path);
   // Read as the site user: the log folder is the site's, and root follows no link put there.
   const logTail = sh`sleep 0.3; runuser -u ${site.user} -- tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;

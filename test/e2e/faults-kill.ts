@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deployPhases, type DeployPhase } from '../../core/hooks.ts';
+import { deployPhases, type DeployPhase } from '../../core/engine/hooks.ts';
 import { sandboxSkip } from './harness.ts';
 import {
   assertOnlyServed,

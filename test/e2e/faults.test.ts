@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
-import { lockPath } from '../../core/lock.ts';
+import { lockPath } from '../../core/lifecycle/lock.ts';
 import { sandboxSkip, type CliResult } from './harness.ts';
 import {
   assertOnlyServed,

@@ -16,7 +16,7 @@ import {
   snapshotPath,
   type SandboxInfo,
   type SandboxUpOptions,
-} from '../../plugins/sandbox/lib.ts';
+} from '../../tools/sandbox/lib.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
@@ -118,8 +118,8 @@ export interface SnapshotRecipe {
 export async function ensureSnapshot(t: TestContext, recipe: SnapshotRecipe): Promise<void> {
   const { createHash } = await import('node:crypto');
   const { mkdir } = await import('node:fs/promises');
-  const { withLock } = await import('../../plugins/sandbox/state.ts');
-  const { SNAPSHOT_DIR } = await import('../../plugins/sandbox/commands.ts');
+  const { withLock } = await import('../../tools/sandbox/state.ts');
+  const { SNAPSHOT_DIR } = await import('../../tools/sandbox/commands.ts');
   if (await hasSnapshot(recipe.key)) return;
   await mkdir(SNAPSHOT_DIR, { recursive: true });
   await withLock(`${snapshotPath(recipe.key)}.lock`, 45 * 60_000, async () => {
@@ -172,7 +172,7 @@ export function runCli(
   options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; user?: string } = {},
 ): Promise<CliResult> {
   if (!existsSync(path.join(REPO_ROOT, 'dist', 'core', 'cli.js'))) {
-    throw new Error('the CLI is not built (dist/core/cli.js is missing): run npm run build first');
+    throw new Error('the CLI is not built (dist/core/cli/main.js is missing): run npm run build first');
   }
   const argv = [process.execPath, CLI, ...args];
   // runuser switches user without PAM or a password (tests of "needs root" run the CLI as nobody).
@@ -208,9 +208,9 @@ export function runCli(
  * veth, mounts, processes, folders. Empty when it is really gone.
  */
 export async function sandboxLeftovers(name: string): Promise<string[]> {
-  const { sandboxNetNames } = await import('../../plugins/sandbox/naming.ts');
-  const { SANDBOX_ROOTS_DIR } = await import('../../plugins/sandbox/commands.ts');
-  const { sandboxStateDir } = await import('../../plugins/sandbox/state.ts');
+  const { sandboxNetNames } = await import('../../tools/sandbox/naming.ts');
+  const { SANDBOX_ROOTS_DIR } = await import('../../tools/sandbox/commands.ts');
+  const { sandboxStateDir } = await import('../../tools/sandbox/state.ts');
   const { readFileSync, readdirSync, readlinkSync } = await import('node:fs');
   const net = sandboxNetNames(name);
   const dir = path.join(SANDBOX_ROOTS_DIR, name);

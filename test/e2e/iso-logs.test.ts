@@ -16,7 +16,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { quote } from '../../core/shell.ts';
+import { quote } from '../../core/shell/sh.ts';
 import { runCli, sandboxSkip, withPreparedSandbox, type CliResult } from './harness.ts';
 import { onNode, printed, SAFE_FIXTURE, setupRecipe } from './safe-helpers.ts';
 

@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseDocument } from 'yaml';
-import { lockPath } from '../../core/lock.ts';
+import { lockPath } from '../../core/lifecycle/lock.ts';
 import { sandboxSkip } from './harness.ts';
 import { deployOk, onNode, pageOf, printed, SafeProject, servedPage, SITE, withSetUpNodes } from './safe-helpers.ts';
 

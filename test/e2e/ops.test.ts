@@ -13,11 +13,11 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { quote, raw } from '../../core/shell.ts';
-import type { Remote } from '../../core/transport/remote.ts';
-import { connectSsh } from '../../core/transport/ssh.ts';
-import type { SandboxInfo } from '../../plugins/sandbox/lib.ts';
-import { hasSnapshot, sandboxTarget, saveSnapshot } from '../../plugins/sandbox/lib.ts';
+import { quote, raw } from '../../core/shell/sh.ts';
+import type { Remote } from '../../core/remote/remote.ts';
+import { connectSsh } from '../../core/remote/ssh.ts';
+import type { SandboxInfo } from '../../tools/sandbox/lib.ts';
+import { hasSnapshot, sandboxTarget, saveSnapshot } from '../../tools/sandbox/lib.ts';
 import { REPO_ROOT, runCli, sandboxSkip, withSandbox, type CliResult } from './harness.ts';
 import { setupSnapshotKey } from './safe-helpers.ts';
 

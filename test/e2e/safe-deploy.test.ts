@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { describe, it } from 'node:test';
-import { lockPath } from '../../core/lock.ts';
+import { lockPath } from '../../core/lifecycle/lock.ts';
 import { sandboxSkip } from './harness.ts';
 import {
   assertOnlyServed,

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { quote } from '../../core/shell.ts';
+import { quote } from '../../core/shell/sh.ts';
 import { sandboxSkip } from './harness.ts';
 import {
   assertOnlyServed,

@@ -16,10 +16,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseDocument } from 'yaml';
-import { quote } from '../../core/shell.ts';
-import { SNAPSHOT_DIR } from '../../plugins/sandbox/commands.ts';
-import { sandboxNetNames } from '../../plugins/sandbox/naming.ts';
-import { removeSnapshot, rootfsTarball, type SandboxInfo } from '../../plugins/sandbox/lib.ts';
+import { quote } from '../../core/shell/sh.ts';
+import { SNAPSHOT_DIR } from '../../tools/sandbox/commands.ts';
+import { sandboxNetNames } from '../../tools/sandbox/naming.ts';
+import { removeSnapshot, rootfsTarball, type SandboxInfo } from '../../tools/sandbox/lib.ts';
 import { REPO_ROOT, runCli, withPreparedSandbox, type CliResult, type SnapshotRecipe } from './harness.ts';
 
 export const SAFE_FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'apps', 'safe-site');
@@ -134,7 +134,7 @@ export class SafeProject {
 
 /** Files whose content decides what setup-node does: a change makes a new snapshot. */
 function setupInputs(): string[] {
-  const files = ['core/commands/setup-node.ts', 'core/probe.ts', 'core/registry.ts', 'core/context.ts'].map((f) => path.join(REPO_ROOT, f));
+  const files = ['core/cli/actions/setup-node.ts', 'core/lifecycle/probe.ts', 'core/engine/registry.ts', 'core/engine/context.ts'].map((f) => path.join(REPO_ROOT, f));
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir).sort()) {
       const full = path.join(dir, entry);

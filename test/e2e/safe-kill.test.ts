@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { STALE_SECONDS } from '../../core/lock.ts';
+import { STALE_SECONDS } from '../../core/lifecycle/lock.ts';
 import { sandboxSkip, type CliResult } from './harness.ts';
 import {
   assertOnlyServed,

@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { parseDocument } from 'yaml';
-import { quote, raw } from '../../core/shell.ts';
-import type { Remote } from '../../core/transport/remote.ts';
-import { connectSsh } from '../../core/transport/ssh.ts';
-import { sandboxTarget } from '../../plugins/sandbox/lib.ts';
+import { quote, raw } from '../../core/shell/sh.ts';
+import type { Remote } from '../../core/remote/remote.ts';
+import { connectSsh } from '../../core/remote/ssh.ts';
+import { sandboxTarget } from '../../tools/sandbox/lib.ts';
 import { REPO_ROOT, runCli, sandboxSkip, withPreparedSandbox, type CliResult } from './harness.ts';
 import { printed, setupRecipe } from './safe-helpers.ts';
 

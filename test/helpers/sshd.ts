@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SshTarget } from '../../core/transport/remote.ts';
+import type { SshTarget } from '../../core/remote/remote.ts';
 
 const SSHD = '/usr/sbin/sshd';
 

@@ -12,12 +12,12 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { configSchema } from '../../core/config/schema.ts';
 import { ConfigError, KraftwerkError, UsageError } from '../../core/errors.ts';
-import type { Project } from '../../core/plugin.ts';
-import type { TaskHandle, TaskSpec } from '../../core/tasks.ts';
-import { createNode, type CreateNodeOptions } from '../../plugins/aws/create-node.ts';
-import { destroyNode } from '../../plugins/aws/destroy-node.ts';
-import type { AwsDeps, AwsKit } from '../../plugins/aws/settings.ts';
-import { renderUserData } from '../../plugins/aws/user-data.ts';
+import type { Project } from '../../core/engine/plugin.ts';
+import type { TaskHandle, TaskSpec } from '../../core/engine/tasks.ts';
+import { createNode, type CreateNodeOptions } from '../../tools/aws/create-node.ts';
+import { destroyNode } from '../../tools/aws/destroy-node.ts';
+import type { AwsDeps, AwsKit } from '../../tools/aws/settings.ts';
+import { renderUserData } from '../../tools/aws/user-data.ts';
 import { DEBIAN12_ARM64, DEBIAN12_NEWEST, DEBIAN12_OLDER, FakeEc2, filtersOf, ingressPorts, list, tagsOf } from '../helpers/fake-ec2.ts';
 import { sshdUnavailable, startSshd } from '../helpers/sshd.ts';
 

@@ -11,9 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { asUser, raw, sh } from '../../core/shell.ts';
-import { CommandTimeoutError, type Remote } from '../../core/transport/remote.ts';
-import { connectSsh } from '../../core/transport/ssh.ts';
+import { asUser, raw, sh } from '../../core/shell/sh.ts';
+import { CommandTimeoutError, type Remote } from '../../core/remote/remote.ts';
+import { connectSsh } from '../../core/remote/ssh.ts';
 import { sshdUnavailable, startSshd, type TestSshd } from '../helpers/sshd.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

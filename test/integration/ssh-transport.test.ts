@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HostKeyMismatchError, KraftwerkError, RemoteCommandError, UnknownHostKeyError } from '../../core/errors.ts';
-import { raw, secret, sh } from '../../core/shell.ts';
-import type { Remote, SshTarget } from '../../core/transport/remote.ts';
-import { buildRsyncArgs, runRsync } from '../../core/transport/rsync.ts';
-import { connectSsh } from '../../core/transport/ssh.ts';
+import { raw, secret, sh } from '../../core/shell/sh.ts';
+import type { Remote, SshTarget } from '../../core/remote/remote.ts';
+import { buildRsyncArgs, runRsync } from '../../core/remote/rsync.ts';
+import { connectSsh } from '../../core/remote/ssh.ts';
 import { sshdUnavailable, sshKeygen, startSshd, type TestSshd } from '../helpers/sshd.ts';
 
 const unavailable = sshdUnavailable();

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { raw, sequence, type Command } from '../../core/index.ts';
+import { raw, sequence, type Script } from '../../core/index.ts';
 import {
   certonlyCommand,
   issueReason,
@@ -35,7 +35,7 @@ describe('tls: certbot against pebble', { skip }, () => {
   let certbotDirs: string;
 
   /** Run a command as the plugin builds it, with certbot's state in the temp folder. */
-  const run = (cmd: Command) =>
+  const run = (cmd: Script) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       const script = sequence(raw(`certbot() { command certbot ${certbotDirs} "$@"; }`), cmd).text;
       execFile('sh', ['-c', script], { env: { ...process.env, REQUESTS_CA_BUNDLE: pebble.apiCaFile }, timeout: 120_000 }, (err, stdout, stderr) =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KraftwerkError, UsageError } from '../../core/errors.ts';
-import { mapEc2Error, mapSetupError, NO_CREDENTIALS } from '../../plugins/aws/errors.ts';
+import { mapEc2Error, mapSetupError, NO_CREDENTIALS } from '../../tools/aws/errors.ts';
 
 /** What the SDK throws for an EC2 error: name = the EC2 error code. */
 const awsError = (name: string, message: string, status = 400) =>

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { UsageError } from '../../core/errors.ts';
-import { architectureOf, samePublicKey } from '../../plugins/aws/ec2.ts';
-import { readPublicKey, tildePath } from '../../plugins/aws/public-key.ts';
-import { checkNodeName } from '../../plugins/aws/settings.ts';
-import { renderUserData } from '../../plugins/aws/user-data.ts';
+import { architectureOf, samePublicKey } from '../../tools/aws/ec2.ts';
+import { readPublicKey, tildePath } from '../../tools/aws/public-key.ts';
+import { checkNodeName } from '../../tools/aws/settings.ts';
+import { renderUserData } from '../../tools/aws/user-data.ts';
 
 const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq3HzZ6+Jk1TGAaT2bNeYw5AqZ1Nw2gRk0oVdM8yV0b me@laptop';
 

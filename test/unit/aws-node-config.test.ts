@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
 import { configSchema } from '../../core/config/schema.ts';
-import { withHostsEntry } from '../../core/hosts-file.ts';
-import { addNode, nodeSnippet, recordedNode, recordedNodeComment, removeNode } from '../../plugins/aws/node-config.ts';
+import { withHostsEntry } from '../../tools/sandbox/hosts-file.ts';
+import { addNode, nodeSnippet, recordedNode, recordedNodeComment, removeNode } from '../../tools/aws/node-config.ts';
 
 const CONFIG = `# Shop: deployed with Kraftwerk
 domain: shop.example.com   # canonical

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { secret, sh } from '../../core/shell.ts';
-import { DryRunRemote } from '../../core/transport/dryrun.ts';
+import { secret, sh } from '../../core/shell/sh.ts';
+import { DryRunRemote } from '../../core/remote/dryrun.ts';
 
 const target = { name: 'production', host: '203.0.113.7', port: 22, user: 'root', identityFiles: [], knownHostsFiles: [] };
 

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { argvWarning, parseSetWords, readDotenvFile, readValueFromStdin, splitNodeArg } from '../../core/commands/env.ts';
+import { argvWarning, parseSetWords, readDotenvFile, readValueFromStdin, splitNodeArg } from '../../core/cli/actions/env.ts';
 import { configSchema } from '../../core/config/schema.ts';
-import { parseDotenv } from '../../core/env.ts';
-import type { Project } from '../../core/plugin.ts';
-import { createSite } from '../../core/site.ts';
+import { parseDotenv } from '../../core/shell/env-file.ts';
+import type { Project } from '../../core/engine/plugin.ts';
+import { createSite } from '../../core/config/site.ts';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'kw-env-set-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

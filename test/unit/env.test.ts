@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseEnvFile, renderEnvFile } from '../../core/env.ts';
+import { parseEnvFile, renderEnvFile } from '../../core/shell/env-file.ts';
 
 const values = {
   PLAIN: 'value',

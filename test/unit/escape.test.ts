@@ -1,12 +1,12 @@
 /**
- * The config-file escapers (core/escape.ts) with hostile values: each either
+ * The config-file escapers (core/shell/escape.ts) with hostile values: each either
  * gives text that the file's parser reads back as exactly one value, or
  * refuses it with a ConfigValueError naming the value.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KraftwerkError } from '../../core/errors.ts';
-import { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from '../../core/escape.ts';
+import { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from '../../core/shell/escape.ts';
 import { renderNginxSite } from '../../plugins/nginx/index.ts';
 import { renderUwsgiIni } from '../../plugins/uwsgi/index.ts';
 import { testSite } from '../helpers/site.ts';

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EnvironmentVars } from '../../core/context.ts';
+import { EnvironmentVars } from '../../core/engine/context.ts';
 import { PluginError } from '../../core/errors.ts';
-import { collectTasks, createHooks, interceptHooks } from '../../core/hooks.ts';
-import { definePlugin } from '../../core/plugin.ts';
-import { Stage } from '../../core/tasks.ts';
-import type { Site } from '../../core/site.ts';
+import { collectTasks, createHooks, interceptHooks } from '../../core/engine/hooks.ts';
+import { definePlugin } from '../../core/engine/plugin.ts';
+import { Stage } from '../../core/engine/tasks.ts';
+import type { Site } from '../../core/config/site.ts';
 
 const site = {} as Site;
 const ctx = { node: 'web1' } as never;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/commands/init.ts';
+import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/cli/actions/init.ts';
 import { loadConfig } from '../../core/config/load.ts';
 import { configSchema } from '../../core/config/schema.ts';
 import { UsageError } from '../../core/errors.ts';

@@ -13,8 +13,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { ConfigError } from '../../core/errors.ts';
-import { processServiceFiles, SiteDirs, siteDirsCommand } from '../../core/runit.ts';
-import { createSite, type Site } from '../../core/site.ts';
+import { processServiceFiles, SiteDirs, siteDirsCommand } from '../../plugins/runit/commands.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
 import { cronJobs, cronScriptFile, renderCronFile } from '../../plugins/cron/index.ts';
 import { configuredProcesses } from '../../plugins/processes/index.ts';
 

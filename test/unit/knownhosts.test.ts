@@ -11,7 +11,7 @@ import {
   knownHostsName,
   knownKeyTypes,
   recordHostKey,
-} from '../../core/transport/knownhosts.ts';
+} from '../../core/remote/knownhosts.ts';
 import { sshKeygen } from '../helpers/sshd.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kw-knownhosts-'));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { hostname } from 'node:os';
-import { acquireLockCommand, deadLocalHolder, describeHolder, LOCK_DIR, newLockInfo, releaseLockCommand, STALE_SECONDS } from '../../core/lock.ts';
+import { acquireLockCommand, deadLocalHolder, describeHolder, LOCK_DIR, newLockInfo, releaseLockCommand, STALE_SECONDS } from '../../core/lifecycle/lock.ts';
 
 /** Run a lock command with LOCK_DIR moved into a temp folder. */
 function run(text: string, dir: string) {
@@ -110,8 +110,8 @@ describe('deploy lock: a holder on this machine', () => {
 
 describe('deploy lock: staleness and the transport', () => {
   it('a lock goes stale only well after a dead connection is noticed, and after its holder counts it as lost', async () => {
-    const { KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL_MS } = await import('../../core/transport/ssh.ts');
-    const { LOST_AFTER_MS, HEARTBEAT_MS } = await import('../../core/lock.ts');
+    const { KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL_MS } = await import('../../core/remote/ssh.ts');
+    const { LOST_AFTER_MS, HEARTBEAT_MS } = await import('../../core/lifecycle/lock.ts');
     const deadPeerMs = KEEPALIVE_INTERVAL_MS * (KEEPALIVE_COUNT_MAX + 1);
     assert.ok(deadPeerMs <= 45_000, `a dead connection is noticed within 45 s (${deadPeerMs} ms)`);
     assert.ok(STALE_SECONDS * 1000 >= 2 * deadPeerMs, `stale after ${STALE_SECONDS} s, at least twice ${deadPeerMs} ms`);
@@ -121,7 +121,7 @@ describe('deploy lock: staleness and the transport', () => {
 
 describe('deploy lock: a heartbeat that finds the lock taken over', () => {
   it('counts the lock as lost, says so once, and the held test fails on the node', async () => {
-    const { DeployLock, HEARTBEAT_MS } = await import('../../core/lock.ts');
+    const { DeployLock, HEARTBEAT_MS } = await import('../../core/lifecycle/lock.ts');
     const dir = mkdtempSync(path.join(tmpdir(), 'kw-lock-hb-'));
     // Runs the lock's commands here, with LOCK_DIR moved into the temp folder.
     const remote = {

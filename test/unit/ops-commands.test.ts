@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/commands/env.ts';
-import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/commands/logs.ts';
-import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/commands/run.ts';
-import { formatStatus, parseStatus } from '../../core/commands/status.ts';
-import { removeSiteCommand } from '../../core/commands/destroy.ts';
-import { renderEnvFile } from '../../core/env.ts';
-import type { Project } from '../../core/plugin.ts';
-import { createSite, type Site } from '../../core/site.ts';
+import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
+import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
+import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';
+import { formatStatus, parseStatus } from '../../core/cli/actions/status.ts';
+import { removeSiteCommand } from '../../core/cli/actions/destroy.ts';
+import { renderEnvFile } from '../../core/shell/env-file.ts';
+import type { Project } from '../../core/engine/plugin.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
   return createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '/p/kraftwerk.yaml', sourceDir: '/p', name: 'shop' });

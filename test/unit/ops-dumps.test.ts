@@ -14,10 +14,10 @@ import {
   recordDumpCommands,
   renderBackupScript,
   rotateBackupsCommand,
-} from '../../core/dumps.ts';
-import { createHooks, interceptHooks } from '../../core/hooks.ts';
-import { sh } from '../../core/shell.ts';
-import { createSite, type Site } from '../../core/site.ts';
+} from '../../core/lifecycle/dumps.ts';
+import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';
+import { sh } from '../../core/shell/sh.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
 import { verifyUploadsCommand } from '../../plugins/files/index.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {

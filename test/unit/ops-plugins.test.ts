@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/context.ts';
-import { emptyFacts } from '../../core/probe.ts';
-import { createHooks, interceptHooks } from '../../core/hooks.ts';
-import { isSimpleCommand, parseSvStatus, processServiceFiles, pruneProcessServicesCommand, startOrRestartCommand } from '../../core/runit.ts';
-import { createSite, type Site } from '../../core/site.ts';
-import { TaskList } from '../../core/tasks.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
+import { emptyFacts } from '../../core/lifecycle/probe.ts';
+import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';
+import { isSimpleCommand, parseSvStatus, processServiceFiles, pruneProcessServicesCommand, startOrRestartCommand } from '../../plugins/runit/commands.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
 import cron, { cronFilePath, cronJobs, cronScriptFile, renderCronFile } from '../../plugins/cron/index.ts';
 import processes from '../../plugins/processes/index.ts';
 
@@ -123,7 +123,7 @@ describe('cron', () => {
     const hooks = createHooks();
     interceptHooks(hooks);
     cron.apply!(hooks, s);
-    const { SetupPackages } = await import('../../core/context.ts');
+    const { SetupPackages } = await import('../../core/engine/context.ts');
     const packages = new SetupPackages();
     const tasks = new TaskList<never>('setupNode');
     await hooks.setupNode.promise({} as never, tasks as never, packages);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createHooks } from '../../core/hooks.ts';
-import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/context.ts';
-import { emptyFacts } from '../../core/probe.ts';
-import { TaskList } from '../../core/tasks.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/engine/context.ts';
+import { emptyFacts } from '../../core/lifecycle/probe.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
 import nginxPlugin, {
   nginxReloadCommand,
   nginxSetupCommand,

@@ -15,11 +15,11 @@ import {
   venvCommand,
   venvHash,
 } from '../../plugins/python/venv.ts';
-import { aptEnsureCommand } from '../../core/apt.ts';
-import { createHooks } from '../../core/hooks.ts';
-import { NodeProbe, SetupPackages } from '../../core/context.ts';
-import { emptyFacts } from '../../core/probe.ts';
-import { TaskList } from '../../core/tasks.ts';
+import { aptEnsureCommand } from '../../core/shell/apt.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { NodeProbe, SetupPackages } from '../../core/engine/context.ts';
+import { emptyFacts } from '../../core/lifecycle/probe.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
 import { testSite } from '../helpers/site.ts';
 
 const base = { requirements: 'flask>=2\n', pythonVersion: '3.11.2', wheelhouse: [] as string[] };

@@ -5,11 +5,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { createHooks } from '../../core/hooks.ts';
-import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/context.ts';
-import { emptyFacts } from '../../core/probe.ts';
-import { sh } from '../../core/shell.ts';
-import { TaskList } from '../../core/tasks.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/engine/context.ts';
+import { emptyFacts } from '../../core/lifecycle/probe.ts';
+import { sh } from '../../core/shell/sh.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
 import runitPlugin, {
   renderRunitService,
   renderRunsvdirUnit,

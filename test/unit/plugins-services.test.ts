@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { createHooks } from '../../core/hooks.ts';
-import { type DestroyContext, EnvironmentVars, SetupPackages } from '../../core/context.ts';
-import { TaskList } from '../../core/tasks.ts';
-import type { Plugin } from '../../core/plugin.ts';
-import type { Site } from '../../core/site.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { type DestroyContext, EnvironmentVars, SetupPackages } from '../../core/engine/context.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
+import type { Plugin } from '../../core/engine/plugin.ts';
+import type { Site } from '../../core/config/site.ts';
 import filesPlugin, { uploadsFolderCommand } from '../../plugins/files/index.ts';
 import postgresPlugin, { clusterCommand, databaseUrl, postgresNames, PROVISION_SQL, adminPsqlCommand } from '../../plugins/postgres/index.ts';
 import redisPlugin, {
@@ -242,7 +242,7 @@ if nginx -t -q 2>/dev/null && service nginx status >/dev/null 2>&1; then service
     );
     // runit: both web slots go, each stopped, unlinked from runsvdir and its definition deleted.
     const { default: runitPlugin } = await import('../../plugins/runit/index.ts');
-    const { removeServicesCommand } = await import('../../core/runit.ts');
+    const { removeServicesCommand } = await import('../../plugins/runit/commands.ts');
     const hooks = createHooks();
     runitPlugin.apply!(hooks, testSite());
     const destroy = new TaskList<DestroyContext>('destroy');

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { createHooks } from '../../core/hooks.ts';
-import { RemoteFileSet, SetupPackages } from '../../core/context.ts';
-import { TaskList } from '../../core/tasks.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { RemoteFileSet, SetupPackages } from '../../core/engine/context.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
 import uwsgiPlugin, { renderUwsgiIni, startCheck, startReleaseCommand, uwsgiEnvFiles } from '../../plugins/uwsgi/index.ts';
 import { testSite } from '../helpers/site.ts';
 

@@ -10,16 +10,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/context.ts';
-import { createHooks } from '../../core/hooks.ts';
-import { acquireLockCommand, DeployLock, LOCK_DIR, LOCKED_MARKER, newLockInfo } from '../../core/lock.ts';
-import { emptyFacts, globWord, parseProbe, probeCommand } from '../../core/probe.ts';
-import { isProvisioned, provisionMarker } from '../../core/provisioned.ts';
-import { corePlugin, RESTART_TASKS_STATE } from '../../core/releases.ts';
-import { type Command, quote } from '../../core/shell.ts';
-import { createSite } from '../../core/site.ts';
-import { TaskList } from '../../core/tasks.ts';
-import type { ExecResult, Remote, RemoteFile } from '../../core/transport/remote.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import { acquireLockCommand, DeployLock, LOCK_DIR, LOCKED_MARKER, newLockInfo } from '../../core/lifecycle/lock.ts';
+import { emptyFacts, globWord, parseProbe, probeCommand } from '../../core/lifecycle/probe.ts';
+import { isProvisioned, provisionMarker } from '../../core/lifecycle/provisioned.ts';
+import { corePlugin, RESTART_TASKS_STATE } from '../../core/lifecycle/release-steps.ts';
+import { type Script, quote } from '../../core/shell/sh.ts';
+import { createSite } from '../../core/config/site.ts';
+import { TaskList } from '../../core/engine/tasks.ts';
+import type { ExecResult, Remote, RemoteFile } from '../../core/remote/remote.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'kw-probe-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -95,7 +95,7 @@ describe('provisioned markers', () => {
 });
 
 describe('deploy lock taken together with the probe', () => {
-  const run = (cmd: Command, dir: string) => sh(cmd.text.split(LOCK_DIR).join(dir));
+  const run = (cmd: Script, dir: string) => sh(cmd.text.split(LOCK_DIR).join(dir));
 
   it('runs the probe only once the lock is taken; a held lock runs nothing else', () => {
     const dir = mkdtempSync(path.join(root, 'lock-'));
@@ -135,7 +135,7 @@ class LocalRemote implements Remote {
   get commandCount() {
     return this.commands.length;
   }
-  async exec(cmd: Command): Promise<ExecResult> {
+  async exec(cmd: Script): Promise<ExecResult> {
     this.commands.push(cmd.text);
     const r = sh(cmd.text.split(LOCK_DIR).join(this.lockDir));
     return { code: r.code, stdout: r.out, stderr: r.err };

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { parseProbe } from '../../core/probe.ts';
-import { acquireLockCommand, LOCK_DIR, newLockInfo } from '../../core/lock.ts';
-import { finishReleaseCommand, healthCheckCommand, LOCK_LOST_EXIT, RECORD_FAILED_EXIT, switchCommand, SWITCHED_MARKER } from '../../core/releases.ts';
-import { createSite, type Site } from '../../core/site.ts';
+import { parseProbe } from '../../core/lifecycle/probe.ts';
+import { acquireLockCommand, LOCK_DIR, newLockInfo } from '../../core/lifecycle/lock.ts';
+import { finishReleaseCommand, healthCheckCommand, LOCK_LOST_EXIT, RECORD_FAILED_EXIT, switchCommand, SWITCHED_MARKER } from '../../core/lifecycle/release-steps.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
   const site = createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '', sourceDir: root, name: 'demo' });
@@ -120,7 +120,7 @@ describe('probe', () => {
 
 describe('release ids', () => {
   it('sort by time and move past a live release of the same second', async () => {
-    const { newReleaseId, nextReleaseId } = await import('../../core/releases.ts');
+    const { newReleaseId, nextReleaseId } = await import('../../core/lifecycle/release-steps.ts');
     assert.equal(newReleaseId(new Date('2026-11-25T17:01:02.345Z')), '20261125T170102Z');
     assert.equal(nextReleaseId('20991231T235959Z'), '21000101T000000Z');
     // A live release from the past: the next id is simply now.

@@ -9,10 +9,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseEnvFile, renderEnvFile, siteNamesOf } from '../../core/env.ts';
-import { describeRestoredEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from '../../core/site-environment.ts';
-import { releaseConfig } from '../../core/site.ts';
-import type { RemoteFile } from '../../core/transport/remote.ts';
+import { parseEnvFile, renderEnvFile, siteNamesOf } from '../../core/shell/env-file.ts';
+import { describeRestoredEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from '../../core/lifecycle/site-environment.ts';
+import { releaseConfig } from '../../core/config/site.ts';
+import type { RemoteFile } from '../../core/remote/remote.ts';
 
 const release = '/srv/shop/releases/20260101T000000';
 const own = releaseConfig(release);

@@ -4,8 +4,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { SshTarget } from '../../core/transport/remote.ts';
-import { buildRsyncArgs, findRsyncExcludeFile, parseRsyncStats, rsyncSshCommand } from '../../core/transport/rsync.ts';
+import type { SshTarget } from '../../core/remote/remote.ts';
+import { buildRsyncArgs, findRsyncExcludeFile, parseRsyncStats, rsyncSshCommand } from '../../core/remote/rsync.ts';
 
 const target: SshTarget = {
   name: 'production',

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createAptProxy, decide } from '../../plugins/sandbox/proxy.ts';
+import { createAptProxy, decide } from '../../tools/sandbox/proxy.ts';
 
 describe('apt proxy decisions', () => {
   const cache = '/c';

@@ -16,7 +16,7 @@ import {
   rootfsKey,
   sandboxRootFiles,
   sshArgv,
-} from '../../plugins/sandbox/commands.ts';
+} from '../../tools/sandbox/commands.ts';
 import {
   MAX_SANDBOX_SUBNETS,
   PROXY_ADDRESS,
@@ -25,8 +25,8 @@ import {
   sandboxNetNames,
   subnetForIndex,
   subnetIndexOf,
-} from '../../plugins/sandbox/naming.ts';
-import { stateDirectory, updateState, readState } from '../../plugins/sandbox/state.ts';
+} from '../../tools/sandbox/naming.ts';
+import { stateDirectory, updateState, readState } from '../../tools/sandbox/state.ts';
 
 describe('sandbox names', () => {
   it('accepts hostname-like names and refuses the rest with a usage error', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { asUser, chain, quote, raw, secret, sh } from '../../core/shell.ts';
+import { asUser, chain, quote, raw, secret, sh } from '../../core/shell/sh.ts';
 
 /** What a real POSIX shell makes of `printf %s <quoted>`: the argument it received. */
 function roundTrip(value: string): string {

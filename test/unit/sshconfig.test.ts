@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { expandSshPath, parseSshG, resolveSshTarget } from '../../core/transport/sshconfig.ts';
+import { expandSshPath, parseSshG, resolveSshTarget } from '../../core/remote/sshconfig.ts';
 
 // Abridged `ssh -G` output of OpenSSH 9.2 for a Host block with ProxyJump and HostKeyAlias.
 const SSH_G = `host prod

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { type DeployContext, RemoteFileSet } from '../../core/context.ts';
-import { execSwitch, restoreFiles, switchCommand, writeFiles } from '../../core/releases.ts';
-import type { Command } from '../../core/shell.ts';
-import { createSite, type Site } from '../../core/site.ts';
-import type { ExecOptions, ExecResult, Remote, RemoteFile } from '../../core/transport/remote.ts';
-import { buildSyncFilesCommand, parseSyncFilesOutput } from '../../core/transport/syncfiles.ts';
+import { type DeployContext, RemoteFileSet } from '../../core/engine/context.ts';
+import { execSwitch, restoreFiles, switchCommand, writeFiles } from '../../core/lifecycle/release-steps.ts';
+import type { Script } from '../../core/shell/sh.ts';
+import { createSite, type Site } from '../../core/config/site.ts';
+import type { ExecOptions, ExecResult, Remote, RemoteFile } from '../../core/remote/remote.ts';
+import { buildSyncFilesCommand, parseSyncFilesOutput } from '../../core/remote/syncfiles.ts';
 
 /** Runs every command with sh on this machine; remembers the command texts. */
 class LocalRemote implements Remote {
@@ -26,7 +26,7 @@ class LocalRemote implements Remote {
   get commandCount(): number {
     return this.texts.length;
   }
-  async exec(cmd: Command, options: ExecOptions = {}): Promise<ExecResult> {
+  async exec(cmd: Script, options: ExecOptions = {}): Promise<ExecResult> {
     this.texts.push(cmd.text);
     const r = spawnSync('sh', ['-c', cmd.text], { input: options.stdin ?? '', encoding: 'utf8' });
     if (r.status !== 0 && options.check !== false) throw new Error(`exit ${r.status}: ${r.stderr}`);

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { RemoteFile } from '../../core/transport/remote.ts';
-import { buildSyncFilesCommand, parseSyncFilesOutput } from '../../core/transport/syncfiles.ts';
+import type { RemoteFile } from '../../core/remote/remote.ts';
+import { buildSyncFilesCommand, parseSyncFilesOutput } from '../../core/remote/syncfiles.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'kw-syncfiles-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { ConfigError } from '../../core/errors.ts';
 import { loadConfig } from '../../core/config/load.ts';
 import { configSchema } from '../../core/config/schema.ts';
-import { deployTimeouts, formatDuration } from '../../core/durations.ts';
+import { deployTimeouts, formatDuration } from '../../core/config/durations.ts';
 
 describe('deploy timeouts (kraftwerk.yaml timeouts:)', () => {
   it('default to 30 min for release commands and pip, 5 min for the health check, 10 min of silence', () => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { ConfigError } from '../../core/errors.ts';
-import { createSite } from '../../core/site.ts';
+import { createSite } from '../../core/config/site.ts';
 import {
   certonlyCommand,
   issueReason,

@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
-import { type DeployContext, RemoteFileSet, SetupPackages, type SetupContext } from '../../core/context.ts';
+import { type DeployContext, RemoteFileSet, SetupPackages, type SetupContext } from '../../core/engine/context.ts';
 import { KraftwerkError } from '../../core/errors.ts';
-import { createHooks, interceptHooks } from '../../core/hooks.ts';
-import type { Command } from '../../core/shell.ts';
-import { createSite } from '../../core/site.ts';
-import { getSiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from '../../core/site-tls.ts';
-import { type CollectedTask, TaskList } from '../../core/tasks.ts';
-import type { ExecOptions, ExecResult, Remote, RemoteFile } from '../../core/transport/remote.ts';
+import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';
+import type { Script } from '../../core/shell/sh.ts';
+import { createSite } from '../../core/config/site.ts';
+import { getSiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from '../../plugins/tls/state.ts';
+import { type CollectedTask, TaskList } from '../../core/engine/tasks.ts';
+import type { ExecOptions, ExecResult, Remote, RemoteFile } from '../../core/remote/remote.ts';
 import tls from '../../plugins/tls/index.ts';
 
 type Answer = Partial<ExecResult> | undefined;
@@ -28,7 +28,7 @@ class ScriptedRemote implements Remote {
   get commandCount() {
     return this.commands.length;
   }
-  async exec(cmd: Command, options?: ExecOptions): Promise<ExecResult> {
+  async exec(cmd: Script, options?: ExecOptions): Promise<ExecResult> {
     this.commands.push(cmd.text);
     const answer = this.rules.find(([re]) => re.test(cmd.text))?.[1];
     const result = { code: 0, stdout: '', stderr: '', ...answer };

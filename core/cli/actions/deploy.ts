@@ -1,0 +1,280 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/context.ts';
+import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
+import type { CoreKit } from '../kit.ts';
+import { expandNodes } from '../../remote/node.ts';
+import type { Project } from '../../engine/plugin.ts';
+import { corePlugin, heldLock, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/release-steps.ts';
+import { emptyFacts } from '../../lifecycle/probe.ts';
+import { sh } from '../../shell/sh.ts';
+import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
+import { KraftwerkError, PluginError } from '../../errors.ts';
+import { deployTimeouts, parseDuration } from '../../config/durations.ts';
+import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/interrupt.ts';
+import { Stage } from '../../engine/tasks.ts';
+import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { GuardedRemote, type Remote } from '../../remote/remote.ts';
+
+export interface DeployCommandOptions {
+  upgradePackages?: boolean;
+  /** e.g. "90s", "5m", "0" */
+  lockWait?: string;
+}
+
+// Re-exported: rollback and the tests take it from here.
+export { parseDuration } from '../../config/durations.ts';
+
+function gitRevision(dir: string): string | undefined {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return dirty ? `${rev}-dirty` : rev;
+  } catch {
+    return undefined;
+  }
+}
+
+const notConnected: Remote = new Proxy({} as Remote, {
+  get(_t, prop) {
+    if (prop === 'dryRun') return false;
+    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task)`);
+  },
+});
+
+/** Apply core and the project's plugins to a fresh set of hooks. */
+export function applyPlugins(project: Project) {
+  const hooks = createHooks();
+  const taps = interceptHooks(hooks);
+  for (const plugin of [corePlugin, ...project.plugins]) plugin.apply?.(hooks, project.site);
+  return { hooks, taps };
+}
+
+/** What the undo of a node did, for the closing message of an interrupted deploy. */
+interface Undone {
+  node: string;
+  /** This deploy held the node's lock (else it changed nothing there). */
+  held: boolean;
+  /** The unswitched release's folder was removed. */
+  removed: boolean;
+  lockReleased?: boolean;
+}
+
+/**
+ * A deploy failed or was stopped before a node switched: stop the new release
+ * where it was started beside the live one, remove its folder if asked, and put back
+ * the configuration files of the live release, so what is on disk matches
+ * what is serving. Only on nodes whose lock this deploy still holds (another
+ * deploy of the same second has the same release id). Best effort: the next
+ * deploy cleans up what is left.
+ */
+async function undoUnswitched(contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
+  return Promise.all(
+    contexts.map(async (ctx): Promise<Undone> => {
+      const lock = heldLock(ctx);
+      if (ctx.remote === notConnected || ctx.remote.dryRun || !lock || lock.lost || ctx.state.get(SWITCHED_STATE)) {
+        return { node: ctx.node, held: Boolean(lock && !lock.lost), removed: false };
+      }
+      const res = await ctx.remote.exec(undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options), { check: false }).catch(() => undefined);
+      if (ctx.files.changed.size && ctx.release.previous) await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
+      return { node: ctx.node, held: true, removed: Boolean(res?.stdout.split('\n').includes('removed')) };
+    }),
+  );
+}
+
+/** The one line an interrupted deploy ends with: what it undid and what it left as it was, on each node. */
+function interruptedMessage(interrupt: DeployInterrupt, contexts: DeployContext[], undone: Undone[]): InterruptedError {
+  const parts = contexts.map((ctx, i) => {
+    const u = undone[i]!;
+    const where = contexts.length > 1 ? `${ctx.node}: ` : '';
+    if (!u.held) return `${where}nothing changed on ${ctx.node}`;
+    const release = u.removed ? `release ${ctx.release.id} removed` : `release ${ctx.release.id} left for the next deploy to remove`;
+    const live = ctx.release.previous ? `live release ${ctx.release.previous} untouched` : 'no release was live, none is';
+    const lock = u.lockReleased === false ? 'lock not released (it goes stale)' : 'lock released';
+    return `${where}${release}, ${live}, ${lock}`;
+  });
+  return new InterruptedError(`interrupted (${interrupt.received ?? 'signal'}): ${parts.join('; ')}`);
+}
+
+/** Prepare tasks that do not start once the deploy was stopped. */
+function stoppable(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployContext>[] {
+  return tasks.map((t) => ({
+    ...t,
+    run: (c: DeployContext, h) => {
+      interruptOf(c)?.throwIfAborted();
+      return t.run(c, h);
+    },
+  }));
+}
+
+/** Mark a node failed at its first failing task, and skip its remaining tasks. */
+function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployContext>[] {
+  return tasks.map((t) => ({
+    ...t,
+    skip: async (c: DeployContext) => (c.state.has(FAILED_STATE) ? 'skipped after a failure' : ((await t.skip?.(c)) ?? false)),
+    run: async (c: DeployContext, h) => {
+      try {
+        // Stopped (Ctrl-C, lost lock) before the switch: nothing more starts. The switch task checks itself.
+        if ((t.stage ?? Stage.DEFAULT) < Stage.SWITCH) interruptOf(c)?.throwIfAborted();
+        await t.run(c, h);
+      } catch (err) {
+        const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
+        c.state.set(FAILED_STATE, named);
+        throw named;
+      }
+    },
+  }));
+}
+
+const FAILED_STATE = 'core.failed';
+
+/**
+ * Switch every node; if any fails (its health check, its reload), roll every
+ * node that switched back to its previous release, then report the failure.
+ */
+async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][]) {
+  // One node: its record task may release the lock with its own command when nothing runs after it.
+  // In a group, a node that went live is rolled back when another fails: it keeps its lock to the end.
+  if (contexts.length === 1) contexts[0]!.state.set(RESTART_TASKS_STATE, restartTasks[0]);
+  const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
+    title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
+    tasks: guarded(restartTasks[i]!),
+    ctx,
+    node: ctx.node,
+    keepGoing: true,
+  }));
+  await kit.runTasks(groups, contexts[0]!, { concurrent: contexts.length > 1, keepGoing: true });
+  const failed = contexts.filter((c) => c.state.has(FAILED_STATE));
+  if (!failed.length) return;
+  const back = contexts.filter((c) => c.state.get(SWITCHED_STATE) && c.release.previous);
+  const rolledBack: string[] = [];
+  if (back.length) {
+    const items: TaskGroup<DeployContext>[] = [];
+    for (const ctx of back) {
+      const target = (await readReleaseRecord(ctx, ctx.release.previous!)) ?? { id: ctx.release.previous! };
+      const rctx = rollbackContext(ctx, { ...target, id: ctx.release.previous! });
+      rctx.release.previous = ctx.release.id;
+      const failedId = ctx.release.id;
+      const tasks = await rollbackTasks(hooks, rctx);
+      // The release that was rolled back is not a good one, even on a node where it passed:
+      // without a good record, rollback never picks it and the next deploy prunes it.
+      tasks.push({
+        title: `mark ${failedId} as failed`,
+        run: async (c) => {
+          await c.remote.exec(sh`rm -f ${releaseRecordPath(c.site, failedId)}`);
+        },
+      });
+      items.push({ title: `roll back ${ctx.node} to ${target.id}`, tasks, ctx: rctx, node: ctx.node });
+      rolledBack.push(`${ctx.node} → ${target.id}`);
+    }
+    await kit.runTasks(items, back[0]!, { concurrent: items.length > 1 }).catch((err: unknown) => {
+      kit.log.warn(`rolling back failed too: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+  const first = failed[0]!.state.get(FAILED_STATE);
+  const message = first instanceof Error ? first.message : String(first);
+  throw new KraftwerkError(
+    `deploy of release ${failed[0]!.release.id} failed on ${failed.map((c) => c.node).join(', ')}: ${message}`,
+    {
+      hint: rolledBack.length
+        ? `Rolled back: ${rolledBack.join(', ')}. The previous release is serving.`
+        : first instanceof KraftwerkError
+          ? first.hint
+          : undefined,
+    },
+  );
+}
+
+export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
+  const project = await kit.loadProject();
+  const { site } = project;
+  const nodes = expandNodes(nodeArg, site.config, site.configFile);
+  const { hooks } = applyPlugins(project);
+  const id = newReleaseId();
+  const revision = gitRevision(site.sourceDir);
+  const deployer = `${os.userInfo().username}@${os.hostname()}`;
+  const globals = kit.options();
+  const lockWaitMs = parseDuration(options.lockWait);
+  const { silenceMs } = deployTimeouts(site.config);
+  const interrupt = new DeployInterrupt();
+
+  const contexts = nodes.map(
+    (node): DeployContext => ({
+      site,
+      node,
+      remote: notConnected,
+      options: globals,
+      log: kit.log,
+      state: new Map(),
+      release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
+      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
+      probe: new NodeProbe(),
+      facts: emptyFacts(),
+      env: {},
+      files: new RemoteFileSet(),
+    }),
+  );
+  for (const ctx of contexts) interrupt.attach(ctx);
+
+  // Taps only add tasks, so every phase is collected before anything runs (and --dry-run can show it all).
+  const phases = await Promise.all(
+    contexts.map(async (ctx) => {
+      const byPhase = await Promise.all(deployPhases.map((phase) => collectTasks(hooks[phase], phase, ctx)));
+      return byPhase.map((list, i) => ({ phase: deployPhases[i]!, tasks: list.sorted() as RunnableTask<DeployContext>[] }));
+    }),
+  );
+
+  const connectTask = (ctx: DeployContext): RunnableTask<DeployContext> => ({
+    title: `connect to ${ctx.node}`,
+    stage: -1000,
+    run: async (c, task) => {
+      const target = await kit.resolveNode(c.node, project);
+      // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
+      c.remote = new GuardedRemote(await kit.connect(target), { signal: interrupt.signal, silenceMs });
+      task.title(`connect to ${c.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
+    },
+  });
+
+  const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
+    const selected = phases[i]!.filter((p) => p.phase !== 'restart');
+    const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
+    return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
+  };
+
+  const prepare = contexts.map((ctx, i) => nodeGroup(ctx, i));
+  const stopListening = interrupt.listen((m) => kit.log.warn(m));
+  let undone: Undone[] | undefined;
+  try {
+    try {
+      // Every node is made ready before any of them switches; nothing live has changed yet.
+      if (nodes.length === 1) await kit.runTasks(prepare[0]!.tasks as TaskGroup<DeployContext>[], contexts[0]!);
+      else await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
+      await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
+    } catch (err) {
+      // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
+      // a full disk, which a kept partial release would keep full (its log is in the site's logs, not there).
+      undone = await undoUnswitched(contexts, { remove: true });
+      // A stopped deploy's commands fail in many ways as they are killed: the stop is what happened.
+      if (!interrupt.signal.aborted) throw err;
+      if (!interrupt.interrupted) throw interrupt.signal.reason;
+    }
+  } finally {
+    const released = await Promise.all(contexts.map((ctx) => (ctx.remote === notConnected ? true : releaseLock(ctx))));
+    undone?.forEach((u, i) => (u.lockReleased = released[i]));
+    stopListening();
+    if (globals.verbose) {
+      for (const ctx of contexts) if (ctx.remote !== notConnected) kit.log.info(`${ctx.node}: ${ctx.remote.commandCount} remote commands`);
+    }
+  }
+  if (undone) throw interruptedMessage(interrupt, contexts, undone);
+  if (!globals.dryRun) {
+    const scheme = site.config.tls ? 'https' : 'http';
+    kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${scheme}://${site.canonicalDomain}/`);
+  } else {
+    kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);
+  }
+}
+

@@ -1,0 +1,125 @@
+/**
+ * `kraftwerk destroy [node] [--keep-data] [--yes]`: remove the site from the
+ * node. Every plugin's `destroy` tap removes what it created (services, nginx
+ * site, cron file, database and role, Redis user, …); core then removes the
+ * folders, the log folder, the registration and the site user. Other sites on
+ * the node are untouched: every path and name is the site's own.
+ * With --keep-data a last dump is taken first, and uploads, backups and the
+ * site user (their owner) stay.
+ */
+import type { DestroyContext, DumpContext } from '../../engine/context.ts';
+import { newDumpId } from '../../lifecycle/dumps.ts';
+import { collectTasks } from '../../engine/hooks.ts';
+import type { CoreKit } from '../kit.ts';
+import { DeployLock } from '../../lifecycle/lock.ts';
+import { SITES_DIR } from '../../lifecycle/probe.ts';
+import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { siteWebGroup } from '../../config/site.ts';
+import { type Script, sh } from '../../shell/sh.ts';
+import type { Site } from '../../config/site.ts';
+import { Stage, type TaskHandle } from '../../engine/tasks.ts';
+import { applyPlugins } from './deploy.ts';
+import { dumpContext, dumpTasks } from './dump.ts';
+import { confirmOrStop, connectTask, nodeContext, nodesOf, runTasksInline } from './ops.ts';
+
+/** Prints `deployed` / `present` so destroy can say what it found. */
+export function siteExistsCommand(site: Site): Script {
+  return sh`[ -d ${`${site.paths.current}/`} ] && echo deployed; { [ -d ${site.paths.root} ] || [ -d ${`${SITES_DIR}/${site.name}`} ] || id -u ${site.user} >/dev/null 2>&1; } && echo present; true`;
+}
+
+/**
+ * Core's share of destroying a site, after the plugins removed theirs: its
+ * registration, folders, logs, and the site user with its group (its
+ * processes are gone with its services; stragglers such as a running cron job
+ * are killed first, or userdel would refuse).
+ */
+export function removeSiteCommand(site: Site, keepData: boolean): Script {
+  const p = site.paths;
+  // The uWSGI sockets are in the releases (releaseConfig): they go with them.
+  const common = sh`rm -rf -- ${`${SITES_DIR}/${site.name}`} ${p.logs}`;
+  if (keepData) {
+    return sh`${common}
+if [ -d ${p.root} ]; then
+  cd ${p.root} && rm -rf -- releases venvs current current.new .kraftwerk shared/env shared/env.local
+fi`;
+  }
+  return sh`${common}
+rm -rf -- ${p.root}
+if id -u ${site.user} >/dev/null 2>&1; then
+  pkill -KILL -u ${site.user} 2>/dev/null; sleep 0.2
+  userdel ${site.user}
+fi
+getent group ${site.user} >/dev/null && groupdel ${site.user}
+getent group ${siteWebGroup(site)} >/dev/null && groupdel ${siteWebGroup(site)}; true`;
+}
+
+export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }): Promise<void> {
+  const project = await kit.loadProject();
+  const { site } = project;
+  const nodes = nodesOf(project, nodeArg);
+  const keepData = options.keepData ?? false;
+  await confirmOrStop(
+    kit,
+    `Destroy site ${site.name} on ${nodes.join(', ')}? Its services, nginx site, cron jobs, database, Redis user, code and logs are removed` +
+      (keepData ? '; uploads and backups stay (a last dump is taken first).' : ', and its uploads and backups too.'),
+  );
+  const { hooks } = applyPlugins(project);
+  const groups: TaskGroup<DestroyContext>[] = [];
+  const locks: DeployLock[] = [];
+  for (const node of nodes) {
+    const ctx: DestroyContext = { ...nodeContext(kit, site, node), keepData };
+    const found = { deployed: false, present: false };
+    const pluginTasks = (await collectTasks(hooks.destroy, 'destroy', ctx)).sorted();
+    const lastDumpCtx: DumpContext = dumpContext(kit, project, node, newDumpId(new Date(), 'destroy'));
+    const lastDump = keepData ? await dumpTasks(hooks, project, lastDumpCtx, 'dump') : [];
+    const tasks: RunnableTask<DestroyContext>[] = [
+      connectTask<DestroyContext>(kit, project),
+      {
+        title: 'inspect node',
+        stage: Stage.PREPARE - 100,
+        run: async (c, task) => {
+          const { stdout } = await c.remote.exec(siteExistsCommand(site), { readOnly: true });
+          found.deployed = stdout.includes('deployed');
+          found.present = stdout.includes('present');
+          if (!c.remote.dryRun) {
+            const { lock } = await DeployLock.acquire(c.remote, site.name, { command: 'destroy', waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
+            locks.push(lock);
+          }
+          task.title(found.present ? `inspect node (${site.name} ${found.deployed ? 'deployed' : 'partly set up'})` : `inspect node (no ${site.name} here: removing leftovers only)`);
+        },
+      },
+      ...(keepData
+        ? [
+            {
+              title: 'last dump before destroying',
+              stage: Stage.PREPARE - 50,
+              skip: () => (found.deployed ? false : 'not deployed: nothing to dump'),
+              run: async (c: DestroyContext, task: TaskHandle) => {
+                lastDumpCtx.remote = c.remote;
+                await runTasksInline(lastDump, lastDumpCtx, task);
+                task.title(`last dump ${lastDumpCtx.id}`);
+              },
+            } satisfies RunnableTask<DestroyContext>,
+          ]
+        : []),
+      ...pluginTasks,
+      {
+        title: keepData ? 'remove code, environment and logs (keeping uploads and backups)' : 'remove folders, logs and site user',
+        stage: Stage.LATE + 100,
+        run: async (c) => {
+          await c.remote.exec(removeSiteCommand(site, keepData));
+        },
+      },
+    ];
+    groups.push({ title: nodes.length > 1 ? node : `destroy ${site.name} on ${node}`, tasks, ctx, node });
+  }
+  try {
+    await kit.runTasks(nodes.length > 1 ? [{ title: `destroy ${site.name}`, tasks: groups, concurrent: true }] : groups, groups[0]!.ctx!);
+  } finally {
+    // The lock folder lives in /run/kraftwerk, not in the site: release it.
+    await Promise.all(locks.map((l) => l.release().catch(() => undefined)));
+  }
+  if (!kit.options().dryRun) {
+    kit.log.info(`Destroyed ${site.name} on ${nodes.join(', ')}.${keepData ? ` Uploads and backups are still in ${site.paths.root}.` : ''}`);
+  }
+}

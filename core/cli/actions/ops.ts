@@ -1,0 +1,122 @@
+/**
+ * What the day-to-day commands (status, logs, run, env, backup, dump, load,
+ * sync-services, destroy) share: picking nodes, connecting, and a NodeContext
+ * for the plugins' hooks.
+ */
+import type { NodeContext } from '../../engine/context.ts';
+import { KraftwerkError, UsageError } from '../../errors.ts';
+import type { CoreKit } from '../kit.ts';
+import { expandNodes } from '../../remote/node.ts';
+import type { Project } from '../../engine/plugin.ts';
+import type { ReloadContext } from '../../engine/context.ts';
+import type { RunnableTask } from '../../engine/runner.ts';
+import { Stage, type TaskHandle } from '../../engine/tasks.ts';
+import { sh } from '../../shell/sh.ts';
+import type { Site } from '../../config/site.ts';
+import type { Remote } from '../../remote/remote.ts';
+
+/** Stands in for the connection until core's connect task has run. */
+export const notConnected: Remote = new Proxy({} as Remote, {
+  get(_t, prop) {
+    if (prop === 'dryRun') return false;
+    throw new Error(`not connected yet (remote.${String(prop)} used before the connect task)`);
+  },
+});
+
+export function nodesOf(project: Project, nodeArg: string | undefined): string[] {
+  return expandNodes(nodeArg, project.site.config, project.site.configFile);
+}
+
+/** Commands that talk to one server (run, logs -f, load, download) refuse a group. */
+export function singleNode(project: Project, nodeArg: string | undefined, command: string): string {
+  const nodes = nodesOf(project, nodeArg);
+  if (nodes.length !== 1) {
+    throw new UsageError(`${command} works on one node; ${nodeArg ?? 'the default node'} is a group of ${nodes.length} (${nodes.join(', ')})`, {
+      hint: `Name one of them: kraftwerk ${command} ${nodes[0]} …`,
+    });
+  }
+  return nodes[0]!;
+}
+
+export function nodeContext(kit: CoreKit, site: Site, node: string, remote: Remote = notConnected): NodeContext {
+  return { site, node, remote, options: kit.options(), log: kit.log, state: new Map() };
+}
+
+export async function connect(kit: CoreKit, project: Project, node: string): Promise<Remote> {
+  return kit.connect(await kit.resolveNode(node, project));
+}
+
+/** Connect to the node of `ctx` as the first task of a list (shows user@host in its title). */
+export function connectTask<C extends { node: string; remote: Remote }>(kit: CoreKit, project: Project): RunnableTask<C> {
+  return {
+    title: 'connect',
+    stage: -1000,
+    run: async (ctx, task) => {
+      const target = await kit.resolveNode(ctx.node, project);
+      ctx.remote = await kit.connect(target);
+      task.title(`connect to ${ctx.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
+    },
+  };
+}
+
+/** Fails with a clear message when the site was never deployed to the node. */
+export async function requireDeployed(remote: Remote, site: Site, node: string): Promise<void> {
+  if (remote.dryRun) return;
+  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false, readOnly: true });
+  if (code !== 0) {
+    throw new KraftwerkError(`${site.name} is not deployed on ${node} (no ${site.paths.current})`, {
+      hint: `Deploy it first: kraftwerk deploy ${node}`,
+    });
+  }
+}
+
+/** Ask before something destructive; --yes answers for scripts. */
+export async function confirmOrStop(kit: CoreKit, question: string): Promise<void> {
+  if (kit.options().dryRun) return;
+  if (!(await kit.confirm(question))) {
+    throw new UsageError('stopped: not confirmed', {
+      hint: process.stdin.isTTY ? 'Nothing was changed.' : 'No terminal to ask on: add --yes to confirm. Nothing was changed.',
+    });
+  }
+}
+
+/** Tasks collected from a hook, ready for kit.runTasks. */
+export function sortedTasks<C>(tasks: { sorted(): RunnableTask<C>[] }): RunnableTask<C>[] {
+  return tasks.sorted();
+}
+
+/**
+ * Run the reload hook's tasks inside one task: the plugins' files are written
+ * (in one round trip) before the first task of Stage.WRITE_FILES or later.
+ * Returns the plugins that took part.
+ */
+export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: ReloadContext, task: TaskHandle): Promise<string[]> {
+  let written = false;
+  const writeFiles = async () => {
+    written = true;
+    const changed = await ctx.remote.syncFiles(ctx.files.all);
+    for (const p of changed) ctx.files.changed.add(p);
+  };
+  const plugins = new Set<string>();
+  for (const t of list) {
+    if (!written && (t.stage ?? Stage.DEFAULT) >= Stage.WRITE_FILES) await writeFiles();
+    const skip = t.skip ? await t.skip(ctx) : false;
+    if (skip) continue;
+    task.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, task);
+    if (t.plugin) plugins.add(t.plugin);
+  }
+  if (!written) await writeFiles();
+  return [...plugins];
+}
+
+/** Run collected tasks one after the other inside one task (their titles become output lines). */
+export async function runTasksInline<C>(list: RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<void> {
+  const quiet: TaskHandle = { output: () => {}, title: () => {}, skip: () => {} };
+  for (const t of list) {
+    const skip = t.skip ? await t.skip(ctx) : false;
+    if (skip) continue;
+    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, task ? { ...quiet, output: (l) => task.output(l) } : quiet);
+  }
+}

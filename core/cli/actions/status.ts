@@ -1,0 +1,207 @@
+/**
+ * `kraftwerk status [node] [--json]`: per site on the node its live release,
+ * the state and uptime of its runit services (web and workers), disk use and
+ * last backup; nginx, PostgreSQL, Redis and cron for the node; plus whatever
+ * the project's plugins report through the `status` hook (TLS expiry, …).
+ * One read-only command per node gathers the layout facts. --json prints an
+ * array with one object per node (a single node too), for scripts.
+ */
+import type { StatusReport } from '../../engine/context.ts';
+import { MANIFEST_FILE } from '../../lifecycle/dumps.ts';
+import type { CoreKit } from '../kit.ts';
+import { SITES_DIR } from '../../lifecycle/probe.ts';
+import { parseSvStatus, RUNIT_SERVICE_DIR, RUNIT_SV_DIR, SITE_MARKER_FILE, type ServiceState } from '../../../plugins/runit/commands.ts';
+import { type Script, raw, sh } from '../../shell/sh.ts';
+import { applyPlugins } from './deploy.ts';
+import { UsageError } from '../../errors.ts';
+import { nodeContext, nodesOf } from './ops.ts';
+
+export interface SiteStatus {
+  name: string;
+  domains: string[];
+  /** Live release id, if deployed. */
+  release?: string;
+  /** The live release's record (time, deployer, revision), when kept. */
+  releaseInfo?: { time?: string; deployer?: string; revision?: string };
+  services: ServiceState[];
+  /** KiB used by each part of /srv/<site>. */
+  disk: { releases: number; venvs: number; uploads: number; backups: number };
+  /** Id of the newest dump or backup, and of the newest scheduled/`backup` one. */
+  lastDump?: string;
+  lastBackup?: string;
+  /** What the project's plugins reported (only for the project's own site). */
+  plugins?: Record<string, Record<string, unknown>>;
+}
+
+export interface NodeStatus {
+  node: string;
+  uptimeSeconds?: number;
+  system: Record<string, 'running' | 'stopped'>;
+  sites: SiteStatus[];
+}
+
+const SYSTEM_PROCESSES: Record<string, string> = { nginx: 'nginx', postgresql: 'postgres', redis: 'redis-server', cron: 'cron', runsvdir: 'runsvdir' };
+
+/** One read-only command: `key value…` lines for the node and every Kraftwerk site on it. */
+export function statusCommand(): Script {
+  const systemLines = Object.entries(SYSTEM_PROCESSES)
+    .map(([name, proc]) => `echo "system ${name} $(pgrep -x ${proc} >/dev/null && echo running || echo stopped)"`)
+    .join('\n');
+  return sh`echo "uptime $(cut -d' ' -f1 /proc/uptime)"
+${raw(systemLines)}
+for f in ${raw(SITES_DIR)}/*/domains; do
+  [ -f "$f" ] || continue
+  s=$(basename "$(dirname "$f")")
+  r=/srv/$s
+  echo "site $s"
+  echo "domains $(tr '\\n' ' ' < "$f")"
+  cur=$(basename "$(readlink "$r/current" 2>/dev/null)" 2>/dev/null)
+  echo "release $cur"
+  [ -n "$cur" ] && [ -f "$r/.kraftwerk/releases/$cur.json" ] && echo "record $(tr -d '\\n' < "$r/.kraftwerk/releases/$cur.json")"
+  for d in ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"@* ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"-*; do
+    [ -d "$d" ] || continue
+    n=$(basename "$d")
+    case "$n" in "kraftwerk-$s"@*) ;; *) [ "$(cat "$d/${raw(SITE_MARKER_FILE)}" 2>/dev/null)" = "$s" ] || continue;; esac
+    if [ -e ${raw(RUNIT_SERVICE_DIR)}/"$n" ]; then echo "service $n $(sv status ${raw(RUNIT_SERVICE_DIR)}/"$n" 2>&1 | head -n 1)"; else echo "service $n not linked"; fi
+    [ -L "$d/release" ] && echo "slot $n $(basename "$(readlink "$d/release")")"
+  done
+  for part in releases venvs shared/uploads backups; do echo "disk $part $(du -sk "$r/$part" 2>/dev/null | cut -f1)"; done
+  echo "lastdump $(ls -1 "$r/backups" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort | tail -n 1)"
+  echo "lastbackup $(for d in $(ls -1 "$r/backups" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort -r); do grep -q '"kind": *"backup"' "$r/backups/$d/${raw(MANIFEST_FILE)}" 2>/dev/null && { echo "$d"; break; }; done)"
+done
+true`;
+}
+
+export function parseStatus(node: string, output: string): NodeStatus {
+  const status: NodeStatus = { node, system: {}, sites: [] };
+  let site: SiteStatus | undefined;
+  for (const line of output.split('\n')) {
+    const sp = line.indexOf(' ');
+    const key = sp < 0 ? line : line.slice(0, sp);
+    const value = sp < 0 ? '' : line.slice(sp + 1).trim();
+    if (key === 'uptime') status.uptimeSeconds = Math.round(Number(value)) || undefined;
+    else if (key === 'system') {
+      const [name, state] = value.split(' ');
+      if (name) status.system[name] = state === 'running' ? 'running' : 'stopped';
+    } else if (key === 'site') {
+      site = { name: value, domains: [], services: [], disk: { releases: 0, venvs: 0, uploads: 0, backups: 0 } };
+      status.sites.push(site);
+    } else if (!site) continue;
+    else if (key === 'domains') site.domains = value.split(/\s+/).filter(Boolean);
+    else if (key === 'release') site.release = value || undefined;
+    else if (key === 'record') {
+      try {
+        const r = JSON.parse(value) as Record<string, unknown>;
+        site.releaseInfo = { time: r.time as string, deployer: r.deployer as string, revision: r.revision as string };
+      } catch {
+        // An unreadable record only loses the details.
+      }
+    } else if (key === 'service') {
+      const [name = '', ...rest] = value.split(' ');
+      const text = rest.join(' ');
+      site.services.push(text === 'not linked' ? { service: name, state: 'not linked' } : parseSvStatus(name, text));
+    } else if (key === 'slot') {
+      // A web slot: the release it runs (or last ran).
+      const [name = '', release = ''] = value.split(' ');
+      const service = site.services.find((x) => x.service === name);
+      if (service && release) service.release = release;
+    } else if (key === 'disk') {
+      const [part = '', kb = ''] = value.split(' ');
+      const n = Number(kb) || 0;
+      if (part === 'releases') site.disk.releases = n;
+      else if (part === 'venvs') site.disk.venvs = n;
+      else if (part === 'shared/uploads') site.disk.uploads = n;
+      else if (part === 'backups') site.disk.backups = n;
+    } else if (key === 'lastdump') site.lastDump = value || undefined;
+    else if (key === 'lastbackup') site.lastBackup = value || undefined;
+  }
+  return status;
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+export function formatSize(kb: number): string {
+  if (kb < 1024) return `${kb} KB`;
+  if (kb < 1024 * 1024) return `${(kb / 1024).toFixed(1)} MB`;
+  return `${(kb / 1024 / 1024).toFixed(1)} GB`;
+}
+
+function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return '-';
+  if (Array.isArray(v)) return v.map(formatValue).join(', ');
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+export function formatStatus(status: NodeStatus): string {
+  const out: string[] = [];
+  const system = Object.entries(status.system)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  out.push(`node ${status.node}${status.uptimeSeconds ? ` (up ${formatDuration(status.uptimeSeconds)})` : ''}: ${system}`);
+  if (!status.sites.length) out.push('  no Kraftwerk sites on this node');
+  for (const site of status.sites) {
+    const info = site.releaseInfo;
+    const details = info ? ` (${[info.time?.replace(/\.\d+Z$/, 'Z'), info.deployer && `by ${info.deployer}`, info.revision && `rev ${info.revision}`].filter(Boolean).join(', ')})` : '';
+    out.push('');
+    out.push(`site ${site.name}: ${site.release ? `release ${site.release}${details}` : 'not deployed'}`);
+    if (site.domains.length) out.push(`  domains   ${site.domains.join(' ')}`);
+    site.services.forEach((s, i) => {
+      const release = s.release ? `; release ${s.release}${s.release === site.release && s.state === 'run' ? ' (live)' : ''}` : '';
+      const state = `${s.state}${s.pid ? ` (pid ${s.pid})` : ''}${s.seconds !== undefined ? ` for ${formatDuration(s.seconds)}` : ''}${s.note ? `; ${s.note}` : ''}${release}`;
+      out.push(`  ${i === 0 ? 'services ' : '         '} ${s.service.padEnd(Math.max(...site.services.map((x) => x.service.length)))}  ${state}`);
+    });
+    const d = site.disk;
+    out.push(`  disk      releases ${formatSize(d.releases)}, venvs ${formatSize(d.venvs)}, uploads ${formatSize(d.uploads)}, backups ${formatSize(d.backups)}`);
+    out.push(`  backups   last ${site.lastBackup ?? 'never'}${site.lastDump && site.lastDump !== site.lastBackup ? ` (last dump ${site.lastDump})` : ''}`);
+    for (const [plugin, values] of Object.entries(site.plugins ?? {})) {
+      for (const [key, value] of Object.entries(values)) out.push(`  ${`${plugin}`.padEnd(9)} ${key}: ${formatValue(value)}`);
+    }
+  }
+  return out.join('\n');
+}
+
+class CollectedStatus implements StatusReport {
+  readonly values: Record<string, Record<string, unknown>> = {};
+  add(plugin: string, key: string, value: unknown): void {
+    (this.values[plugin] ??= {})[key] = value;
+  }
+}
+
+export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined, options: { json?: boolean }): Promise<void> {
+  // Outside a project folder status still works for a named node: every site on it, without plugin details.
+  const project = await kit.maybeProject();
+  if (!project && !nodeArg) {
+    throw new UsageError('no node given', { hint: 'Name a node (kraftwerk status my.server.tld), or run it in a project folder.' });
+  }
+  const hooks = project ? applyPlugins(project).hooks : undefined;
+  const results: NodeStatus[] = [];
+  for (const node of project ? nodesOf(project, nodeArg) : [nodeArg!]) {
+    const remote = await kit.connect(await kit.resolveNode(node, project));
+    const { stdout } = await remote.exec(statusCommand(), { readOnly: true });
+    const status = parseStatus(node, stdout);
+    if (project && hooks) {
+      const { site } = project;
+      // The project's site first; it also gets what its plugins report.
+      status.sites.sort((a, b) => Number(b.name === site.name) - Number(a.name === site.name) || a.name.localeCompare(b.name));
+      const own = status.sites.find((s) => s.name === site.name);
+      if (own && !remote.dryRun) {
+        const report = new CollectedStatus();
+        await hooks.status.promise(nodeContext(kit, site, node, remote), report);
+        own.plugins = report.values;
+      } else if (!own) {
+        status.sites.unshift({ name: site.name, domains: site.domains, services: [], disk: { releases: 0, venvs: 0, uploads: 0, backups: 0 } });
+      }
+    }
+    results.push(status);
+    if (!options.json) process.stdout.write(`${results.length > 1 ? '\n' : ''}${formatStatus(status)}\n`);
+  }
+  if (options.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+}

@@ -1,0 +1,113 @@
+import { createInterface } from 'node:readline/promises';
+import type { Logger, RunOptions } from '../engine/context.ts';
+import { resolveTarget } from '../remote/node.ts';
+import type { CommandKit, Plugin, Project } from '../engine/plugin.ts';
+import { COMMAND_PLUGINS, loadBuiltin } from '../engine/registry.ts';
+import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts';
+import type { Remote, SshTarget } from '../remote/remote.ts';
+
+export interface GlobalOptions extends RunOptions {
+  config?: string;
+  acceptNewHostKey: boolean;
+  /** Answer yes to every confirmation (commands expose it as --yes). */
+  yes?: boolean;
+}
+
+const color = (code: number, s: string) =>
+  process.env.NO_COLOR || !process.stderr.isTTY ? s : `\u001b[${code}m${s}\u001b[39m`;
+
+export const consoleLogger = (options: RunOptions): Logger => ({
+  info: (m) => {
+    if (!options.quiet) process.stdout.write(`${m}\n`);
+  },
+  warn: (m) => process.stderr.write(`${color(33, 'warning:')} ${m}\n`),
+});
+
+/** Core's implementation of the services commands get (also lent to plugins' commands). */
+export class CoreKit implements CommandKit {
+  readonly log: Logger;
+  private project?: Promise<Project>;
+  private readonly remotes: Remote[] = [];
+  private commandPlugins?: Promise<Plugin[]>;
+
+  constructor(
+    private readonly globals: () => GlobalOptions,
+    private readonly cwd = process.cwd(),
+  ) {
+    this.log = {
+      info: (m) => consoleLogger(this.globals()).info(m),
+      warn: (m) => consoleLogger(this.globals()).warn(m),
+    };
+  }
+
+  options(): GlobalOptions {
+    return this.globals();
+  }
+
+  loadProject(): Promise<Project> {
+    this.project ??= import('../engine/project.ts').then((m) => m.loadProject({ cwd: this.cwd, configPath: this.globals().config }));
+    return this.project;
+  }
+
+  /** The project when there is a config file here, else undefined (for commands that also work without one). */
+  async maybeProject(): Promise<Project | undefined> {
+    const { findConfigFile } = await import('../config/load.ts');
+    if (!this.globals().config && !(await findConfigFile(this.cwd))) return undefined;
+    return this.loadProject();
+  }
+
+  private allCommandPlugins(): Promise<Plugin[]> {
+    this.commandPlugins ??= Promise.all(COMMAND_PLUGINS.map(loadBuiltin));
+    return this.commandPlugins;
+  }
+
+  async resolveNode(name: string, project?: Project): Promise<SshTarget> {
+    const plugins = [...(await this.allCommandPlugins()), ...(project?.plugins ?? [])];
+    return resolveTarget(name, { config: project?.site.config, plugins });
+  }
+
+  async connect(target: SshTarget): Promise<Remote> {
+    const opts = this.globals();
+    let remote: Remote;
+    if (opts.dryRun) {
+      const { DryRunRemote } = await import('../remote/dryrun.ts');
+      remote = new DryRunRemote(target, (line: string) => process.stdout.write(`${line}\n`));
+    } else {
+      const { connectSsh } = await import('../remote/ssh.ts');
+      remote = await connectSsh(target, {
+        acceptNewHostKey: opts.acceptNewHostKey,
+        confirmHostKey: process.stdin.isTTY
+          ? (fp: string) => this.confirm(`The authenticity of ${target.host} can't be established (key ${fp}). Trust it and record it in known_hosts?`)
+          : undefined,
+      });
+    }
+    this.remotes.push(remote);
+    return remote;
+  }
+
+  runTasks<C>(
+    tasks: (RunnableTask<C> | TaskGroup<C>)[],
+    ctx: C,
+    options?: { concurrent?: boolean; keepGoing?: boolean },
+  ): Promise<void> {
+    return runTasks(tasks, ctx, this.globals(), options);
+  }
+
+  async confirm(question: string): Promise<boolean> {
+    if (this.globals().yes) return true;
+    if (!process.stdin.isTTY) return false;
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      const answer = await rl.question(`${question} [y/N] `);
+      return /^y(es)?$/i.test(answer.trim());
+    } finally {
+      rl.close();
+    }
+  }
+
+  /** Close every connection this command opened. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.remotes.map((r) => r.close()));
+  }
+}
+

@@ -1,0 +1,192 @@
+import { Command, CommanderError } from 'commander';
+import { KraftwerkError } from '../errors.ts';
+import { CoreKit, type GlobalOptions } from './kit.ts';
+import { COMMAND_PLUGINS, loadBuiltin } from '../engine/registry.ts';
+
+/**
+ * The command line. Only commander and the small command plugins are loaded
+ * up front; each command imports what it needs when it runs, so `--help`
+ * stays fast (and never loads the AWS SDK).
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('kraftwerk');
+  const globals = (): GlobalOptions => {
+    const o = program.opts();
+    return {
+      dryRun: Boolean(o.dryRun),
+      verbose: Boolean(o.verbose),
+      quiet: Boolean(o.quiet),
+      config: o.config,
+      acceptNewHostKey: Boolean(o.acceptNewHostKey),
+      yes: Boolean(o.yes),
+    };
+  };
+  const kit = new CoreKit(globals);
+
+  program
+    .description('Deploy and run Python WSGI sites on your own Debian servers over SSH.')
+    .version(await version(), '-V, --version')
+    .option('-v, --verbose', 'show every remote command and its output')
+    .option('-q, --quiet', 'print only errors')
+    .option('-n, --dry-run', 'print every remote command and file that would be written; change nothing')
+    .option('-c, --config <file>', 'use this config file instead of searching for kraftwerk.yaml')
+    .option('--accept-new-host-key', "record an unknown server's host key in known_hosts (a changed key is always refused)")
+    .option('-y, --yes', 'answer yes to confirmations (for scripts)')
+    .showHelpAfterError('(run kraftwerk --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const run =
+    <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
+    async (...args: A) => {
+      try {
+        await fn(...args);
+      } finally {
+        await kit.close();
+      }
+    };
+
+  program
+    .command('init')
+    .description('write a commented kraftwerk.yaml for the project in this folder')
+    .option('-f, --force', 'overwrite an existing kraftwerk.yaml')
+    .action(
+      run(async (opts: { force?: boolean }) => {
+        const { initCommand } = await import('./actions/init.ts');
+        await initCommand({ cwd: process.cwd(), force: opts.force, log: kit.log });
+      }),
+    );
+
+  program
+    .command('setup-node')
+    .argument('[node]', 'server, group or sandbox name (default: default_node)')
+    .description('install and configure the Kraftwerk stack on a Debian server (idempotent)')
+    .action(
+      run(async (node?: string) => {
+        const { setupNodeCommand } = await import('./actions/setup-node.ts');
+        await setupNodeCommand(kit, node);
+      }),
+    );
+
+  program
+    .command('deploy')
+    .argument('[node]', 'server, group or sandbox name (default: default_node)')
+    .description('ship the project with rsync and bring the new release live')
+    .option('-u, --upgrade-packages', 'reinstall requirements even if requirements.txt did not change')
+    .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .action(
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string }) => {
+        const { deployCommand } = await import('./actions/deploy.ts');
+        await deployCommand(kit, node, opts);
+      }),
+    );
+
+  program
+    .command('releases')
+    .argument('[node]', 'server, group or sandbox name')
+    .description('list the releases on a node: time, deployer, git revision, status')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (node: string | undefined, opts: { json?: boolean }) => {
+        const { releasesCommand } = await import('./actions/releases.ts');
+        await releasesCommand(kit, node, opts);
+      }),
+    );
+
+  program
+    .command('rollback')
+    .argument('[node]', 'server, group or sandbox name')
+    .description('switch back to the previous good release (or --to <id>) with its own venv and configuration')
+    .option('--to <id>', 'the release to bring back (see kraftwerk releases)')
+    .option('--with-data', 'also restore the database snapshot taken before the live release ran its release commands')
+    .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .action(
+      run(async (node: string | undefined, opts: { to?: string; withData?: boolean; lockWait?: string }) => {
+        const { rollbackCommand } = await import('./actions/rollback.ts');
+        await rollbackCommand(kit, node, opts);
+      }),
+    );
+
+  program
+    .command('unlock')
+    .argument('[node]', 'server, group or sandbox name')
+    .description("remove a site's deploy lock by hand (when its holder is gone)")
+    .action(
+      run(async (node?: string) => {
+        const { unlockCommand } = await import('./actions/releases.ts');
+        await unlockCommand(kit, node);
+      }),
+    );
+
+  program
+    .command('plugins')
+    .description('list the plugins active for this project and the hooks each taps')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (opts: { json?: boolean }) => {
+        const { pluginsCommand } = await import('./actions/plugins.ts');
+        await pluginsCommand(kit, opts);
+      }),
+    );
+
+  program
+    .command('schema')
+    .description('print the JSON Schema of kraftwerk.yaml (for editor completion)')
+    .action(
+      run(async () => {
+        const { schemaCommand } = await import('../config/jsonschema.ts');
+        process.stdout.write(schemaCommand());
+      }),
+    );
+
+  // status, logs, run, env, backup(s), dump, load, sync-services, destroy
+  const { registerOpsCommands } = await import('./ops-commands.ts');
+  registerOpsCommands(program, kit, run);
+
+  for (const name of COMMAND_PLUGINS) {
+    const plugin = await loadBuiltin(name);
+    plugin.commands?.(program, kit);
+  }
+
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    return reportError(err, globals());
+  }
+}
+
+function reportError(err: unknown, options: GlobalOptions): number {
+  if (err instanceof CommanderError) {
+    // Help and version "errors" are normal exits; the rest is bad usage.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    return 2;
+  }
+  const red = (s: string) => (process.env.NO_COLOR || !process.stderr.isTTY ? s : `\u001b[31m${s}\u001b[39m`);
+  if (err instanceof KraftwerkError) {
+    process.stderr.write(`${red('error:')} ${err.message}\n`);
+    if (err.hint) process.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
+    if (options.verbose && err.cause instanceof Error && !(err.cause instanceof KraftwerkError)) {
+      process.stderr.write(`${err.cause.stack}\n`);
+    }
+    return err.exitCode;
+  }
+  // Not a user error: a bug. Show the stack so it can be reported.
+  process.stderr.write(`${red('internal error:')} ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write('This is a bug in Kraftwerk; please report it with the output above.\n');
+  return 1;
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  // core/cli.ts from source, dist/core/cli/main.js when built.
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'kraftwerk') return pkg.version;
+    } catch {
+      // try the next location
+    }
+  }
+  return 'unknown';
+}

@@ -1,0 +1,153 @@
+import { AsyncSeriesHook } from 'tapable';
+import type {
+  DeployContext,
+  DestroyContext,
+  DumpContext,
+  EnvironmentContext,
+  EnvironmentVars,
+  NodeContext,
+  ReloadContext,
+  SetupContext,
+  SetupPackages,
+  StatusReport,
+} from './context.ts';
+import { PluginError } from '../errors.ts';
+import { TaskList } from './tasks.ts';
+
+/**
+ * Every hook of Kraftwerk, declared once. Deploy runs
+ * preSync → sync → install → configure → restart; the other commands have
+ * their own hooks. Taps add tasks to the TaskList they receive; core runs them.
+ */
+export function createHooks() {
+  return Object.freeze({
+    /** Checks before anything changes: config, node state, requirements. */
+    preSync: new AsyncSeriesHook<[DeployContext, TaskList<DeployContext>]>(['deploy', 'tasks']),
+    /** Transfer the project into the new release folder. */
+    sync: new AsyncSeriesHook<[DeployContext, TaskList<DeployContext>]>(['deploy', 'tasks']),
+    /** Virtualenv, requirements, per-site packages. */
+    install: new AsyncSeriesHook<[DeployContext, TaskList<DeployContext>]>(['deploy', 'tasks']),
+    /** Render and write configuration, provision services, run release commands. */
+    configure: new AsyncSeriesHook<[DeployContext, TaskList<DeployContext>]>(['deploy', 'tasks']),
+    /** Switch `current`, reload, health check. */
+    restart: new AsyncSeriesHook<[DeployContext, TaskList<DeployContext>]>(['deploy', 'tasks']),
+    /** setup-node: add Debian packages and node-wide setup tasks. */
+    setupNode: new AsyncSeriesHook<[SetupContext, TaskList<SetupContext>, SetupPackages]>([
+      'setup',
+      'tasks',
+      'packages',
+    ]),
+    /** Environment variables a plugin provides to the site. */
+    environment: new AsyncSeriesHook<[EnvironmentContext, EnvironmentVars]>(['context', 'env']),
+    /** destroy: remove what the plugin created for the site. */
+    destroy: new AsyncSeriesHook<[DestroyContext, TaskList<DestroyContext>]>(['context', 'tasks']),
+    /** dump: write the plugin's data of the site into the dump folder. */
+    dump: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
+    /** load: restore the plugin's data from the dump folder. */
+    load: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
+    /**
+     * verify: prove the plugin's share of the dump folder restores (into scratch space on the
+     * node that no site can reach, removed again, also on failure); a failed check throws.
+     * Like dump tasks, plain commands: the scheduled backup script runs them too.
+     */
+    verify: new AsyncSeriesHook<[DumpContext, TaskList<DumpContext>]>(['context', 'tasks']),
+    /** status: report the plugin's state for the site (taps may use ctx.remote: core connects before calling it). */
+    status: new AsyncSeriesHook<[NodeContext, StatusReport]>(['context', 'report']),
+    /**
+     * reload: the site's environment changed outside a deploy (`kraftwerk env set`, a load):
+     * add files derived from it to ctx.files and reload the site's services gracefully.
+     */
+    reload: new AsyncSeriesHook<[ReloadContext, TaskList<ReloadContext>]>(['context', 'tasks']),
+  });
+}
+
+export type Hooks = ReturnType<typeof createHooks>;
+export type HookName = keyof Hooks;
+export const hookNames = [
+  'preSync',
+  'sync',
+  'install',
+  'configure',
+  'restart',
+  'setupNode',
+  'environment',
+  'destroy',
+  'dump',
+  'load',
+  'verify',
+  'status',
+  'reload',
+] as const satisfies readonly HookName[];
+
+/** Deploy phases in the order they run. */
+export const deployPhases = ['preSync', 'sync', 'install', 'configure', 'restart'] as const;
+export type DeployPhase = (typeof deployPhases)[number];
+
+/** Which plugin tapped which hook, for `kraftwerk plugins`. */
+export type TapRegistry = Map<string, Set<HookName>>;
+
+/**
+ * Wrap every tap of every hook so that (1) a failure names the plugin, the hook
+ * and the node, and (2) collectors passed to the tap record the plugin's name.
+ */
+export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map()): TapRegistry {
+  for (const name of hookNames) {
+    const hook = hooks[name] as AsyncSeriesHook<unknown[]>;
+    hook.intercept({
+      register(tap) {
+        const plugin = tap.name;
+        if (!registry.has(plugin)) registry.set(plugin, new Set());
+        registry.get(plugin)!.add(name);
+        const fn = tap.fn as (...args: unknown[]) => unknown;
+        const scoped = (args: unknown[]) =>
+          args.map((a) =>
+            a && typeof a === 'object' && 'forPlugin' in a && typeof (a as { forPlugin: unknown }).forPlugin === 'function'
+              ? (a as { forPlugin(p: string): unknown }).forPlugin(plugin)
+              : a,
+          );
+        const nodeOf = (args: unknown[]) => (args[0] as { node?: string } | undefined)?.node;
+        if (tap.type === 'promise') {
+          tap.fn = async (...args: unknown[]) => {
+            try {
+              return await fn(...scoped(args));
+            } catch (err) {
+              throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+            }
+          };
+        } else if (tap.type === 'async') {
+          tap.fn = (...args: unknown[]) => {
+            const cb = args.pop() as (err?: unknown, r?: unknown) => void;
+            try {
+              fn(...scoped(args), (err?: unknown, r?: unknown) =>
+                cb(err ? (err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err)) : undefined, r),
+              );
+            } catch (err) {
+              cb(new PluginError(plugin, name, nodeOf(args), err));
+            }
+          };
+        } else {
+          tap.fn = (...args: unknown[]) => {
+            try {
+              return fn(...scoped(args));
+            } catch (err) {
+              throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+            }
+          };
+        }
+        return tap;
+      },
+    });
+  }
+  return registry;
+}
+
+/** Call a task-collecting hook and return its sorted tasks. */
+export async function collectTasks<C>(
+  hook: AsyncSeriesHook<[C, TaskList<C>]>,
+  hookName: string,
+  ctx: C,
+): Promise<TaskList<C>> {
+  const tasks = new TaskList<C>(hookName);
+  await hook.promise(ctx, tasks);
+  return tasks;
+}

@@ -1,0 +1,53 @@
+import type { Command as CliCommand } from 'commander';
+import type { RunOptions, Logger } from './context.ts';
+import type { Hooks } from './hooks.ts';
+import type { Site } from '../config/site.ts';
+import type { TaskSpec } from './tasks.ts';
+import type { Remote, SshTarget } from '../remote/remote.ts';
+
+/**
+ * A Kraftwerk plugin. Built-in plugins (plugins/<name>/index.ts) and
+ * project-local ones use exactly this API and import only from the package's
+ * public entry point.
+ */
+export interface Plugin {
+  /** Shown in task titles and error messages; `services:` enables a plugin by this name. */
+  readonly name: string;
+  /** One line shown by `kraftwerk plugins`. */
+  readonly description?: string;
+  /** Tap the hooks for `site`. Called once per command, before any node is touched. */
+  apply?(hooks: Hooks, site: Site): void;
+  /** Add commands to the CLI (e.g. `sandbox`, `create-node`). Keep heavy imports inside the actions. */
+  commands?(program: CliCommand, kit: CommandKit): void;
+  /** Resolve a node name this plugin knows (e.g. a sandbox), before ~/.ssh/config is consulted. */
+  resolveNode?(name: string): Promise<Partial<SshTarget> | undefined>;
+}
+
+/** Identity helper that gives a plugin object its type. */
+export function definePlugin(plugin: Plugin): Plugin {
+  return plugin;
+}
+
+/** A project loaded from its config file. */
+export interface Project {
+  site: Site;
+  /** Every plugin that is active for the site: fixed stack, enabled services, local plugins. */
+  plugins: Plugin[];
+}
+
+/** What core lends a plugin's CLI commands. */
+export interface CommandKit {
+  /** Global options (--dry-run, --verbose, --quiet). */
+  options(): RunOptions;
+  readonly log: Logger;
+  /** Load kraftwerk.yaml from the working directory (or --config); throws ConfigError when invalid. */
+  loadProject(): Promise<Project>;
+  /** Resolve a node name through plugins, kraftwerk.yaml `nodes` and `ssh -G`. */
+  resolveNode(name: string, project?: Project): Promise<SshTarget>;
+  /** Connect to a node with host key verification (honours --accept-new-host-key and --dry-run). */
+  connect(target: SshTarget): Promise<Remote>;
+  /** Run tasks with listr2 progress (plain lines when not a TTY). */
+  runTasks<C>(tasks: (TaskSpec<C> & { plugin?: string })[], ctx: C, options?: { concurrent?: boolean }): Promise<void>;
+  /** Ask a yes/no question; false when there is no TTY (callers offer a --yes flag). */
+  confirm(question: string): Promise<boolean>;
+}

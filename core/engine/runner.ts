@@ -1,0 +1,124 @@
+import { Listr, type ListrTask, type ListrTaskWrapper } from 'listr2';
+import type { RunOptions } from './context.ts';
+import { KraftwerkError, PluginError } from '../errors.ts';
+import type { CollectedTask, TaskHandle, TaskSpec } from './tasks.ts';
+
+/**
+ * The only module that imports listr2. Plugins hand over TaskSpecs; this turns
+ * them into listr2 tasks: a live tree on a terminal, plain lines in CI logs.
+ */
+
+export type RunnableTask<C> = TaskSpec<C> & { plugin?: string; hook?: string };
+
+/** A group of tasks shown under one title (a phase, or a node). */
+export interface TaskGroup<C> {
+  title: string;
+  tasks: RunnableTask<C>[] | TaskGroup<C>[];
+  /** Run the children concurrently (e.g. one group per node). */
+  concurrent?: boolean;
+  /** Node name, used in error messages. */
+  node?: string;
+  ctx?: C;
+  /** Keep running the other children when one fails (default: stop at the first failure). */
+  keepGoing?: boolean;
+}
+
+function isGroup<C>(t: RunnableTask<C> | TaskGroup<C>): t is TaskGroup<C> {
+  return 'tasks' in t && Array.isArray((t as TaskGroup<C>).tasks);
+}
+
+type Wrapper = ListrTaskWrapper<unknown, never, never>;
+
+function handleOf(task: Wrapper): TaskHandle {
+  return {
+    output(line: string) {
+      // listr2 shows the last line(s) of output under a running task.
+      task.output = line.replace(/\s+$/, '');
+    },
+    title(title: string) {
+      task.title = title;
+    },
+    skip(reason: string) {
+      task.skip(reason);
+    },
+  };
+}
+
+function titleOf(t: RunnableTask<unknown>): string {
+  return t.plugin && t.plugin !== 'core' ? `${t.plugin}: ${t.title}` : t.title;
+}
+
+function toListr<C>(item: RunnableTask<C> | TaskGroup<C>, ctx: C, node: string | undefined): ListrTask<unknown, never, never> {
+  if (isGroup(item)) {
+    const groupCtx = (item.ctx ?? ctx) as C;
+    const groupNode = item.node ?? node;
+    return {
+      title: item.title,
+      task: (_c, task) =>
+        task.newListr(
+          (item.tasks as (RunnableTask<C> | TaskGroup<C>)[]).map((child) => toListr(child, groupCtx, groupNode)),
+          { concurrent: item.concurrent ?? false, exitOnError: !item.keepGoing },
+        ),
+    };
+  }
+  const spec = item;
+  return {
+    title: titleOf(spec as RunnableTask<unknown>),
+    skip: spec.skip ? () => spec.skip!(ctx) : undefined,
+    task: async (_c, task) => {
+      try {
+        await spec.run(ctx, handleOf(task as Wrapper));
+      } catch (err) {
+        if (err instanceof PluginError || !spec.plugin || spec.plugin === 'core') throw err;
+        throw new PluginError(spec.plugin, spec.hook ?? 'task', node, err);
+      }
+    },
+  };
+}
+
+function rendererFor(options: RunOptions) {
+  if (options.quiet) return { renderer: 'silent' as const };
+  // NO_COLOR and non-TTY output are detected by listr2 itself (falls back to `simple`).
+  return {
+    renderer: (options.verbose ? 'verbose' : 'default') as 'default',
+    fallbackRenderer: 'simple' as const,
+    rendererOptions: { collapseSubtasks: false, showErrorMessage: false, timer: undefined },
+    fallbackRendererOptions: { timestamp: undefined },
+  };
+}
+
+/** Run tasks and groups with progress; the first failure stops the run and is thrown. */
+export async function runTasks<C>(
+  items: (RunnableTask<C> | TaskGroup<C>)[],
+  ctx: C,
+  options: RunOptions,
+  listOptions?: { concurrent?: boolean; node?: string; keepGoing?: boolean },
+): Promise<void> {
+  const list = new Listr(
+    items.map((i) => toListr(i, ctx, listOptions?.node)),
+    {
+      concurrent: listOptions?.concurrent ?? false,
+      exitOnError: !listOptions?.keepGoing,
+      collectErrors: false,
+      registerSignalListeners: false,
+      ...rendererFor(options),
+    } as never,
+  );
+  try {
+    await list.run();
+  } catch (err) {
+    throw unwrap(err);
+  }
+}
+
+function unwrap(err: unknown): unknown {
+  // listr2 may wrap errors; surface the original KraftwerkError when there is one.
+  if (err instanceof KraftwerkError) return err;
+  const inner = (err as { error?: unknown })?.error;
+  return inner instanceof Error ? inner : err;
+}
+
+/** Convert collected hook tasks to runnable ones (keeps plugin and hook for titles and errors). */
+export function runnable<C>(tasks: CollectedTask<C>[]): RunnableTask<C>[] {
+  return tasks;
+}

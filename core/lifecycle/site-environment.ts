@@ -1,0 +1,122 @@
+import { EnvironmentVars } from '../engine/context.ts';
+import { parseEnvFile, renderEnvFile, siteNamesOf } from '../shell/env-file.ts';
+import type { Hooks } from '../engine/hooks.ts';
+import { releaseConfig, type Site } from '../config/site.ts';
+import { type Script, quote, raw, sh } from '../shell/sh.ts';
+import type { RemoteFile } from '../remote/remote.ts';
+
+/** Where a variable of the site's environment comes from, lowest precedence first. */
+export type EnvSource = { kind: 'plugin'; plugin: string; secret: boolean } | { kind: 'environ' } | { kind: 'local' };
+
+export interface SiteEnvironment {
+  vars: Record<string, string>;
+  sources: Record<string, EnvSource>;
+}
+
+/**
+ * The site's environment as a deploy writes it into the release (.kraftwerk/env and the envdir): the plugins'
+ * variables (the `environment` hook), then `environ:` from kraftwerk.yaml, then
+ * what `kraftwerk env set` stored (shared/env.local). `previous` is the
+ * environment on the server now, so plugins can keep generated secrets.
+ */
+export async function computeSiteEnvironment(
+  hooks: Hooks,
+  site: Site,
+  node: string,
+  previous: Record<string, string>,
+  local: Record<string, string>,
+): Promise<SiteEnvironment> {
+  const env = new EnvironmentVars();
+  await hooks.environment.promise({ site, node, previous }, env);
+  const vars: Record<string, string> = {};
+  const sources: Record<string, EnvSource> = {};
+  for (const [k, v] of env.vars) {
+    vars[k] = v.value;
+    sources[k] = { kind: 'plugin', plugin: v.plugin, secret: v.secret };
+  }
+  for (const [k, v] of Object.entries(site.config.environ)) {
+    vars[k] = String(v);
+    sources[k] = { kind: 'environ' };
+  }
+  for (const [k, v] of Object.entries(local)) {
+    vars[k] = v;
+    sources[k] = { kind: 'local' };
+  }
+  return { vars, sources };
+}
+
+/** What a rollback (or an undo) runs a release with: see withCurrentSiteVariables. */
+export interface RestoredEnvironment {
+  /** The release's files; its env, .kraftwerk/env and its envdir, with the site variables of now. */
+  files: RemoteFile[];
+  /** How the environment was made; undefined when the files hold no env file. */
+  environment?: {
+    /** Variables the release brought itself (plugins and its kraftwerk.yaml `environ:`). */
+    generated: number;
+    /** Variables taken from shared/env.local as it is now. */
+    site: number;
+  };
+  /**
+   * The release's envdir and the names it must hold: an `env set` while the
+   * release was live wrote files there that its saved set does not know, so
+   * the files of other names are removed (pruneEnvdirCommand).
+   */
+  envdir?: { dir: string; names: string[] };
+}
+
+/**
+ * A release's saved configuration files, with its environment brought up to
+ * date: the release's own generated values (plugins' variables such as
+ * DATABASE_URL, and `environ:` of the kraftwerk.yaml it was deployed with),
+ * and then shared/env.local as it is *now*, replacing the site variables the
+ * release was deployed with. `kraftwerk env set/unset` changes only
+ * env.local and the live release; re-merging here, at the one place where a
+ * release's saved files come back (rollback, and undoing a failed deploy),
+ * means a rotated or removed secret never returns with an older release, and
+ * no other release needs rewriting when a secret changes.
+ *
+ * The envdir (releaseConfig's `environ`, one file per variable) follows the
+ * same variables when the release had one; files of other names are removed
+ * by pruneEnvdirCommand (the release is not running while it comes back).
+ */
+export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePath: string, local: Record<string, string>): RestoredEnvironment {
+  const own = releaseConfig(releasePath);
+  const envFile = files.find((f) => f.path === own.env && !f.remove);
+  if (!envFile) return { files: [...files] };
+  const generated = parseEnvFile(envFile.content);
+  for (const name of siteNamesOf(envFile.content)) delete generated[name];
+  for (const name of Object.keys(local)) delete generated[name];
+  const vars = { ...generated, ...local };
+  const envdir = `${own.environ}/`;
+  const envdirFiles = files.filter((f) => f.path.startsWith(envdir) && !f.path.slice(envdir.length).includes('/'));
+  const out = files.filter((f) => f !== envFile && !envdirFiles.includes(f));
+  out.push({ ...envFile, content: renderEnvFile(vars, Object.keys(local)) });
+  const template = envdirFiles[0];
+  const names = Object.keys(vars).sort();
+  if (template) for (const name of names) out.push({ ...template, path: `${envdir}${name}`, content: vars[name]! });
+  return {
+    files: out,
+    environment: { generated: Object.keys(generated).length, site: Object.keys(local).length },
+    envdir: template ? { dir: own.environ, names } : undefined,
+  };
+}
+
+/** The line a rollback prints about the environment the release runs with. */
+export function describeRestoredEnvironment(releaseId: string, env: NonNullable<RestoredEnvironment['environment']>): string {
+  const site = env.site === 1 ? '1 site variable' : `${env.site} site variables`;
+  return `environment: release ${releaseId}'s generated values (${env.generated}) + ${site} from kraftwerk env set (current)`;
+}
+
+/**
+ * Removes the files of an envdir whose names are not in `names` (root's folder,
+ * closed to the site: root removes only regular files and links named there).
+ */
+export function pruneEnvdirCommand(dir: string, names: readonly string[]): Script {
+  // Each name is one quoted word of the case pattern; '' alone matches no file name.
+  const keep = raw(names.length ? names.map((n) => quote(n)).join('|') : "''");
+  return sh`[ -d ${dir} ] || exit 0
+for f in ${dir}/* ${dir}/.[!.]*; do
+  [ -f "$f" ] || [ -L "$f" ] || continue
+  case "\${f##*/}" in ${keep}) ;; *) rm -f -- "$f";; esac
+done`;
+}

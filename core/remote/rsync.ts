@@ -1,0 +1,162 @@
+/**
+ * Code transfer: rsync over OpenSSH, told to use exactly the host, port, keys and
+ * known_hosts the ssh2 connection used, and to refuse any host key it cannot verify.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { KraftwerkError, lastLines } from '../errors.ts';
+import { quote } from '../shell/sh.ts';
+import type { SshTarget } from './remote.ts';
+
+/** Never deployed: VCS data, caches, local virtualenvs and Kraftwerk's own local state. */
+export const DEFAULT_EXCLUDES = ['.git', '__pycache__', '*.pyc', 'node_modules', '.venv', 'venv', '.kraftwerk'];
+
+/** The original Kraftwerk's exclude file, honoured when a project still has one. */
+export const RSYNC_EXCLUDE_FILE = 'rsync_exclude.txt';
+
+export interface RsyncOptions {
+  target: SshTarget;
+  /** Local folder whose contents are copied. */
+  source: string;
+  /** Folder on the server (created by rsync). */
+  dest: string;
+  /** Previous release on the server: unchanged files become hard links to it. */
+  linkDest?: string;
+  /** The project's `exclude:` patterns (added to DEFAULT_EXCLUDES). */
+  excludes: readonly string[];
+  excludeFromFile?: string;
+  dryRun?: boolean;
+  /**
+   * Group of every file and folder on the server (the site's own): the site reads its code through
+   * it, and others (nginx passes through the release folder) get no bits at all.
+   */
+  group?: string;
+}
+
+export interface RsyncStats {
+  bytesSent: number;
+  bytesReceived: number;
+  filesTransferred: number;
+}
+
+/** `rsync_exclude.txt` in the project folder, if there is one. */
+export function findRsyncExcludeFile(projectDir: string): string | undefined {
+  const file = join(projectDir, RSYNC_EXCLUDE_FILE);
+  return existsSync(file) ? file : undefined;
+}
+
+/**
+ * rsync splits its -e string itself and understands '…' and "…" but not the
+ * backslash in quote()'s `'\''`; `'"'"'` means the same to a POSIX shell and to rsync.
+ */
+function quoteForRsync(value: string | number): string {
+  return quote(value).replace(/'\\''/g, `'"'"'`);
+}
+
+/** The `ssh …` command rsync runs: same port, keys, known_hosts; strict host key checking; never a prompt. */
+export function rsyncSshCommand(target: SshTarget): string {
+  // ssh splits a UserKnownHostsFile list on spaces; a path with spaces goes in double quotes.
+  const knownHosts = target.knownHostsFiles.map((f) => (/\s/.test(f) ? `"${f}"` : f)).join(' ');
+  const parts: (string | number)[] = ['ssh', '-p', target.port];
+  for (const file of target.identityFiles) parts.push('-i', file);
+  parts.push('-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes');
+  // A dropped network must end the transfer in well under a minute, as it ends the deploy's own
+  // SSH connection (same connect timeout, keepalives 10 s apart, 3 unanswered), not after TCP's
+  // retransmissions give up (many minutes): the deploy fails, and its lock is not held meanwhile.
+  parts.push('-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3');
+  if (target.proxyJump) parts.push('-o', `ProxyJump=${target.proxyJump}`);
+  if (target.hostKeyAlias) parts.push('-o', `HostKeyAlias=${target.hostKeyAlias}`);
+  return parts.map(quoteForRsync).join(' ');
+}
+
+export function buildRsyncArgs(options: RsyncOptions): string[] {
+  const { target } = options;
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  const args = [
+    '--recursive',
+    '--links',
+    '--times',
+    '--perms',
+    // Readable by the site user whatever the local umask was; executables stay executable.
+    options.group ? '--chmod=u=rwX,g=rX,o=' : '--chmod=u=rwX,go=rX',
+    '--compress',
+    '--delete',
+    '--stats',
+    '--info=progress2',
+  ];
+  if (options.group) args.push(`--chown=:${options.group}`);
+  if (options.dryRun) args.push('--dry-run');
+  args.push('-e', rsyncSshCommand(target));
+  if (target.sudo) args.push('--rsync-path=sudo -n rsync');
+  if (options.linkDest) args.push(`--link-dest=${options.linkDest}`);
+  for (const pattern of [...DEFAULT_EXCLUDES, ...options.excludes]) args.push(`--exclude=${pattern}`);
+  if (options.excludeFromFile) args.push(`--exclude-from=${options.excludeFromFile}`);
+  // The trailing slash copies the folder's contents, not the folder itself.
+  args.push(options.source.endsWith('/') ? options.source : `${options.source}/`, `${target.user}@${host}:${options.dest}`);
+  return args;
+}
+
+/** Numbers from `rsync --stats` (printed with thousands separators). */
+export function parseRsyncStats(output: string): RsyncStats {
+  const number = (label: string): number => {
+    const match = new RegExp(`^${label}: ([\\d,.]+)`, 'm').exec(output);
+    return match ? Number(match[1]!.replace(/[,.]/g, '')) : 0;
+  };
+  return {
+    bytesSent: number('Total bytes sent'),
+    bytesReceived: number('Total bytes received'),
+    filesTransferred: number('Number of regular files transferred'),
+  };
+}
+
+/**
+ * Run rsync with `args` (from buildRsyncArgs), handing each progress line to
+ * `onLine`. `node` names the server in error messages.
+ */
+export function runRsync(args: readonly string[], onLine?: (line: string) => void, node = 'the server'): Promise<RsyncStats> {
+  return new Promise((resolve, reject) => {
+    // The C locale keeps the --stats labels in English whatever the user's language.
+    const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let stdout = '';
+    let stderr = '';
+    let partial = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      // Progress lines end in \r (redrawn in place), file lines in \n.
+      const lines = (partial + chunk).split(/[\r\n]/);
+      partial = lines.pop()!;
+      for (const line of lines) if (line.trim() !== '') onLine?.(line.trim());
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'ENOENT'
+          ? new KraftwerkError('rsync is not installed on this machine', {
+              hint: 'Install it (Debian/Ubuntu: apt-get install rsync; macOS: brew install rsync).',
+            })
+          : error,
+      );
+    });
+    child.on('close', (code) => {
+      if (partial.trim() !== '') onLine?.(partial.trim());
+      if (code === 0) {
+        resolve(parseRsyncStats(stdout));
+        return;
+      }
+      reject(new KraftwerkError(`rsync to ${node} failed (exit ${code}):\n${lastLines(stderr.trim(), 15)}`, { hint: rsyncHint(code, stderr) }));
+    });
+  });
+}
+
+function rsyncHint(code: number | null, stderr: string): string | undefined {
+  if (/unknown option|unrecognized option/.test(stderr) && !/remote|server/i.test(stderr)) {
+    return 'Kraftwerk needs rsync 3.1 or newer on this machine (macOS: brew install rsync).';
+  }
+  if (/command not found|rsync: not found/.test(stderr)) return 'rsync is missing on the server: run `kraftwerk setup-node`.';
+  if (/Host key verification failed/.test(stderr)) {
+    return 'ssh could not verify the host key; connect once with --accept-new-host-key, or check known_hosts.';
+  }
+  if (code === 255) return 'rsync\'s ssh could not connect; `ssh` to the node with the same settings shows why.';
+  return undefined;
+}
