@@ -5,7 +5,11 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { corePlugin, heldLock, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/release-steps.ts';
+import { corePlugin } from '../../lifecycle/core-plugin.ts';
+import { heldLock, releaseLock, RESTART_TASKS_STATE } from '../../lifecycle/held-lock.ts';
+import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.ts';
+import { restoreFiles } from '../../lifecycle/release-files.ts';
+import { SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
