@@ -18,7 +18,7 @@ import { forgetLock, heldLock, lockReleaseWithLastCommand } from './held-lock.ts
 import { checkProject } from './project-check.ts';
 import { inspectNode } from './inspect-node.ts';
 import { openReleaseCommand, prepareSiteCommand, preparedSiteMarker, siteFolders } from './site-folders.ts';
-import { execSwitch, LOCK_LOST_EXIT, SWITCHED_MARKER, SWITCHED_STATE, switchCommand } from './switch.ts';
+import { collectSwitchSteps, execSwitch, LOCK_LOST_EXIT, SWITCHED_MARKER, SWITCHED_STATE, switchCommand } from './switch.ts';
 import { healthCheckCommand } from './healthcheck.ts';
 import { finishReleaseCommand, RECORD_STATE, reportFinish } from './release-record.ts';
 import { writeFiles } from './release-files.ts';
@@ -169,7 +169,7 @@ export const corePlugin = definePlugin({
           if (lost) throw lost;
           // From here on a Ctrl-C lets the deploy finish (health check, rollback); before, it stops it.
           interruptOf(ctx)?.beginSwitch();
-          const switchIt = switchCommand(site, ctx.release.id, lock?.info.token);
+          const switchIt = switchCommand(site, ctx.release.id, lock?.info.token, await collectSwitchSteps(hooks, ctx));
           const res = await execSwitch(ctx, open ? sh`${open} && ${switchIt}` : switchIt);
           const switched = ctx.remote.dryRun || res.stdout.split('\n').includes(SWITCHED_MARKER);
           // Once `current` moved, the rollback logic owns this node, whatever failed after the rename.

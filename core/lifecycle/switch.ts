@@ -1,10 +1,9 @@
 import { type Script, sh } from '../shell/sh.ts';
 import type { Site } from '../config/site.ts';
-import type { DeployContext } from '../engine/context.ts';
+import { type ContributedScript, type DeployContext, SwitchSteps } from '../engine/context.ts';
+import { type Hooks, lifecycleHooks } from '../engine/hooks.ts';
 import type { ExecResult } from '../remote/remote.ts';
 import { buildSyncFilesCommand } from '../remote/syncfiles.ts';
-import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from '../../plugins/uwsgi/slots.ts';
-import { removeServicesCommand, RUNIT_SV_DIR, SITE_MARKER_FILE } from '../../plugins/runit/commands.ts';
 import { lockPath } from './lock.ts';
 import { releaseFilesPath } from './release-record.ts';
 
@@ -19,16 +18,16 @@ export const LOCK_LOST_EXIT = 75;
 /**
  * Atomically point `current` at a release: a new symlink renamed over the old
  * one. That one rename moves code, configuration and traffic (see
- * `releaseConfig`); then the slot that runs the release is marked as the one
- * a reboot starts and the other slots stop. Signals are ignored from the first
- * line on, so a connection that drops now does not leave this half done.
+ * `releaseConfig`); then the plugins' `afterSwitch` steps run (e.g. the old
+ * instance of the site stops). Signals are ignored from the first line on, so
+ * a connection that drops now does not leave this half done.
  *
  * Nothing happens unless the deploy lock still holds `lockToken` (a deploy
  * that lost its lock must not switch beside the one that took it over); and
  * when the rename fails, the script stops there with an error: the live slot
  * keeps running and `current` is as it was.
  */
-export function switchCommand(site: Site, releaseId: string, lockToken?: string): Script {
+export function switchCommand(site: Site, releaseId: string, lockToken?: string, steps = new SwitchSteps()): Script {
   const current = site.paths.current;
   const tmp = `${current}.new`;
   const target = `releases/${releaseId}`;
@@ -42,20 +41,18 @@ if ! { ln -sn ${target} ${tmp} && mv -T ${tmp} ${current} && [ "$(readlink ${cur
   echo ${`kraftwerk: could not point ${current} at ${target} (see above); current and the live slot were left as they were`} >&2
   exit 1
 fi
-echo ${SWITCHED_MARKER}
-${retireOtherSlotsCommand(site, `${site.paths.releases}/${releaseId}`)}
-${removeLegacyServiceCommand(site)}`;
+echo ${SWITCHED_MARKER}${eachOnItsLine(steps.afterSwitchScripts)}`;
 }
 
 /**
- * Undo a release that did not go live (a failed or interrupted deploy): its
- * slot stops and, with `remove`, its folder and saved configuration go (a
- * failed release stays until the next deploy, listed as failed, to be looked
- * at). Only while the deploy lock holds `lockToken` (a deploy that lost its
+ * Undo a release that did not go live (a failed or interrupted deploy): the
+ * plugins' `onUndo` steps run (e.g. what was started for it stops) and, with
+ * `remove`, its folder and saved configuration go (a failed release stays
+ * until the next deploy, listed as failed, to be looked at). Only while the deploy lock holds `lockToken` (a deploy that lost its
  * lock may not touch what the one that took it over does) and never the
  * release `current` points at. Prints `removed` when the folder went.
  */
-export function undoReleaseCommand(site: Site, releaseId: string, lockToken: string, options: { remove: boolean }): Script {
+export function undoReleaseCommand(site: Site, releaseId: string, lockToken: string, options: { remove: boolean }, steps = new SwitchSteps()): Script {
   const rel = `${site.paths.releases}/${releaseId}`;
   const remove = options.remove
     ? sh`
@@ -63,21 +60,20 @@ if [ -e ${rel} ] && [ "$(readlink -f ${site.paths.current} 2>/dev/null)" != "$(r
   rm -rf -- ${rel} ${releaseFilesPath(site, releaseId)} && echo removed
 fi`
     : sh``;
-  return sh`grep -q ${lockToken} ${`${lockPath(site.name)}/info`} 2>/dev/null || { echo 'kraftwerk: the deploy lock is not ours: nothing undone' >&2; exit 1; }
-${stopUnswitchedSlotCommand(site, rel)}${remove}`;
+  return sh`grep -q ${lockToken} ${`${lockPath(site.name)}/info`} 2>/dev/null || { echo 'kraftwerk: the deploy lock is not ours: nothing undone' >&2; exit 1; }${eachOnItsLine(steps.undoScripts)}${remove}`;
 }
 
-/**
- * A site deployed by a Kraftwerk without web slots ran one service named
- * kraftwerk-<site>; once a slot serves, it goes. (A worker service can have
- * the same name, process `api` of site `shop` for site `shop-api`: workers
- * carry a marker file and are left alone.)
- */
-function removeLegacyServiceCommand(site: Site): Script {
-  const dir = `${RUNIT_SV_DIR}/${site.service}`;
-  return sh`if [ -d ${dir} ] && [ ! -f ${`${dir}/${SITE_MARKER_FILE}`} ]; then
-${removeServicesCommand([site.service], 30)} >/dev/null
-fi`;
+/** The plugins' steps for this node's switch and undo (the `switch` extension point). */
+export async function collectSwitchSteps(hooks: Hooks, ctx: DeployContext): Promise<SwitchSteps> {
+  const steps = new SwitchSteps();
+  await lifecycleHooks(hooks).switch.promise(ctx, steps);
+  return steps;
+}
+
+/** The scripts, each on a line of its own after the line before. */
+function eachOnItsLine(scripts: readonly ContributedScript[]): Script {
+  return scripts.reduce((all, c) => sh`${all}
+${c.script}`, sh``);
 }
 
 /**
