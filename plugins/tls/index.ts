@@ -25,6 +25,7 @@ import {
   getSiteTls,
   type Hooks,
   KraftwerkError,
+  lifecycleHooks,
   type NodeContext,
   setSiteTls,
   type Site,
@@ -239,6 +240,11 @@ function applyTls(hooks: Hooks, site: Site): void {
     }
     if (state.issuer) report.add(NAME, 'issuer', state.issuer);
     if (settings.provider === 'letsencrypt' && state.renewal) report.add(NAME, 'renewal', describeRenewal(state.renewal));
+  });
+
+  // With a certificate, plain HTTP only redirects: core's health check asks over HTTPS, on the node, for the real answer.
+  lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => {
+    if (getSiteTls(ctx)?.certificate) request.https = true;
   });
 
   hooks.destroy.tap(NAME, (_ctx, tasks) => {
