@@ -44,6 +44,7 @@ export { type CommandKit, definePlugin, type Plugin, type Project } from './engi
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './config/site.ts';
@@ -92,7 +93,6 @@ export {
   SiteDirs,
   siteDirs,
   siteDirsCommand,
-  siteLogRootCommand,
   removeServicesCommand,
   restartCommand,
   restartLoggersCommand,

@@ -126,17 +126,6 @@ export function siteDirs(ctx: NodeContext & { probe?: NodeProbe }): SiteDirs {
 }
 
 /**
- * The site's log folder, /var/log/kraftwerk/<site>/: root's, open to the site's
- * group (svlogd, running as the site, reaches its own folders in it), closed
- * to other sites. The site cannot add, remove or swap anything in it. (Before
- * 0.2 it was the site's own; this command, run at every site preparation,
- * takes it back: its parent is root's, so the path cannot be a planted link.)
- */
-export function siteLogRootCommand(site: Site): Script {
-  return sh`install -d -m 0750 -o root -g ${site.user} ${site.paths.logs}`;
-}
-
-/**
  * Make each folder of `dirs` the site's, refusing any whose parent is not a
  * real folder only root can write (then the site could have swapped the
  * folder between the check and the chown). A symlink or file where a folder
