@@ -68,17 +68,17 @@ export { Stage, type TaskHandle, TaskList, type TaskSpec } from './engine/tasks.
 export { renderTemplate } from './shell/template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './remote/remote.ts';
 export {
-  backupScriptPath,
   checkDumpId,
   dumpDir,
   type DumpInfo,
   type DumpKind,
   type DumpManifest,
   listDumpsCommand,
+  MANIFEST_FILE,
   newDumpId,
   parseDumpList,
-  recordDumpCommands,
-  renderBackupScript,
+  prepareDumpDirCommand,
+  rotateBackupsCommand,
 } from './lifecycle/dumps.ts';
 export {
   isSimpleCommand,

@@ -18,7 +18,6 @@
  * no systemd).
  */
 import {
-  backupScriptPath,
   type Script,
   ConfigError,
   definePlugin,
@@ -34,6 +33,7 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+import { backupScriptPath } from '../backups/script.ts';
 
 const PLUGIN_NAME = 'cron';
 
