@@ -48,22 +48,6 @@ export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './config/site.ts';
-export {
-  chooseSpareSlot,
-  ensureSlotsCommand,
-  findLiveSlot,
-  retireOtherSlotsCommand,
-  type Slot,
-  slotDir,
-  slotIni,
-  slotLogDir,
-  slotReleaseLink,
-  SLOTS,
-  slotService,
-  socketAcceptsCommand,
-  stopUnswitchedSlotCommand,
-} from '../plugins/uwsgi/slots.ts';
-export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from '../plugins/tls/state.ts';
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './engine/tasks.ts';
 export { renderTemplate } from './shell/template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './remote/remote.ts';
@@ -80,25 +64,4 @@ export {
   prepareDumpDirCommand,
   rotateBackupsCommand,
 } from './lifecycle/dumps.ts';
-export {
-  isSimpleCommand,
-  listProcessServicesCommand,
-  parseSvStatus,
-  processLogDir,
-  processServiceFiles,
-  processServiceName,
-  programCommand,
-  pruneProcessServicesCommand,
-  renderLogRunScript,
-  SiteDirs,
-  siteDirs,
-  siteDirsCommand,
-  removeServicesCommand,
-  restartCommand,
-  restartLoggersCommand,
-  RUNIT_SERVICE_DIR,
-  RUNIT_SV_DIR,
-  type ServiceState,
-  startOrRestartCommand,
-} from '../plugins/runit/commands.ts';
 export { addHostsEntry, hostsLine, removeHostsEntries } from '../tools/sandbox/hosts-file.ts';

@@ -101,15 +101,6 @@ export function siteWebGroup(site: Site): string {
   return `kwn-${site.name}`;
 }
 
-/**
- * The groups a process of the site runs with, for `chpst -u` (which sets exactly
- * these, no supplementary groups of the user): its own, and its web group, without
- * which it cannot enter /srv/<site>.
- */
-export function siteProcessGroups(site: Site): string {
-  return `${site.user}:${site.user}:${siteWebGroup(site)}`;
-}
-
 /** Builds the Site model from a validated config. */
 export function createSite(config: Config, options: { configFile: string; sourceDir: string; name: string }): Site {
   const domains = Array.isArray(config.domain) ? config.domain : [config.domain];

@@ -21,10 +21,8 @@ import {
   type Script,
   ConfigError,
   definePlugin,
-  programCommand,
   releaseConfig,
   sh,
-  siteDirs,
   siteEnvScript,
   siteLogRootCommand,
   Stage,
@@ -33,6 +31,7 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+import { programCommand, siteDirs } from '../runit/commands.ts';
 import { backupScriptPath } from '../backups/script.ts';
 
 const PLUGIN_NAME = 'cron';

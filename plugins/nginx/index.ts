@@ -16,7 +16,6 @@
 import {
   type DeployContext,
   definePlugin,
-  getSiteTls,
   KraftwerkError,
   NGINX_EXPIRES,
   nginxValue,
@@ -29,9 +28,8 @@ import {
   type Script,
   type Hooks,
   type Site,
-  type SiteTls,
-  TLS_APPLY_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
 import { liveSocket } from '../uwsgi/paths.ts';
 
 const PLUGIN_NAME = 'nginx';

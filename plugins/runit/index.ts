@@ -7,21 +7,9 @@
  */
 import {
   definePlugin,
-  findLiveSlot,
   isProvisioned,
   lifecycleHooks,
   provisionMarker,
-  renderLogRunScript,
-  restartLoggersCommand,
-  siteDirs,
-  siteDirsCommand,
-  removeServicesCommand,
-  slotDir,
-  slotIni,
-  slotLogDir,
-  SLOTS,
-  slotService,
-  socketAcceptsCommand,
   renderTemplate,
   sh,
   Stage,
@@ -31,7 +19,8 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
-import { removeLegacyServiceCommand } from './commands.ts';
+import { findLiveSlot, slotDir, slotIni, slotLogDir, SLOTS, slotService, socketAcceptsCommand } from '../uwsgi/slots.ts';
+import { renderLogRunScript, restartLoggersCommand, siteDirs, siteDirsCommand, removeServicesCommand, removeLegacyServiceCommand } from './commands.ts';
 import { liveSocket } from '../uwsgi/paths.ts';
 
 const PLUGIN_NAME = 'runit';

@@ -22,18 +22,14 @@ import {
   aptInstallCommand,
   type DeployContext,
   definePlugin,
-  getSiteTls,
   type Hooks,
   KraftwerkError,
   lifecycleHooks,
   type NodeContext,
-  setSiteTls,
   type Site,
-  type SiteTls,
   Stage,
-  TLS_DECIDE_STAGE,
-  TLS_ISSUE_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, setSiteTls, type SiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './state.ts';
 import {
   type CertificateState,
   certonlyCommand,

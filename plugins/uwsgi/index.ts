@@ -17,11 +17,6 @@ import {
   sh,
   releaseConfig,
   Stage,
-  chooseSpareSlot,
-  ensureSlotsCommand,
-  slotDir,
-  SLOTS,
-  socketAcceptsCommand,
   type DeployContext,
   type TaskHandle,
   type Hooks,
@@ -30,7 +25,7 @@ import {
   siteWebGroup,
   uwsgiIniValue,
 } from '../../core/index.ts';
-import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
+import { chooseSpareSlot, ensureSlotsCommand, slotDir, SLOTS, socketAcceptsCommand, retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 import { releaseSocket, releaseUwsgiIni } from './paths.ts';
 
 const PLUGIN_NAME = 'uwsgi';

@@ -12,8 +12,7 @@
  * that serves `current`.
  */
 import { RUNIT_SERVICE_DIR, RUNIT_SV_DIR } from '../runit/commands.ts';
-import { type Script, quote, raw, sh } from '../../core/shell/sh.ts';
-import type { Site } from '../../core/config/site.ts';
+import { type Script, quote, raw, sh, type Site } from '../../core/index.ts';
 import { releaseUwsgiIni } from './paths.ts';
 
 export const SLOTS = ['blue', 'green'] as const;
