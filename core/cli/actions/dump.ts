@@ -124,7 +124,7 @@ function deployedCheck<C extends NodeContext>(project: Project): RunnableTask<C>
 }
 
 export async function listDumps(remote: Remote, project: Project): Promise<DumpInfo[]> {
-  const { stdout } = await remote.exec(listDumpsCommand(project.site), { readOnly: true });
+  const { stdout } = await remote.exec(listDumpsCommand(project.site));
   return parseDumpList(stdout);
 }
 
@@ -279,7 +279,7 @@ export async function loadTasks(
       stage: Stage.RELOAD,
       run: async (c, task) => {
         reloadCtx.remote = c.remote;
-        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`, { readOnly: true });
+        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`);
         const { parseEnvFile } = await import('../../shell/env-file.ts');
         reloadCtx.env = parseEnvFile(stdout);
         (reloadCtx as { previousEnv: Record<string, string> }).previousEnv = reloadCtx.env;

@@ -71,7 +71,7 @@ export function connectTask<C extends { node: string; remote: Remote }>(
 /** Fails with a clear message when the site was never deployed to the node. */
 export async function requireDeployed(remote: Remote, site: Site, node: string): Promise<void> {
   if (remote.dryRun) return;
-  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false, readOnly: true });
+  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false });
   if (code !== 0) {
     throw new KraftwerkError(`${site.name} is not deployed on ${node} (no ${site.paths.current})`, {
       hint: `Deploy it first: kraftwerk deploy ${node}`,
