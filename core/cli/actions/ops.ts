@@ -89,11 +89,6 @@ export async function confirmOrStop(kit: CoreKit, question: string): Promise<voi
   }
 }
 
-/** Tasks collected from a hook, ready for kit.runTasks. */
-export function sortedTasks<C>(tasks: { sorted(): RunnableTask<C>[] }): RunnableTask<C>[] {
-  return tasks.sorted();
-}
-
 /**
  * Run the reload hook's tasks inside one task: the plugins' files are written
  * (in one round trip) before the first task of Stage.WRITE_FILES or later.
