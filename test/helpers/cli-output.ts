@@ -27,7 +27,7 @@ export interface RunOutput {
 export function runCli(repo: string, args: string[], cwd?: string): RunOutput {
   const empty = cwd ? undefined : mkdtempSync(path.join(tmpdir(), 'kw-golden-'));
   try {
-    const env = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' };
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' };
     delete env.COLUMNS;
     const r = spawnSync(process.execPath, [path.join(repo, 'bin', 'kraftwerk.js'), ...args], {
       cwd: cwd ? path.join(repo, cwd) : empty,
