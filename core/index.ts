@@ -41,6 +41,7 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
 export { lifecycleHooks, type LifecycleHooks } from './engine/hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './engine/plugin.ts';
+export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';

@@ -20,7 +20,7 @@ export interface StoredRelease {
 }
 
 export async function readReleaseRecord(ctx: DeployContext, id: string): Promise<StoredRelease | undefined> {
-  const res = await ctx.remote.exec(sh`cat ${releaseRecordPath(ctx.site, id)}`, { check: false, readOnly: true });
+  const res = await ctx.remote.exec(sh`cat ${releaseRecordPath(ctx.site, id)}`, { check: false });
   if (res.code !== 0) return undefined;
   try {
     return JSON.parse(res.stdout) as StoredRelease;

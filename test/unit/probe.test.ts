@@ -141,6 +141,9 @@ class LocalRemote implements Remote {
     const r = sh(cmd.text.split(LOCK_DIR).join(this.lockDir));
     return { code: r.code, stdout: r.out, stderr: r.err };
   }
+  async rsync(): Promise<undefined> {
+    throw new Error('no rsync in this test');
+  }
   async syncFiles(_files: RemoteFile[]): Promise<string[]> {
     return [];
   }

@@ -33,6 +33,9 @@ class LocalRemote implements Remote {
     if (r.status !== 0 && options.check !== false) throw new Error(`exit ${r.status}: ${r.stderr}`);
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   }
+  async rsync(): Promise<undefined> {
+    throw new Error('no rsync in this test');
+  }
   async syncFiles(files: RemoteFile[]): Promise<string[]> {
     const { command, stdin } = buildSyncFilesCommand(files);
     return parseSyncFilesOutput((await this.exec(command, { stdin })).stdout);

@@ -60,7 +60,7 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
       {
         title: 'choose release',
         run: async (c, task) => {
-          const { stdout } = await c.remote.exec(listReleasesCommand(site), { readOnly: true });
+          const { stdout } = await c.remote.exec(listReleasesCommand(site));
           const releases = parseReleases(stdout);
           const wanted = options.to
             ? releases.find((r) => r.id === options.to)
