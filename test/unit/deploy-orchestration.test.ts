@@ -17,6 +17,7 @@ import { CoreKit, type GlobalOptions } from '../../core/cli/kit.ts';
 import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from '../../core/remote/remote.ts';
 import type { Script } from '../../core/shell/sh.ts';
 import { tempProject } from '../helpers/cli.ts';
+import { stackPlugins } from '../../plugins/builtins.ts';
 
 const SITE = 'orch';
 const LIVE = '20200101T000000Z';
@@ -141,7 +142,8 @@ class RecordingKit extends CoreKit {
     cwd: string,
     readonly nodes: Map<string, FakeNode>,
   ) {
-    super(() => globals, cwd);
+    // The stack's built-ins, as the CLI wiring passes them (the deploys here use no tool plugin).
+    super(() => globals, { ...stackPlugins, commands: [] }, cwd);
   }
   override async connect(target: SshTarget): Promise<Remote> {
     if (this.options().dryRun) return super.connect(target);
