@@ -16,7 +16,6 @@
 import {
   type DeployContext,
   definePlugin,
-  getSiteTls,
   KraftwerkError,
   NGINX_EXPIRES,
   nginxValue,
@@ -29,9 +28,9 @@ import {
   type Script,
   type Hooks,
   type Site,
-  type SiteTls,
-  TLS_APPLY_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
+import { liveSocket } from '../uwsgi/paths.ts';
 
 const PLUGIN_NAME = 'nginx';
 
@@ -110,7 +109,7 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     site,
     tls,
     upstream: nginxValue(site.service),
-    socket: nginxValue(site.paths.socket),
+    socket: nginxValue(liveSocket(site)),
     clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
