@@ -117,3 +117,22 @@ function unwrap(err: unknown): unknown {
   const inner = (err as { error?: unknown })?.error;
   return inner instanceof Error ? inner : err;
 }
+
+/**
+ * Run tasks one after the other inside one running task, outside listr2 (the
+ * dump inside a load or a destroy, a reload, a data snapshot): each task that
+ * is not skipped shows as an output line `plugin: title` of `task`, and its own
+ * output goes there too; its title and skip do not change the outer task.
+ * Returns the tasks that ran.
+ */
+export async function runInline<C>(list: readonly RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<RunnableTask<C>[]> {
+  const handle: TaskHandle = { output: (line) => task?.output(line), title: () => {}, skip: () => {} };
+  const ran: RunnableTask<C>[] = [];
+  for (const t of list) {
+    if (t.skip && (await t.skip(ctx))) continue;
+    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, handle);
+    ran.push(t);
+  }
+  return ran;
+}

@@ -15,6 +15,7 @@ import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/int
 import { Stage } from '../../engine/tasks.ts';
 import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
+import { connectTask, notConnected } from './ops.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
@@ -36,13 +37,6 @@ function gitRevision(dir: string): string | undefined {
     return undefined;
   }
 }
-
-const notConnected: Remote = new Proxy({} as Remote, {
-  get(_t, prop) {
-    if (prop === 'dryRun') return false;
-    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task)`);
-  },
-});
 
 /** Apply core and the project's plugins to a fresh set of hooks. */
 export function applyPlugins(project: Project) {
@@ -226,21 +220,13 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     }),
   );
 
-  const connectTask = (ctx: DeployContext): RunnableTask<DeployContext> => ({
-    title: `connect to ${ctx.node}`,
-    stage: -1000,
-    run: async (c, task) => {
-      const target = await kit.resolveNode(c.node, project);
-      // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
-      c.remote = new GuardedRemote(await kit.connect(target), { signal: interrupt.signal, silenceMs });
-      task.title(`connect to ${c.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
-    },
-  });
+  // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
+  const guard = (remote: Remote) => new GuardedRemote(remote, { signal: interrupt.signal, silenceMs });
 
   const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
     const selected = phases[i]!.filter((p) => p.phase !== 'restart');
     const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
-    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard }));
     return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
   };
 

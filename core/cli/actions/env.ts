@@ -22,6 +22,7 @@ import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-env
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
+import { syncAndRecord } from '../../remote/syncfiles.ts';
 import { applyPlugins } from './deploy.ts';
 import { connect, connectTask, nodeContext, nodesOf } from './ops.ts';
 
@@ -320,8 +321,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
         stage: Stage.WRITE_FILES,
         run: async (c, task) => {
           const files = c.files.all;
-          const changed = await c.remote.syncFiles(files);
-          for (const p of changed) c.files.changed.add(p);
+          const changed = await syncAndRecord(c, files);
           task.title(`write environment (${changed.length} of ${files.length} files changed)`);
         },
       },
