@@ -21,6 +21,9 @@ export {
   type SetupContext,
   SetupPackages,
   type StatusReport,
+  type ContributedScript,
+  type HealthCheckRequest,
+  SwitchSteps,
 } from './engine/context.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
 export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
@@ -36,7 +39,9 @@ export {
   UsageError,
 } from './errors.ts';
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
+export { lifecycleHooks, type LifecycleHooks } from './engine/hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './engine/plugin.ts';
+export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';

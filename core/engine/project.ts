@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.ts';
 import type { Plugin, Project } from './plugin.ts';
-import { type BuiltinName, loadBuiltin, loadLocalPlugins, SERVICE_PLUGINS, SITE_PLUGINS, STACK_PLUGINS } from './registry.ts';
+import { type BuiltinPlugins, loadBuiltins, loadLocalPlugins } from './registry.ts';
 import { createSite } from '../config/site.ts';
 
 /**
@@ -8,17 +8,16 @@ import { createSite } from '../config/site.ts';
  * site: the fixed stack, the services it enables, then its own plugins, in that
  * order (which is also the order their tasks keep within a stage).
  */
-export async function loadProject(options: { cwd: string; configPath?: string }): Promise<Project> {
+export async function loadProject(options: { cwd: string; configPath?: string; builtins: BuiltinPlugins }): Promise<Project> {
+  const { builtins } = options;
   const { loadConfig } = await import('../config/load.ts');
-  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: SERVICE_PLUGINS });
+  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: builtins.services });
   const site = createSite(loaded.config, {
     configFile: loaded.filepath,
     sourceDir: loaded.sourceDir,
     name: loaded.siteName,
   });
-  const builtin = await Promise.all(
-    [...STACK_PLUGINS, ...SERVICE_PLUGINS.filter((s) => site.services.includes(s)), ...SITE_PLUGINS].map((n) => loadBuiltin(n as BuiltinName)),
-  );
+  const builtin = await loadBuiltins(builtins, [...builtins.stack, ...builtins.services.filter((s) => site.services.includes(s)), ...builtins.site]);
   const local = await loadLocalPlugins(loaded.config.plugins, loaded.filepath);
   const seen = new Set<string>();
   for (const [i, p] of [...builtin, ...local].entries()) {

@@ -183,7 +183,7 @@ describe('kraftwerk init', () => {
   test('initCommand reports what it guessed', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'requirements.txt': 'psycopg2\n' });
     const messages: string[] = [];
-    await initCommand({ cwd: dir, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
+    await initCommand({ cwd: dir, knownServices, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
     assert.equal(messages[0], 'info wrote kraftwerk.yaml for site shop');
     assert.ok(messages.includes('info   wsgi: shop.wsgi (from shop/wsgi.py)'), messages.join('\n'));
     assert.ok(messages.includes('info   service postgres (from psycopg2 in requirements.txt)'), messages.join('\n'));

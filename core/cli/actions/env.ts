@@ -15,7 +15,7 @@ import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { prepareSiteCommand } from '../../lifecycle/release-steps.ts';
+import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
 import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-environment.ts';

@@ -35,9 +35,8 @@ const SKIP_DIRS = new Set(['node_modules', '__pycache__', 'venv', 'env', 'site-p
 const POSTGRES_PACKAGES = new Set(['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg']);
 const REDIS_PACKAGES = new Set(['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq']);
 
-export async function initCommand(options: { cwd: string; force?: boolean; log: Logger }): Promise<void> {
-  const { SERVICE_PLUGINS } = await import('../../engine/registry.ts');
-  const { file, guess } = await initProject({ cwd: options.cwd, force: options.force, knownServices: SERVICE_PLUGINS });
+export async function initCommand(options: { cwd: string; force?: boolean; log: Logger; knownServices: readonly string[] }): Promise<void> {
+  const { file, guess } = await initProject(options);
   const rel = path.relative(options.cwd, file);
   options.log.info(`wrote ${rel} for site ${guess.siteName}`);
   if (guess.wsgi) options.log.info(`  wsgi: ${guess.wsgi.value} (from ${guess.wsgi.from})`);

@@ -3,7 +3,7 @@ import { createHooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import type { Plugin } from '../../engine/plugin.ts';
 import { NODE_MARKER, SITES_DIR } from '../../lifecycle/probe.ts';
-import { NODE_PLUGINS, loadBuiltin } from '../../engine/registry.ts';
+import { loadBuiltins } from '../../engine/registry.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { aptInstallCommand, missingPackagesCommand } from '../../shell/apt.ts';
 import { type Script, sh } from '../../shell/sh.ts';
@@ -29,7 +29,7 @@ true`;
 /** Plugins a setup-node applies: the node-wide stack, plus the project's own when run in a project. */
 async function setupPlugins(kit: CoreKit): Promise<{ plugins: Plugin[]; project: Awaited<ReturnType<CoreKit['maybeProject']>> }> {
   const project = await kit.maybeProject();
-  const builtin = await Promise.all(NODE_PLUGINS.map(loadBuiltin));
+  const builtin = await loadBuiltins(kit.builtins, kit.builtins.node);
   const extra = (project?.plugins ?? []).filter((p) => !builtin.some((b) => b.name === p.name));
   return { plugins: [...builtin, ...extra], project };
 }
