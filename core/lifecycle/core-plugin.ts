@@ -64,22 +64,20 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'rsync project',
         run: async (ctx, task) => {
-          const { buildRsyncArgs, findRsyncExcludeFile, runRsync } = await import('../remote/rsync.ts');
-          const args = buildRsyncArgs({
-            target: ctx.remote.target,
-            source: site.sourceDir,
-            dest: ctx.release.path,
-            linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
-            excludes: site.config.exclude,
-            excludeFromFile: findRsyncExcludeFile(site.sourceDir),
-            group: site.user,
-          });
-          if (ctx.remote.dryRun) {
-            task.output(`rsync ${args.join(' ')}`);
-            ctx.log.info(`[dry-run] ${ctx.node}: rsync ${args.join(' ')}`);
-            return;
-          }
-          const stats = await runRsync(args, (line: string) => task.output(line), ctx.node);
+          const { findRsyncExcludeFile } = await import('../remote/rsync.ts');
+          const stats = await ctx.remote.rsync(
+            {
+              kind: 'release',
+              source: site.sourceDir,
+              dest: ctx.release.path,
+              linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
+              excludes: site.config.exclude,
+              excludeFromFile: findRsyncExcludeFile(site.sourceDir),
+              group: site.user,
+            },
+            { onLine: (line) => task.output(line) },
+          );
+          if (!stats) return;
           task.title(`rsync project → releases/${ctx.release.id} (${stats.bytesSent ?? '?'} bytes sent)`);
         },
       });
