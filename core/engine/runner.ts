@@ -69,11 +69,15 @@ function toListr<C>(item: RunnableTask<C> | TaskGroup<C>, ctx: C, node: string |
       try {
         await spec.run(ctx, handleOf(task as Wrapper));
       } catch (err) {
-        if (err instanceof PluginError || !spec.plugin || spec.plugin === 'core') throw err;
-        throw new PluginError(spec.plugin, spec.hook ?? 'task', node, err);
+        throw taskFailure(spec, node, err);
       }
     },
   };
+}
+
+/** A failed task's error: a plugin's names the plugin, hook and node; core's own is kept as it is. */
+export function taskFailure<C>(task: RunnableTask<C>, node: string | undefined, err: unknown): unknown {
+  return task.plugin && task.plugin !== 'core' ? PluginError.of(task.plugin, task.hook ?? 'task', node, err) : err;
 }
 
 function rendererFor(options: RunOptions) {

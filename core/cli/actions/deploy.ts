@@ -13,11 +13,11 @@ import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../li
 import { emptyFacts } from '../../lifecycle/probe.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
-import { KraftwerkError, PluginError } from '../../errors.ts';
+import { KraftwerkError } from '../../errors.ts';
 import { deployTimeouts, parseDuration } from '../../config/durations.ts';
 import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/interrupt.ts';
 import { Stage } from '../../engine/tasks.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
 import { connectTask, notConnected } from './ops.ts';
 
@@ -119,7 +119,7 @@ function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployConte
         if ((t.stage ?? Stage.DEFAULT) < Stage.SWITCH) interruptOf(c)?.throwIfAborted();
         await t.run(c, h);
       } catch (err) {
-        const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
+        const named = taskFailure(t, c.node, err);
         c.state.set(FAILED_STATE, named);
         throw named;
       }
