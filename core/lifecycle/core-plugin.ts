@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { renderEnvFile } from '../shell/env-file.ts';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import type { Hooks } from '../engine/hooks.ts';
 import { definePlugin } from '../engine/plugin.ts';
@@ -88,10 +87,9 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
+          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
           // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
-          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
           ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
