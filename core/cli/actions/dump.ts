@@ -25,12 +25,12 @@ import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, runTasksInline, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
@@ -268,7 +268,7 @@ export async function loadTasks(
             stage: Stage.PREPARE - 10,
             run: async (c: DumpContext, task: TaskHandle) => {
               safetyCtx.remote = c.remote;
-              await runTasksInline(safety, safetyCtx, task);
+              await runInline(safety, safetyCtx, task);
             },
           } satisfies RunnableTask<DumpContext>,
         ]
