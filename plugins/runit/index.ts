@@ -30,6 +30,7 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+import { runitLogs, runitStatus } from './reports.ts';
 
 const PLUGIN_NAME = 'runit';
 
@@ -114,6 +115,8 @@ echo 'kraftwerk: reloaded'`;
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'runit service per site (uWSGI as the site user, svlogd logs); start or graceful reload',
+  nodeStatus: runitStatus,
+  logs: runitLogs,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add(PLUGIN_NAME, 'runit');
