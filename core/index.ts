@@ -25,6 +25,8 @@ export {
   type HealthCheckRequest,
   SwitchSteps,
 } from './engine/context.ts';
+export { type NodeStatus, NodeStatusParts, type SiteService, type SiteStatus, type StatusSitePart } from './engine/status.ts';
+export { type LogSource, LogSources } from './engine/logs.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
 export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './config/durations.ts';

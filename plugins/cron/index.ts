@@ -207,6 +207,7 @@ fi`;
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'cron jobs (`cron:` and the `backups:` schedule) in /etc/cron.d, each under flock',
+  nodeStatus: (status) => status.process('cron', 'cron'),
   apply(hooks: Hooks, site: Site) {
     const jobs = cronJobs(site);
     const file = cronFilePath(site);

@@ -51,6 +51,11 @@ export function nginxSitePaths(site: Site): NginxSitePaths {
   return { available, previous: `${available}.prev`, enabled: `/etc/nginx/sites-enabled/${site.service}.conf` };
 }
 
+/** nginx's logs of the site (their paths are in templates/site.conf.ejs). */
+export function nginxLogFiles(site: Site): string[] {
+  return [`/var/log/nginx/${site.service}.access.log`, `/var/log/nginx/${site.service}.error.log`];
+}
+
 /** `static:` from kraftwerk.yaml with its defaults: the project's static/ folder at /static/. */
 export function staticFiles(site: Site): { url: string; dir: string; expires: string; folder: string } {
   const conf = site.config.static;
@@ -240,6 +245,9 @@ async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'nginx site: domains, alias redirects, /static and /uploads, uwsgi_pass to the site socket; nginx -t before reload',
+  nodeStatus: (status) => status.process('nginx', 'nginx'),
+  // The site's access and error log (see templates/site.conf.ejs): root's, read as root.
+  logs: (sources, site) => sources.add({ flag: 'nginx', asRoot: true, command: (tail) => sh`${tail} ${nginxLogFiles(site)}` }),
   apply(hooks: Hooks, site: Site) {
     const paths = nginxSitePaths(site);
 
