@@ -134,8 +134,8 @@ export async function main(argv: string[]): Promise<number> {
     .description('print the JSON Schema of kraftwerk.yaml (for editor completion)')
     .action(
       run(async () => {
-        const { schemaCommand } = await import('../config/jsonschema.ts');
-        process.stdout.write(schemaCommand());
+        const [{ schemaCommand }, { builtinConfigSchema }] = await Promise.all([import('../config/jsonschema.ts'), import('../engine/project.ts')]);
+        process.stdout.write(schemaCommand(await builtinConfigSchema()));
       }),
     );
 

@@ -1,7 +1,19 @@
 import { ConfigError } from '../errors.ts';
 import type { Plugin, Project } from './plugin.ts';
-import { type BuiltinName, loadBuiltin, loadLocalPlugins, SERVICE_PLUGINS, SITE_PLUGINS, STACK_PLUGINS } from './registry.ts';
+import { type BuiltinName, loadBuiltin, SERVICE_PLUGINS, SITE_PLUGINS, STACK_PLUGINS } from './registry.ts';
 import { createSite } from '../config/site.ts';
+import type { ConfigSchema } from '../config/settings.ts';
+
+/** The built-in plugins a site can have: their settings are the keys kraftwerk.yaml may have besides core's. */
+export function siteBuiltins(): Promise<Plugin[]> {
+  return Promise.all([...STACK_PLUGINS, ...SERVICE_PLUGINS, ...SITE_PLUGINS].map((n) => loadBuiltin(n as BuiltinName)));
+}
+
+/** The schema of kraftwerk.yaml without project-local plugins: core's keys and the built-ins' (`kraftwerk schema`, `init`). */
+export async function builtinConfigSchema(): Promise<ConfigSchema> {
+  const { buildConfigSchema } = await import('../config/settings.ts');
+  return buildConfigSchema(await siteBuiltins());
+}
 
 /**
  * Load kraftwerk.yaml (or kraftwerk.config.ts) and every plugin active for the
@@ -10,16 +22,16 @@ import { createSite } from '../config/site.ts';
  */
 export async function loadProject(options: { cwd: string; configPath?: string }): Promise<Project> {
   const { loadConfig } = await import('../config/load.ts');
-  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: SERVICE_PLUGINS });
+  const builtins = await siteBuiltins();
+  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: SERVICE_PLUGINS, plugins: builtins });
   const site = createSite(loaded.config, {
     configFile: loaded.filepath,
     sourceDir: loaded.sourceDir,
     name: loaded.siteName,
   });
-  const builtin = await Promise.all(
-    [...STACK_PLUGINS, ...SERVICE_PLUGINS.filter((s) => site.services.includes(s)), ...SITE_PLUGINS].map((n) => loadBuiltin(n as BuiltinName)),
-  );
-  const local = await loadLocalPlugins(loaded.config.plugins, loaded.filepath);
+  const active = new Set<string>([...STACK_PLUGINS, ...SERVICE_PLUGINS.filter((s) => site.services.includes(s)), ...SITE_PLUGINS]);
+  const builtin = builtins.filter((p) => active.has(p.name));
+  const local = loaded.localPlugins;
   const seen = new Set<string>();
   for (const [i, p] of [...builtin, ...local].entries()) {
     if (seen.has(p.name)) {

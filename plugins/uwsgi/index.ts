@@ -27,8 +27,10 @@ import {
   type RemoteFile,
   type Site,
   siteWebGroup,
-  uwsgiIniValue,
+  settingsOf,
 } from '../../core/index.ts';
+import { uwsgiIniValue } from './escape.ts';
+import { UWSGI_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
@@ -37,6 +39,7 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
   const own = releaseConfig(release.path);
   // uWSGI expands %, $( and @( in every value and has no escapes: each value passes uwsgiIniValue (literal, or refused).
   const v = uwsgiIniValue;
+  const { workers, uwsgi } = settingsOf(site, UWSGI_SETTINGS);
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
     user: v(site.user),
@@ -46,9 +49,9 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
     chdir: v(release.path),
     venv: v(release.venv),
     envdir: v(own.environ),
-    workers: v(site.config.workers),
-    harakiri: v(site.config.uwsgi?.harakiri ?? 60),
-    maxRequests: v(site.config.uwsgi?.max_requests ?? 5000),
+    workers: v(workers),
+    harakiri: v(uwsgi?.harakiri ?? 60),
+    maxRequests: v(uwsgi?.max_requests ?? 5000),
   });
 }
 
@@ -175,6 +178,7 @@ async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): P
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uWSGI ini per site: unix socket, workers, harakiri, the site environment',
+  settings: UWSGI_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
       packages.add(PLUGIN_NAME, 'uwsgi', 'uwsgi-plugin-python3');
@@ -189,7 +193,7 @@ export default definePlugin({
           const own = releaseConfig(ctx.release.path);
           ctx.files.add({ path: own.uwsgiIni, content: await renderUwsgiIni(site, ctx.release), mode: 0o640, owner: 'root', group: site.user });
           for (const file of uwsgiEnvFiles(site, own.environ, ctx.env, {})) ctx.files.add(file);
-          task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
+          task.title(`uWSGI configuration (${settingsOf(site, UWSGI_SETTINGS).workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
         },
       });
       tasks.add({

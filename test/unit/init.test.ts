@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/cli/actions/init.ts';
 import { loadConfig } from '../../core/config/load.ts';
-import { configSchema } from '../../core/config/schema.ts';
+import { builtins, configSchema } from '../helpers/config.ts';
 import { UsageError } from '../../core/errors.ts';
 
 const knownServices = ['files', 'postgres', 'redis'];
@@ -74,7 +74,7 @@ describe('kraftwerk init', () => {
     assert.match(text, /^wsgi: shop\.wsgi$/m);
     assert.match(text, /# \(guessed: postgres from psycopg2-binary in requirements\.txt; redis from django-redis in requirements\.txt; files from MEDIA_ROOT in shop\/settings\.py\)/);
 
-    const { config, siteName } = await loadConfig({ cwd: dir, knownServices });
+    const { config, siteName } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(siteName, 'shop');
     assert.equal(config.domain, 'shop.example.com');
     assert.equal(config.wsgi, 'shop.wsgi');
@@ -98,9 +98,10 @@ describe('kraftwerk init', () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'deploy/notify.ts': 'export default { name: "notify", apply() {} };\n' });
     const { file } = await initProject({ cwd: dir, knownServices });
     const all = uncommentExamples(readFileSync(file, 'utf8'));
-    assert.deepEqual(activeKeys(all), Object.keys(configSchema.shape).filter((k) => k !== '$schema'));
+    // Every key of the schema (core's and the built-in plugins'), once; the file keeps its own reading order.
+    assert.deepEqual([...activeKeys(all)].sort(), Object.keys(configSchema.shape).filter((k) => k !== '$schema').sort());
     writeFileSync(file, all);
-    const { config } = await loadConfig({ cwd: dir, knownServices });
+    const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(config.workers, 4);
     assert.deepEqual(config.release, ['python manage.py migrate --noinput', 'python manage.py collectstatic --noinput']);
   });
@@ -113,7 +114,7 @@ describe('kraftwerk init', () => {
     const { guess, file } = await initProject({ cwd: dir, knownServices });
     assert.deepEqual(guess.wsgi, { value: 'app:app', from: 'app.py' });
     assert.deepEqual(guess.services.map((s) => s.name), ['redis']);
-    const { config } = await loadConfig({ cwd: dir, knownServices });
+    const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(config.wsgi, 'app:app');
     assert.match(readFileSync(file, 'utf8'), /^# release:\n# {3}- flask db upgrade$/m);
   });
@@ -133,7 +134,7 @@ describe('kraftwerk init', () => {
     assert.match(text, /The WSGI application was not found: set `wsgi:`/);
     assert.match(text, /^# wsgi: mystery\.wsgi$/m);
     assert.deepEqual(activeKeys(text), ['domain']);
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).config.domain, 'mystery.example.com');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).config.domain, 'mystery.example.com');
   });
 
   test('services the CLI does not know are not written', () => {
@@ -147,11 +148,11 @@ describe('kraftwerk init', () => {
     const text = readFileSync(file, 'utf8');
     assert.match(text, /^package: site$/m);
     assert.match(text, /^domain: site\.example\.com$/m);
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).siteName, 'site');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).siteName, 'site');
   });
 
   test('a site name with _ gives a valid placeholder domain', () => {
-    const text = renderInitConfig({ siteName: 'my_shop', siteNameFromFolder: true, services: [] });
+    const text = renderInitConfig({ siteName: 'my_shop', siteNameFromFolder: true, services: [] }, configSchema.shape);
     assert.match(text, /^domain: my-shop\.example\.com$/m);
   });
 
@@ -174,7 +175,7 @@ describe('kraftwerk init', () => {
   test('the examples of every key validate against the schema', () => {
     for (const framework of ['django', 'flask', undefined] as const) {
       const examples = keyExamples({ siteName: 'shop', framework });
-      assert.deepEqual(Object.keys(examples), Object.keys(configSchema.shape).filter((k) => k !== '$schema'));
+      assert.deepEqual(Object.keys(examples).sort(), Object.keys(configSchema.shape).filter((k) => k !== '$schema').sort());
       const result = configSchema.safeParse(examples);
       assert.ok(result.success, JSON.stringify(result.error?.issues));
     }

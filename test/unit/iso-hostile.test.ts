@@ -11,7 +11,7 @@ import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, stat
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { processServiceFiles, SiteDirs, siteDirsCommand } from '../../plugins/runit/commands.ts';
 import { createSite, type Site } from '../../core/config/site.ts';

@@ -4,7 +4,8 @@ import { stringify } from 'yaml';
 import type { Logger } from '../../engine/context.ts';
 import { UsageError } from '../../errors.ts';
 import { CONFIG_FILES, siteNameFromFolder } from '../../config/load.ts';
-import { type ConfigInput, configSchema } from '../../config/schema.ts';
+import type { z } from 'zod';
+import type { ConfigInput } from '../../config/schema.ts';
 
 /**
  * `kraftwerk init`: a commented kraftwerk.yaml for the project in the working
@@ -56,7 +57,8 @@ export async function initProject(options: { cwd: string; force?: boolean; known
   }
   const guess = guessProject(options.cwd, options.knownServices);
   const file = path.join(options.cwd, 'kraftwerk.yaml');
-  writeFileSync(file, renderInitConfig(guess), { flag: options.force ? 'w' : 'wx' });
+  const { builtinConfigSchema } = await import('../../engine/project.ts');
+  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema()).schema.shape), { flag: options.force ? 'w' : 'wx' });
   return { file, guess };
 }
 
@@ -165,7 +167,8 @@ function isDir(p: string): boolean {
   }
 }
 
-type Key = Exclude<keyof ConfigInput, '$schema'>;
+/** Core's keys and the built-in plugins' (their examples are written too). */
+type Key = Exclude<keyof ConfigInput, '$schema'> | 'workers' | 'static' | 'processes' | 'cron' | 'backups' | 'tls' | 'uwsgi' | 'nginx';
 
 /**
  * An example value for every key, shown commented out. Exported so that a test
@@ -216,8 +219,8 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
   };
 }
 
-/** The text of kraftwerk.yaml for a guessed project (pure). */
-export function renderInitConfig(guess: ProjectGuess): string {
+/** The text of kraftwerk.yaml for a guessed project (pure); `shape` is the schema's keys (core's and the built-in plugins'), whose descriptions explain each. */
+export function renderInitConfig(guess: ProjectGuess, shape: Readonly<Record<string, z.ZodType>>): string {
   const examples = keyExamples(guess);
   const active: Partial<Record<Key, { value: unknown; note?: string }>> = {
     domain: { value: examples.domain, note: 'placeholder: put the real domain here' },
@@ -240,7 +243,7 @@ export function renderInitConfig(guess: ProjectGuess): string {
   ];
   if (!guess.wsgi) out.push('#', '# The WSGI application was not found: set `wsgi:` below (module[:callable]).');
   for (const key of Object.keys(examples) as Key[]) {
-    const field = configSchema.shape[key];
+    const field = shape[key]!;
     out.push('', `# ${explain(field.description ?? key, defaultOf(field))}`);
     const set = active[key];
     if (set) {

@@ -9,7 +9,7 @@ import { aptInstallCommand, missingPackagesCommand } from '../../shell/apt.ts';
 import { type Script, sh } from '../../shell/sh.ts';
 import { createSite } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
-import { configSchema } from '../../config/schema.ts';
+import { builtinConfigSchema } from '../../engine/project.ts';
 import { expandNodes } from '../../remote/node.ts';
 
 /** Packages core itself needs on every node. */
@@ -40,7 +40,7 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
   // Node-wide taps do not depend on a site; outside a project they get a placeholder one.
   const site =
     project?.site ??
-    createSite(configSchema.parse({ domain: 'localhost' }), { configFile: '', sourceDir: process.cwd(), name: 'node' });
+    createSite((await builtinConfigSchema()).parse({ domain: 'localhost' }), { configFile: '', sourceDir: process.cwd(), name: 'node' });
   const hooks = createHooks();
   interceptHooks(hooks);
   for (const p of plugins) p.apply?.(hooks, site);
