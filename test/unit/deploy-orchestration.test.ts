@@ -6,7 +6,8 @@
 //   (i)   a group deploy whose second node fails its health check rolls the first back too;
 //   (ii)  a deploy that fails before the switch undoes its release (the folder goes) and never switches;
 //   (iii) a single-node deploy releases its lock with its last command (no unlock round trip);
-//   (iv)  --dry-run changes nothing (no connection, no rsync) and prints the commands.
+//   (iv)  --dry-run changes nothing (no connection, no rsync) and prints the commands;
+//   (v)   the code goes to the node through the Remote too (one executor: rsync is a Remote operation).
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -248,11 +249,17 @@ describe('deploy orchestration through a recording Remote', () => {
     assert.equal(unlocks.length, 1, 'one command releases the lock');
     assert.equal(unlocks[0], all.at(-1), 'it is the last command of the deploy');
     assert.match(unlocks[0]!.text, /could not write the release record/, 'it is the release record, with the unlock appended');
-    // The code went through the Remote, into the new release folder.
+  });
+
+  it('(v) the project reaches the node through the Remote (rsync is a Remote operation, none is spawned beside it)', async () => {
+    const fake = nodes('web1');
+    const kit = new RecordingKit(quiet, project(), fake);
+    if (existsSync(rsyncLog)) rmSync(rsyncLog);
+    await deployCommand(kit, 'web1', {});
     const rsyncs = kit.effects.filter((e) => e.op === 'rsync');
+    assert.ok(!existsSync(rsyncLog), `an rsync was spawned beside the Remote: ${existsSync(rsyncLog) ? readFileSync(rsyncLog, 'utf8') : ''}`);
     assert.equal(rsyncs.length, 1, 'one rsync, through the Remote');
-    assert.match(rsyncs[0]!.text, new RegExp(`/srv/${SITE}/releases/${node.switches[0]}`));
-    assert.ok(!existsSync(rsyncLog), 'no rsync was spawned beside the Remote');
+    assert.match(rsyncs[0]!.text, new RegExp(`/srv/${SITE}/releases/${fake.get('web1')!.switches[0]}`), 'into the new release folder');
   });
 
   it('(iv) --dry-run connects nowhere, runs no rsync, and prints every command it would run', async () => {
