@@ -4,27 +4,44 @@ import type { Hooks } from './hooks.ts';
 import type { Site } from '../config/site.ts';
 import type { TaskSpec } from './tasks.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
+import type { NodeStatusParts } from './status.ts';
+import type { LogSources } from './logs.ts';
+import type { SettingsShape } from '../config/settings.ts';
 
 /**
  * A Kraftwerk plugin. Built-in plugins (plugins/<name>/index.ts) and
  * project-local ones use exactly this API and import only from the package's
  * public entry point.
  */
-export interface Plugin {
+export interface Plugin<S extends SettingsShape = SettingsShape> {
   /** Shown in task titles and error messages; `services:` enables a plugin by this name. */
   readonly name: string;
   /** One line shown by `kraftwerk plugins`. */
   readonly description?: string;
+  /**
+   * The top-level keys of kraftwerk.yaml this plugin owns, a zod schema each
+   * (`z` from the entry). Validated with the rest of the file; read them with
+   * `settingsOf(site, settings)`.
+   */
+  readonly settings?: S;
   /** Tap the hooks for `site`. Called once per command, before any node is touched. */
   apply?(hooks: Hooks, site: Site): void;
   /** Add commands to the CLI (e.g. `sandbox`, `create-node`). Keep heavy imports inside the actions. */
   commands?(program: CliCommand, kit: CommandKit): void;
   /** Resolve a node name this plugin knows (e.g. a sandbox), before ~/.ssh/config is consulted. */
   resolveNode?(name: string): Promise<Partial<SshTarget> | undefined>;
+  // What `status` and `logs` read: declared, not tapped, as they run no task and change nothing.
+  /**
+   * Add to `kraftwerk status`: node-wide processes and per-site lines. Called for the
+   * plugins every node has and the project's own (outside a project with a placeholder site).
+   */
+  nodeStatus?(status: NodeStatusParts, site: Site): void;
+  /** Add the log sources of `site` that `kraftwerk logs` shows. */
+  logs?(sources: LogSources, site: Site): void;
 }
 
 /** Identity helper that gives a plugin object its type. */
-export function definePlugin(plugin: Plugin): Plugin {
+export function definePlugin<S extends SettingsShape = SettingsShape>(plugin: Plugin<S>): Plugin<S> {
   return plugin;
 }
 

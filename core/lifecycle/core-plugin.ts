@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { renderEnvFile } from '../shell/env-file.ts';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import type { Hooks } from '../engine/hooks.ts';
 import { definePlugin } from '../engine/plugin.ts';
@@ -63,22 +62,20 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'rsync project',
         run: async (ctx, task) => {
-          const { buildRsyncArgs, findRsyncExcludeFile, runRsync } = await import('../remote/rsync.ts');
-          const args = buildRsyncArgs({
-            target: ctx.remote.target,
-            source: site.sourceDir,
-            dest: ctx.release.path,
-            linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
-            excludes: site.config.exclude,
-            excludeFromFile: findRsyncExcludeFile(site.sourceDir),
-            group: site.user,
-          });
-          if (ctx.remote.dryRun) {
-            task.output(`rsync ${args.join(' ')}`);
-            ctx.log.info(`[dry-run] ${ctx.node}: rsync ${args.join(' ')}`);
-            return;
-          }
-          const stats = await runRsync(args, (line: string) => task.output(line), ctx.node);
+          const { findRsyncExcludeFile } = await import('../remote/rsync.ts');
+          const stats = await ctx.remote.rsync(
+            {
+              kind: 'release',
+              source: site.sourceDir,
+              dest: ctx.release.path,
+              linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
+              excludes: site.config.exclude,
+              excludeFromFile: findRsyncExcludeFile(site.sourceDir),
+              group: site.user,
+            },
+            { onLine: (line) => task.output(line) },
+          );
+          if (!stats) return;
           task.title(`rsync project → releases/${ctx.release.id} (${stats.bytesSent ?? '?'} bytes sent)`);
         },
       });
@@ -89,10 +86,9 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
+          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
           // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
-          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
           ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,

@@ -22,6 +22,7 @@ import {
 import { findLiveSlot, slotDir, slotIni, slotLogDir, SLOTS, slotService, socketAcceptsCommand } from '../uwsgi/slots.ts';
 import { renderLogRunScript, restartLoggersCommand, siteDirs, siteDirsCommand, removeServicesCommand, removeLegacyServiceCommand } from './commands.ts';
 import { liveSocket } from '../uwsgi/paths.ts';
+import { runitLogs, runitStatus } from './reports.ts';
 
 const PLUGIN_NAME = 'runit';
 
@@ -106,6 +107,8 @@ echo 'kraftwerk: reloaded'`;
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'runit service per site (uWSGI as the site user, svlogd logs); start or graceful reload',
+  nodeStatus: runitStatus,
+  logs: runitLogs,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add(PLUGIN_NAME, 'runit');
