@@ -177,7 +177,7 @@ export async function checkBuild(): Promise<void> {
     note(`measuring the CLI ${CLI} (KRAFTWERK_BENCH_CLI)`);
     return;
   }
-  const built = path.join(REPO_ROOT, 'dist', 'core', 'cli.js');
+  const built = path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js');
   if (!existsSync(built)) throw new BenchFailure('the CLI is not built (dist/core/cli/main.js is missing): run npm run build first');
   const builtAt = (await stat(built)).mtimeMs;
   const newer = (await sourceFiles(['core', 'plugins'])).filter((f) => f.mtimeMs > builtAt + 1000).map((f) => f.rel);

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Logger, RunOptions } from '../engine/context.ts';
 import { resolveTarget } from '../remote/node.ts';
 import type { CommandKit, Plugin, Project } from '../engine/plugin.ts';
-import { COMMAND_PLUGINS, loadBuiltin } from '../engine/registry.ts';
+import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
 
@@ -32,6 +32,8 @@ export class CoreKit implements CommandKit {
 
   constructor(
     private readonly globals: () => GlobalOptions,
+    /** The built-in plugins, from the CLI wiring. */
+    readonly builtins: BuiltinPlugins,
     private readonly cwd = process.cwd(),
   ) {
     this.log = {
@@ -45,7 +47,7 @@ export class CoreKit implements CommandKit {
   }
 
   loadProject(): Promise<Project> {
-    this.project ??= import('../engine/project.ts').then((m) => m.loadProject({ cwd: this.cwd, configPath: this.globals().config }));
+    this.project ??= import('../engine/project.ts').then((m) => m.loadProject({ cwd: this.cwd, configPath: this.globals().config, builtins: this.builtins }));
     return this.project;
   }
 
@@ -57,7 +59,7 @@ export class CoreKit implements CommandKit {
   }
 
   private allCommandPlugins(): Promise<Plugin[]> {
-    this.commandPlugins ??= Promise.all(COMMAND_PLUGINS.map(loadBuiltin));
+    this.commandPlugins ??= loadBuiltins(this.builtins, this.builtins.commands);
     return this.commandPlugins;
   }
 

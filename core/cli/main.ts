@@ -1,7 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from '../errors.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
-import { COMMAND_PLUGINS, loadBuiltin } from '../engine/registry.ts';
+import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
+// The one place in core that names the built-in plugins: it hands their table to the kit.
+import { stackPlugins } from '../../plugins/builtins.ts';
+import { toolPlugins } from '../../tools/builtins.ts';
+
+const builtins: BuiltinPlugins = { ...stackPlugins, load: { ...stackPlugins.load, ...toolPlugins.load }, commands: toolPlugins.commands };
 
 /**
  * The command line. Only commander and the small command plugins are loaded
@@ -21,7 +26,7 @@ export async function main(argv: string[]): Promise<number> {
       yes: Boolean(o.yes),
     };
   };
-  const kit = new CoreKit(globals);
+  const kit = new CoreKit(globals, builtins);
 
   program
     .description('Deploy and run Python WSGI sites on your own Debian servers over SSH.')
@@ -53,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(
       run(async (opts: { force?: boolean }) => {
         const { initCommand } = await import('./actions/init.ts');
-        await initCommand({ cwd: process.cwd(), force: opts.force, log: kit.log });
+        await initCommand({ cwd: process.cwd(), force: opts.force, log: kit.log, knownServices: builtins.services, builtins });
       }),
     );
 
@@ -135,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(
       run(async () => {
         const [{ schemaCommand }, { builtinConfigSchema }] = await Promise.all([import('../config/jsonschema.ts'), import('../engine/project.ts')]);
-        process.stdout.write(schemaCommand(await builtinConfigSchema()));
+        process.stdout.write(schemaCommand(await builtinConfigSchema(builtins)));
       }),
     );
 
@@ -143,10 +148,7 @@ export async function main(argv: string[]): Promise<number> {
   const { registerOpsCommands } = await import('./ops-commands.ts');
   registerOpsCommands(program, kit, run);
 
-  for (const name of COMMAND_PLUGINS) {
-    const plugin = await loadBuiltin(name);
-    plugin.commands?.(program, kit);
-  }
+  for (const plugin of await loadBuiltins(builtins, builtins.commands)) plugin.commands?.(program, kit);
 
   try {
     await program.parseAsync(argv);

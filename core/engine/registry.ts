@@ -4,43 +4,32 @@ import { ConfigError } from '../errors.ts';
 import type { Plugin } from './plugin.ts';
 
 /**
- * Built-in plugins, loaded on demand so that a command only pays for the
- * plugins it uses. Each module's default export is the plugin.
+ * The built-in plugins, as the CLI wiring hands them to core (core itself names
+ * none: the table lives with the plugins). Each loader's module default-exports
+ * the plugin; loaders run on demand, so a command only pays for the plugins it uses.
  */
-const builtins = {
-  python: () => import('../../plugins/python/index.ts'),
-  uwsgi: () => import('../../plugins/uwsgi/index.ts'),
-  runit: () => import('../../plugins/runit/index.ts'),
-  nginx: () => import('../../plugins/nginx/index.ts'),
-  files: () => import('../../plugins/files/index.ts'),
-  postgres: () => import('../../plugins/postgres/index.ts'),
-  redis: () => import('../../plugins/redis/index.ts'),
-  processes: () => import('../../plugins/processes/index.ts'),
-  cron: () => import('../../plugins/cron/index.ts'),
-  backups: () => import('../../plugins/backups/index.ts'),
-  tls: () => import('../../plugins/tls/index.ts'),
-  sandbox: () => import('../../tools/sandbox/index.ts'),
-  aws: () => import('../../tools/aws/index.ts'),
-} satisfies Record<string, () => Promise<unknown>>;
+export interface BuiltinPlugins {
+  readonly load: Readonly<Record<string, () => Promise<unknown>>>;
+  /** The fixed stack: always on for every site, in this order. */
+  readonly stack: readonly string[];
+  /** Plugins a site turns on with `services:`. */
+  readonly services: readonly string[];
+  /** Applied to every site after its services; each does nothing while its own config key is empty. */
+  readonly site: readonly string[];
+  /** Plugins that add CLI commands and node names (not site services). */
+  readonly commands: readonly string[];
+  /** Plugins every node gets at setup-node, whatever its sites enable; `status` shows their node-wide state. */
+  readonly node: readonly string[];
+}
 
-export type BuiltinName = keyof typeof builtins;
+export async function loadBuiltin(builtins: BuiltinPlugins, name: string): Promise<Plugin> {
+  const load = builtins.load[name];
+  if (!load) throw new Error(`no built-in plugin named ${name}`);
+  return pluginFromModule(await load(), `built-in plugin ${name}`);
+}
 
-/** The fixed stack: always on for every site, in this order. */
-export const STACK_PLUGINS: BuiltinName[] = ['python', 'uwsgi', 'runit', 'nginx'];
-/** Plugins a site turns on with `services:`. */
-export const SERVICE_PLUGINS: BuiltinName[] = ['files', 'postgres', 'redis'];
-/**
- * Applied to every site after its services; each does nothing while its key (`processes:`, `cron:`, `backups:`) is empty,
- * except that `tls` removes certificates an earlier `tls:` left once it is turned off.
- */
-export const SITE_PLUGINS: BuiltinName[] = ['processes', 'cron', 'backups', 'tls'];
-/** Plugins that add CLI commands and node names (not site services). */
-export const COMMAND_PLUGINS: BuiltinName[] = ['sandbox', 'aws'];
-/** Plugins every node gets at setup-node, whatever its sites enable (the original equipped every server with both). */
-export const NODE_PLUGINS: BuiltinName[] = [...STACK_PLUGINS, 'postgres', 'redis', 'cron'];
-
-export async function loadBuiltin(name: BuiltinName): Promise<Plugin> {
-  return pluginFromModule(await builtins[name](), `built-in plugin ${name}`);
+export function loadBuiltins(builtins: BuiltinPlugins, names: readonly string[]): Promise<Plugin[]> {
+  return Promise.all(names.map((n) => loadBuiltin(builtins, n)));
 }
 
 /** Pick the plugin out of a module: its default export, a `plugin` export, or a class to instantiate. */

@@ -18,14 +18,11 @@
  * no systemd).
  */
 import {
-  backupScriptPath,
   type Script,
   ConfigError,
   definePlugin,
-  programCommand,
   releaseConfig,
   sh,
-  siteDirs,
   siteEnvScript,
   siteLogRootCommand,
   Stage,
@@ -34,6 +31,8 @@ import {
   type Site,
   settingsOf,
 } from '../../core/index.ts';
+import { programCommand, siteDirs } from '../runit/commands.ts';
+import { backupScriptPath } from '../backups/script.ts';
 import { BACKUPS_SETTINGS } from '../backups/settings.ts';
 import { CRON_SETTINGS, type CronEntry } from './settings.ts';
 

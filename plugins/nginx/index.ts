@@ -16,7 +16,6 @@
 import {
   type DeployContext,
   definePlugin,
-  getSiteTls,
   KraftwerkError,
   RemoteCommandError,
   renderTemplate,
@@ -27,11 +26,11 @@ import {
   type Script,
   type Hooks,
   type Site,
-  type SiteTls,
-  TLS_APPLY_STAGE,
   checkSettings,
   settingsOf,
 } from '../../core/index.ts';
+import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
+import { liveSocket } from '../uwsgi/paths.ts';
 import { nginxValue } from './escape.ts';
 import { NGINX_SETTINGS } from './settings.ts';
 import { UWSGI_SETTINGS } from '../uwsgi/settings.ts';
@@ -95,7 +94,7 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     site,
     tls,
     upstream: nginxValue(site.service),
-    socket: nginxValue(site.paths.socket),
+    socket: nginxValue(liveSocket(site)),
     clientMaxBodySize: nginxValue(settingsOf(site, NGINX_SETTINGS).nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,

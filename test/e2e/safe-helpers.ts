@@ -134,7 +134,7 @@ export class SafeProject {
 
 /** Files whose content decides what setup-node does: a change makes a new snapshot. */
 function setupInputs(): string[] {
-  const files = ['core/cli/actions/setup-node.ts', 'core/lifecycle/probe.ts', 'core/engine/registry.ts', 'core/engine/context.ts'].map((f) => path.join(REPO_ROOT, f));
+  const files = ['core/cli/actions/setup-node.ts', 'core/lifecycle/probe.ts', 'core/engine/registry.ts', 'plugins/builtins.ts', 'core/engine/context.ts'].map((f) => path.join(REPO_ROOT, f));
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir).sort()) {
       const full = path.join(dir, entry);

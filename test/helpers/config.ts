@@ -1,12 +1,17 @@
+import type { BuiltinPlugins } from '../../core/engine/registry.ts';
 import { builtinConfigSchema, siteBuiltins } from '../../core/engine/project.ts';
+import { stackPlugins } from '../../plugins/builtins.ts';
+
+/** The CLI's table of built-in stack plugins (without the tools' commands), as core/cli/main.ts hands it to core. */
+export const builtinTable: BuiltinPlugins = { ...stackPlugins, commands: [] };
 
 /**
  * kraftwerk.yaml's schema as the CLI builds it for a project without plugins
- * of its own: core's keys and every built-in plugin's. `parse` fills in every
- * plugin key (as loadConfig does), so that createSite and settingsOf accept
+ * of its own: core's keys and every built-in plugin's. `parse` records the
+ * plugin keys (as loadConfig does), so that createSite and settingsOf accept
  * the result.
  */
-const built = await builtinConfigSchema();
+const built = await builtinConfigSchema(builtinTable);
 
 export const configSchema = {
   parse: built.parse,
@@ -17,4 +22,4 @@ export const configSchema = {
 };
 
 /** The built-in plugins a site can have, for loadConfig's `plugins` (as loadProject passes them). */
-export const builtins = await siteBuiltins();
+export const builtins = [...(await siteBuiltins(builtinTable)).values()];

@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/cli/actions/init.ts';
 import { loadConfig } from '../../core/config/load.ts';
-import { builtins, configSchema } from '../helpers/config.ts';
+import { builtins, builtinTable, configSchema } from '../helpers/config.ts';
 import { UsageError } from '../../core/errors.ts';
 
 const knownServices = ['files', 'postgres', 'redis'];
@@ -61,7 +61,7 @@ describe('kraftwerk init', () => {
       'requirements/cache.txt': 'django-redis\n',
       '.venv/lib/wsgi.py': 'application = None\n',
     });
-    const { file, guess } = await initProject({ cwd: dir, knownServices });
+    const { file, guess } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     assert.equal(file, path.join(dir, 'kraftwerk.yaml'));
     assert.deepEqual(guess.wsgi, { value: 'shop.wsgi', from: 'shop/wsgi.py' });
     assert.deepEqual(
@@ -83,7 +83,7 @@ describe('kraftwerk init', () => {
 
   test('every other key is commented out, after a one-line explanation', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     const lines = readFileSync(file, 'utf8').split('\n');
     for (const key of Object.keys(configSchema.shape).filter((k) => k !== '$schema')) {
       const at = lines.findIndex((l) => l.startsWith(`# ${key}:`) || l.startsWith(`${key}:`));
@@ -96,7 +96,7 @@ describe('kraftwerk init', () => {
 
   test('the commented examples are valid too: uncommented, the file still loads', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'deploy/notify.ts': 'export default { name: "notify", apply() {} };\n' });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     const all = uncommentExamples(readFileSync(file, 'utf8'));
     // Every key of the schema (core's and the built-in plugins'), once; the file keeps its own reading order.
     assert.deepEqual([...activeKeys(all)].sort(), Object.keys(configSchema.shape).filter((k) => k !== '$schema').sort());
@@ -111,7 +111,7 @@ describe('kraftwerk init', () => {
       'app.py': 'from flask import Flask\n\napp = Flask(__name__)\n',
       'requirements.txt': 'flask\nredis==5.0\n',
     });
-    const { guess, file } = await initProject({ cwd: dir, knownServices });
+    const { guess, file } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     assert.deepEqual(guess.wsgi, { value: 'app:app', from: 'app.py' });
     assert.deepEqual(guess.services.map((s) => s.name), ['redis']);
     const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
@@ -128,7 +128,7 @@ describe('kraftwerk init', () => {
 
   test('no WSGI app found: the file says so, and still loads', async () => {
     const dir = project('mystery', { 'main.py': 'print("hi")\n' });
-    const { guess, file } = await initProject({ cwd: dir, knownServices });
+    const { guess, file } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     assert.equal(guess.wsgi, undefined);
     const text = readFileSync(file, 'utf8');
     assert.match(text, /The WSGI application was not found: set `wsgi:`/);
@@ -144,7 +144,7 @@ describe('kraftwerk init', () => {
 
   test('a folder name that cannot be a site name gets `package:` to fill in', async () => {
     const dir = project('2024', { 'app.py': 'app = Flask(__name__)\n' });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ builtins: builtinTable, cwd: dir, knownServices });
     const text = readFileSync(file, 'utf8');
     assert.match(text, /^package: site$/m);
     assert.match(text, /^domain: site\.example\.com$/m);
@@ -158,7 +158,7 @@ describe('kraftwerk init', () => {
 
   test('an existing config is not overwritten without --force', async () => {
     const dir = project('shop', { 'kraftwerk.config.ts': '// mine\n' });
-    await assert.rejects(initProject({ cwd: dir }), (e: unknown) => {
+    await assert.rejects(initProject({ builtins: builtinTable, cwd: dir }), (e: unknown) => {
       assert.ok(e instanceof UsageError);
       assert.equal(e.exitCode, 2);
       assert.match(e.message, /kraftwerk\.config\.ts already exists/);
@@ -166,9 +166,9 @@ describe('kraftwerk init', () => {
       return true;
     });
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: old.example.com\n');
-    await assert.rejects(initProject({ cwd: dir }), UsageError);
+    await assert.rejects(initProject({ builtins: builtinTable, cwd: dir }), UsageError);
     assert.equal(readFileSync(path.join(dir, 'kraftwerk.yaml'), 'utf8'), 'domain: old.example.com\n');
-    await initProject({ cwd: dir, force: true });
+    await initProject({ builtins: builtinTable, cwd: dir, force: true });
     assert.match(readFileSync(path.join(dir, 'kraftwerk.yaml'), 'utf8'), /^domain: shop\.example\.com$/m);
   });
 
@@ -184,7 +184,7 @@ describe('kraftwerk init', () => {
   test('initCommand reports what it guessed', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'requirements.txt': 'psycopg2\n' });
     const messages: string[] = [];
-    await initCommand({ cwd: dir, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
+    await initCommand({ builtins: builtinTable, cwd: dir, knownServices, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
     assert.equal(messages[0], 'info wrote kraftwerk.yaml for site shop');
     assert.ok(messages.includes('info   wsgi: shop.wsgi (from shop/wsgi.py)'), messages.join('\n'));
     assert.ok(messages.includes('info   service postgres (from psycopg2 in requirements.txt)'), messages.join('\n'));

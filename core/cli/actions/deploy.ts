@@ -5,16 +5,21 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { corePlugin, heldLock, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/release-steps.ts';
+import { corePlugin } from '../../lifecycle/core-plugin.ts';
+import { heldLock, releaseLock, RESTART_TASKS_STATE } from '../../lifecycle/held-lock.ts';
+import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.ts';
+import { restoreFiles } from '../../lifecycle/release-files.ts';
+import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
-import { KraftwerkError, PluginError } from '../../errors.ts';
+import { KraftwerkError } from '../../errors.ts';
 import { deployTimeouts, parseDuration } from '../../config/durations.ts';
 import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/interrupt.ts';
 import { Stage } from '../../engine/tasks.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
+import { connectTask, notConnected } from './ops.ts';
 import { settingsOf } from '../../config/settings.ts';
 // The tls plugin's key decides the URL shown (until a plugin contributes the site's URL through a hook).
 import { TLS_SETTINGS } from '../../../plugins/tls/settings.ts';
@@ -39,13 +44,6 @@ function gitRevision(dir: string): string | undefined {
     return undefined;
   }
 }
-
-const notConnected: Remote = new Proxy({} as Remote, {
-  get(_t, prop) {
-    if (prop === 'dryRun') return false;
-    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task)`);
-  },
-});
 
 /** Apply core and the project's plugins to a fresh set of hooks. */
 export function applyPlugins(project: Project) {
@@ -73,14 +71,15 @@ interface Undone {
  * deploy of the same second has the same release id). Best effort: the next
  * deploy cleans up what is left.
  */
-async function undoUnswitched(contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
+async function undoUnswitched(hooks: Hooks, contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
   return Promise.all(
     contexts.map(async (ctx): Promise<Undone> => {
       const lock = heldLock(ctx);
       if (ctx.remote === notConnected || ctx.remote.dryRun || !lock || lock.lost || ctx.state.get(SWITCHED_STATE)) {
         return { node: ctx.node, held: Boolean(lock && !lock.lost), removed: false };
       }
-      const res = await ctx.remote.exec(undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options), { check: false }).catch(() => undefined);
+      const undo = collectSwitchSteps(hooks, ctx).then((steps) => undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options, steps));
+      const res = await undo.then((command) => ctx.remote.exec(command, { check: false })).catch(() => undefined);
       if (ctx.files.changed.size && ctx.release.previous) await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
       return { node: ctx.node, held: true, removed: Boolean(res?.stdout.split('\n').includes('removed')) };
     }),
@@ -123,7 +122,7 @@ function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployConte
         if ((t.stage ?? Stage.DEFAULT) < Stage.SWITCH) interruptOf(c)?.throwIfAborted();
         await t.run(c, h);
       } catch (err) {
-        const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
+        const named = taskFailure(t, c.node, err);
         c.state.set(FAILED_STATE, named);
         throw named;
       }
@@ -229,21 +228,13 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     }),
   );
 
-  const connectTask = (ctx: DeployContext): RunnableTask<DeployContext> => ({
-    title: `connect to ${ctx.node}`,
-    stage: -1000,
-    run: async (c, task) => {
-      const target = await kit.resolveNode(c.node, project);
-      // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
-      c.remote = new GuardedRemote(await kit.connect(target), { signal: interrupt.signal, silenceMs });
-      task.title(`connect to ${c.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
-    },
-  });
+  // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
+  const guard = (remote: Remote) => new GuardedRemote(remote, { signal: interrupt.signal, silenceMs });
 
   const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
     const selected = phases[i]!.filter((p) => p.phase !== 'restart');
     const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
-    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard }));
     return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
   };
 
@@ -259,7 +250,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     } catch (err) {
       // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
       // a full disk, which a kept partial release would keep full (its log is in the site's logs, not there).
-      undone = await undoUnswitched(contexts, { remove: true });
+      undone = await undoUnswitched(hooks, contexts, { remove: true });
       // A stopped deploy's commands fail in many ways as they are killed: the stop is what happened.
       if (!interrupt.signal.aborted) throw err;
       if (!interrupt.interrupted) throw interrupt.signal.reason;

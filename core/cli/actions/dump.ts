@@ -25,12 +25,12 @@ import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, runTasksInline, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
 import { settingsOf } from '../../config/settings.ts';
 // How many scheduled backups a backup rotates down to is the backups plugin's setting.
@@ -127,7 +127,7 @@ function deployedCheck<C extends NodeContext>(project: Project): RunnableTask<C>
 }
 
 export async function listDumps(remote: Remote, project: Project): Promise<DumpInfo[]> {
-  const { stdout } = await remote.exec(listDumpsCommand(project.site), { readOnly: true });
+  const { stdout } = await remote.exec(listDumpsCommand(project.site));
   return parseDumpList(stdout);
 }
 
@@ -172,8 +172,7 @@ async function pickDump(remote: Remote, project: Project, node: string, id: stri
 export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined, id: string | undefined, options: { to?: string }): Promise<string> {
   const project = await kit.loadProject();
   const node = singleNode(project, nodeArg, 'backup --download');
-  const target = await kit.resolveNode(node, project);
-  const remote = await kit.connect(target);
+  const remote = await connect(kit, project, node);
   const dump = await pickDump(remote, project, node, id);
   const local = path.resolve(options.to ?? path.join(os.homedir(), 'kraftwerk-backups', project.site.name, node, dump.id));
   await kit.runTasks(
@@ -181,14 +180,8 @@ export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined,
       {
         title: `download ${dump.id} from ${node}`,
         run: async (_c: unknown, task) => {
-          const { pullFolderArgs } = await import('../../remote/transfer.ts');
-          const args = pullFolderArgs(target, dumpDir(project.site, dump.id), local);
-          if (remote.dryRun) return void kit.log.info(`[dry-run] rsync ${args.join(' ')}`);
-          const { mkdir } = await import('node:fs/promises');
-          await mkdir(local, { recursive: true, mode: 0o700 });
-          const { runRsync } = await import('../../remote/rsync.ts');
-          const stats = await runRsync(args, (l) => task.output(l), node);
-          task.title(`download ${dump.id} from ${node} (${formatSize(Math.round(stats.bytesReceived / 1024))} received)`);
+          const stats = await remote.rsync({ kind: 'pull', remoteDir: dumpDir(project.site, dump.id), localDir: local }, { onLine: (l) => task.output(l) });
+          if (stats) task.title(`download ${dump.id} from ${node} (${formatSize(Math.round(stats.bytesReceived / 1024))} received)`);
         },
       },
     ],
@@ -278,7 +271,7 @@ export async function loadTasks(
             stage: Stage.PREPARE - 10,
             run: async (c: DumpContext, task: TaskHandle) => {
               safetyCtx.remote = c.remote;
-              await runTasksInline(safety, safetyCtx, task);
+              await runInline(safety, safetyCtx, task);
             },
           } satisfies RunnableTask<DumpContext>,
         ]
@@ -289,7 +282,7 @@ export async function loadTasks(
       stage: Stage.RELOAD,
       run: async (c, task) => {
         reloadCtx.remote = c.remote;
-        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`, { readOnly: true });
+        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`);
         const { parseEnvFile } = await import('../../shell/env-file.ts');
         reloadCtx.env = parseEnvFile(stdout);
         (reloadCtx as { previousEnv: Record<string, string> }).previousEnv = reloadCtx.env;

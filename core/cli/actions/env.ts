@@ -15,13 +15,14 @@ import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { prepareSiteCommand } from '../../lifecycle/release-steps.ts';
+import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
 import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-environment.ts';
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
+import { syncAndRecord } from '../../remote/syncfiles.ts';
 import { applyPlugins } from './deploy.ts';
 import { connect, connectTask, nodeContext, nodesOf } from './ops.ts';
 
@@ -232,7 +233,7 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
   const nodes = nodesOf(project, nodeArg);
   for (const node of nodes) {
     const remote = await connect(kit, project, node);
-    const { stdout } = await remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
+    const { stdout } = await remote.exec(readEnvCommand(site), { secretOutput: true });
     const server = parseEnvOutput(stdout);
     const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local);
     const lines = formatEnv(server.env, sources, options.show ?? false);
@@ -285,7 +286,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             const { lock } = await DeployLock.acquire(c.remote, site.name, { command: `env ${what}`, waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
             state.lock = lock;
           }
-          const { stdout } = await c.remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
+          const { stdout } = await c.remote.exec(readEnvCommand(site), { secretOutput: true });
           state.server = parseEnvOutput(stdout);
           if (c.remote.dryRun) state.server.deployed = true;
         },
@@ -301,7 +302,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             if (n in local) delete local[n];
             else notLocal.push(n);
           }
-          const { vars, sources } = await computeSiteEnvironment(hooks, site, node, server.env, local);
+          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, node, server.env, local);
           for (const n of notLocal) {
             if (n in vars) c.log.warn(`${node}: ${n} comes from ${describeSource(sources[n])}, not from kraftwerk env set; it stays`);
           }
@@ -309,7 +310,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
           c.env = vars;
           (c as { previousEnv: Record<string, string> }).previousEnv = server.env;
           const localFile: RemoteFile = { path: site.paths.envLocal, content: renderEnvFile(local), mode: 0o640, owner: 'root', group: site.user };
-          const envFile: RemoteFile = { path: site.paths.env, content: renderEnvFile(vars, Object.keys(local)), mode: 0o640, owner: 'root', group: site.user };
+          const envFile: RemoteFile = { path: site.paths.env, content: envContent, mode: 0o640, owner: 'root', group: site.user };
           c.files.add(c.remote.dryRun ? maskedFile(localFile, local) : localFile);
           // Before the first deploy only env.local is written: the deploy writes the release's environment.
           if (server.deployed) c.files.add(c.remote.dryRun ? maskedFile(envFile, vars) : envFile);
@@ -320,8 +321,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
         stage: Stage.WRITE_FILES,
         run: async (c, task) => {
           const files = c.files.all;
-          const changed = await c.remote.syncFiles(files);
-          for (const p of changed) c.files.changed.add(p);
+          const changed = await syncAndRecord(c, files);
           task.title(`write environment (${changed.length} of ${files.length} files changed)`);
         },
       },

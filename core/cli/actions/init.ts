@@ -6,6 +6,7 @@ import { UsageError } from '../../errors.ts';
 import { CONFIG_FILES, siteNameFromFolder } from '../../config/load.ts';
 import type { z } from 'zod';
 import type { ConfigInput } from '../../config/schema.ts';
+import type { BuiltinPlugins } from '../../engine/registry.ts';
 
 /**
  * `kraftwerk init`: a commented kraftwerk.yaml for the project in the working
@@ -36,9 +37,8 @@ const SKIP_DIRS = new Set(['node_modules', '__pycache__', 'venv', 'env', 'site-p
 const POSTGRES_PACKAGES = new Set(['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg']);
 const REDIS_PACKAGES = new Set(['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq']);
 
-export async function initCommand(options: { cwd: string; force?: boolean; log: Logger }): Promise<void> {
-  const { SERVICE_PLUGINS } = await import('../../engine/registry.ts');
-  const { file, guess } = await initProject({ cwd: options.cwd, force: options.force, knownServices: SERVICE_PLUGINS });
+export async function initCommand(options: { cwd: string; force?: boolean; log: Logger; knownServices: readonly string[]; builtins: BuiltinPlugins }): Promise<void> {
+  const { file, guess } = await initProject(options);
   const rel = path.relative(options.cwd, file);
   options.log.info(`wrote ${rel} for site ${guess.siteName}`);
   if (guess.wsgi) options.log.info(`  wsgi: ${guess.wsgi.value} (from ${guess.wsgi.from})`);
@@ -48,7 +48,8 @@ export async function initCommand(options: { cwd: string; force?: boolean; log: 
   options.log.info(`Next: set \`domain:\` and \`nodes:\`, then run kraftwerk setup-node <node> and kraftwerk deploy <node>.`);
 }
 
-export async function initProject(options: { cwd: string; force?: boolean; knownServices?: readonly string[] }): Promise<InitResult> {
+/** `builtins`: the CLI's table of built-in plugins, whose keys the file explains too. */
+export async function initProject(options: { cwd: string; force?: boolean; knownServices?: readonly string[]; builtins: BuiltinPlugins }): Promise<InitResult> {
   const existing = CONFIG_FILES.map((f) => path.join(options.cwd, f)).find((f) => existsSync(f));
   if (existing && !options.force) {
     throw new UsageError(`${path.basename(existing)} already exists in ${options.cwd}`, {
@@ -58,7 +59,7 @@ export async function initProject(options: { cwd: string; force?: boolean; known
   const guess = guessProject(options.cwd, options.knownServices);
   const file = path.join(options.cwd, 'kraftwerk.yaml');
   const { builtinConfigSchema } = await import('../../engine/project.ts');
-  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema()).schema.shape), { flag: options.force ? 'w' : 'wx' });
+  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema(options.builtins)).schema.shape), { flag: options.force ? 'w' : 'wx' });
   return { file, guess };
 }
 

@@ -109,7 +109,6 @@ export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]):
     const lf = (c: string) => (pty && !process.stdout.isTTY ? c.replace(/\r\n/g, '\n') : c);
     const result = await remote.exec(logsCommand(site, options), {
       check: false,
-      readOnly: true,
       pty,
       onStdout: (c) => process.stdout.write(lf(c)),
       onStderr: (c) => process.stderr.write(c),

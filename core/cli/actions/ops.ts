@@ -9,17 +9,18 @@ import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
 import type { ReloadContext } from '../../engine/context.ts';
-import type { RunnableTask } from '../../engine/runner.ts';
+import { runInline, type RunnableTask } from '../../engine/runner.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import type { Remote } from '../../remote/remote.ts';
+import { syncAndRecord } from '../../remote/syncfiles.ts';
 
-/** Stands in for the connection until core's connect task has run. */
+/** Stands in for the connection until core's connect task has run (taps run before it: they only add tasks). */
 export const notConnected: Remote = new Proxy({} as Remote, {
   get(_t, prop) {
     if (prop === 'dryRun') return false;
-    throw new Error(`not connected yet (remote.${String(prop)} used before the connect task)`);
+    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task, or before the connect task)`);
   },
 });
 
@@ -46,14 +47,23 @@ export async function connect(kit: CoreKit, project: Project, node: string): Pro
   return kit.connect(await kit.resolveNode(node, project));
 }
 
-/** Connect to the node of `ctx` as the first task of a list (shows user@host in its title). */
-export function connectTask<C extends { node: string; remote: Remote }>(kit: CoreKit, project: Project): RunnableTask<C> {
+/**
+ * Connect to the node of `ctx` as the first task of a list (shows user@host in its title). A context that
+ * is connected already keeps its connection (sync-services copies into its node before loading there).
+ * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote).
+ */
+export function connectTask<C extends { node: string; remote: Remote }>(
+  kit: CoreKit,
+  project: Project,
+  options: { title?: string; guard?: (remote: Remote) => Remote } = {},
+): RunnableTask<C> {
   return {
-    title: 'connect',
+    title: options.title ?? 'connect',
     stage: -1000,
     run: async (ctx, task) => {
-      const target = await kit.resolveNode(ctx.node, project);
-      ctx.remote = await kit.connect(target);
+      const target = ctx.remote === notConnected ? await kit.resolveNode(ctx.node, project) : ctx.remote.target;
+      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target);
+      if (options.guard) ctx.remote = options.guard(ctx.remote);
       task.title(`connect to ${ctx.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
     },
   };
@@ -62,7 +72,7 @@ export function connectTask<C extends { node: string; remote: Remote }>(kit: Cor
 /** Fails with a clear message when the site was never deployed to the node. */
 export async function requireDeployed(remote: Remote, site: Site, node: string): Promise<void> {
   if (remote.dryRun) return;
-  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false, readOnly: true });
+  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false });
   if (code !== 0) {
     throw new KraftwerkError(`${site.name} is not deployed on ${node} (no ${site.paths.current})`, {
       hint: `Deploy it first: kraftwerk deploy ${node}`,
@@ -80,43 +90,15 @@ export async function confirmOrStop(kit: CoreKit, question: string): Promise<voi
   }
 }
 
-/** Tasks collected from a hook, ready for kit.runTasks. */
-export function sortedTasks<C>(tasks: { sorted(): RunnableTask<C>[] }): RunnableTask<C>[] {
-  return tasks.sorted();
-}
-
 /**
  * Run the reload hook's tasks inside one task: the plugins' files are written
  * (in one round trip) before the first task of Stage.WRITE_FILES or later.
  * Returns the plugins that took part.
  */
 export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: ReloadContext, task: TaskHandle): Promise<string[]> {
-  let written = false;
-  const writeFiles = async () => {
-    written = true;
-    const changed = await ctx.remote.syncFiles(ctx.files.all);
-    for (const p of changed) ctx.files.changed.add(p);
-  };
-  const plugins = new Set<string>();
-  for (const t of list) {
-    if (!written && (t.stage ?? Stage.DEFAULT) >= Stage.WRITE_FILES) await writeFiles();
-    const skip = t.skip ? await t.skip(ctx) : false;
-    if (skip) continue;
-    task.output(`${t.plugin ?? 'core'}: ${t.title}`);
-    await t.run(ctx, task);
-    if (t.plugin) plugins.add(t.plugin);
-  }
-  if (!written) await writeFiles();
-  return [...plugins];
-}
-
-/** Run collected tasks one after the other inside one task (their titles become output lines). */
-export async function runTasksInline<C>(list: RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<void> {
-  const quiet: TaskHandle = { output: () => {}, title: () => {}, skip: () => {} };
-  for (const t of list) {
-    const skip = t.skip ? await t.skip(ctx) : false;
-    if (skip) continue;
-    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
-    await t.run(ctx, task ? { ...quiet, output: (l) => task.output(l) } : quiet);
-  }
+  const beforeFiles = list.filter((t) => (t.stage ?? Stage.DEFAULT) < Stage.WRITE_FILES);
+  const ran = await runInline(beforeFiles, ctx, task);
+  await syncAndRecord(ctx, ctx.files.all);
+  ran.push(...(await runInline(list.slice(beforeFiles.length), ctx, task)));
+  return [...new Set(ran.flatMap((t) => (t.plugin ? [t.plugin] : [])))];
 }

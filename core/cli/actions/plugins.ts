@@ -1,13 +1,13 @@
 import { applyPlugins } from './deploy.ts';
 import type { CoreKit } from '../kit.ts';
-import { SITE_PLUGINS, STACK_PLUGINS } from '../../engine/registry.ts';
+import type { BuiltinPlugins } from '../../engine/registry.ts';
 
 /** core, the fixed stack, a service the site enables, a built-in on by its own config key, or the project's own. */
-function kindOf(name: string, services: readonly string[]): string {
+function kindOf(name: string, services: readonly string[], builtins: BuiltinPlugins): string {
   if (name === 'core') return 'core';
-  if ((STACK_PLUGINS as string[]).includes(name)) return 'stack';
+  if (builtins.stack.includes(name)) return 'stack';
   if (services.includes(name)) return 'service';
-  if ((SITE_PLUGINS as string[]).includes(name)) return 'builtin';
+  if (builtins.site.includes(name)) return 'builtin';
   return 'project';
 }
 
@@ -19,7 +19,7 @@ export async function pluginsCommand(kit: CoreKit, options: { json?: boolean }):
     name: p.name,
     description: p.description ?? '',
     hooks: [...(taps.get(p.name) ?? [])],
-    kind: kindOf(p.name, project.site.services),
+    kind: kindOf(p.name, project.site.services, kit.builtins),
   }));
   if (options.json) {
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);

@@ -3,7 +3,7 @@ import { createHooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import type { Plugin } from '../../engine/plugin.ts';
 import { NODE_MARKER, SITES_DIR } from '../../lifecycle/probe.ts';
-import { NODE_PLUGINS, loadBuiltin } from '../../engine/registry.ts';
+import { loadBuiltins } from '../../engine/registry.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { aptInstallCommand, missingPackagesCommand } from '../../shell/apt.ts';
 import { type Script, sh } from '../../shell/sh.ts';
@@ -29,7 +29,7 @@ true`;
 /** Plugins a setup-node applies: the node-wide stack, plus the project's own when run in a project. */
 async function setupPlugins(kit: CoreKit): Promise<{ plugins: Plugin[]; project: Awaited<ReturnType<CoreKit['maybeProject']>> }> {
   const project = await kit.maybeProject();
-  const builtin = await Promise.all(NODE_PLUGINS.map(loadBuiltin));
+  const builtin = await loadBuiltins(kit.builtins, kit.builtins.node);
   const extra = (project?.plugins ?? []).filter((p) => !builtin.some((b) => b.name === p.name));
   return { plugins: [...builtin, ...extra], project };
 }
@@ -40,7 +40,7 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
   // Node-wide taps do not depend on a site; outside a project they get a placeholder one.
   const site =
     project?.site ??
-    createSite((await builtinConfigSchema()).parse({ domain: 'localhost' }), { configFile: '', sourceDir: process.cwd(), name: 'node' });
+    createSite((await builtinConfigSchema(kit.builtins)).parse({ domain: 'localhost' }), { configFile: '', sourceDir: process.cwd(), name: 'node' });
   const hooks = createHooks();
   interceptHooks(hooks);
   for (const p of plugins) p.apply?.(hooks, site);
@@ -79,7 +79,7 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
         stage: Stage.PREPARE - 100,
         run: async (c, task) => {
           const wanted = packages.names;
-          const { stdout } = await c.remote.exec(missingPackagesCommand(wanted), { readOnly: true });
+          const { stdout } = await c.remote.exec(missingPackagesCommand(wanted));
           const missing = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
           if (!missing.length && !c.remote.dryRun) return task.title(`Debian packages (${wanted.length} present, unchanged)`);
           const install = c.remote.dryRun ? wanted : missing;

@@ -185,7 +185,7 @@ export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined
   const results: NodeStatus[] = [];
   for (const node of project ? nodesOf(project, nodeArg) : [nodeArg!]) {
     const remote = await kit.connect(await kit.resolveNode(node, project));
-    const { stdout } = await remote.exec(statusCommand(), { readOnly: true });
+    const { stdout } = await remote.exec(statusCommand());
     const status = parseStatus(node, stdout);
     if (project && hooks) {
       const { site } = project;
