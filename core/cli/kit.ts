@@ -5,6 +5,7 @@ import type { CommandKit, Plugin, Project } from '../engine/plugin.ts';
 import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
+import type { Site } from '../config/site.ts';
 
 export interface GlobalOptions extends RunOptions {
   config?: string;
@@ -56,6 +57,22 @@ export class CoreKit implements CommandKit {
     const { findConfigFile } = await import('../config/load.ts');
     if (!this.globals().config && !(await findConfigFile(this.cwd))) return undefined;
     return this.loadProject();
+  }
+
+  /**
+   * The plugins of node-wide commands (setup-node, status): those every node gets, plus
+   * the project's own when run in a project. Outside one, taps that do not depend on a
+   * site get a placeholder site.
+   */
+  async nodeWide(project: Project | undefined): Promise<{ plugins: Plugin[]; site: Site }> {
+    const builtin = await loadBuiltins(this.builtins, this.builtins.node);
+    const extra = (project?.plugins ?? []).filter((p) => !builtin.some((b) => b.name === p.name));
+    let site = project?.site;
+    if (!site) {
+      const [{ createSite }, { configSchema }] = await Promise.all([import('../config/site.ts'), import('../config/schema.ts')]);
+      site = createSite(configSchema.parse({ domain: 'localhost' }), { configFile: '', sourceDir: this.cwd, name: 'node' });
+    }
+    return { plugins: [...builtin, ...extra], site };
   }
 
   private allCommandPlugins(): Promise<Plugin[]> {

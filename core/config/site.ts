@@ -1,6 +1,6 @@
 import type { Config } from './schema.ts';
 
-/** Where sites register themselves on a node (domains) and keep what only root may change (uWSGI config). */
+/** Where sites register themselves on a node (domains) and keep what only root may change. */
 export const SITES_DIR = '/etc/kraftwerk/sites';
 
 /** Where a site lives on a server. One layout for every node (see DESIGN.md). */
@@ -20,8 +20,6 @@ export interface SitePaths {
   backups: string;
   /** Kraftwerk's own bookkeeping for the site: release records, lock. */
   state: string;
-  /** uWSGI socket nginx talks to: the live release's own (`current/.kraftwerk/uwsgi.sock`). */
-  socket: string;
   logs: string;
 }
 
@@ -61,7 +59,6 @@ export function sitePaths(name: string): SitePaths {
     envLocal: `${root}/shared/env.local`,
     backups: `${root}/backups`,
     state: `${root}/.kraftwerk`,
-    socket: releaseConfig(`${root}/current`).socket,
     logs: `/var/log/kraftwerk/${name}`,
   };
 }
@@ -69,27 +66,26 @@ export function sitePaths(name: string): SitePaths {
 /**
  * What says how a release runs lives in the release itself, in `.kraftwerk/`
  * (root's, closed to other sites; rsync never sends a project's own `.kraftwerk`):
- * its uWSGI ini, its environment (as an envdir for uWSGI and as a sh file for
- * cron, workers and `kraftwerk run`) and the socket its uWSGI listens on. nginx
- * connects through `current`, so the one atomic rename of `current` switches
+ * its environment (as an envdir, and as a sh file for cron, workers and
+ * `kraftwerk run`), and what plugins keep there (the app server's configuration
+ * and socket). The web server connects through `current`, so the one atomic rename of `current` switches
  * code, configuration and traffic together, a deploy cut short anywhere
  * before it leaves the live release whole, and a rollback has no
  * configuration of its own to restore. (DESIGN.md had the ini in /etc and the
  * socket in /run; both moved here for that reason.)
  */
 export interface ReleaseConfig {
+  /** The release's `.kraftwerk/`: plugins keep their files of the release here. */
   dir: string;
-  uwsgiIni: string;
-  /** envdir: one file per variable, read by uWSGI (values taken literally). */
+  /** envdir: one file per variable (values taken literally). */
   environ: string;
   /** The same variables in sh syntax. */
   env: string;
-  socket: string;
 }
 
 export function releaseConfig(releasePath: string): ReleaseConfig {
   const dir = `${releasePath}/.kraftwerk`;
-  return { dir, uwsgiIni: `${dir}/uwsgi.ini`, environ: `${dir}/environ`, env: `${dir}/env`, socket: `${dir}/uwsgi.sock` };
+  return { dir, environ: `${dir}/environ`, env: `${dir}/env` };
 }
 
 /**
@@ -103,15 +99,6 @@ export function releaseConfig(releasePath: string): ReleaseConfig {
  */
 export function siteWebGroup(site: Site): string {
   return `kwn-${site.name}`;
-}
-
-/**
- * The groups a process of the site runs with, for `chpst -u` (which sets exactly
- * these, no supplementary groups of the user): its own, and its web group, without
- * which it cannot enter /srv/<site>.
- */
-export function siteProcessGroups(site: Site): string {
-  return `${site.user}:${site.user}:${siteWebGroup(site)}`;
 }
 
 /** Builds the Site model from a validated config. */

@@ -4,6 +4,8 @@ import type { Hooks } from './hooks.ts';
 import type { Site } from '../config/site.ts';
 import type { TaskSpec } from './tasks.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
+import type { NodeStatusParts } from './status.ts';
+import type { LogSources } from './logs.ts';
 
 /**
  * A Kraftwerk plugin. Built-in plugins (plugins/<name>/index.ts) and
@@ -21,6 +23,14 @@ export interface Plugin {
   commands?(program: CliCommand, kit: CommandKit): void;
   /** Resolve a node name this plugin knows (e.g. a sandbox), before ~/.ssh/config is consulted. */
   resolveNode?(name: string): Promise<Partial<SshTarget> | undefined>;
+  // What `status` and `logs` read: declared, not tapped, as they run no task and change nothing.
+  /**
+   * Add to `kraftwerk status`: node-wide processes and per-site lines. Called for the
+   * plugins every node has and the project's own (outside a project with a placeholder site).
+   */
+  nodeStatus?(status: NodeStatusParts, site: Site): void;
+  /** Add the log sources of `site` that `kraftwerk logs` shows. */
+  logs?(sources: LogSources, site: Site): void;
 }
 
 /** Identity helper that gives a plugin object its type. */

@@ -8,7 +8,6 @@ import { sh } from '../shell/sh.ts';
 import { inSiteEnv } from '../shell/site-shell.ts';
 import { computeSiteEnvironment } from './site-environment.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
-import { getSiteTls } from '../../plugins/tls/state.ts';
 import { Stage } from '../engine/tasks.ts';
 import { CommandTimeoutError } from '../remote/remote.ts';
 import { deployTimeouts } from '../config/durations.ts';
@@ -18,7 +17,7 @@ import { checkProject } from './project-check.ts';
 import { inspectNode } from './inspect-node.ts';
 import { openReleaseCommand, prepareSiteCommand, preparedSiteMarker, siteFolders } from './site-folders.ts';
 import { collectSwitchSteps, execSwitch, LOCK_LOST_EXIT, SWITCHED_MARKER, SWITCHED_STATE, switchCommand } from './switch.ts';
-import { healthCheckCommand } from './healthcheck.ts';
+import { healthCheckCommand, healthCheckRequest } from './healthcheck.ts';
 import { finishReleaseCommand, RECORD_STATE, reportFinish } from './release-record.ts';
 import { writeFiles } from './release-files.ts';
 
@@ -195,7 +194,7 @@ export const corePlugin = definePlugin({
           const hc = site.config.healthcheck as Exclude<typeof site.config.healthcheck, false>;
           const limit = deployTimeouts(site.config).healthcheckMs;
           const res = await ctx.remote
-            .exec(healthCheckCommand(site, { https: Boolean(getSiteTls(ctx)?.certificate) }), { check: false, interruptible: true, timeoutMs: limit })
+            .exec(healthCheckCommand(site, await healthCheckRequest(hooks, ctx)), { check: false, interruptible: true, timeoutMs: limit })
             .catch((err: unknown) => {
               if (!(err instanceof CommandTimeoutError)) throw err;
               throw new KraftwerkError(`health check on ${ctx.node} (restart) timed out: GET ${hc.path} ${CommandTimeoutError.what(err.kind, err.limitMs)}`, {

@@ -7,15 +7,8 @@
  * script before it is kept (see renderBackupScript).
  * `kraftwerk backup`, `backups`, `backup verify` and `backup --download` work on the same folders.
  */
-import {
-  backupScriptPath,
-  definePlugin,
-  recordDumpCommands,
-  renderBackupScript,
-  Stage,
-  type Hooks,
-  type Site,
-} from '../../core/index.ts';
+import { definePlugin, type Hooks, type Site } from '../../core/index.ts';
+import { backupScriptPath, recordDumpCommands, renderBackupScript } from './script.ts';
 
 const PLUGIN_NAME = 'backups';
 

@@ -18,14 +18,11 @@
  * no systemd).
  */
 import {
-  backupScriptPath,
   type Script,
   ConfigError,
   definePlugin,
-  programCommand,
   releaseConfig,
   sh,
-  siteDirs,
   siteEnvScript,
   siteLogRootCommand,
   Stage,
@@ -34,6 +31,8 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+import { programCommand, siteDirs } from '../runit/commands.ts';
+import { backupScriptPath } from '../backups/script.ts';
 
 const PLUGIN_NAME = 'cron';
 
@@ -208,6 +207,7 @@ fi`;
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'cron jobs (`cron:` and the `backups:` schedule) in /etc/cron.d, each under flock',
+  nodeStatus: (status) => status.process('cron', 'cron'),
   apply(hooks: Hooks, site: Site) {
     const jobs = cronJobs(site);
     const file = cronFilePath(site);

@@ -16,7 +16,6 @@
 import {
   type DeployContext,
   definePlugin,
-  getSiteTls,
   KraftwerkError,
   NGINX_EXPIRES,
   nginxValue,
@@ -29,9 +28,9 @@ import {
   type Script,
   type Hooks,
   type Site,
-  type SiteTls,
-  TLS_APPLY_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
+import { liveSocket } from '../uwsgi/paths.ts';
 
 const PLUGIN_NAME = 'nginx';
 
@@ -50,6 +49,11 @@ export interface NginxSitePaths {
 export function nginxSitePaths(site: Site): NginxSitePaths {
   const available = `/etc/nginx/sites-available/${site.service}.conf`;
   return { available, previous: `${available}.prev`, enabled: `/etc/nginx/sites-enabled/${site.service}.conf` };
+}
+
+/** nginx's logs of the site (their paths are in templates/site.conf.ejs). */
+export function nginxLogFiles(site: Site): string[] {
+  return [`/var/log/nginx/${site.service}.access.log`, `/var/log/nginx/${site.service}.error.log`];
 }
 
 /** `static:` from kraftwerk.yaml with its defaults: the project's static/ folder at /static/. */
@@ -110,7 +114,7 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     site,
     tls,
     upstream: nginxValue(site.service),
-    socket: nginxValue(site.paths.socket),
+    socket: nginxValue(liveSocket(site)),
     clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
@@ -241,6 +245,9 @@ async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'nginx site: domains, alias redirects, /static and /uploads, uwsgi_pass to the site socket; nginx -t before reload',
+  nodeStatus: (status) => status.process('nginx', 'nginx'),
+  // The site's access and error log (see templates/site.conf.ejs): root's, read as root.
+  logs: (sources, site) => sources.add({ flag: 'nginx', asRoot: true, command: (tail) => sh`${tail} ${nginxLogFiles(site)}` }),
   apply(hooks: Hooks, site: Site) {
     const paths = nginxSitePaths(site);
 

@@ -136,6 +136,7 @@ SELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
+  nodeStatus: (status) => status.process('postgresql', 'postgres'),
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add(PLUGIN_NAME, 'postgresql');

@@ -11,23 +11,14 @@
 import {
   ConfigError,
   definePlugin,
-  processLogDir,
-  restartLoggersCommand,
-  siteDirs,
   siteLogRootCommand,
   type DeployContext,
-  parseSvStatus,
-  processServiceFiles,
-  processServiceName,
-  pruneProcessServicesCommand,
-  restartCommand,
-  RUNIT_SV_DIR,
   sequence,
   Stage,
-  startOrRestartCommand,
   type Hooks,
   type Site,
 } from '../../core/index.ts';
+import { processLogDir, restartLoggersCommand, siteDirs, parseSvStatus, processServiceFiles, processServiceName, pruneProcessServicesCommand, restartCommand, RUNIT_SV_DIR, startOrRestartCommand } from '../runit/commands.ts';
 
 const PLUGIN_NAME = 'processes';
 

@@ -173,6 +173,7 @@ ${cli} ACL SAVE >/dev/null${keys}`;
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
+  nodeStatus: (status) => status.process('redis', 'redis-server'),
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add(PLUGIN_NAME, 'redis-server', 'redis-tools');

@@ -22,17 +22,14 @@ import {
   aptInstallCommand,
   type DeployContext,
   definePlugin,
-  getSiteTls,
   type Hooks,
   KraftwerkError,
+  lifecycleHooks,
   type NodeContext,
-  setSiteTls,
   type Site,
-  type SiteTls,
   Stage,
-  TLS_DECIDE_STAGE,
-  TLS_ISSUE_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, setSiteTls, type SiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './state.ts';
 import {
   type CertificateState,
   certonlyCommand,
@@ -239,6 +236,11 @@ function applyTls(hooks: Hooks, site: Site): void {
     }
     if (state.issuer) report.add(NAME, 'issuer', state.issuer);
     if (settings.provider === 'letsencrypt' && state.renewal) report.add(NAME, 'renewal', describeRenewal(state.renewal));
+  });
+
+  // With a certificate, plain HTTP only redirects: core's health check asks over HTTPS, on the node, for the real answer.
+  lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => {
+    if (getSiteTls(ctx)?.certificate) request.https = true;
   });
 
   hooks.destroy.tap(NAME, (_ctx, tasks) => {

@@ -8,16 +8,23 @@ import { configSchema } from '../../core/config/schema.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
 import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';
-import { formatStatus, parseStatus } from '../../core/cli/actions/status.ts';
+import { formatStatus, parseStatus, statusCommand } from '../../core/cli/actions/status.ts';
 import { removeSiteCommand } from '../../core/cli/actions/destroy.ts';
 import { renderEnvFile } from '../../core/shell/env-file.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
+import { collectLogSources } from '../../core/engine/logs.ts';
+import { loadBuiltins } from '../../core/engine/registry.ts';
+import { collectNodeStatusParts } from '../../core/engine/status.ts';
+import { stackPlugins } from '../../plugins/builtins.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
   return createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '/p/kraftwerk.yaml', sourceDir: '/p', name: 'shop' });
 }
 const project = (extra: Record<string, unknown> = {}): Project => ({ site: site(extra), plugins: [] });
+// What the CLI hands status and logs: the parts and sources of the built-in plugins.
+const nodePlugins = await loadBuiltins({ ...stackPlugins, commands: [] }, stackPlugins.node);
+const logSources = (s: Site) => collectLogSources(nodePlugins, s);
 
 describe('env', () => {
   it('parses NAME=value words; values may hold = and be empty', () => {
@@ -76,17 +83,17 @@ describe('logs', () => {
 
   it('tails the right files, as the site user (root follows no link the site put in its log folders)', () => {
     const s = site();
-    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
+    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }, logSources(s)).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
     // web: both slots' logs (web@blue, web@green), whichever are there.
     assert.equal(
-      siteLogsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }).text,
+      siteLogsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }, logSources(s)).text,
       `cd /var/log/kraftwerk/shop 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo 'kraftwerk: no web log in /var/log/kraftwerk/shop on this node (is the site deployed?)' >&2; exit 3; }
 tail -n 5 "$@"`,
     );
-    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }).text, /\ntail -n 5 -F "\$@"$/);
-    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }, logSources(s)).text, /\ntail -n 5 -F "\$@"$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }, logSources(s)).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
     assert.equal(
-      logsCommand(s, { lines: 9, follow: false, nginx: true }).text,
+      logsCommand(s, { lines: 9, follow: false, nginx: true }, logSources(s)).text,
       'tail -n 9 /var/log/nginx/kraftwerk-shop.access.log /var/log/nginx/kraftwerk-shop.error.log',
     );
   });
@@ -95,24 +102,24 @@ tail -n 5 "$@"`,
     const root = mkdtempSync(path.join(tmpdir(), 'kw-logs-'));
     const s = site();
     s.paths.logs = root;
-    const noWeb = spawnSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    const noWeb = spawnSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
     assert.equal(noWeb.status, 3);
     assert.match(noWeb.stderr, /no web log in .* on this node/);
     for (const [dir, text] of [['web@blue', 'blue line 1\nblue line 2\n'], ['web@green', 'green line\n'], ['worker', 'worker line\n']]) {
       mkdirSync(path.join(root, dir!));
       writeFileSync(path.join(root, dir!, 'current'), text!);
     }
-    const out = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false }).text], { encoding: 'utf8' });
+    const out = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false }, logSources(s)).text], { encoding: 'utf8' });
     assert.match(out, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(out, /==> web@green\/current <==\ngreen line\n/);
     assert.match(out, /==> worker\/current <==\nworker line\n/);
-    const web = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }).text], { encoding: 'utf8' });
+    const web = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
     assert.match(web, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(web, /==> web@green\/current <==\ngreen line\n/);
     assert.doesNotMatch(web, /worker/);
     const missing = (() => {
       try {
-        execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }).text], { stdio: 'pipe' });
+        execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }, logSources(s)).text], { stdio: 'pipe' });
         return '';
       } catch (e) {
         return String((e as { stderr: Buffer }).stderr);
@@ -184,7 +191,7 @@ lastdump
 lastbackup 
 `;
   it('parses what the status command prints', () => {
-    const s = parseStatus('prod', output);
+    const s = parseStatus('prod', output, collectNodeStatusParts(nodePlugins, site()));
     assert.equal(s.uptimeSeconds, 7384);
     assert.deepEqual(s.system, { nginx: 'running', postgresql: 'running', redis: 'stopped', cron: 'running', runsvdir: 'running' });
     const [shop, blog] = s.sites;
@@ -200,8 +207,18 @@ lastbackup
     assert.deepEqual(blog!.services, []);
   });
 
+  it("gathers the node's processes the plugins name, in the order the node line shows them (run for real)", () => {
+    const parts = collectNodeStatusParts(nodePlugins, site());
+    const out = execFileSync('sh', ['-c', statusCommand(parts).text], { encoding: 'utf8' });
+    const s = parseStatus('here', out, parts);
+    assert.deepEqual(Object.keys(s.system), ['nginx', 'postgresql', 'redis', 'cron', 'runsvdir']);
+    assert.match(statusCommand(parts).text, /pgrep -x redis-server /);
+    // runit's part reads each site's services and web slots.
+    assert.match(statusCommand(parts).text, /echo "service \$n \$\(sv status \/etc\/service\/"\$n"/);
+  });
+
   it('prints one block per site', () => {
-    const text = formatStatus(parseStatus('prod', output));
+    const text = formatStatus(parseStatus('prod', output, collectNodeStatusParts(nodePlugins, site())));
     assert.match(text, /^node prod \(up 2h 3m\): nginx running, postgresql running, redis stopped/);
     assert.match(text, /site shop: release 20261125T170102Z \(2026-11-25T17:01:09Z, by ann@laptop, rev abc123\)/);
     assert.match(text, /kraftwerk-shop@green +run \(pid 812\) for 1h 0m; release 20261125T170102Z \(live\)\n/);

@@ -11,10 +11,9 @@ import {
   listDumpsCommand,
   newDumpId,
   parseDumpList,
-  recordDumpCommands,
-  renderBackupScript,
   rotateBackupsCommand,
 } from '../../core/lifecycle/dumps.ts';
+import { recordDumpCommands, renderBackupScript } from '../../plugins/backups/script.ts';
 import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';
 import { sh } from '../../core/shell/sh.ts';
 import { createSite, type Site } from '../../core/config/site.ts';

@@ -1,11 +1,12 @@
 /**
- * `kraftwerk logs [node] [--process NAME] [-n N] [-f] [--nginx]`: the svlogd
- * logs of the site's services (web, worker processes, cron jobs) and, with
- * --nginx, nginx's access and error log of the site.
+ * `kraftwerk logs [node] [--process NAME] [-n N] [-f] [--nginx]`: the logs of
+ * the site's services (web, worker processes, cron jobs) and, with --nginx,
+ * nginx's access and error log of the site, from the sources the plugins give
+ * (Plugin.logs).
  */
 import { UsageError } from '../../errors.ts';
 import type { CoreKit } from '../kit.ts';
-import { processLogDir } from '../../../plugins/runit/commands.ts';
+import { collectLogSources, type LogSource, type LogSources } from '../../engine/logs.ts';
 import { asUser, type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import { connect, nodesOf, singleNode } from './ops.ts';
@@ -53,51 +54,42 @@ function lineCount(s: string): number {
   return Number(s);
 }
 
-/** nginx's logs of the site (see the nginx plugin's site template). */
-export function nginxLogFiles(site: Site): string[] {
-  return [`/var/log/nginx/${site.service}.access.log`, `/var/log/nginx/${site.service}.error.log`];
+/** The flag of `logs` that picks a plugin's source instead of the site's own logs (parsed with the others, above). */
+function sourceFlag(options: LogsOptions): string | undefined {
+  return options.nginx ? 'nginx' : undefined;
 }
 
 /**
- * Which files to show: one process (`web` is uWSGI; cron jobs are cron-<name>), or all of the site's logs.
- * The site's logs are read as the site user: its log folders are its own, and root must not follow a
- * link the site put there (a `current` pointing at /etc/shadow).
+ * The command that shows the chosen logs. The plugins give the sources (runit the
+ * site's process logs, nginx its access and error log); one that is not root's is
+ * read as the site user.
  */
-export function logsCommand(site: Site, options: LogsOptions): Script {
-  if (options.nginx) return siteLogsCommand(site, options);
+export function logsCommand(site: Site, options: LogsOptions, sources: LogSources): Script {
+  const source = chooseSource(site, options, sources);
+  const command = siteLogsCommand(site, options, sources);
+  if (source.asRoot) return command;
   return sh`id -u ${site.user} >/dev/null 2>&1 || { echo ${`kraftwerk: no logs of ${site.name} on this node (is the site deployed?)`} >&2; exit 3; }
-${asUser(site.user, siteLogsCommand(site, options))}`;
+${asUser(site.user, command)}`;
 }
 
 /** The command `logsCommand` runs, before it becomes the site user's (exported for tests). */
-export function siteLogsCommand(site: Site, options: LogsOptions): Script {
+export function siteLogsCommand(site: Site, options: LogsOptions, sources: LogSources): Script {
   const tail = ['tail', '-n', String(options.lines), ...(options.follow ? ['-F'] : [])];
-  if (options.nginx) return sh`${tail} ${nginxLogFiles(site)}`;
-  if (options.process === 'web') {
-    // Both web slots: the live release's log and the one before it (or a new one that failed to start).
-    return sh`cd ${site.paths.logs} 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo ${`kraftwerk: no web log in ${site.paths.logs} on this node (is the site deployed?)`} >&2; exit 3; }
-${tail} "$@"`;
-  }
-  if (options.process) {
-    const dir = processLogDir(site, options.process);
-    return sh`if [ ! -f ${`${dir}/current`} ]; then
-  echo ${`kraftwerk: no log ${dir}/current on this node`} >&2
-  echo "logs here: $(cd ${site.paths.logs} 2>/dev/null && for d in */; do [ -f "$d/current" ] && printf '%s ' "\${d%/}"; done)" >&2
-  exit 3
-fi
-${tail} ${`${dir}/current`}`;
-  }
-  // Every log of the site: tail prints a ==> file <== header before each.
-  return sh`cd ${site.paths.logs} 2>/dev/null || { echo ${`kraftwerk: no logs in ${site.paths.logs} (is the site deployed?)`} >&2; exit 3; }
-set -- $(ls -1 */current 2>/dev/null)
-[ "$#" -gt 0 ] || { echo 'kraftwerk: no logs yet' >&2; exit 3; }
-${tail} "$@"`;
+  return chooseSource(site, options, sources).command(tail, { process: options.process });
+}
+
+function chooseSource(site: Site, options: LogsOptions, sources: LogSources): LogSource {
+  const flag = sourceFlag(options);
+  const source = sources.find(flag);
+  if (!source) throw new UsageError(flag ? `no plugin of ${site.name} shows logs for --${flag}` : `no plugin of ${site.name} shows its logs`);
+  return source;
 }
 
 export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]): Promise<number> {
   const project = await kit.loadProject();
   const { site } = project;
   const options = parseLogsArgs(rawWords);
+  const sources = collectLogSources(project.plugins, site);
   const nodes = options.follow ? [singleNode(project, options.node, 'logs -f')] : nodesOf(project, options.node);
   let worst = 0;
   for (const node of nodes) {
@@ -107,7 +99,7 @@ export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]):
     // with Ctrl-C typed on a terminal, instead of lingering until it next writes.
     const pty = options.follow;
     const lf = (c: string) => (pty && !process.stdout.isTTY ? c.replace(/\r\n/g, '\n') : c);
-    const result = await remote.exec(logsCommand(site, options), {
+    const result = await remote.exec(logsCommand(site, options, sources), {
       check: false,
       pty,
       onStdout: (c) => process.stdout.write(lf(c)),

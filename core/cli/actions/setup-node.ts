@@ -1,15 +1,11 @@
 import { type SetupContext, SetupPackages } from '../../engine/context.ts';
 import { createHooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
-import type { Plugin } from '../../engine/plugin.ts';
 import { NODE_MARKER, SITES_DIR } from '../../lifecycle/probe.ts';
-import { loadBuiltins } from '../../engine/registry.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { aptInstallCommand, missingPackagesCommand } from '../../shell/apt.ts';
 import { type Script, sh } from '../../shell/sh.ts';
-import { createSite } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
-import { configSchema } from '../../config/schema.ts';
 import { expandNodes } from '../../remote/node.ts';
 
 /** Packages core itself needs on every node. */
@@ -26,21 +22,10 @@ fi
 true`;
 }
 
-/** Plugins a setup-node applies: the node-wide stack, plus the project's own when run in a project. */
-async function setupPlugins(kit: CoreKit): Promise<{ plugins: Plugin[]; project: Awaited<ReturnType<CoreKit['maybeProject']>> }> {
-  const project = await kit.maybeProject();
-  const builtin = await loadBuiltins(kit.builtins, kit.builtins.node);
-  const extra = (project?.plugins ?? []).filter((p) => !builtin.some((b) => b.name === p.name));
-  return { plugins: [...builtin, ...extra], project };
-}
-
 export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined): Promise<void> {
-  const { plugins, project } = await setupPlugins(kit);
+  const project = await kit.maybeProject();
+  const { plugins, site } = await kit.nodeWide(project);
   const nodes = expandNodes(nodeArg, project?.site.config, project?.site.configFile);
-  // Node-wide taps do not depend on a site; outside a project they get a placeholder one.
-  const site =
-    project?.site ??
-    createSite(configSchema.parse({ domain: 'localhost' }), { configFile: '', sourceDir: process.cwd(), name: 'node' });
   const hooks = createHooks();
   interceptHooks(hooks);
   for (const p of plugins) p.apply?.(hooks, site);

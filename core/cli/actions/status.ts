@@ -1,52 +1,31 @@
 /**
  * `kraftwerk status [node] [--json]`: per site on the node its live release,
- * the state and uptime of its runit services (web and workers), disk use and
- * last backup; nginx, PostgreSQL, Redis and cron for the node; plus whatever
- * the project's plugins report through the `status` hook (TLS expiry, …).
- * One read-only command per node gathers the layout facts. --json prints an
- * array with one object per node (a single node too), for scripts.
+ * its services and their uptime (from the plugins' status parts: runit's web
+ * and worker services), disk use and last backup; the node-wide processes the
+ * plugins name (nginx, PostgreSQL, …); plus whatever the project's plugins
+ * report through the `status` hook (TLS expiry, …). One read-only command per
+ * node gathers the layout facts. --json prints an array with one object per
+ * node (a single node too), for scripts.
  */
 import type { StatusReport } from '../../engine/context.ts';
 import { MANIFEST_FILE } from '../../lifecycle/dumps.ts';
 import type { CoreKit } from '../kit.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
-import { parseSvStatus, RUNIT_SERVICE_DIR, RUNIT_SV_DIR, SITE_MARKER_FILE, type ServiceState } from '../../../plugins/runit/commands.ts';
+import { collectNodeStatusParts, type NodeStatus, type NodeStatusParts, type SiteStatus } from '../../engine/status.ts';
 import { type Script, raw, sh } from '../../shell/sh.ts';
 import { applyPlugins } from './deploy.ts';
 import { UsageError } from '../../errors.ts';
 import { nodeContext, nodesOf } from './ops.ts';
 
-export interface SiteStatus {
-  name: string;
-  domains: string[];
-  /** Live release id, if deployed. */
-  release?: string;
-  /** The live release's record (time, deployer, revision), when kept. */
-  releaseInfo?: { time?: string; deployer?: string; revision?: string };
-  services: ServiceState[];
-  /** KiB used by each part of /srv/<site>. */
-  disk: { releases: number; venvs: number; uploads: number; backups: number };
-  /** Id of the newest dump or backup, and of the newest scheduled/`backup` one. */
-  lastDump?: string;
-  lastBackup?: string;
-  /** What the project's plugins reported (only for the project's own site). */
-  plugins?: Record<string, Record<string, unknown>>;
-}
-
-export interface NodeStatus {
-  node: string;
-  uptimeSeconds?: number;
-  system: Record<string, 'running' | 'stopped'>;
-  sites: SiteStatus[];
-}
-
-const SYSTEM_PROCESSES: Record<string, string> = { nginx: 'nginx', postgresql: 'postgres', redis: 'redis-server', cron: 'cron', runsvdir: 'runsvdir' };
+export type { NodeStatus, SiteStatus } from '../../engine/status.ts';
 
 /** One read-only command: `key value…` lines for the node and every Kraftwerk site on it. */
-export function statusCommand(): Script {
-  const systemLines = Object.entries(SYSTEM_PROCESSES)
-    .map(([name, proc]) => `echo "system ${name} $(pgrep -x ${proc} >/dev/null && echo running || echo stopped)"`)
+export function statusCommand(parts: NodeStatusParts): Script {
+  const systemLines = parts.processes
+    .map((p) => sh`echo ${`system ${p.name} `}"$(pgrep -x ${p.processName} >/dev/null && echo running || echo stopped)"`.text)
     .join('\n');
+  // Each plugin's part runs in a subshell: it cannot change the loop's variables.
+  const siteLines = parts.siteParts.map((p) => `  (\n${p.script.text.replace(/^/gm, '    ')}\n  )`).join('\n');
   return sh`echo "uptime $(cut -d' ' -f1 /proc/uptime)"
 ${raw(systemLines)}
 for f in ${raw(SITES_DIR)}/*/domains; do
@@ -58,13 +37,7 @@ for f in ${raw(SITES_DIR)}/*/domains; do
   cur=$(basename "$(readlink "$r/current" 2>/dev/null)" 2>/dev/null)
   echo "release $cur"
   [ -n "$cur" ] && [ -f "$r/.kraftwerk/releases/$cur.json" ] && echo "record $(tr -d '\\n' < "$r/.kraftwerk/releases/$cur.json")"
-  for d in ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"@* ${raw(RUNIT_SV_DIR)}/kraftwerk-"$s"-*; do
-    [ -d "$d" ] || continue
-    n=$(basename "$d")
-    case "$n" in "kraftwerk-$s"@*) ;; *) [ "$(cat "$d/${raw(SITE_MARKER_FILE)}" 2>/dev/null)" = "$s" ] || continue;; esac
-    if [ -e ${raw(RUNIT_SERVICE_DIR)}/"$n" ]; then echo "service $n $(sv status ${raw(RUNIT_SERVICE_DIR)}/"$n" 2>&1 | head -n 1)"; else echo "service $n not linked"; fi
-    [ -L "$d/release" ] && echo "slot $n $(basename "$(readlink "$d/release")")"
-  done
+${raw(siteLines)}
   for part in releases venvs shared/uploads backups; do echo "disk $part $(du -sk "$r/$part" 2>/dev/null | cut -f1)"; done
   echo "lastdump $(ls -1 "$r/backups" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort | tail -n 1)"
   echo "lastbackup $(for d in $(ls -1 "$r/backups" 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort -r); do grep -q '"kind": *"backup"' "$r/backups/$d/${raw(MANIFEST_FILE)}" 2>/dev/null && { echo "$d"; break; }; done)"
@@ -72,7 +45,7 @@ done
 true`;
 }
 
-export function parseStatus(node: string, output: string): NodeStatus {
+export function parseStatus(node: string, output: string, parts: NodeStatusParts): NodeStatus {
   const status: NodeStatus = { node, system: {}, sites: [] };
   let site: SiteStatus | undefined;
   for (const line of output.split('\n')) {
@@ -96,15 +69,6 @@ export function parseStatus(node: string, output: string): NodeStatus {
       } catch {
         // An unreadable record only loses the details.
       }
-    } else if (key === 'service') {
-      const [name = '', ...rest] = value.split(' ');
-      const text = rest.join(' ');
-      site.services.push(text === 'not linked' ? { service: name, state: 'not linked' } : parseSvStatus(name, text));
-    } else if (key === 'slot') {
-      // A web slot: the release it runs (or last ran).
-      const [name = '', release = ''] = value.split(' ');
-      const service = site.services.find((x) => x.service === name);
-      if (service && release) service.release = release;
     } else if (key === 'disk') {
       const [part = '', kb = ''] = value.split(' ');
       const n = Number(kb) || 0;
@@ -114,6 +78,7 @@ export function parseStatus(node: string, output: string): NodeStatus {
       else if (part === 'backups') site.disk.backups = n;
     } else if (key === 'lastdump') site.lastDump = value || undefined;
     else if (key === 'lastbackup') site.lastBackup = value || undefined;
+    else parts.siteParts.find((p) => p.keys.includes(key))?.read(key, value, site);
   }
   return status;
 }
@@ -182,11 +147,14 @@ export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined
     throw new UsageError('no node given', { hint: 'Name a node (kraftwerk status my.server.tld), or run it in a project folder.' });
   }
   const hooks = project ? applyPlugins(project).hooks : undefined;
+  // What every node runs is reported also for sites of other projects: the node's plugins give the parts.
+  const { plugins, site: nodeSite } = await kit.nodeWide(project);
+  const parts = collectNodeStatusParts(plugins, nodeSite);
   const results: NodeStatus[] = [];
   for (const node of project ? nodesOf(project, nodeArg) : [nodeArg!]) {
     const remote = await kit.connect(await kit.resolveNode(node, project));
-    const { stdout } = await remote.exec(statusCommand());
-    const status = parseStatus(node, stdout);
+    const { stdout } = await remote.exec(statusCommand(parts));
+    const status = parseStatus(node, stdout, parts);
     if (project && hooks) {
       const { site } = project;
       // The project's site first; it also gets what its plugins report.
