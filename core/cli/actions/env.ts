@@ -9,7 +9,7 @@ import type { ReloadContext } from '../../engine/context.ts';
 import { RemoteFileSet } from '../../engine/context.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDotenv, parseEnvFile, renderEnvFile } from '../../shell/env-file.ts';
+import { parseDotenv, renderEnvFile } from '../../shell/env-file.ts';
 import { UsageError } from '../../errors.ts';
 import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
@@ -18,7 +18,7 @@ import type { Project } from '../../engine/plugin.ts';
 import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
-import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-environment.ts';
+import { computeSiteEnvironment, type EnvSource, readSiteEnvScript, splitSiteEnvOutput } from '../../lifecycle/site-environment.ts';
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
@@ -43,22 +43,12 @@ export interface ServerEnv {
 export function readEnvCommand(site: Site) {
   return sh`test -d ${`${site.paths.current}/`} && echo deployed=1
 test -d ${site.paths.shared} && echo prepared=1
-echo ---env---
-cat ${site.paths.env} 2>/dev/null
-echo ---envlocal---
-cat ${site.paths.envLocal} 2>/dev/null
-true`;
+${readSiteEnvScript(site)}`;
 }
 
 export function parseEnvOutput(output: string): ServerEnv {
-  const [head = '', rest = ''] = output.split('---env---\n');
-  const [env = '', local = ''] = rest.split('---envlocal---\n');
-  return {
-    deployed: /^deployed=1$/m.test(head),
-    prepared: /^prepared=1$/m.test(head),
-    env: parseEnvFile(env),
-    local: parseEnvFile(local),
-  };
+  const { head, env, local } = splitSiteEnvOutput(output);
+  return { deployed: /^deployed=1$/m.test(head), prepared: /^prepared=1$/m.test(head), env, local };
 }
 
 /** `K=V` words from the command line; a value may contain `=` and be empty. */
