@@ -58,12 +58,14 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
   const { site } = project;
   const nodes = nodesOf(project, nodeArg);
   const keepData = options.keepData ?? false;
+  const { hooks, taps } = applyPlugins(project);
+  // What goes is what the plugins that take part in destroy made for the site (the web server's site, jobs, databases, …).
+  const parts = [...taps].filter(([plugin, hooked]) => plugin !== 'core' && hooked.has('destroy')).map(([plugin]) => plugin);
   await confirmOrStop(
     kit,
-    `Destroy site ${site.name} on ${nodes.join(', ')}? Its services, nginx site, cron jobs, database, Redis user, code and logs are removed` +
+    `Destroy site ${site.name} on ${nodes.join(', ')}? Its services, code and logs${parts.length ? `, and what ${parts.join(', ')} set up for it,` : ''} are removed` +
       (keepData ? '; uploads and backups stay (a last dump is taken first).' : ', and its uploads and backups too.'),
   );
-  const { hooks } = applyPlugins(project);
   const groups: TaskGroup<DestroyContext>[] = [];
   const locks: DeployLock[] = [];
   for (const node of nodes) {
