@@ -2,7 +2,9 @@
  * Kraftwerk's public API: everything a plugin (built-in or project-local) and a
  * kraftwerk.config.ts may import. Built-in plugins use nothing else.
  */
-export { defineConfig, type Config, type ConfigInput, type CronEntry, type NodeSpec } from './config/schema.ts';
+export { defineConfig, type Config, type ConfigInput, localText, type NodeSpec, relativePath, singleLine } from './config/schema.ts';
+export { checkSettings, type SettingsOf, settingsOf, type SettingsShape } from './config/settings.ts';
+export { z } from 'zod';
 export {
   type DeployContext,
   type DeployOptions,
@@ -30,7 +32,7 @@ export { type LogSource, LogSources } from './engine/logs.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
 export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './config/durations.ts';
-export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './shell/escape.ts';
+export { ConfigValueError, CONTROL, describeChar, LINE_BREAKING } from './shell/escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,

@@ -1,4 +1,5 @@
 import type { Config } from './schema.ts';
+import { type SiteSettings, splitConfig, type ValidConfig } from './settings.ts';
 
 /** Where sites register themselves on a node (domains) and keep what only root may change. */
 export const SITES_DIR = '/etc/kraftwerk/sites';
@@ -36,7 +37,10 @@ export interface Site {
   readonly wsgi: { module: string; callable: string };
   /** Enabled service plugins (from `services:`). */
   readonly services: string[];
+  /** Core's keys of kraftwerk.yaml, validated. */
   readonly config: Config;
+  /** The plugins' keys, validated: a plugin reads its own with `settingsOf(site, settings)`. */
+  readonly settings: SiteSettings;
   /** Absolute path of the config file. */
   readonly configFile: string;
   /** Absolute path of the folder that is deployed (`src`). */
@@ -101,8 +105,9 @@ export function siteWebGroup(site: Site): string {
   return `kwn-${site.name}`;
 }
 
-/** Builds the Site model from a validated config. */
-export function createSite(config: Config, options: { configFile: string; sourceDir: string; name: string }): Site {
+/** Builds the Site model from a validated config (core's keys and the plugins'). */
+export function createSite(valid: ValidConfig, options: { configFile: string; sourceDir: string; name: string }): Site {
+  const { config, settings } = splitConfig(valid);
   const domains = Array.isArray(config.domain) ? config.domain : [config.domain];
   const [module, callable] = (config.wsgi ?? `${options.name.replace(/-/g, '_')}.wsgi`).split(':') as [string, string?];
   return {
@@ -115,6 +120,7 @@ export function createSite(config: Config, options: { configFile: string; source
     wsgi: { module, callable: callable ?? 'application' },
     services: config.services,
     config,
+    settings,
     configFile: options.configFile,
     sourceDir: options.sourceDir,
     paths: sitePaths(options.name),

@@ -42,7 +42,7 @@ import {
   summarizeCertbotError,
   type TlsLeftovers,
 } from './commands.ts';
-import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
+import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, TLS_SETTINGS, type TlsSettings, tlsSettings } from './settings.ts';
 
 const NAME = 'tls';
 const PLAN_STATE = 'tls.plan';
@@ -279,5 +279,6 @@ function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {
 export default definePlugin({
   name: NAME,
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
+  settings: TLS_SETTINGS,
   apply: applyTls,
 });

@@ -23,10 +23,12 @@ import {
   type RemoteFile,
   type Site,
   siteWebGroup,
-  uwsgiIniValue,
+  settingsOf,
 } from '../../core/index.ts';
 import { chooseSpareSlot, ensureSlotsCommand, slotDir, SLOTS, socketAcceptsCommand, retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 import { releaseSocket, releaseUwsgiIni } from './paths.ts';
+import { uwsgiIniValue } from './escape.ts';
+import { UWSGI_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
@@ -35,6 +37,7 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
   const own = releaseConfig(release.path);
   // uWSGI expands %, $( and @( in every value and has no escapes: each value passes uwsgiIniValue (literal, or refused).
   const v = uwsgiIniValue;
+  const { workers, uwsgi } = settingsOf(site, UWSGI_SETTINGS);
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
     user: v(site.user),
@@ -44,9 +47,9 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
     chdir: v(release.path),
     venv: v(release.venv),
     envdir: v(own.environ),
-    workers: v(site.config.workers),
-    harakiri: v(site.config.uwsgi?.harakiri ?? 60),
-    maxRequests: v(site.config.uwsgi?.max_requests ?? 5000),
+    workers: v(workers),
+    harakiri: v(uwsgi?.harakiri ?? 60),
+    maxRequests: v(uwsgi?.max_requests ?? 5000),
   });
 }
 
@@ -174,6 +177,7 @@ async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): P
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uWSGI ini per site: unix socket, workers, harakiri, the site environment',
+  settings: UWSGI_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
       packages.add(PLUGIN_NAME, 'uwsgi', 'uwsgi-plugin-python3');
@@ -188,7 +192,7 @@ export default definePlugin({
           const own = releaseConfig(ctx.release.path);
           ctx.files.add({ path: releaseUwsgiIni(ctx.release.path), content: await renderUwsgiIni(site, ctx.release), mode: 0o640, owner: 'root', group: site.user });
           for (const file of uwsgiEnvFiles(site, own.environ, ctx.env, {})) ctx.files.add(file);
-          task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
+          task.title(`uWSGI configuration (${settingsOf(site, UWSGI_SETTINGS).workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
         },
       });
       tasks.add({

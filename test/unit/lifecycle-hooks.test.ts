@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
 import { createHooks, interceptHooks, lifecycleHooks } from '../../core/engine/hooks.ts';
 import { definePlugin, type Plugin } from '../../core/engine/plugin.ts';

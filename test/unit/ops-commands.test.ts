@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
 import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import {
   checkDumpId,
   listDumpsCommand,

@@ -21,6 +21,9 @@ import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/run
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
 import { connectTask, nodeContext, notConnected } from './ops.ts';
 import type { Site } from '../../config/site.ts';
+import { settingsOf } from '../../config/settings.ts';
+// The tls plugin's key decides the URL shown (until a plugin contributes the site's URL through a hook).
+import { TLS_SETTINGS } from '../../../plugins/tls/settings.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
@@ -258,7 +261,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const scheme = site.config.tls ? 'https' : 'http';
+    const scheme = settingsOf(site, TLS_SETTINGS).tls ? 'https' : 'http';
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${scheme}://${site.canonicalDomain}/`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);

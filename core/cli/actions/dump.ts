@@ -32,6 +32,9 @@ import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
 import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
 import { formatSize } from './status.ts';
+import { settingsOf } from '../../config/settings.ts';
+// How many scheduled backups a backup rotates down to is the backups plugin's setting.
+import { BACKUPS_SETTINGS } from '../../../plugins/backups/settings.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
 
@@ -51,7 +54,7 @@ export async function dumpTasks(
   const plugins = [...new Set(list.sorted().map((t) => t.plugin))];
   const final = dumpDir(site, ctx.id);
   const manifest: DumpManifest = { kind, site: site.name, plugins, by: who() };
-  const keep = site.config.backups?.keep;
+  const keep = settingsOf(site, BACKUPS_SETTINGS).backups?.keep;
   return [
     {
       title: 'dump folder',
