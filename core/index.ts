@@ -21,6 +21,9 @@ export {
   type SetupContext,
   SetupPackages,
   type StatusReport,
+  type ContributedScript,
+  type HealthCheckRequest,
+  SwitchSteps,
 } from './engine/context.ts';
 export { type NodeStatus, NodeStatusParts, type SiteService, type SiteStatus, type StatusSitePart } from './engine/status.ts';
 export { type LogSource, LogSources } from './engine/logs.ts';
@@ -38,6 +41,7 @@ export {
   UsageError,
 } from './errors.ts';
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
+export { lifecycleHooks, type LifecycleHooks } from './engine/hooks.ts';
 export { type CommandKit, definePlugin, type Plugin, type Project } from './engine/plugin.ts';
 export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';

@@ -33,7 +33,7 @@ if (missing.length) {
     stdio: 'inherit',
   });
 }
-if (!existsSync(path.join(root, 'dist', 'core', 'cli.js'))) {
+if (!existsSync(path.join(root, 'dist', 'core', 'cli', 'main.js'))) {
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
 }
 

@@ -1,12 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from '../errors.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
-import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
+import { loadBuiltins } from '../engine/registry.ts';
 // The one place in core that names the built-in plugins: it hands their table to the kit.
-import { stackPlugins } from '../../plugins/builtins.ts';
-import { toolPlugins } from '../../tools/builtins.ts';
-
-const builtins: BuiltinPlugins = { ...stackPlugins, load: { ...stackPlugins.load, ...toolPlugins.load }, commands: toolPlugins.commands };
+import { builtins } from '../../plugins/builtins.ts';
 
 /**
  * The command line. Only commander and the small command plugins are loaded

@@ -1,5 +1,6 @@
 import type { Site } from '../config/site.ts';
 import type { Remote, RemoteFile } from '../remote/remote.ts';
+import type { Script } from '../shell/sh.ts';
 
 /** Options every command shares. */
 export interface RunOptions {
@@ -250,4 +251,59 @@ export interface ReloadContext extends NodeContext {
 export interface DestroyContext extends NodeContext {
   /** `--keep-data`: leave the site's uploads and backups (and its user, who owns them) in place. */
   readonly keepData: boolean;
+}
+
+// ---- Collectors of the deploy lifecycle's extension points (see lifecycleHooks in hooks.ts) ----
+
+/** A script a plugin contributed, with the plugin's name. */
+export interface ContributedScript {
+  readonly plugin: string;
+  readonly script: Script;
+}
+
+/**
+ * What plugins add to core's switch of `current` (the `switch` extension point).
+ * Core runs the scripts as root, in the order they were added (plugins in the
+ * order they were applied), inside its own remote command: the `afterSwitch`
+ * ones right after `current` was renamed, with signals ignored (a dropped
+ * connection does not stop them half way); the `onUndo` ones when a deploy
+ * failed or was stopped before it switched this node, while its deploy lock
+ * is still its own. Neither runs under --dry-run beyond being shown.
+ */
+export class SwitchSteps {
+  constructor(
+    private readonly plugin = 'core',
+    private readonly items: { after: ContributedScript[]; undo: ContributedScript[] } = { after: [], undo: [] },
+  ) {}
+
+  /** Run `script` once `current` points at the new release (it does not run when the switch failed). */
+  afterSwitch(script: Script): this {
+    this.items.after.push({ plugin: this.plugin, script });
+    return this;
+  }
+
+  /** Run `script` to undo a release that never went live (e.g. stop what was started for it). */
+  onUndo(script: Script): this {
+    this.items.undo.push({ plugin: this.plugin, script });
+    return this;
+  }
+
+  /** The same steps, recording what is added as `plugin`'s (core does this for each tap). */
+  forPlugin(plugin: string): SwitchSteps {
+    return new SwitchSteps(plugin, this.items);
+  }
+
+  get afterSwitchScripts(): readonly ContributedScript[] {
+    return this.items.after;
+  }
+
+  get undoScripts(): readonly ContributedScript[] {
+    return this.items.undo;
+  }
+}
+
+/** How core's health check asks the site (the `healthcheck` extension point): taps may change it. */
+export interface HealthCheckRequest {
+  /** Ask over HTTPS (e.g. the site has a certificate, and plain HTTP only redirects). */
+  https: boolean;
 }

@@ -5,11 +5,13 @@ import type {
   DumpContext,
   EnvironmentContext,
   EnvironmentVars,
+  HealthCheckRequest,
   NodeContext,
   ReloadContext,
   SetupContext,
   SetupPackages,
   StatusReport,
+  SwitchSteps,
 } from './context.ts';
 import { PluginError } from '../errors.ts';
 import { TaskList } from './tasks.ts';
@@ -91,55 +93,90 @@ export type TapRegistry = Map<string, Set<HookName>>;
  * and the node, and (2) collectors passed to the tap record the plugin's name.
  */
 export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map()): TapRegistry {
-  for (const name of hookNames) {
-    const hook = hooks[name] as AsyncSeriesHook<unknown[]>;
-    hook.intercept({
-      register(tap) {
-        const plugin = tap.name;
-        if (!registry.has(plugin)) registry.set(plugin, new Set());
-        registry.get(plugin)!.add(name);
-        const fn = tap.fn as (...args: unknown[]) => unknown;
-        const scoped = (args: unknown[]) =>
-          args.map((a) =>
-            a && typeof a === 'object' && 'forPlugin' in a && typeof (a as { forPlugin: unknown }).forPlugin === 'function'
-              ? (a as { forPlugin(p: string): unknown }).forPlugin(plugin)
-              : a,
-          );
-        const nodeOf = (args: unknown[]) => (args[0] as { node?: string } | undefined)?.node;
-        if (tap.type === 'promise') {
-          tap.fn = async (...args: unknown[]) => {
-            try {
-              return await fn(...scoped(args));
-            } catch (err) {
-              throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
-            }
-          };
-        } else if (tap.type === 'async') {
-          tap.fn = (...args: unknown[]) => {
-            const cb = args.pop() as (err?: unknown, r?: unknown) => void;
-            try {
-              fn(...scoped(args), (err?: unknown, r?: unknown) =>
-                cb(err ? (err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err)) : undefined, r),
-              );
-            } catch (err) {
-              cb(new PluginError(plugin, name, nodeOf(args), err));
-            }
-          };
-        } else {
-          tap.fn = (...args: unknown[]) => {
-            try {
-              return fn(...scoped(args));
-            } catch (err) {
-              throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
-            }
-          };
-        }
-        return tap;
-      },
-    });
-  }
+  for (const name of hookNames) interceptTaps(hooks[name] as AsyncSeriesHook<unknown[]>, name, registry);
   return registry;
 }
+
+/** interceptHooks for one hook; `registry` (when given) records who tapped it. */
+function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?: TapRegistry): void {
+  hook.intercept({
+    register(tap) {
+      const plugin = tap.name;
+      if (registry && !registry.has(plugin)) registry.set(plugin, new Set());
+      registry?.get(plugin)!.add(name as HookName);
+      const fn = tap.fn as (...args: unknown[]) => unknown;
+      const scoped = (args: unknown[]) =>
+        args.map((a) =>
+          a && typeof a === 'object' && 'forPlugin' in a && typeof (a as { forPlugin: unknown }).forPlugin === 'function'
+            ? (a as { forPlugin(p: string): unknown }).forPlugin(plugin)
+            : a,
+        );
+      const nodeOf = (args: unknown[]) => (args[0] as { node?: string } | undefined)?.node;
+      if (tap.type === 'promise') {
+        tap.fn = async (...args: unknown[]) => {
+          try {
+            return await fn(...scoped(args));
+          } catch (err) {
+            throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+          }
+        };
+      } else if (tap.type === 'async') {
+        tap.fn = (...args: unknown[]) => {
+          const cb = args.pop() as (err?: unknown, r?: unknown) => void;
+          try {
+            fn(...scoped(args), (err?: unknown, r?: unknown) =>
+              cb(err ? (err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err)) : undefined, r),
+            );
+          } catch (err) {
+            cb(new PluginError(plugin, name, nodeOf(args), err));
+          }
+        };
+      } else {
+        tap.fn = (...args: unknown[]) => {
+          try {
+            return fn(...scoped(args));
+          } catch (err) {
+            throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+          }
+        };
+      }
+      return tap;
+    },
+  });
+}
+
+// ---- Extension points of the deploy lifecycle ----
+
+/**
+ * Hooks into two steps of core's deploy lifecycle rather than phases of it: the switch of `current` and the
+ * health check. Made on first use for a set of hooks (webpack's getCompilationHooks pattern), so that they
+ * are not phases a plugin lists in `kraftwerk plugins`; taps are wrapped like every other hook's (a failure
+ * names the plugin and the hook; collectors record the plugin). Core calls them when it builds the step.
+ *
+ *     lifecycleHooks(hooks).switch.tap(NAME, (ctx, steps) => { steps.afterSwitch(…); steps.onUndo(…); });
+ *     lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => { request.https = true; });
+ */
+export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
+  let made = lifecycleHooksOf.get(hooks);
+  if (!made) {
+    made = Object.freeze({
+      /** switch (restart, per node): what runs with the switch of `current`, and in the undo of a release that did not go live. */
+      switch: new AsyncSeriesHook<[DeployContext, SwitchSteps]>(['deploy', 'steps']),
+      /** healthcheck (restart, per node): how core asks the site once it switched. */
+      healthcheck: new AsyncSeriesHook<[DeployContext, HealthCheckRequest]>(['deploy', 'request']),
+    });
+    for (const [name, hook] of Object.entries(made)) interceptTaps(hook as AsyncSeriesHook<unknown[]>, name);
+    lifecycleHooksOf.set(hooks, made);
+  }
+  return made;
+}
+
+export interface LifecycleHooks {
+  readonly switch: AsyncSeriesHook<[DeployContext, SwitchSteps]>;
+  readonly healthcheck: AsyncSeriesHook<[DeployContext, HealthCheckRequest]>;
+}
+
+const lifecycleHooksOf = new WeakMap<Hooks, LifecycleHooks>();
 
 /** Call a task-collecting hook and return its sorted tasks. */
 export async function collectTasks<C>(

@@ -1,7 +1,7 @@
 import { Listr, type ListrTask, type ListrTaskWrapper } from 'listr2';
 import type { RunOptions } from './context.ts';
 import { KraftwerkError, PluginError } from '../errors.ts';
-import type { CollectedTask, TaskHandle, TaskSpec } from './tasks.ts';
+import type { TaskHandle, TaskSpec } from './tasks.ts';
 
 /**
  * The only module that imports listr2. Plugins hand over TaskSpecs; this turns
@@ -116,9 +116,4 @@ function unwrap(err: unknown): unknown {
   if (err instanceof KraftwerkError) return err;
   const inner = (err as { error?: unknown })?.error;
   return inner instanceof Error ? inner : err;
-}
-
-/** Convert collected hook tasks to runnable ones (keeps plugin and hook for titles and errors). */
-export function runnable<C>(tasks: CollectedTask<C>[]): RunnableTask<C>[] {
-  return tasks;
 }

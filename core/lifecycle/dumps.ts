@@ -147,6 +147,9 @@ export class RecordingRemote implements Remote {
   async syncFiles(_files: RemoteFile[]): Promise<string[]> {
     throw new KraftwerkError('a dump task cannot write files: it must also run from the scheduled backup script');
   }
+  async rsync(): Promise<undefined> {
+    throw new KraftwerkError('a dump task cannot copy files with rsync: it must also run from the scheduled backup script');
+  }
   async close(): Promise<void> {}
 }
 

@@ -2,7 +2,8 @@ import type { DeployContext } from '../engine/context.ts';
 import { RemoteFileSet } from '../engine/context.ts';
 import { KraftwerkError } from '../errors.ts';
 import { collectTasks, type Hooks } from '../engine/hooks.ts';
-import { RECORD_STATE, releaseRecordPath, restoreFiles } from './release-steps.ts';
+import { RECORD_STATE, releaseRecordPath } from './release-record.ts';
+import { restoreFiles } from './release-files.ts';
 import type { RunnableTask } from '../engine/runner.ts';
 import { sh } from '../shell/sh.ts';
 import { describeRestoredEnvironment } from './site-environment.ts';
@@ -19,7 +20,7 @@ export interface StoredRelease {
 }
 
 export async function readReleaseRecord(ctx: DeployContext, id: string): Promise<StoredRelease | undefined> {
-  const res = await ctx.remote.exec(sh`cat ${releaseRecordPath(ctx.site, id)}`, { check: false, readOnly: true });
+  const res = await ctx.remote.exec(sh`cat ${releaseRecordPath(ctx.site, id)}`, { check: false });
   if (res.code !== 0) return undefined;
   try {
     return JSON.parse(res.stdout) as StoredRelease;

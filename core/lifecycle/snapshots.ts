@@ -54,7 +54,7 @@ export function restoreSnapshotTasks(hooks: Hooks, ctx: DeployContext): TaskGrou
           const live = c.facts.currentRelease;
           if (!live) throw new KraftwerkError(`nothing is live on ${c.node}`);
           const dctx = dumpContext(c, live);
-          const check = await c.remote.exec(sh`test -d ${dctx.dir}`, { check: false, readOnly: true });
+          const check = await c.remote.exec(sh`test -d ${dctx.dir}`, { check: false });
           if (check.code !== 0) {
             throw new KraftwerkError(`there is no data snapshot for release ${live} on ${c.node} (${dctx.dir})`, {
               hint: 'Snapshots are taken only before release commands run. Roll back without --with-data, or restore a backup with kraftwerk load.',

@@ -4,6 +4,7 @@
  */
 import type { Script } from '../shell/sh.ts';
 import type { ExecResult, Remote, RemoteFile, SshTarget } from './remote.ts';
+import { rsyncArgs, type RsyncRunOptions, type RsyncSpec } from './rsync.ts';
 import { DEFAULT_FILE_MODE } from './syncfiles.ts';
 
 export class DryRunRemote implements Remote {
@@ -47,6 +48,14 @@ export class DryRunRemote implements Remote {
       if (file.content !== '' && !file.content.endsWith('\n')) this.print('  │ (no newline at end of file)');
     }
     return files.map((f) => f.path);
+  }
+
+  /** Shows the rsync command, as the task's output and as a line of its own, and copies nothing. */
+  async rsync(spec: RsyncSpec, options: RsyncRunOptions = {}): Promise<undefined> {
+    const command = `rsync ${rsyncArgs(this.target, spec).join(' ')}`;
+    options.onLine?.(command);
+    this.print(`[dry-run] ${this.target.name}: ${command}`);
+    return undefined;
   }
 
   async close(): Promise<void> {}

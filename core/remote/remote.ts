@@ -1,6 +1,7 @@
 import { formatDuration } from '../config/durations.ts';
 import { KraftwerkError } from '../errors.ts';
 import type { Script } from '../shell/sh.ts';
+import type { RsyncRunOptions, RsyncSpec, RsyncStats } from './rsync.ts';
 
 /** Where and how to reach one server, after ~/.ssh/config has been applied. */
 export interface SshTarget {
@@ -111,6 +112,10 @@ export class GuardedRemote implements Remote {
     return this.inner.syncFiles(files);
   }
 
+  rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats | undefined> {
+    return this.inner.rsync(spec, options);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -165,6 +170,12 @@ export interface Remote {
    * Returns the paths that changed.
    */
   syncFiles(files: RemoteFile[]): Promise<string[]>;
+  /**
+   * Copy a folder between this machine and the node with rsync over OpenSSH,
+   * with the host, port, keys and known_hosts of this connection. Returns what
+   * was copied; undefined when nothing ran (--dry-run shows the command instead).
+   */
+  rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats | undefined>;
   /** Number of commands run so far on this connection (benchmarks report it). */
   readonly commandCount: number;
   close(): Promise<void>;

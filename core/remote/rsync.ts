@@ -1,9 +1,15 @@
 /**
- * Code transfer: rsync over OpenSSH, told to use exactly the host, port, keys and
- * known_hosts the ssh2 connection used, and to refuse any host key it cannot verify.
+ * Copying folders between this machine and a node: rsync over OpenSSH, told to
+ * use exactly the host, port, keys and known_hosts the ssh2 connection used, and
+ * to refuse any host key it cannot verify. The project goes into a release
+ * folder (deploy); dump folders go both ways (backup --download, sync-services).
+ * Data between two nodes goes through the machine running the CLI: no agent
+ * forwarding, no node needs a key for another. Only a Remote runs these
+ * (Remote.rsync), so --dry-run decides in one place what happens.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import { quote } from '../shell/sh.ts';
@@ -32,6 +38,23 @@ export interface RsyncOptions {
    * it, and others (nginx passes through the release folder) get no bits at all.
    */
   group?: string;
+}
+
+/**
+ * One copy between this machine and the node of the Remote that runs it (the
+ * node's side is always the Remote's own target).
+ */
+export type RsyncSpec =
+  /** The project into a release folder on the node (deploy). */
+  | ({ kind: 'release' } & Omit<RsyncOptions, 'target' | 'dryRun'>)
+  /** A folder of the node into a local folder, created private (0700) when it is not there. */
+  | { kind: 'pull'; remoteDir: string; localDir: string }
+  /** A local folder into a folder of the node, owned by the login user (root), private. */
+  | { kind: 'push'; localDir: string; remoteDir: string };
+
+export interface RsyncRunOptions {
+  /** Called with each progress or file line rsync prints. */
+  onLine?: (line: string) => void;
 }
 
 export interface RsyncStats {
@@ -70,9 +93,14 @@ export function rsyncSshCommand(target: SshTarget): string {
   return parts.map(quoteForRsync).join(' ');
 }
 
+/** `user@host:path` as rsync wants it (an IPv6 address in brackets). */
+function remoteSpec(target: SshTarget, path: string): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${target.user}@${host}:${path}`;
+}
+
 export function buildRsyncArgs(options: RsyncOptions): string[] {
   const { target } = options;
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
   const args = [
     '--recursive',
     '--links',
@@ -93,8 +121,38 @@ export function buildRsyncArgs(options: RsyncOptions): string[] {
   for (const pattern of [...DEFAULT_EXCLUDES, ...options.excludes]) args.push(`--exclude=${pattern}`);
   if (options.excludeFromFile) args.push(`--exclude-from=${options.excludeFromFile}`);
   // The trailing slash copies the folder's contents, not the folder itself.
-  args.push(options.source.endsWith('/') ? options.source : `${options.source}/`, `${target.user}@${host}:${options.dest}`);
+  args.push(options.source.endsWith('/') ? options.source : `${options.source}/`, remoteSpec(target, options.dest));
   return args;
+}
+
+function folderArgs(target: SshTarget): string[] {
+  const args = ['--recursive', '--links', '--times', '--compress', '--partial', '--stats', '--info=progress2', '-e', rsyncSshCommand(target)];
+  if (target.sudo) args.push('--rsync-path=sudo -n rsync');
+  // Dumps hold the site's data: private to whoever copies them, on both sides.
+  return [...args, '--chmod=D0700,F0600'];
+}
+
+/** A folder path with one trailing slash: rsync copies the folder's contents, not the folder itself. */
+const contentsOf = (dir: string): string => dir.replace(/\/?$/, '/');
+
+/** The rsync arguments of `spec`, run against `target`. */
+export function rsyncArgs(target: SshTarget, spec: RsyncSpec): string[] {
+  switch (spec.kind) {
+    case 'release': {
+      const { kind: _kind, ...options } = spec;
+      return buildRsyncArgs({ ...options, target });
+    }
+    case 'pull':
+      return [...folderArgs(target), remoteSpec(target, contentsOf(spec.remoteDir)), contentsOf(spec.localDir)];
+    case 'push':
+      return [...folderArgs(target), contentsOf(spec.localDir), remoteSpec(target, contentsOf(spec.remoteDir))];
+  }
+}
+
+/** Run `spec` against `target` for real (SshRemote.rsync); `target.name` names the node in errors. */
+export async function rsyncTo(target: SshTarget, spec: RsyncSpec, options: RsyncRunOptions = {}): Promise<RsyncStats> {
+  if (spec.kind === 'pull') await mkdir(spec.localDir, { recursive: true, mode: 0o700 });
+  return runRsync(rsyncArgs(target, spec), options.onLine, target.name);
 }
 
 /** Numbers from `rsync --stats` (printed with thousands separators). */

@@ -13,6 +13,7 @@ import { quote, raw, sh, type Script } from '../shell/sh.ts';
 import { checkHostKey, keyTypeOf, knownHostsName, knownKeyTypes, recordHostKey } from './knownhosts.ts';
 import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, type RemoteFile, type SshTarget } from './remote.ts';
 import { resolveSshTarget } from './sshconfig.ts';
+import { rsyncTo, type RsyncRunOptions, type RsyncSpec, type RsyncStats } from './rsync.ts';
 import { buildSyncFilesCommand, parseSyncFilesOutput } from './syncfiles.ts';
 
 const { Client, utils } = ssh2;
@@ -149,6 +150,11 @@ class SshRemote implements Remote {
     const { command, stdin } = buildSyncFilesCommand(files);
     const result = await this.exec(command, { stdin });
     return parseSyncFilesOutput(result.stdout);
+  }
+
+  /** rsync runs beside the ssh2 connection (its own OpenSSH process), with the same target. */
+  rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats> {
+    return rsyncTo(this.target, spec, options);
   }
 
   async close(): Promise<void> {

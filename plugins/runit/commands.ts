@@ -223,6 +223,19 @@ export function removeServicesCommand(services: readonly string[], waitSeconds =
 done`;
 }
 
+/**
+ * A site deployed by a Kraftwerk without web slots ran one service named
+ * kraftwerk-<site>; once a slot serves, it goes (a step of the switch). (A
+ * worker service can have the same name, process `api` of site `shop` for site
+ * `shop-api`: workers carry a marker file and are left alone.)
+ */
+export function removeLegacyServiceCommand(site: Site): Script {
+  const dir = `${RUNIT_SV_DIR}/${site.service}`;
+  return sh`if [ -d ${dir} ] && [ ! -f ${`${dir}/${SITE_MARKER_FILE}`} ]; then
+${removeServicesCommand([site.service], 30)} >/dev/null
+fi`;
+}
+
 /** Remove the site's worker services whose process is no longer configured; prints `removed <service>` for each. */
 export function pruneProcessServicesCommand(site: Site, keep: readonly string[]): Script {
   return sh`for s in $(${listProcessServicesCommand(site)}); do

@@ -9,6 +9,7 @@ import {
   definePlugin,
   findLiveSlot,
   isProvisioned,
+  lifecycleHooks,
   provisionMarker,
   renderLogRunScript,
   restartLoggersCommand,
@@ -30,6 +31,7 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+import { removeLegacyServiceCommand } from './commands.ts';
 import { runitLogs, runitStatus } from './reports.ts';
 
 const PLUGIN_NAME = 'runit';
@@ -174,6 +176,11 @@ ${restartLoggersCommand(restart)}`);
           task.title(stdout.includes('kraftwerk: reloaded') ? `${site.service} reloaded` : `${site.service} (not running)`);
         },
       });
+    });
+
+    // Once a web slot serves, the single service of a Kraftwerk before slots goes, in the switch's own command.
+    lifecycleHooks(hooks).switch.tap(PLUGIN_NAME, (_ctx, steps) => {
+      steps.afterSwitch(removeLegacyServiceCommand(site));
     });
 
     hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {

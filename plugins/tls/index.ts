@@ -108,7 +108,7 @@ function applyTls(hooks: Hooks, site: Site): void {
       title: 'certificate',
       stage: TLS_DECIDE_STAGE,
       run: async (ctx, task) => {
-        const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings), { readOnly: true });
+        const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings));
         const before = parseCertificateProbe(stdout);
         const reason = issueReason(settings, before);
 
@@ -225,7 +225,7 @@ function applyTls(hooks: Hooks, site: Site): void {
 
   hooks.status.tapPromise(NAME, async (ctx, report) => {
     if (!settings) return;
-    const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings, { renewal: true }), { readOnly: true });
+    const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings, { renewal: true }));
     const state = parseCertificateProbe(stdout);
     report.add(NAME, 'provider', settings.provider);
     if (!state.exists) {

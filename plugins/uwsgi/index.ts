@@ -10,6 +10,7 @@ import {
   type Script,
   definePlugin,
   KraftwerkError,
+  lifecycleHooks,
   raw,
   RemoteCommandError,
   renderTemplate,
@@ -29,6 +30,7 @@ import {
   siteWebGroup,
   uwsgiIniValue,
 } from '../../core/index.ts';
+import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
@@ -208,6 +210,13 @@ export default definePlugin({
         skip: (ctx) => (ctx.state.get(STARTED_STATE) ? true : false),
         run: (ctx, task) => startRelease(ctx, task, site),
       });
+    });
+
+    // In the switch's own command, the slot that served before is told to stop (the new one is the one a reboot
+    // starts); a release that never went live has its slot stopped by the undo.
+    lifecycleHooks(hooks).switch.tap(PLUGIN_NAME, (ctx, steps) => {
+      steps.afterSwitch(retireOtherSlotsCommand(site, ctx.release.path));
+      steps.onUndo(stopUnswitchedSlotCommand(site, ctx.release.path));
     });
 
     // `kraftwerk env set/unset`: the live release's envdir follows; runit's reload task makes uWSGI re-read it.

@@ -171,7 +171,7 @@ export function runCli(
   args: readonly string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; user?: string } = {},
 ): Promise<CliResult> {
-  if (!existsSync(path.join(REPO_ROOT, 'dist', 'core', 'cli.js'))) {
+  if (!existsSync(path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js'))) {
     throw new Error('the CLI is not built (dist/core/cli/main.js is missing): run npm run build first');
   }
   const argv = [process.execPath, CLI, ...args];

@@ -212,7 +212,7 @@ describe('sandbox without root', { skip: process.platform !== 'linux' ? 'Linux o
   it('refuses with exit 2 and says sandboxes need Linux and root', async (t) => {
     const asRoot = process.getuid?.() === 0;
     if (asRoot) {
-      const cli = join(REPO_ROOT, 'dist', 'core', 'cli.js');
+      const cli = join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js');
       if (spawnSync('runuser', ['-u', 'nobody', '--', 'test', '-r', cli]).status !== 0) {
         t.skip(`user nobody cannot run this checkout's CLI (${cli} is not readable for it, or runuser is missing)`);
         return;

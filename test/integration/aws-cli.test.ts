@@ -16,7 +16,7 @@ import { NO_CREDENTIALS } from '../../tools/aws/errors.ts';
 import { cliPath, repoRoot } from '../helpers/cli.ts';
 import { FakeEc2, list, tagsOf } from '../helpers/fake-ec2.ts';
 
-const built = existsSync(join(repoRoot, 'dist', 'core', 'cli.js'));
+const built = existsSync(join(repoRoot, 'dist', 'core', 'cli', 'main.js'));
 const notBuilt = built ? false : 'the CLI is not built (dist/core/cli/main.js is missing): run npm run build first';
 
 const PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq3HzZ6+Jk1TGAaT2bNeYw5AqZ1Nw2gRk0oVdM8yV0b me@laptop';

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { secret, sh } from '../../core/shell/sh.ts';
 import { DryRunRemote } from '../../core/remote/dryrun.ts';
@@ -36,5 +37,17 @@ describe('DryRunRemote', () => {
       '  │ (19 bytes, not shown: the file is not world-readable)',
     ]);
     assert.equal(remote.commandCount, 1, 'one round trip, as on a real server');
+  });
+
+  it('shows an rsync as the task\'s output and a line of its own, copies nothing and reports no stats', async () => {
+    const lines: string[] = [];
+    const output: string[] = [];
+    const remote = new DryRunRemote(target, (line) => lines.push(line));
+    const stats = await remote.rsync({ kind: 'pull', remoteDir: '/srv/site/backups/20260101T000000Z', localDir: '/tmp/kw-test-never' }, { onLine: (l) => output.push(l) });
+    assert.equal(stats, undefined);
+    assert.equal(output.length, 1);
+    assert.match(output[0]!, /^rsync --recursive .* root@203\.0\.113\.7:\/srv\/site\/backups\/20260101T000000Z\/ \/tmp\/kw-test-never\/$/);
+    assert.deepEqual(lines, [`[dry-run] production: ${output[0]}`]);
+    assert.equal(existsSync('/tmp/kw-test-never'), false, 'a dry run creates no local folder either');
   });
 });

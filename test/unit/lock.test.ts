@@ -135,6 +135,9 @@ describe('deploy lock: a heartbeat that finds the lock taken over', () => {
       async syncFiles() {
         return [];
       },
+      async rsync() {
+        return undefined;
+      },
       async close() {},
     };
     const { lock } = await DeployLock.acquire(remote, 'site', { command: 'deploy', waitMs: 0, node: 'local' });

@@ -6,24 +6,22 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
-import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
+import { collectLogSources, logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';
-import { formatStatus, parseStatus, statusCommand } from '../../core/cli/actions/status.ts';
+import { collectNodeStatusParts, formatStatus, parseStatus, statusCommand } from '../../core/cli/actions/status.ts';
 import { removeSiteCommand } from '../../core/cli/actions/destroy.ts';
 import { renderEnvFile } from '../../core/shell/env-file.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
-import { collectLogSources } from '../../core/engine/logs.ts';
 import { loadBuiltins } from '../../core/engine/registry.ts';
-import { collectNodeStatusParts } from '../../core/engine/status.ts';
-import { stackPlugins } from '../../plugins/builtins.ts';
+import { builtins } from '../../plugins/builtins.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
   return createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '/p/kraftwerk.yaml', sourceDir: '/p', name: 'shop' });
 }
 const project = (extra: Record<string, unknown> = {}): Project => ({ site: site(extra), plugins: [] });
 // What the CLI hands status and logs: the parts and sources of the built-in plugins.
-const nodePlugins = await loadBuiltins({ ...stackPlugins, commands: [] }, stackPlugins.node);
+const nodePlugins = await loadBuiltins(builtins, builtins.node);
 const logSources = (s: Site) => collectLogSources(nodePlugins, s);
 
 describe('env', () => {

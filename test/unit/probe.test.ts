@@ -15,7 +15,8 @@ import { createHooks } from '../../core/engine/hooks.ts';
 import { acquireLockCommand, DeployLock, LOCK_DIR, LOCKED_MARKER, newLockInfo } from '../../core/lifecycle/lock.ts';
 import { emptyFacts, globWord, parseProbe, probeCommand } from '../../core/lifecycle/probe.ts';
 import { isProvisioned, provisionMarker } from '../../core/lifecycle/provisioned.ts';
-import { corePlugin, RESTART_TASKS_STATE } from '../../core/lifecycle/release-steps.ts';
+import { corePlugin } from '../../core/lifecycle/core-plugin.ts';
+import { RESTART_TASKS_STATE } from '../../core/lifecycle/held-lock.ts';
 import { type Script, quote } from '../../core/shell/sh.ts';
 import { createSite } from '../../core/config/site.ts';
 import { TaskList } from '../../core/engine/tasks.ts';
@@ -139,6 +140,9 @@ class LocalRemote implements Remote {
     this.commands.push(cmd.text);
     const r = sh(cmd.text.split(LOCK_DIR).join(this.lockDir));
     return { code: r.code, stdout: r.out, stderr: r.err };
+  }
+  async rsync(): Promise<undefined> {
+    throw new Error('no rsync in this test');
   }
   async syncFiles(_files: RemoteFile[]): Promise<string[]> {
     return [];

@@ -7,7 +7,9 @@ import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { parseProbe } from '../../core/lifecycle/probe.ts';
 import { acquireLockCommand, LOCK_DIR, newLockInfo } from '../../core/lifecycle/lock.ts';
-import { finishReleaseCommand, healthCheckCommand, LOCK_LOST_EXIT, RECORD_FAILED_EXIT, switchCommand, SWITCHED_MARKER } from '../../core/lifecycle/release-steps.ts';
+import { finishReleaseCommand, RECORD_FAILED_EXIT } from '../../core/lifecycle/release-record.ts';
+import { healthCheckCommand } from '../../core/lifecycle/healthcheck.ts';
+import { LOCK_LOST_EXIT, switchCommand, SWITCHED_MARKER } from '../../core/lifecycle/switch.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
 
 function siteIn(root: string, extra: Record<string, unknown> = {}): Site {
@@ -120,7 +122,7 @@ describe('probe', () => {
 
 describe('release ids', () => {
   it('sort by time and move past a live release of the same second', async () => {
-    const { newReleaseId, nextReleaseId } = await import('../../core/lifecycle/release-steps.ts');
+    const { newReleaseId, nextReleaseId } = await import('../../core/lifecycle/release-record.ts');
     assert.equal(newReleaseId(new Date('2026-11-25T17:01:02.345Z')), '20261125T170102Z');
     assert.equal(nextReleaseId('20991231T235959Z'), '21000101T000000Z');
     // A live release from the past: the next id is simply now.

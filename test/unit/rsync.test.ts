@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { SshTarget } from '../../core/remote/remote.ts';
-import { buildRsyncArgs, findRsyncExcludeFile, parseRsyncStats, rsyncSshCommand } from '../../core/remote/rsync.ts';
+import { buildRsyncArgs, findRsyncExcludeFile, parseRsyncStats, rsyncArgs, rsyncSshCommand } from '../../core/remote/rsync.ts';
 
 const target: SshTarget = {
   name: 'production',
@@ -134,5 +134,19 @@ Total bytes received: 21,012
 sent 3,456,789 bytes  received 21,012 bytes  1,391,120.40 bytes/sec
 `;
     assert.deepEqual(parseRsyncStats(output), { bytesSent: 3456789, bytesReceived: 21012, filesTransferred: 1100 });
+  });
+});
+
+describe('rsyncArgs of dump folders', () => {
+  it('copies a dump folder\'s contents either way, private on both sides, resumable', () => {
+    const pull = rsyncArgs(target, { kind: 'pull', remoteDir: '/srv/site/backups/X', localDir: '/home/me/dumps/X' });
+    const push = rsyncArgs({ ...target, sudo: true }, { kind: 'push', localDir: '/tmp/kw/', remoteDir: '/srv/site/backups/X/' });
+    for (const args of [pull, push]) {
+      assert.ok(args.includes('--chmod=D0700,F0600') && args.includes('--partial'), args.join(' '));
+      assert.ok(!args.includes('--delete'), 'a dump copy removes nothing');
+    }
+    assert.deepEqual(pull.slice(-2), [`${target.user}@${target.host}:/srv/site/backups/X/`, '/home/me/dumps/X/']);
+    assert.deepEqual(push.slice(-2), ['/tmp/kw/', `${target.user}@${target.host}:/srv/site/backups/X/`]);
+    assert.ok(push.includes('--rsync-path=sudo -n rsync'));
   });
 });

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../../core/config/schema.ts';
 import { type DeployContext, RemoteFileSet } from '../../core/engine/context.ts';
-import { execSwitch, restoreFiles, switchCommand, writeFiles } from '../../core/lifecycle/release-steps.ts';
+import { execSwitch, switchCommand } from '../../core/lifecycle/switch.ts';
+import { restoreFiles, writeFiles } from '../../core/lifecycle/release-files.ts';
 import type { Script } from '../../core/shell/sh.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
 import type { ExecOptions, ExecResult, Remote, RemoteFile } from '../../core/remote/remote.ts';
@@ -31,6 +32,9 @@ class LocalRemote implements Remote {
     const r = spawnSync('sh', ['-c', cmd.text], { input: options.stdin ?? '', encoding: 'utf8' });
     if (r.status !== 0 && options.check !== false) throw new Error(`exit ${r.status}: ${r.stderr}`);
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+  async rsync(): Promise<undefined> {
+    throw new Error('no rsync in this test');
   }
   async syncFiles(files: RemoteFile[]): Promise<string[]> {
     const { command, stdin } = buildSyncFilesCommand(files);

@@ -35,6 +35,9 @@ class ScriptedRemote implements Remote {
     if (result.code !== 0 && options?.check !== false) throw new Error(`exit ${result.code}: ${cmd.text}`);
     return result;
   }
+  async rsync(): Promise<undefined> {
+    throw new Error('no rsync in this test');
+  }
   async syncFiles(files: RemoteFile[]) {
     this.written.push(...files);
     return files.map((f) => f.path);

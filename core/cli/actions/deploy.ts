@@ -5,7 +5,11 @@ import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } f
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { corePlugin, heldLock, newReleaseId, releaseRecordPath, releaseLock, RESTART_TASKS_STATE, restoreFiles, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/release-steps.ts';
+import { corePlugin } from '../../lifecycle/core-plugin.ts';
+import { heldLock, releaseLock, RESTART_TASKS_STATE } from '../../lifecycle/held-lock.ts';
+import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.ts';
+import { restoreFiles } from '../../lifecycle/release-files.ts';
+import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
@@ -70,14 +74,15 @@ interface Undone {
  * deploy of the same second has the same release id). Best effort: the next
  * deploy cleans up what is left.
  */
-async function undoUnswitched(contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
+async function undoUnswitched(hooks: Hooks, contexts: DeployContext[], options: { remove: boolean }): Promise<Undone[]> {
   return Promise.all(
     contexts.map(async (ctx): Promise<Undone> => {
       const lock = heldLock(ctx);
       if (ctx.remote === notConnected || ctx.remote.dryRun || !lock || lock.lost || ctx.state.get(SWITCHED_STATE)) {
         return { node: ctx.node, held: Boolean(lock && !lock.lost), removed: false };
       }
-      const res = await ctx.remote.exec(undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options), { check: false }).catch(() => undefined);
+      const undo = collectSwitchSteps(hooks, ctx).then((steps) => undoReleaseCommand(ctx.site, ctx.release.id, lock.info.token, options, steps));
+      const res = await undo.then((command) => ctx.remote.exec(command, { check: false })).catch(() => undefined);
       if (ctx.files.changed.size && ctx.release.previous) await restoreFiles(ctx, ctx.release.previous).catch(() => undefined);
       return { node: ctx.node, held: true, removed: Boolean(res?.stdout.split('\n').includes('removed')) };
     }),
@@ -256,7 +261,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     } catch (err) {
       // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
       // a full disk, which a kept partial release would keep full (its log is in the site's logs, not there).
-      undone = await undoUnswitched(contexts, { remove: true });
+      undone = await undoUnswitched(hooks, contexts, { remove: true });
       // A stopped deploy's commands fail in many ways as they are killed: the stop is what happened.
       if (!interrupt.signal.aborted) throw err;
       if (!interrupt.interrupted) throw interrupt.signal.reason;

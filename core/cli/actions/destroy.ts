@@ -78,7 +78,7 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
         title: 'inspect node',
         stage: Stage.PREPARE - 100,
         run: async (c, task) => {
-          const { stdout } = await c.remote.exec(siteExistsCommand(site), { readOnly: true });
+          const { stdout } = await c.remote.exec(siteExistsCommand(site));
           found.deployed = stdout.includes('deployed');
           found.present = stdout.includes('present');
           if (!c.remote.dryRun) {

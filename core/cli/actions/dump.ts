@@ -124,7 +124,7 @@ function deployedCheck<C extends NodeContext>(project: Project): RunnableTask<C>
 }
 
 export async function listDumps(remote: Remote, project: Project): Promise<DumpInfo[]> {
-  const { stdout } = await remote.exec(listDumpsCommand(project.site), { readOnly: true });
+  const { stdout } = await remote.exec(listDumpsCommand(project.site));
   return parseDumpList(stdout);
 }
 
@@ -169,8 +169,7 @@ async function pickDump(remote: Remote, project: Project, node: string, id: stri
 export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined, id: string | undefined, options: { to?: string }): Promise<string> {
   const project = await kit.loadProject();
   const node = singleNode(project, nodeArg, 'backup --download');
-  const target = await kit.resolveNode(node, project);
-  const remote = await kit.connect(target);
+  const remote = await connect(kit, project, node);
   const dump = await pickDump(remote, project, node, id);
   const local = path.resolve(options.to ?? path.join(os.homedir(), 'kraftwerk-backups', project.site.name, node, dump.id));
   await kit.runTasks(
@@ -178,14 +177,8 @@ export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined,
       {
         title: `download ${dump.id} from ${node}`,
         run: async (_c: unknown, task) => {
-          const { pullFolderArgs } = await import('../../remote/transfer.ts');
-          const args = pullFolderArgs(target, dumpDir(project.site, dump.id), local);
-          if (remote.dryRun) return void kit.log.info(`[dry-run] rsync ${args.join(' ')}`);
-          const { mkdir } = await import('node:fs/promises');
-          await mkdir(local, { recursive: true, mode: 0o700 });
-          const { runRsync } = await import('../../remote/rsync.ts');
-          const stats = await runRsync(args, (l) => task.output(l), node);
-          task.title(`download ${dump.id} from ${node} (${formatSize(Math.round(stats.bytesReceived / 1024))} received)`);
+          const stats = await remote.rsync({ kind: 'pull', remoteDir: dumpDir(project.site, dump.id), localDir: local }, { onLine: (l) => task.output(l) });
+          if (stats) task.title(`download ${dump.id} from ${node} (${formatSize(Math.round(stats.bytesReceived / 1024))} received)`);
         },
       },
     ],
@@ -286,7 +279,7 @@ export async function loadTasks(
       stage: Stage.RELOAD,
       run: async (c, task) => {
         reloadCtx.remote = c.remote;
-        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`, { readOnly: true });
+        const { stdout } = await c.remote.exec(sh`cat ${site.paths.env} 2>/dev/null; true`);
         const { parseEnvFile } = await import('../../shell/env-file.ts');
         reloadCtx.env = parseEnvFile(stdout);
         (reloadCtx as { previousEnv: Record<string, string> }).previousEnv = reloadCtx.env;

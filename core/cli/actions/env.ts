@@ -15,7 +15,7 @@ import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import { prepareSiteCommand } from '../../lifecycle/release-steps.ts';
+import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
 import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-environment.ts';
@@ -232,7 +232,7 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
   const nodes = nodesOf(project, nodeArg);
   for (const node of nodes) {
     const remote = await connect(kit, project, node);
-    const { stdout } = await remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
+    const { stdout } = await remote.exec(readEnvCommand(site), { secretOutput: true });
     const server = parseEnvOutput(stdout);
     const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local);
     const lines = formatEnv(server.env, sources, options.show ?? false);
@@ -285,7 +285,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             const { lock } = await DeployLock.acquire(c.remote, site.name, { command: `env ${what}`, waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
             state.lock = lock;
           }
-          const { stdout } = await c.remote.exec(readEnvCommand(site), { readOnly: true, secretOutput: true });
+          const { stdout } = await c.remote.exec(readEnvCommand(site), { secretOutput: true });
           state.server = parseEnvOutput(stdout);
           if (c.remote.dryRun) state.server.deployed = true;
         },

@@ -5,8 +5,10 @@
  * (Plugin.logs).
  */
 import { UsageError } from '../../errors.ts';
+import { collectFromPlugins } from '../../engine/registry.ts';
 import type { CoreKit } from '../kit.ts';
-import { collectLogSources, type LogSource, type LogSources } from '../../engine/logs.ts';
+import { type LogSource, LogSources } from '../../engine/logs.ts';
+import type { Plugin } from '../../engine/plugin.ts';
 import { asUser, type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import { connect, nodesOf, singleNode } from './ops.ts';
@@ -52,6 +54,11 @@ export function parseLogsArgs(words: readonly string[]): LogsOptions & { node?: 
 function lineCount(s: string): number {
   if (!/^\d+$/.test(s)) throw new UsageError(`-n expects a number of lines, not ${JSON.stringify(s)}`);
   return Number(s);
+}
+
+/** The log sources `plugins` give for `site` (see Plugin.logs). */
+export function collectLogSources(plugins: readonly Plugin[], site: Site): LogSources {
+  return collectFromPlugins(plugins, 'logs', new LogSources(), site);
 }
 
 /** The flag of `logs` that picks a plugin's source instead of the site's own logs (parsed with the others, above). */
@@ -101,7 +108,6 @@ export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]):
     const lf = (c: string) => (pty && !process.stdout.isTTY ? c.replace(/\r\n/g, '\n') : c);
     const result = await remote.exec(logsCommand(site, options, sources), {
       check: false,
-      readOnly: true,
       pty,
       onStdout: (c) => process.stdout.write(lf(c)),
       onStderr: (c) => process.stderr.write(c),

@@ -15,11 +15,11 @@ import { sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import type { Remote } from '../../remote/remote.ts';
 
-/** Stands in for the connection until core's connect task has run. */
+/** Stands in for the connection until core's connect task has run (taps run before it: they only add tasks). */
 export const notConnected: Remote = new Proxy({} as Remote, {
   get(_t, prop) {
     if (prop === 'dryRun') return false;
-    throw new Error(`not connected yet (remote.${String(prop)} used before the connect task)`);
+    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task, or before the connect task)`);
   },
 });
 
@@ -46,14 +46,23 @@ export async function connect(kit: CoreKit, project: Project, node: string): Pro
   return kit.connect(await kit.resolveNode(node, project));
 }
 
-/** Connect to the node of `ctx` as the first task of a list (shows user@host in its title). */
-export function connectTask<C extends { node: string; remote: Remote }>(kit: CoreKit, project: Project): RunnableTask<C> {
+/**
+ * Connect to the node of `ctx` as the first task of a list (shows user@host in its title). A context that
+ * is connected already keeps its connection (sync-services copies into its node before loading there).
+ * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote).
+ */
+export function connectTask<C extends { node: string; remote: Remote }>(
+  kit: CoreKit,
+  project: Project,
+  options: { title?: string; guard?: (remote: Remote) => Remote } = {},
+): RunnableTask<C> {
   return {
-    title: 'connect',
+    title: options.title ?? 'connect',
     stage: -1000,
     run: async (ctx, task) => {
-      const target = await kit.resolveNode(ctx.node, project);
-      ctx.remote = await kit.connect(target);
+      const target = ctx.remote === notConnected ? await kit.resolveNode(ctx.node, project) : ctx.remote.target;
+      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target);
+      if (options.guard) ctx.remote = options.guard(ctx.remote);
       task.title(`connect to ${ctx.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
     },
   };
@@ -62,7 +71,7 @@ export function connectTask<C extends { node: string; remote: Remote }>(kit: Cor
 /** Fails with a clear message when the site was never deployed to the node. */
 export async function requireDeployed(remote: Remote, site: Site, node: string): Promise<void> {
   if (remote.dryRun) return;
-  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false, readOnly: true });
+  const { code } = await remote.exec(sh`test -d ${`${site.paths.current}/`}`, { check: false });
   if (code !== 0) {
     throw new KraftwerkError(`${site.name} is not deployed on ${node} (no ${site.paths.current})`, {
       hint: `Deploy it first: kraftwerk deploy ${node}`,
@@ -78,11 +87,6 @@ export async function confirmOrStop(kit: CoreKit, question: string): Promise<voi
       hint: process.stdin.isTTY ? 'Nothing was changed.' : 'No terminal to ask on: add --yes to confirm. Nothing was changed.',
     });
   }
-}
-
-/** Tasks collected from a hook, ready for kit.runTasks. */
-export function sortedTasks<C>(tasks: { sorted(): RunnableTask<C>[] }): RunnableTask<C>[] {
-  return tasks.sorted();
 }
 
 /**

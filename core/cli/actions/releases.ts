@@ -52,7 +52,7 @@ export async function releasesCommand(kit: CoreKit, nodeArg: string | undefined,
   const all: Record<string, ReleaseRecord[]> = {};
   for (const node of nodes) {
     const remote = await kit.connect(await kit.resolveNode(node, project));
-    const { stdout } = await remote.exec(listReleasesCommand(project.site), { readOnly: true });
+    const { stdout } = await remote.exec(listReleasesCommand(project.site));
     all[node] = parseReleases(stdout);
   }
   if (options.json) {

@@ -3,7 +3,8 @@ import { emptyFacts } from '../../lifecycle/probe.ts';
 import { KraftwerkError } from '../../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
-import { inspectNode, releaseLock } from '../../lifecycle/release-steps.ts';
+import { inspectNode } from '../../lifecycle/inspect-node.ts';
+import { releaseLock } from '../../lifecycle/held-lock.ts';
 import { noPreviousRelease, readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
 import { applyPlugins, parseDuration } from './deploy.ts';
@@ -59,7 +60,7 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
       {
         title: 'choose release',
         run: async (c, task) => {
-          const { stdout } = await c.remote.exec(listReleasesCommand(site), { readOnly: true });
+          const { stdout } = await c.remote.exec(listReleasesCommand(site));
           const releases = parseReleases(stdout);
           const wanted = options.to
             ? releases.find((r) => r.id === options.to)

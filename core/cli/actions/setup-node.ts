@@ -64,7 +64,7 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
         stage: Stage.PREPARE - 100,
         run: async (c, task) => {
           const wanted = packages.names;
-          const { stdout } = await c.remote.exec(missingPackagesCommand(wanted), { readOnly: true });
+          const { stdout } = await c.remote.exec(missingPackagesCommand(wanted));
           const missing = stdout.split('\n').map((s) => s.trim()).filter(Boolean);
           if (!missing.length && !c.remote.dryRun) return task.title(`Debian packages (${wanted.length} present, unchanged)`);
           const install = c.remote.dryRun ? wanted : missing;

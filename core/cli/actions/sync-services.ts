@@ -15,10 +15,9 @@ import type { CoreKit } from '../kit.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage } from '../../engine/tasks.ts';
-import type { SshTarget } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks, loadTasks } from './dump.ts';
-import { connectTask, confirmOrStop, requireDeployed, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, notConnected, requireDeployed, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
 
 export async function syncServicesCommand(kit: CoreKit, from: string, to: string, options: { backup?: boolean }): Promise<void> {
@@ -38,7 +37,6 @@ export async function syncServicesCommand(kit: CoreKit, from: string, to: string
   const dump = await dumpTasks(hooks, project, dumpCtx, 'sync');
   const load = await loadTasks(kit, hooks, project, target, id, { backupFirst });
   const local = await mkdtemp(path.join(os.tmpdir(), 'kraftwerk-sync-'));
-  const targets: { source?: SshTarget; target?: SshTarget } = {};
 
   const sourceTasks: RunnableTask<DumpContext>[] = [
     connectTask<DumpContext>(kit, project),
@@ -48,23 +46,14 @@ export async function syncServicesCommand(kit: CoreKit, from: string, to: string
   const transfer: RunnableTask<DumpContext>[] = [
     {
       title: `copy ${id} from ${source} to ${target} through this machine`,
-      run: async (_c, task) => {
-        const { pullFolderArgs, pushFolderArgs } = await import('../../remote/transfer.ts');
-        targets.source ??= await kit.resolveNode(source, project);
-        targets.target ??= await kit.resolveNode(target, project);
-        const pull = pullFolderArgs(targets.source, dumpDir(site, id), local);
-        const push = pushFolderArgs(targets.target, local, dumpDir(site, id));
-        if (kit.options().dryRun) {
-          kit.log.info(`[dry-run] rsync ${pull.join(' ')}`);
-          kit.log.info(`[dry-run] rsync ${push.join(' ')}`);
-          return;
-        }
-        const { runRsync } = await import('../../remote/rsync.ts');
-        const got = await runRsync(pull, (l) => task.output(`${source}: ${l}`), source);
-        await runRsync(push, (l) => task.output(`${target}: ${l}`), target);
-        task.title(`copied ${id} from ${source} to ${target} (${formatSize(Math.round(got.bytesReceived / 1024))})`);
+      run: async (c, task) => {
+        // The target's connection, which its load tasks then use.
+        if (load.ctx.remote === notConnected) load.ctx.remote = await connect(kit, project, target);
+        const got = await c.remote.rsync({ kind: 'pull', remoteDir: dumpDir(site, id), localDir: local }, { onLine: (l) => task.output(`${source}: ${l}`) });
+        await load.ctx.remote.rsync({ kind: 'push', localDir: local, remoteDir: dumpDir(site, id) }, { onLine: (l) => task.output(`${target}: ${l}`) });
+        if (got) task.title(`copied ${id} from ${source} to ${target} (${formatSize(Math.round(got.bytesReceived / 1024))})`);
         // The source keeps no copy of a dump that only existed to be moved.
-        await dumpCtx.remote.exec(sh`rm -rf -- ${dumpDir(site, id)}`);
+        await c.remote.exec(sh`rm -rf -- ${dumpDir(site, id)}`);
       },
     },
   ];

@@ -1,0 +1,21 @@
+import { type Script, raw, sh } from '../shell/sh.ts';
+import type { Site } from '../config/site.ts';
+
+/** Request the site through nginx on the node, with the canonical domain as Host header. */
+export function healthCheckCommand(site: Site, options: { https?: boolean } = {}): Script {
+  const hc = site.config.healthcheck;
+  if (hc === false) return raw('true');
+  const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
+  // With a certificate, plain HTTP only redirects: ask over HTTPS, on this node, for the real answer.
+  // -k: this checks the site, not the certificate (a self-signed or private CA one is fine here).
+  const request = options.https
+    ? sh`--resolve ${`${site.canonicalDomain}:443:127.0.0.1`} -k ${`https://${site.canonicalDomain}${hc.path}`}`
+    : sh`-H ${`Host: ${site.canonicalDomain}`} ${`http://127.0.0.1${hc.path}`}`;
+  return sh`i=0
+while :; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${hc.timeout} ${request})
+  case "$code" in ${raw(statuses.join('|'))}) echo "$code"; exit 0;; esac
+  i=$((i+1)); if [ "$i" -gt ${hc.retries} ]; then echo "$code"; exit 1; fi
+  sleep 1
+done`;
+}
