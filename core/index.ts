@@ -35,6 +35,7 @@ export {
   ConfigError,
   HostKeyMismatchError,
   KraftwerkError,
+  lastLines,
   PluginError,
   RemoteCommandError,
   UnknownHostKeyError,
@@ -104,4 +105,3 @@ export {
   type ServiceState,
   startOrRestartCommand,
 } from '../plugins/runit/commands.ts';
-export { addHostsEntry, hostsLine, removeHostsEntries } from '../tools/sandbox/hosts-file.ts';
