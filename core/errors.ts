@@ -125,6 +125,11 @@ export class PluginError extends KraftwerkError {
     });
     if (cause instanceof KraftwerkError) this.exitCode = cause.exitCode;
   }
+
+  /** `err` as the failure of `plugin` in `hook` on `node`; one that names its plugin already is kept as it is. */
+  static of(plugin: string, hook: string, node: string | undefined, err: unknown): PluginError {
+    return err instanceof PluginError ? err : new PluginError(plugin, hook, node, err);
+  }
 }
 
 export function lastLines(text: string, n: number): string {

@@ -2,7 +2,9 @@
  * Kraftwerk's public API: everything a plugin (built-in or project-local) and a
  * kraftwerk.config.ts may import. Built-in plugins use nothing else.
  */
-export { defineConfig, type Config, type ConfigInput, type CronEntry, type NodeSpec } from './config/schema.ts';
+export { defineConfig, type Config, type ConfigInput, localText, type NodeSpec, relativePath, singleLine } from './config/schema.ts';
+export { checkSettings, type SettingsOf, settingsOf, type SettingsShape } from './config/settings.ts';
+export { z } from 'zod';
 export {
   type DeployContext,
   type DeployOptions,
@@ -30,7 +32,7 @@ export { type LogSource, LogSources } from './engine/logs.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
 export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './config/durations.ts';
-export { ConfigValueError, cronCommand, cronField, cronSchedule, NGINX_EXPIRES, nginxValue, uwsgiIniValue } from './shell/escape.ts';
+export { ConfigValueError, CONTROL, describeChar, LINE_BREAKING } from './shell/escape.ts';
 export {
   ConfigError,
   HostKeyMismatchError,
@@ -48,60 +50,23 @@ export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './config/site.ts';
-export {
-  chooseSpareSlot,
-  ensureSlotsCommand,
-  findLiveSlot,
-  retireOtherSlotsCommand,
-  type Slot,
-  slotDir,
-  slotIni,
-  slotLogDir,
-  slotReleaseLink,
-  SLOTS,
-  slotService,
-  socketAcceptsCommand,
-  stopUnswitchedSlotCommand,
-} from '../plugins/uwsgi/slots.ts';
-export { getSiteTls, setSiteTls, type SiteTls, TLS_APPLY_STAGE, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from '../plugins/tls/state.ts';
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './engine/tasks.ts';
 export { renderTemplate } from './shell/template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './remote/remote.ts';
 export {
-  backupScriptPath,
   checkDumpId,
   dumpDir,
   type DumpInfo,
   type DumpKind,
   type DumpManifest,
   listDumpsCommand,
+  MANIFEST_FILE,
   newDumpId,
   parseDumpList,
-  recordDumpCommands,
-  renderBackupScript,
+  prepareDumpDirCommand,
+  rotateBackupsCommand,
 } from './lifecycle/dumps.ts';
-export {
-  isSimpleCommand,
-  listProcessServicesCommand,
-  parseSvStatus,
-  processLogDir,
-  processServiceFiles,
-  processServiceName,
-  programCommand,
-  pruneProcessServicesCommand,
-  renderLogRunScript,
-  SiteDirs,
-  siteDirs,
-  siteDirsCommand,
-  siteLogRootCommand,
-  removeServicesCommand,
-  restartCommand,
-  restartLoggersCommand,
-  RUNIT_SERVICE_DIR,
-  RUNIT_SV_DIR,
-  type ServiceState,
-  startOrRestartCommand,
-} from '../plugins/runit/commands.ts';

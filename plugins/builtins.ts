@@ -1,12 +1,11 @@
 import type { BuiltinPlugins } from '../core/index.ts';
 
 /**
- * The built-in plugins and the order they apply in. The CLI wiring
+ * The built-in stack plugins and the order they apply in. The CLI wiring
  * (core/cli/main.ts) hands this table to core; core names no plugin itself.
- * Loaders are lazy: `kraftwerk --help` imports only the tools, which register
- * commands and keep their heavy imports (the AWS SDK) inside their actions.
+ * Loaders are lazy (`kraftwerk --help` imports none of them).
  */
-export const builtins: BuiltinPlugins = {
+export const stackPlugins = {
   load: {
     python: () => import('./python/index.ts'),
     uwsgi: () => import('./uwsgi/index.ts'),
@@ -19,9 +18,6 @@ export const builtins: BuiltinPlugins = {
     cron: () => import('./cron/index.ts'),
     backups: () => import('./backups/index.ts'),
     tls: () => import('./tls/index.ts'),
-    // Not stack parts: tools that add CLI commands and node names.
-    sandbox: () => import('../tools/sandbox/index.ts'),
-    aws: () => import('../tools/aws/index.ts'),
   },
   stack: ['python', 'uwsgi', 'runit', 'nginx'],
   services: ['files', 'postgres', 'redis'],
@@ -30,5 +26,4 @@ export const builtins: BuiltinPlugins = {
   site: ['processes', 'cron', 'backups', 'tls'],
   // The original equipped every server with both PostgreSQL and Redis.
   node: ['python', 'uwsgi', 'runit', 'nginx', 'postgres', 'redis', 'cron'],
-  commands: ['sandbox', 'aws'],
-};
+} satisfies Omit<BuiltinPlugins, 'commands'>;

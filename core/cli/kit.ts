@@ -69,8 +69,8 @@ export class CoreKit implements CommandKit {
     const extra = (project?.plugins ?? []).filter((p) => !builtin.some((b) => b.name === p.name));
     let site = project?.site;
     if (!site) {
-      const [{ createSite }, { configSchema }] = await Promise.all([import('../config/site.ts'), import('../config/schema.ts')]);
-      site = createSite(configSchema.parse({ domain: 'localhost' }), { configFile: '', sourceDir: this.cwd, name: 'node' });
+      const [{ createSite }, { builtinConfigSchema }] = await Promise.all([import('../config/site.ts'), import('../engine/project.ts')]);
+      site = createSite((await builtinConfigSchema(this.builtins)).parse({ domain: 'localhost' }), { configFile: '', sourceDir: this.cwd, name: 'node' });
     }
     return { plugins: [...builtin, ...extra], site };
   }

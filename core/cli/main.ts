@@ -1,9 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from '../errors.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
-import { loadBuiltins } from '../engine/registry.ts';
+import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 // The one place in core that names the built-in plugins: it hands their table to the kit.
-import { builtins } from '../../plugins/builtins.ts';
+import { stackPlugins } from '../../plugins/builtins.ts';
+import { toolPlugins } from '../../tools/builtins.ts';
+
+/** The one place core learns the built-in plugins: the stack's table and the tools'. */
+const builtins: BuiltinPlugins = { ...stackPlugins, load: { ...stackPlugins.load, ...toolPlugins.load }, commands: toolPlugins.commands };
 
 /**
  * The command line. Only commander and the small command plugins are loaded
@@ -55,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(
       run(async (opts: { force?: boolean }) => {
         const { initCommand } = await import('./actions/init.ts');
-        await initCommand({ cwd: process.cwd(), force: opts.force, log: kit.log, knownServices: builtins.services });
+        await initCommand({ cwd: process.cwd(), force: opts.force, log: kit.log, builtins });
       }),
     );
 
@@ -136,8 +140,8 @@ export async function main(argv: string[]): Promise<number> {
     .description('print the JSON Schema of kraftwerk.yaml (for editor completion)')
     .action(
       run(async () => {
-        const { schemaCommand } = await import('../config/jsonschema.ts');
-        process.stdout.write(schemaCommand());
+        const [{ schemaCommand }, { builtinConfigSchema }] = await Promise.all([import('../config/jsonschema.ts'), import('../engine/project.ts')]);
+        process.stdout.write(schemaCommand(await builtinConfigSchema(builtins)));
       }),
     );
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { configSchema } from './schema.ts';
+import type { ConfigSchema } from './settings.ts';
 
 /**
  * JSON Schema of kraftwerk.yaml, generated from the zod schema so that the two
@@ -19,10 +19,12 @@ import { configSchema } from './schema.ts';
  * `$schema:` key is accepted too, for editors that read that instead.
  *
  * Draft-07 because it is the draft every YAML language server supports fully.
- * The schema describes the input: keys with defaults are optional.
+ * The schema describes the input: keys with defaults are optional. It has
+ * core's keys and those of the plugins `config` was built with (the built-in
+ * ones for `kraftwerk schema`).
  */
-export function configJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(configSchema, {
+export function configJsonSchema(config: ConfigSchema): Record<string, unknown> {
+  const schema = z.toJSONSchema(config.schema, {
     target: 'draft-7',
     io: 'input',
     unrepresentable: 'any',
@@ -38,8 +40,8 @@ export function configJsonSchema(): Record<string, unknown> {
 }
 
 /** The text of schema/kraftwerk.schema.json, as `kraftwerk schema` prints it. */
-export function schemaCommand(): string {
-  return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+export function schemaCommand(config: ConfigSchema): string {
+  return `${JSON.stringify(configJsonSchema(config), null, 2)}\n`;
 }
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;

@@ -2,7 +2,8 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, type ConfigProblem, UsageError } from '../errors.ts';
 import type { Locate } from './errors.ts';
-import type { Config } from './schema.ts';
+import type { Plugin } from '../engine/plugin.ts';
+import type { SettingsOwner, ValidConfig } from './settings.ts';
 import { assertTrustedConfig, searchFolders, untrustedReason } from './trust.ts';
 
 /**
@@ -30,11 +31,15 @@ export interface LoadConfigOptions {
   knownServices: readonly string[];
   /** Names of the project's own plugins, also accepted in `services:`. */
   localPluginNames?: readonly string[];
+  /** The built-in plugins whose settings (top-level keys) the file may have, besides core's and the project's plugins'. */
+  plugins?: readonly SettingsOwner[];
 }
 
 export interface LoadedConfig {
-  /** Validated, with defaults applied. */
-  config: Config;
+  /** Validated, with defaults applied: core's keys and every plugin's (createSite splits them). */
+  config: ValidConfig;
+  /** The project-local plugins of `plugins:`, loaded (their settings are validated with the rest). */
+  localPlugins: Plugin[];
   /** Absolute path of the config file. */
   filepath: string;
   /** Absolute path of the folder that is deployed (`src`, relative to the config file). */
@@ -71,21 +76,32 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     });
   }
 
-  const [{ configSchema, reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }] = await Promise.all([
-    import('./schema.ts'),
-    import('./errors.ts'),
-  ]);
+  const [{ reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }, { buildConfigSchema, SettingsConflictError, markValidated }] =
+    await Promise.all([import('./schema.ts'), import('./errors.ts'), import('./settings.ts')]);
   const problems: ConfigProblem[] = [];
-  const parsed = configSchema.safeParse(raw.value, { error: expectationMap });
+  const configDir = path.dirname(filepath);
+  const problemsOf = (list: ConfigProblem[]): AddProblem => (keyPath, problem) => list.push({ key: formatKeyPath(keyPath), problem, ...raw.locate?.(keyPath) });
+  // Parse, load the project's plugins, build the schema from core's keys and every plugin's, validate.
+  const pluginProblems: ConfigProblem[] = [];
+  checkPlugins(raw, configDir, problemsOf(pluginProblems));
+  checkPluginTrust(raw, configDir, problemsOf(pluginProblems));
+  const localPlugins = pluginProblems.length ? [] : await loadPluginsOf(raw, filepath);
+  let configSchema;
+  try {
+    configSchema = buildConfigSchema([...(options.plugins ?? []), ...localPlugins]);
+  } catch (error) {
+    if (error instanceof SettingsConflictError) throw new ConfigError(file, 'plugins', error.message, { hint: error.hint });
+    throw error;
+  }
+  const parsed = configSchema.schema.safeParse(raw.value, { error: expectationMap });
   if (!parsed.success) {
-    problems.push(...issuesToProblems(parsed.error.issues, { data: raw.value, schema: configSchema, locate: raw.locate }));
+    const found = issuesToProblems(parsed.error.issues, { data: raw.value, schema: configSchema.schema, locate: raw.locate });
+    problems.push(...found.map((p) => namingPlugin(p, configSchema.owners)));
   }
   // These checks read the raw value so that they add to the schema's problems instead of waiting for them to be fixed.
-  const configDir = path.dirname(filepath);
-  const add: AddProblem = (keyPath, problem) => problems.push({ key: formatKeyPath(keyPath), problem, ...raw.locate?.(keyPath) });
+  const add = problemsOf(problems);
   checkServices(raw.value, [...options.knownServices, ...(options.localPluginNames ?? [])], add, unknownNameMessage);
-  checkPlugins(raw, configDir, add);
-  checkPluginTrust(raw, configDir, add);
+  problems.push(...pluginProblems);
   const src = (raw.value as { src?: unknown }).src;
   const sourceDir = path.resolve(configDir, typeof src === 'string' ? src : '.');
   if (typeof src === 'string' && !isDirectory(sourceDir)) add(['src'], `folder ${sourceDir} does not exist`);
@@ -110,7 +126,25 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         : 'Every key, with its type, is in the JSON Schema that `kraftwerk schema` prints.',
     });
   }
-  return { config: parsed.data, filepath, sourceDir, siteName: siteName! };
+  return { config: markValidated(parsed.data, configSchema.owners) as ValidConfig, localPlugins, filepath, sourceDir, siteName: siteName! };
+}
+
+/** A problem of a plugin's key says whose setting it is: "… (setting of plugin cron)". */
+function namingPlugin(problem: ConfigProblem, owners: ReadonlyMap<string, string>): ConfigProblem {
+  const owner = owners.get(/^[^.[]*/.exec(problem.key)![0]);
+  return owner ? { ...problem, problem: `${problem.problem} (setting of plugin ${owner})` } : problem;
+}
+
+/**
+ * The project's plugins, loaded before validation so that their settings are
+ * part of the schema. Only called when `plugins:` passed the checks above
+ * (files that exist and may be executed).
+ */
+async function loadPluginsOf(raw: RawConfig, filepath: string): Promise<Plugin[]> {
+  const entries = (raw.value as { plugins?: unknown }).plugins;
+  if (!Array.isArray(entries) || !entries.every((e) => (typeof e === 'string' && e) || (e !== null && typeof e === 'object'))) return [];
+  const { loadLocalPlugins } = await import('../engine/registry.ts');
+  return loadLocalPlugins(entries, filepath);
 }
 
 type AddProblem = (keyPath: (string | number)[], problem: string) => void;

@@ -1,11 +1,13 @@
 import { z } from 'zod';
-import { describeChar, NGINX_EXPIRES } from '../shell/escape.ts';
+import { describeChar } from '../shell/escape.ts';
 import type { Plugin } from '../engine/plugin.ts';
 
 /**
- * The schema of kraftwerk.yaml. Every key is checked before anything touches a
- * server; unknown keys are errors (the original tool ignored them silently).
- * The JSON Schema that editors use is generated from this (`kraftwerk schema`).
+ * The schema of core's keys of kraftwerk.yaml; each plugin declares its own
+ * (its `settings`, in plugins/<name>/settings.ts), and settings.ts merges them.
+ * Every key is checked before anything touches a server; unknown keys are
+ * errors (the original tool ignored them silently). The JSON Schema that
+ * editors use is generated from the merged schema (`kraftwerk schema`).
  *
  * Messages given here are noun phrases ("a host name such as …"): the loader
  * prints them as "expected <message>, found <value>". Descriptions show up as
@@ -13,35 +15,31 @@ import type { Plugin } from '../engine/plugin.ts';
  *
  * Values in kraftwerk.yaml are trusted as far as intent goes, but a typo must
  * never become an injection (DESIGN.md, trust boundaries): every value that
- * reaches a config file on the node is checked here, so that a hostile one
- * exits 2 naming the file and key before anything touches a server. Where each
- * key ends up, and what keeps it from adding a line, block or directive there
- * (the escapers of core/escape.ts are the second line in the plugins; shell
- * words all go through `sh`):
+ * reaches a config file on the node is checked by its schema, so that a
+ * hostile one exits 2 naming the file and key before anything touches a
+ * server. Where each of core's keys ends up, and what keeps it from adding a
+ * line, block or directive there (the escapers of the plugins that write a
+ * file are the second line; shell words all go through `sh`); each plugin's
+ * settings file has the same table for its keys:
  *
  *     key                        reaches                                         checked as
  *     domain, aliases            nginx server_name, certbot -d, sites registry   host names (letters, digits, dots, dashes, *.)
  *     package (or folder name)   user kw-<name>, database, role, Redis user,     a name, not a reserved one (postgres, root, …)
  *                                /srv/<name>, runit, nginx, cron.d file names
  *     wsgi                       uWSGI ini module/callable                       Python dotted names
- *     workers, uwsgi.*           uWSGI ini, nginx uwsgi_read_timeout             bounded integers
  *     environ                    envdir files, .kraftwerk/env (sh, quoted)       POSIX names, not the loader's or shell's own; no NUL
- *     static.path (or static)    nginx alias                                     a folder inside the release: no .., no dot parts
- *     static.url                 nginx location                                  a URL path of safe characters
- *     static.expires             nginx expires                                   an nginx time (30d, 12h, max, off, epoch)
- *     nginx.client_max_body_size nginx client_max_body_size                      a size (10m)
  *     healthcheck.path           curl URL, uWSGI request (argv, quoted)          a URL path and query of URL characters
  *     healthcheck.timeout, …     shell words, bounded                            numbers
- *     tls.email, tls.acme_server certbot argv (quoted), its renewal conf         an email address, an https URL
- *     tls.hsts                   nginx add_header                                an integer
- *     processes                  runit service and log folder names, run script  names; commands on one line, no NUL
- *     cron[].name, .schedule     crontab line, log folder, lock file names       names; cron fields only
- *     cron[].command, release    crontab line (% escaped), sh -c (quoted)        one line, no control characters
- *     backups.schedule           crontab line                                    cron fields only
+ *     release                    sh -c (quoted)                                  one line, no control characters
  *     apt                        apt-get argv (quoted)                           Debian package names
  *     requirements               pip -r in the release (quoted)                  a file inside the project: no .., not absolute
  *     nodes.*                    ssh argv after --, messages                     no spaces or control characters
  *     src, exclude, plugins      this machine only (rsync source, patterns)      no control characters
+ *
+ * `wsgi` is core's although only the application server reads it: it is what
+ * every site deployed here is (a WSGI application), the Site model carries it
+ * (`site.wsgi`), and another application server plugin would read the same
+ * key, which it could not declare a second time.
  */
 
 // No /i flag: JSON Schema patterns have no flags, and editors would then reject capitals.
@@ -121,7 +119,8 @@ const envValue = z.union(
   { error: 'a string, a number or true/false' },
 );
 
-const singleLine = (what: string) =>
+/** One line of text of at least one character, without control characters but tab: a command (`release:`, a plugin's commands). */
+export const singleLine = (what: string) =>
   z
     .string()
     .min(1)
@@ -129,7 +128,7 @@ const singleLine = (what: string) =>
     .regex(NO_CONTROL, `${what} without control characters (NUL, escape, …)`);
 
 /** Text used only on this machine (paths, patterns): no control characters. */
-const localText = z.string().min(1).regex(NO_CONTROL, 'text without control characters');
+export const localText = z.string().min(1).regex(NO_CONTROL, 'text without control characters');
 
 const PATH_PART = /^[A-Za-z0-9_+=,@~-][A-Za-z0-9._+=,@~-]*$/;
 
@@ -154,19 +153,12 @@ export function relativePathProblem(p: string): string | undefined {
   return undefined;
 }
 
-const relativePath = (what: string, example: string) =>
+/** A relative path inside the project (see relativePathProblem); `what` and `example` make the message. */
+export const relativePath = (what: string, example: string) =>
   z.string().superRefine((p, ctx) => {
     const detail = relativePathProblem(p);
     if (detail) ctx.addIssue({ code: 'custom', message: `${what} such as ${example}`, params: { detail } });
   });
-
-/** A URL path prefix: /, then parts of URL characters that need no quoting anywhere, not . or .. */
-// One way to split a path into parts (a slash between each two), so matching stays linear.
-const URL_PREFIX = /^\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*\/?$/;
-const urlPrefix = z
-  .string()
-  .regex(URL_PREFIX, 'a URL path such as /static/ (starting with /; letters, digits and . _ ~ - between the slashes; not / alone)');
-
 
 /** A URL path with its query, as a client sends it: URL characters only. */
 const URL_PATH_QUERY = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;
@@ -193,67 +185,6 @@ const node = z.union(
   { error: 'a host name, a mapping {host, user, port, identity_file, sudo} or a list of node names (a group)' },
 );
 
-const cronFields = [
-  { name: 'minute', min: 0, max: 59 },
-  { name: 'hour', min: 0, max: 23 },
-  { name: 'day of month', min: 1, max: 31 },
-  { name: 'month', min: 1, max: 12, names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] },
-  { name: 'day of week', min: 0, max: 7, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
-] as const;
-
-const CRON_EXPECTED =
-  'a cron schedule: five fields, minute hour day-of-month month day-of-week ("*/5 * * * *", "30 2 * * mon-fri"), or @hourly, @daily, @weekly, @monthly, @yearly, @reboot';
-
-/**
- * Why a cron schedule is invalid, or undefined when it is fine. The schedule
- * ends up in a crontab line, so anything but the documented syntax is refused.
- */
-export function cronScheduleProblem(schedule: string): string | undefined {
-  if (/^@(reboot|yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(schedule)) return undefined;
-  // Fields are separated by spaces and tabs only: a newline would end the crontab line.
-  if (!/^[ \t]*[^\s]+([ \t]+[^\s]+)*[ \t]*$/.test(schedule)) return 'it must be on one line, its fields separated by spaces';
-  const fields = schedule.trim().split(/[ \t]+/);
-  if (fields.length !== 5) return `it has ${fields.length} field${fields.length === 1 ? '' : 's'}, not 5`;
-  for (const [i, field] of fields.entries()) {
-    const spec = cronFields[i]!;
-    const names: readonly string[] = 'names' in spec ? spec.names : [];
-    const value = (token: string): number | undefined => {
-      if (/^\d+$/.test(token)) return Number(token);
-      const n = names.indexOf(token.toLowerCase());
-      return n < 0 ? undefined : n + spec.min;
-    };
-    for (const part of field.split(',')) {
-      const m = /^(\*|([0-9a-zA-Z]+)(?:-([0-9a-zA-Z]+))?)(?:\/(\d+))?$/.exec(part);
-      const bad = `the ${spec.name} field "${field}" is not valid (${spec.min}-${spec.max}${names.length ? `, ${names[0]}-${names.at(-1)}` : ''}, *, ranges a-b, lists a,b and steps */n)`;
-      if (!m) return bad;
-      const [, , from, to, step] = m;
-      for (const token of [from, to]) {
-        if (token === undefined) continue;
-        const v = value(token);
-        if (v === undefined || v < spec.min || v > spec.max) return bad;
-      }
-      if (step !== undefined && Number(step) < 1) return bad;
-    }
-  }
-  return undefined;
-}
-
-/** A cron schedule; the issue says what is wrong with it (`params.detail`) besides what is expected. */
-const cronSchedule = z.string().superRefine((s, ctx) => {
-  const detail = cronScheduleProblem(s);
-  if (detail) ctx.addIssue({ code: 'custom', message: CRON_EXPECTED, params: { detail } });
-});
-
-const cronEntry = z.strictObject({
-  name: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'a short name (lower-case letters, digits, - and _, at most 40 characters)')
-    .optional()
-    .describe('Short name shown in logs; also names its log folder and lock file'),
-  schedule: cronSchedule.describe('Five cron fields ("*/5 * * * *") or @hourly, @daily, …'),
-  command: singleLine('a command').describe('Shell command, run in the current release with the site environment'),
-});
-
 const httpStatus = z.number().int().min(100).max(599);
 
 const healthcheck = z.union(
@@ -274,41 +205,6 @@ const healthcheck = z.union(
     }),
   ],
   { error: 'false, or a mapping {path, status, timeout, retries}' },
-);
-
-const tls = z.union(
-  [
-    z.literal(false),
-    z.strictObject({
-      email: z.email('an email address').optional().describe('Contact address for the certificate authority'),
-      provider: z.enum(['letsencrypt', 'self-signed']).default('letsencrypt'),
-      staging: z.boolean().default(false).describe("use the CA's staging environment (untrusted test certificates)"),
-      // Not z.url(): it silently drops newlines and tabs. certbot writes the URL into its renewal conf, where # starts a comment.
-      acme_server: z
-        .string()
-        .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9\-._~:/?&=%+,@]*)?$/, 'an https URL such as https://acme.example/directory')
-        .optional()
-        .describe('ACME directory URL (any ACME CA)'),
-      hsts: z.union([z.boolean(), z.number().int().min(0).max(1_000_000_000)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
-    }),
-  ],
-  { error: 'false, or a mapping {email, provider, staging, acme_server, hsts}' },
-);
-
-const staticFiles = z.union(
-  [
-    relativePath('a folder of the project', 'static or build/static').describe('Folder in the project, served at /static/'),
-    z.strictObject({
-      path: relativePath('a folder of the project', 'static or build/static').default('static').describe('Folder in the project (inside the release; never the release itself)'),
-      url: urlPrefix.default('/static/').describe('URL prefix (a missing trailing / is added)'),
-      expires: z
-        .string()
-        .regex(NGINX_EXPIRES, 'an nginx time such as 30d, 12h or 1y, or max, off or epoch')
-        .default('30d')
-        .describe('Value of the nginx expires directive for these files'),
-    }),
-  ],
-  { error: 'a folder name, or a mapping {path, url, expires}' },
 );
 
 // ---- timeouts (owned by the deploy's fault handling: core/transport, core/releases)
@@ -338,15 +234,19 @@ const pluginObject = z.custom<Plugin>(
   'a plugin object with a name and an apply function',
 );
 
-export const configSchema = z
-  .strictObject({
+/**
+ * Core's own keys: what every site has whatever its stack (its names, its
+ * code and how it is released, its environment, its nodes). The keys of the
+ * stack parts are their plugins' (`settings`, see settings.ts), merged with
+ * these into the schema that validates the file.
+ */
+export const coreConfigShape = {
     $schema: z.string().optional().describe('JSON Schema of this file, for editors'),
     domain: z
       .union([hostname, z.array(hostname).min(1)], { error: 'a host name such as www.example.com, or a list of them' })
       .describe('Domain(s) the site answers on; the first is canonical'),
     aliases: z.array(hostname).default([]).describe('Domains redirected (301) to the canonical domain'),
     services: z.array(z.string().min(1)).default([]).describe('Service plugins to enable: files, postgres, redis'),
-    workers: z.number().int().min(1).max(256).default(2).describe('Number of uWSGI worker processes'),
     wsgi: z
       .string()
       .regex(/^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$/, 'module[:callable], e.g. project.wsgi or app:app')
@@ -360,20 +260,11 @@ export const configSchema = z
       .default({})
       .describe('Named servers: a host, a {host, user, port, identity_file, sudo} mapping, or a group of node names'),
     default_node: nodeName.optional().describe('Node used when a command names none'),
-    static: staticFiles.optional().describe('Static files nginx serves from the current release'),
     requirements: relativePath('a file of the project', 'requirements.txt or requirements/production.txt').default('requirements.txt').describe('Requirements file for pip, relative to src'),
     apt: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name'))
       .default([])
       .describe('Extra Debian packages installed by setup-node'),
-    processes: z
-      .record(
-        z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'a process name (lower-case letters, digits, - and _, at most 40 characters)'),
-        singleLine('a command'),
-      )
-      .default({})
-      .describe('Worker processes supervised by runit: name → command'),
-    cron: z.array(cronEntry).default([]).describe('Scheduled commands: {name, schedule, command}'),
     release: z.array(singleLine('a command')).default([]).describe('Commands run in the new release before it goes live (migrations)'),
     healthcheck: healthcheck
       .default({ path: '/', timeout: 10, retries: 5 })
@@ -389,48 +280,21 @@ export const configSchema = z
       )
       .default([])
       .describe('Project-local plugin files (.ts or .js), relative to the config file'),
-    backups: z
-      .strictObject({
-        schedule: cronSchedule
-          .default('@daily')
-          .describe('Cron schedule of automatic backups'),
-        keep: z.number().int().min(1).default(7).describe('Backups kept on the server'),
-        verify: z
-          .boolean()
-          .default(false)
-          .describe('Restore each backup into scratch space on the node and check it (kraftwerk backup verify) before it counts'),
-      })
-      .optional()
-      .describe('Scheduled backups of the database and uploads'),
-    tls: tls.default(false).describe('HTTPS certificates (false: plain HTTP only)'),
-    uwsgi: z
-      .strictObject({
-        harakiri: z.number().int().min(1).max(86400).default(60).describe('Seconds before a stuck request is killed'),
-        max_requests: z.number().int().min(0).max(1e9).default(5000).describe('Requests before a worker is recycled (0: never)'),
-      })
-      .optional()
-      .describe('Tuning of uWSGI'),
-    nginx: z
-      .strictObject({
-        client_max_body_size: z
-          .string()
-          .regex(/^\d{1,9}[kKmMgG]?$/, 'a size such as 10m')
-          .default('10m')
-          .describe('Largest request body (uploads)'),
-      })
-      .optional()
-      .describe('Tuning of nginx'),
-  })
-  .describe('Kraftwerk site configuration');
+};
 
-/** kraftwerk.yaml as written by the user (before defaults). */
-export type ConfigInput = z.input<typeof configSchema>;
-/** kraftwerk.yaml after validation, with defaults applied. */
-export type Config = z.output<typeof configSchema>;
+/** kraftwerk.yaml with core's keys only (no plugin's): for what a site needs before its plugins are known. */
+export const coreConfigSchema = z.strictObject(coreConfigShape).describe('Kraftwerk site configuration');
+
+/** Core's keys of kraftwerk.yaml as written by the user (before defaults). */
+export type ConfigInput = z.input<typeof coreConfigSchema>;
+/** Core's keys of kraftwerk.yaml after validation, with defaults applied (plugins read theirs with `settingsOf`). */
+export type Config = z.output<typeof coreConfigSchema>;
 export type NodeSpec = z.output<typeof node>;
-export type CronEntry = z.output<typeof cronEntry>;
 
-/** Programmatic form for kraftwerk.config.ts: `export default defineConfig({...})`. */
-export function defineConfig(config: ConfigInput): ConfigInput {
+/**
+ * Programmatic form for kraftwerk.config.ts: `export default defineConfig({...})`.
+ * Core's keys are typed; the plugins' keys are checked when the config loads.
+ */
+export function defineConfig<T extends ConfigInput & Readonly<Record<string, unknown>>>(config: T): T {
   return config;
 }

@@ -1,6 +1,7 @@
 import type { Config } from './schema.ts';
+import { type SiteSettings, splitConfig, type ValidConfig } from './settings.ts';
 
-/** Where sites register themselves on a node (domains) and keep what only root may change (uWSGI config). */
+/** Where sites register themselves on a node (domains) and keep what only root may change. */
 export const SITES_DIR = '/etc/kraftwerk/sites';
 
 /** Where a site lives on a server. One layout for every node (see DESIGN.md). */
@@ -20,8 +21,6 @@ export interface SitePaths {
   backups: string;
   /** Kraftwerk's own bookkeeping for the site: release records, lock. */
   state: string;
-  /** uWSGI socket nginx talks to: the live release's own (`current/.kraftwerk/uwsgi.sock`). */
-  socket: string;
   logs: string;
 }
 
@@ -38,7 +37,10 @@ export interface Site {
   readonly wsgi: { module: string; callable: string };
   /** Enabled service plugins (from `services:`). */
   readonly services: string[];
+  /** Core's keys of kraftwerk.yaml, validated. */
   readonly config: Config;
+  /** The plugins' keys, validated: a plugin reads its own with `settingsOf(site, settings)`. */
+  readonly settings: SiteSettings;
   /** Absolute path of the config file. */
   readonly configFile: string;
   /** Absolute path of the folder that is deployed (`src`). */
@@ -61,7 +63,6 @@ export function sitePaths(name: string): SitePaths {
     envLocal: `${root}/shared/env.local`,
     backups: `${root}/backups`,
     state: `${root}/.kraftwerk`,
-    socket: releaseConfig(`${root}/current`).socket,
     logs: `/var/log/kraftwerk/${name}`,
   };
 }
@@ -69,27 +70,26 @@ export function sitePaths(name: string): SitePaths {
 /**
  * What says how a release runs lives in the release itself, in `.kraftwerk/`
  * (root's, closed to other sites; rsync never sends a project's own `.kraftwerk`):
- * its uWSGI ini, its environment (as an envdir for uWSGI and as a sh file for
- * cron, workers and `kraftwerk run`) and the socket its uWSGI listens on. nginx
- * connects through `current`, so the one atomic rename of `current` switches
+ * its environment (as an envdir, and as a sh file for cron, workers and
+ * `kraftwerk run`), and what plugins keep there (the app server's configuration
+ * and socket). The web server connects through `current`, so the one atomic rename of `current` switches
  * code, configuration and traffic together, a deploy cut short anywhere
  * before it leaves the live release whole, and a rollback has no
  * configuration of its own to restore. (DESIGN.md had the ini in /etc and the
  * socket in /run; both moved here for that reason.)
  */
 export interface ReleaseConfig {
+  /** The release's `.kraftwerk/`: plugins keep their files of the release here. */
   dir: string;
-  uwsgiIni: string;
-  /** envdir: one file per variable, read by uWSGI (values taken literally). */
+  /** envdir: one file per variable (values taken literally). */
   environ: string;
   /** The same variables in sh syntax. */
   env: string;
-  socket: string;
 }
 
 export function releaseConfig(releasePath: string): ReleaseConfig {
   const dir = `${releasePath}/.kraftwerk`;
-  return { dir, uwsgiIni: `${dir}/uwsgi.ini`, environ: `${dir}/environ`, env: `${dir}/env`, socket: `${dir}/uwsgi.sock` };
+  return { dir, environ: `${dir}/environ`, env: `${dir}/env` };
 }
 
 /**
@@ -105,17 +105,9 @@ export function siteWebGroup(site: Site): string {
   return `kwn-${site.name}`;
 }
 
-/**
- * The groups a process of the site runs with, for `chpst -u` (which sets exactly
- * these, no supplementary groups of the user): its own, and its web group, without
- * which it cannot enter /srv/<site>.
- */
-export function siteProcessGroups(site: Site): string {
-  return `${site.user}:${site.user}:${siteWebGroup(site)}`;
-}
-
-/** Builds the Site model from a validated config. */
-export function createSite(config: Config, options: { configFile: string; sourceDir: string; name: string }): Site {
+/** Builds the Site model from a validated config (core's keys and the plugins'). */
+export function createSite(valid: ValidConfig, options: { configFile: string; sourceDir: string; name: string }): Site {
+  const { config, settings } = splitConfig(valid);
   const domains = Array.isArray(config.domain) ? config.domain : [config.domain];
   const [module, callable] = (config.wsgi ?? `${options.name.replace(/-/g, '_')}.wsgi`).split(':') as [string, string?];
   return {
@@ -128,6 +120,7 @@ export function createSite(config: Config, options: { configFile: string; source
     wsgi: { module, callable: callable ?? 'application' },
     services: config.services,
     config,
+    settings,
     configFile: options.configFile,
     sourceDir: options.sourceDir,
     paths: sitePaths(options.name),

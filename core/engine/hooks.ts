@@ -111,24 +111,22 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
             ? (a as { forPlugin(p: string): unknown }).forPlugin(plugin)
             : a,
         );
-      const nodeOf = (args: unknown[]) => (args[0] as { node?: string } | undefined)?.node;
+      const failure = (args: unknown[], err: unknown) => PluginError.of(plugin, name, (args[0] as { node?: string } | undefined)?.node, err);
       if (tap.type === 'promise') {
         tap.fn = async (...args: unknown[]) => {
           try {
             return await fn(...scoped(args));
           } catch (err) {
-            throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+            throw failure(args, err);
           }
         };
       } else if (tap.type === 'async') {
         tap.fn = (...args: unknown[]) => {
           const cb = args.pop() as (err?: unknown, r?: unknown) => void;
           try {
-            fn(...scoped(args), (err?: unknown, r?: unknown) =>
-              cb(err ? (err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err)) : undefined, r),
-            );
+            fn(...scoped(args), (err?: unknown, r?: unknown) => cb(err ? failure(args, err) : undefined, r));
           } catch (err) {
-            cb(new PluginError(plugin, name, nodeOf(args), err));
+            cb(failure(args, err));
           }
         };
       } else {
@@ -136,7 +134,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
           try {
             return fn(...scoped(args));
           } catch (err) {
-            throw err instanceof PluginError ? err : new PluginError(plugin, name, nodeOf(args), err);
+            throw failure(args, err);
           }
         };
       }

@@ -6,17 +6,24 @@ import type { TaskSpec } from './tasks.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
 import type { NodeStatusParts } from './status.ts';
 import type { LogSources } from './logs.ts';
+import type { SettingsShape } from '../config/settings.ts';
 
 /**
  * A Kraftwerk plugin. Built-in plugins (plugins/<name>/index.ts) and
  * project-local ones use exactly this API and import only from the package's
  * public entry point.
  */
-export interface Plugin {
+export interface Plugin<S extends SettingsShape = SettingsShape> {
   /** Shown in task titles and error messages; `services:` enables a plugin by this name. */
   readonly name: string;
   /** One line shown by `kraftwerk plugins`. */
   readonly description?: string;
+  /**
+   * The top-level keys of kraftwerk.yaml this plugin owns, a zod schema each
+   * (`z` from the entry). Validated with the rest of the file; read them with
+   * `settingsOf(site, settings)`.
+   */
+  readonly settings?: S;
   /** Tap the hooks for `site`. Called once per command, before any node is touched. */
   apply?(hooks: Hooks, site: Site): void;
   /** Add commands to the CLI (e.g. `sandbox`, `create-node`). Keep heavy imports inside the actions. */
@@ -34,7 +41,7 @@ export interface Plugin {
 }
 
 /** Identity helper that gives a plugin object its type. */
-export function definePlugin(plugin: Plugin): Plugin {
+export function definePlugin<S extends SettingsShape = SettingsShape>(plugin: Plugin<S>): Plugin<S> {
   return plugin;
 }
 

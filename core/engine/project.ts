@@ -1,7 +1,19 @@
 import { ConfigError } from '../errors.ts';
 import type { Plugin, Project } from './plugin.ts';
-import { type BuiltinPlugins, loadBuiltins, loadLocalPlugins } from './registry.ts';
+import { type BuiltinPlugins, loadBuiltins } from './registry.ts';
 import { createSite } from '../config/site.ts';
+import type { ConfigSchema } from '../config/settings.ts';
+
+/** The built-in plugins a site can have: their settings are the keys kraftwerk.yaml may have besides core's. */
+export function siteBuiltins(builtins: BuiltinPlugins): Promise<Plugin[]> {
+  return loadBuiltins(builtins, [...builtins.stack, ...builtins.services, ...builtins.site]);
+}
+
+/** The schema of kraftwerk.yaml without project-local plugins: core's keys and the built-ins' (`kraftwerk schema`, `init`). */
+export async function builtinConfigSchema(builtins: BuiltinPlugins): Promise<ConfigSchema> {
+  const { buildConfigSchema } = await import('../config/settings.ts');
+  return buildConfigSchema(await siteBuiltins(builtins));
+}
 
 /**
  * Load kraftwerk.yaml (or kraftwerk.config.ts) and every plugin active for the
@@ -11,14 +23,16 @@ import { createSite } from '../config/site.ts';
 export async function loadProject(options: { cwd: string; configPath?: string; builtins: BuiltinPlugins }): Promise<Project> {
   const { builtins } = options;
   const { loadConfig } = await import('../config/load.ts');
-  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: builtins.services });
+  const available = await siteBuiltins(builtins);
+  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: builtins.services, plugins: available });
   const site = createSite(loaded.config, {
     configFile: loaded.filepath,
     sourceDir: loaded.sourceDir,
     name: loaded.siteName,
   });
-  const builtin = await loadBuiltins(builtins, [...builtins.stack, ...builtins.services.filter((s) => site.services.includes(s)), ...builtins.site]);
-  const local = await loadLocalPlugins(loaded.config.plugins, loaded.filepath);
+  const active = new Set<string>([...builtins.stack, ...builtins.services.filter((s) => site.services.includes(s)), ...builtins.site]);
+  const builtin = available.filter((p) => active.has(p.name));
+  const local = loaded.localPlugins;
   const seen = new Set<string>();
   for (const [i, p] of [...builtin, ...local].entries()) {
     if (seen.has(p.name)) {

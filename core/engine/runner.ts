@@ -69,11 +69,15 @@ function toListr<C>(item: RunnableTask<C> | TaskGroup<C>, ctx: C, node: string |
       try {
         await spec.run(ctx, handleOf(task as Wrapper));
       } catch (err) {
-        if (err instanceof PluginError || !spec.plugin || spec.plugin === 'core') throw err;
-        throw new PluginError(spec.plugin, spec.hook ?? 'task', node, err);
+        throw taskFailure(spec, node, err);
       }
     },
   };
+}
+
+/** A failed task's error: a plugin's names the plugin, hook and node; core's own is kept as it is. */
+export function taskFailure<C>(task: RunnableTask<C>, node: string | undefined, err: unknown): unknown {
+  return task.plugin && task.plugin !== 'core' ? PluginError.of(task.plugin, task.hook ?? 'task', node, err) : err;
 }
 
 function rendererFor(options: RunOptions) {
@@ -116,4 +120,23 @@ function unwrap(err: unknown): unknown {
   if (err instanceof KraftwerkError) return err;
   const inner = (err as { error?: unknown })?.error;
   return inner instanceof Error ? inner : err;
+}
+
+/**
+ * Run tasks one after the other inside one running task, outside listr2 (the
+ * dump inside a load or a destroy, a reload, a data snapshot): each task that
+ * is not skipped shows as an output line `plugin: title` of `task`, and its own
+ * output goes there too; its title and skip do not change the outer task.
+ * Returns the tasks that ran.
+ */
+export async function runInline<C>(list: readonly RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<RunnableTask<C>[]> {
+  const handle: TaskHandle = { output: (line) => task?.output(line), title: () => {}, skip: () => {} };
+  const ran: RunnableTask<C>[] = [];
+  for (const t of list) {
+    if (t.skip && (await t.skip(ctx))) continue;
+    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
+    await t.run(ctx, handle);
+    ran.push(t);
+  }
+  return ran;
 }

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { renderEnvFile } from '../shell/env-file.ts';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import type { Hooks } from '../engine/hooks.ts';
 import { definePlugin } from '../engine/plugin.ts';
@@ -9,7 +8,6 @@ import { sh } from '../shell/sh.ts';
 import { inSiteEnv } from '../shell/site-shell.ts';
 import { computeSiteEnvironment } from './site-environment.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
-import { getSiteTls } from '../../plugins/tls/state.ts';
 import { Stage } from '../engine/tasks.ts';
 import { CommandTimeoutError } from '../remote/remote.ts';
 import { deployTimeouts } from '../config/durations.ts';
@@ -19,7 +17,7 @@ import { checkProject } from './project-check.ts';
 import { inspectNode } from './inspect-node.ts';
 import { openReleaseCommand, prepareSiteCommand, preparedSiteMarker, siteFolders } from './site-folders.ts';
 import { collectSwitchSteps, execSwitch, LOCK_LOST_EXIT, SWITCHED_MARKER, SWITCHED_STATE, switchCommand } from './switch.ts';
-import { healthCheckCommand } from './healthcheck.ts';
+import { healthCheckCommand, healthCheckRequest } from './healthcheck.ts';
 import { finishReleaseCommand, RECORD_STATE, reportFinish } from './release-record.ts';
 import { writeFiles } from './release-files.ts';
 
@@ -64,22 +62,20 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'rsync project',
         run: async (ctx, task) => {
-          const { buildRsyncArgs, findRsyncExcludeFile, runRsync } = await import('../remote/rsync.ts');
-          const args = buildRsyncArgs({
-            target: ctx.remote.target,
-            source: site.sourceDir,
-            dest: ctx.release.path,
-            linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
-            excludes: site.config.exclude,
-            excludeFromFile: findRsyncExcludeFile(site.sourceDir),
-            group: site.user,
-          });
-          if (ctx.remote.dryRun) {
-            task.output(`rsync ${args.join(' ')}`);
-            ctx.log.info(`[dry-run] ${ctx.node}: rsync ${args.join(' ')}`);
-            return;
-          }
-          const stats = await runRsync(args, (line: string) => task.output(line), ctx.node);
+          const { findRsyncExcludeFile } = await import('../remote/rsync.ts');
+          const stats = await ctx.remote.rsync(
+            {
+              kind: 'release',
+              source: site.sourceDir,
+              dest: ctx.release.path,
+              linkDest: ctx.release.previous ? `${site.paths.releases}/${ctx.release.previous}` : undefined,
+              excludes: site.config.exclude,
+              excludeFromFile: findRsyncExcludeFile(site.sourceDir),
+              group: site.user,
+            },
+            { onLine: (line) => task.output(line) },
+          );
+          if (!stats) return;
           task.title(`rsync project → releases/${ctx.release.id} (${stats.bytesSent ?? '?'} bytes sent)`);
         },
       });
@@ -90,10 +86,9 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const { vars } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
+          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
           ctx.env = vars;
           // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
-          const content = renderEnvFile(vars, Object.keys(ctx.facts.envLocal));
           ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
           ctx.files.add({
             path: `${SITES_DIR}/${site.name}/domains`,
@@ -199,7 +194,7 @@ export const corePlugin = definePlugin({
           const hc = site.config.healthcheck as Exclude<typeof site.config.healthcheck, false>;
           const limit = deployTimeouts(site.config).healthcheckMs;
           const res = await ctx.remote
-            .exec(healthCheckCommand(site, { https: Boolean(getSiteTls(ctx)?.certificate) }), { check: false, interruptible: true, timeoutMs: limit })
+            .exec(healthCheckCommand(site, await healthCheckRequest(hooks, ctx)), { check: false, interruptible: true, timeoutMs: limit })
             .catch((err: unknown) => {
               if (!(err instanceof CommandTimeoutError)) throw err;
               throw new KraftwerkError(`health check on ${ctx.node} (restart) timed out: GET ${hc.path} ${CommandTimeoutError.what(err.kind, err.limitMs)}`, {

@@ -1,10 +1,6 @@
-import type { DumpContext } from '../engine/context.ts';
-import { KraftwerkError, UsageError } from '../errors.ts';
-import type { Hooks } from '../engine/hooks.ts';
+import { UsageError } from '../errors.ts';
 import { type Script, raw, sh } from '../shell/sh.ts';
 import type { Site } from '../config/site.ts';
-import { TaskList } from '../engine/tasks.ts';
-import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from '../remote/remote.ts';
 
 /**
  * Dumps and backups of a site's data. A dump is a folder
@@ -12,7 +8,8 @@ import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from '../
  * share (database, uploads), plus manifest.json. Backups are dumps too: the
  * scheduled ones, `kraftwerk backup`, the safety dump `load` takes first and
  * the ones `sync-services` moves between nodes; `kind` tells them apart, and
- * only scheduled/`backup` ones are rotated.
+ * only scheduled/`backup` ones are rotated (the backups plugin writes the
+ * script that takes the scheduled ones).
  */
 
 export type DumpKind = 'backup' | 'dump' | 'pre-load' | 'sync';
@@ -66,11 +63,6 @@ export function dumpDir(site: Site, id: string): string {
   return `${site.paths.backups}/${checkDumpId(id)}`;
 }
 
-/** Where the scheduled backup script is written (root only: .kraftwerk is 0700). */
-export function backupScriptPath(site: Site): string {
-  return `${site.paths.state}/backup.sh`;
-}
-
 /** Prints one line per dump: `<id> <KiB> <manifest json on one line>`, oldest first. */
 export function listDumpsCommand(site: Site): Script {
   return sh`cd ${site.paths.backups} 2>/dev/null || exit 0
@@ -122,92 +114,4 @@ export function rotateBackupsCommand(site: Site, keep: number): Script {
 for d in $(ls -1 | grep -E '^[0-9]{8}T[0-9]{6}Z' | sort -r); do
   grep -q '"kind": *"backup"' "$d/${raw(MANIFEST_FILE)}" 2>/dev/null && echo "$d"
 done | tail -n +${keep + 1} | while read -r old; do rm -rf -- "$old" && echo "removed $old"; done; true`;
-}
-
-/**
- * A Remote that runs nothing and records every command, so that the `dump`
- * taps of all plugins can also be written into the scheduled backup script
- * (cron on the server has no Kraftwerk to run them). Dump tasks must therefore
- * be plain commands that do not depend on each other's output.
- */
-export class RecordingRemote implements Remote {
-  readonly dryRun = false;
-  readonly commands: Script[] = [];
-  constructor(readonly target: SshTarget) {}
-  get commandCount(): number {
-    return this.commands.length;
-  }
-  async exec(cmd: Script, options?: ExecOptions): Promise<ExecResult> {
-    if (options?.stdin !== undefined || options?.pty) {
-      throw new KraftwerkError('a dump task cannot send input to its command: it must also run from the scheduled backup script');
-    }
-    this.commands.push(cmd);
-    return { code: 0, stdout: '', stderr: '' };
-  }
-  async syncFiles(_files: RemoteFile[]): Promise<string[]> {
-    throw new KraftwerkError('a dump task cannot write files: it must also run from the scheduled backup script');
-  }
-  async rsync(): Promise<undefined> {
-    throw new KraftwerkError('a dump task cannot copy files with rsync: it must also run from the scheduled backup script');
-  }
-  async close(): Promise<void> {}
-}
-
-/** The commands the plugins' dump (or verify) taps run for a dump in `dir` (recorded, not run). */
-export async function recordDumpCommands(
-  hooks: Hooks,
-  base: Omit<DumpContext, 'remote' | 'dir' | 'id'>,
-  dir: string,
-  hook: 'dump' | 'verify' = 'dump',
-  /** Record only the tasks of these plugins (verify: the parts the backup has). */
-  only?: readonly string[],
-): Promise<{ commands: Script[]; plugins: string[] }> {
-  const remote = new RecordingRemote({ name: base.node, host: base.node, port: 22, user: 'root', identityFiles: [], knownHostsFiles: [] });
-  const ctx: DumpContext = { ...base, remote, dir, id: 'scheduled' };
-  const tasks = new TaskList<DumpContext>(hook);
-  await hooks[hook].promise(ctx, tasks);
-  const handle = { output: () => {}, title: () => {}, skip: () => {} };
-  const plugins: string[] = [];
-  for (const task of tasks.sorted()) {
-    if (only && !only.includes(task.plugin)) continue;
-    const skip = task.skip ? await task.skip(ctx) : false;
-    if (skip) continue;
-    await task.run(ctx, handle);
-    if (!plugins.includes(task.plugin)) plugins.push(task.plugin);
-  }
-  return { commands: remote.commands, plugins };
-}
-
-/**
- * The scheduled backup, as one script cron runs as root: the plugins' dump
- * commands into a scratch folder, with `backups: {verify: true}` the plugins'
- * verify commands on it, the manifest, the rename to a timestamped folder,
- * then rotation. A backup that fails its check stops the script there: it is
- * not renamed (it stays in .scheduled until the next run) and rotates no good
- * backup out. `flock -n` keeps two runs from overlapping.
- */
-export function renderBackupScript(
-  site: Site,
-  dumpCommands: readonly Script[],
-  plugins: readonly string[],
-  keep: number,
-  verifyCommands: readonly Script[] = [],
-): string {
-  const scratch = `${site.paths.backups}/.scheduled`;
-  const manifest: DumpManifest = { kind: 'backup', site: site.name, plugins: [...plugins], by: 'cron' };
-  const subshells = (commands: readonly Script[]) => commands.map((c) => `(\n${c.text}\n)`).join('\n');
-  const verify = verifyCommands.length
-    ? `${verifyCommands.map((c) => `(\n${c.text}\n)`).join(' &&\n')} || { echo "backup $id FAILED its check (kraftwerk backup verify): not kept" >&2; exit 1; }\necho "backup $id verified"\n`
-    : '';
-  return `#!/bin/sh
-# Kraftwerk: scheduled backup of site ${site.name} (backups: in kraftwerk.yaml). Written by \`kraftwerk deploy\`.
-set -eu
-umask 077
-id=$(date -u +%Y%m%dT%H%M%SZ)
-${prepareDumpDirCommand(scratch).text}
-${subshells(dumpCommands)}
-${verify}${sh`printf '%s\\n' ${JSON.stringify(manifest)} > ${`${scratch}/${MANIFEST_FILE}`} && mv -T ${scratch} ${site.paths.backups}/"$id"`.text}
-${rotateBackupsCommand(site, keep).text}
-echo "backup $id done"
-`;
 }

@@ -1,12 +1,21 @@
 import { type Script, raw, sh } from '../shell/sh.ts';
 import type { Site } from '../config/site.ts';
+import type { DeployContext, HealthCheckRequest } from '../engine/context.ts';
+import { type Hooks, lifecycleHooks } from '../engine/hooks.ts';
 
-/** Request the site through nginx on the node, with the canonical domain as Host header. */
+/** How to ask the site on this node, as the plugins say (the `healthcheck` extension point): plain HTTP unless one asks for HTTPS. */
+export async function healthCheckRequest(hooks: Hooks, ctx: DeployContext): Promise<HealthCheckRequest> {
+  const request: HealthCheckRequest = { https: false };
+  await lifecycleHooks(hooks).healthcheck.promise(ctx, request);
+  return request;
+}
+
+/** Request the site through the web server on the node, with the canonical domain as Host header. */
 export function healthCheckCommand(site: Site, options: { https?: boolean } = {}): Script {
   const hc = site.config.healthcheck;
   if (hc === false) return raw('true');
   const statuses = hc.status === undefined ? ['2??', '3??'] : [hc.status].flat().map(String);
-  // With a certificate, plain HTTP only redirects: ask over HTTPS, on this node, for the real answer.
+  // A plugin asked for HTTPS (plain HTTP only redirects there): ask over HTTPS, on this node, for the real answer.
   // -k: this checks the site, not the certificate (a self-signed or private CA one is fine here).
   const request = options.https
     ? sh`--resolve ${`${site.canonicalDomain}:443:127.0.0.1`} -k ${`https://${site.canonicalDomain}${hc.path}`}`

@@ -1,5 +1,6 @@
 import type { NodeFacts, NodeProbe } from '../engine/context.ts';
 import { parseEnvFile } from '../shell/env-file.ts';
+import { mergeSiteVariables } from './site-environment.ts';
 import { type Script, raw, sh } from '../shell/sh.ts';
 import { SITES_DIR, type Site } from '../config/site.ts';
 
@@ -107,6 +108,7 @@ export function parseProbe(output: string, site: Site, probe?: NodeProbe): NodeF
     }
   }
   facts.envLocal = parseEnvFile(envLocal);
-  facts.env = { ...parseEnvFile(env), ...facts.envLocal };
+  // What the site runs with now: the live release's own variables with env.local over them.
+  facts.env = mergeSiteVariables(parseEnvFile(env), facts.envLocal).vars;
   return facts;
 }

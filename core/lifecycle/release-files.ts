@@ -3,6 +3,7 @@ import { type Script, sh } from '../shell/sh.ts';
 import type { Site } from '../config/site.ts';
 import type { DeployContext } from '../engine/context.ts';
 import type { RemoteFile } from '../remote/remote.ts';
+import { syncAndRecord } from '../remote/syncfiles.ts';
 import { pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseFilesPath } from './release-record.ts';
 
@@ -18,9 +19,7 @@ export function readReleaseFilesCommand(site: Site, id: string): Script {
 export async function writeFiles(ctx: DeployContext): Promise<string[]> {
   const files = ctx.files.all;
   const snapshot = { path: releaseFilesPath(ctx.site, ctx.release.id), content: `${JSON.stringify(files)}\n`, mode: 0o600 };
-  const changed = (await ctx.remote.syncFiles([...files.filter((f) => !f.atSwitch), snapshot])).filter((p) => p !== snapshot.path);
-  for (const p of changed) ctx.files.changed.add(p);
-  return changed;
+  return syncAndRecord(ctx, [...files.filter((f) => !f.atSwitch), snapshot], { unrecorded: snapshot.path });
 }
 
 /** The saved file set; a damaged one is an error that does not quote it (it holds the env's values). */
@@ -40,13 +39,12 @@ function parseSavedFiles(text: string): RemoteFile[] {
  * of now. Returns the paths that changed and how the environment was made.
  */
 export async function restoreFiles(ctx: DeployContext, releaseId: string): Promise<{ changed: string[]; environment?: { generated: number; site: number } }> {
-  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, readOnly: true, secretOutput: true });
+  const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
   const { files, environment, envdir } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
   for (const f of files) ctx.files.add(f);
-  const changed = await ctx.remote.syncFiles(files.filter((f) => !f.atSwitch));
+  const changed = await syncAndRecord(ctx, files.filter((f) => !f.atSwitch));
   if (envdir) await ctx.remote.exec(pruneEnvdirCommand(envdir.dir, envdir.names));
-  for (const p of changed) ctx.files.changed.add(p);
   return { changed, environment };
 }

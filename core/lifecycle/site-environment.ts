@@ -11,6 +11,20 @@ export type EnvSource = { kind: 'plugin'; plugin: string; secret: boolean } | { 
 export interface SiteEnvironment {
   vars: Record<string, string>;
   sources: Record<string, EnvSource>;
+  /** The content of the release's env file (.kraftwerk/env) for `vars`: see mergeSiteVariables. */
+  envFile: string;
+}
+
+/**
+ * The one merge of a site's environment: the variables a release brings
+ * itself (plugins' and `environ:`), then the site variables set with
+ * `kraftwerk env set` (shared/env.local) over them. `envFile` renders them
+ * with the site variables' names recorded, so a rollback can replace exactly
+ * those (see withCurrentSiteVariables).
+ */
+export function mergeSiteVariables(generated: Record<string, string>, local: Record<string, string>): { vars: Record<string, string>; envFile: string } {
+  const vars = { ...generated, ...local };
+  return { vars, envFile: renderEnvFile(vars, Object.keys(local)) };
 }
 
 /**
@@ -28,21 +42,18 @@ export async function computeSiteEnvironment(
 ): Promise<SiteEnvironment> {
   const env = new EnvironmentVars();
   await hooks.environment.promise({ site, node, previous }, env);
-  const vars: Record<string, string> = {};
+  const generated: Record<string, string> = {};
   const sources: Record<string, EnvSource> = {};
   for (const [k, v] of env.vars) {
-    vars[k] = v.value;
+    generated[k] = v.value;
     sources[k] = { kind: 'plugin', plugin: v.plugin, secret: v.secret };
   }
   for (const [k, v] of Object.entries(site.config.environ)) {
-    vars[k] = String(v);
+    generated[k] = String(v);
     sources[k] = { kind: 'environ' };
   }
-  for (const [k, v] of Object.entries(local)) {
-    vars[k] = v;
-    sources[k] = { kind: 'local' };
-  }
-  return { vars, sources };
+  for (const k of Object.keys(local)) sources[k] = { kind: 'local' };
+  return { ...mergeSiteVariables(generated, local), sources };
 }
 
 /** What a rollback (or an undo) runs a release with: see withCurrentSiteVariables. */
@@ -86,11 +97,11 @@ export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePa
   const generated = parseEnvFile(envFile.content);
   for (const name of siteNamesOf(envFile.content)) delete generated[name];
   for (const name of Object.keys(local)) delete generated[name];
-  const vars = { ...generated, ...local };
+  const { vars, envFile: content } = mergeSiteVariables(generated, local);
   const envdir = `${own.environ}/`;
   const envdirFiles = files.filter((f) => f.path.startsWith(envdir) && !f.path.slice(envdir.length).includes('/'));
   const out = files.filter((f) => f !== envFile && !envdirFiles.includes(f));
-  out.push({ ...envFile, content: renderEnvFile(vars, Object.keys(local)) });
+  out.push({ ...envFile, content });
   const template = envdirFiles[0];
   const names = Object.keys(vars).sort();
   if (template) for (const name of names) out.push({ ...template, path: `${envdir}${name}`, content: vars[name]! });

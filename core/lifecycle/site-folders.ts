@@ -1,7 +1,6 @@
 import { type Script, sh } from '../shell/sh.ts';
 import { type Site, siteWebGroup } from '../config/site.ts';
 import type { RemoteFile } from '../remote/remote.ts';
-import { RUNIT_SV_DIR, SITE_MARKER_FILE, siteLogRootCommand } from '../../plugins/runit/commands.ts';
 import { SITES_DIR } from './probe.ts';
 import { provisionMarker } from './provisioned.ts';
 
@@ -58,6 +57,17 @@ done`;
 /** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */
 export function preparedSiteMarker(site: Site): RemoteFile {
   return provisionMarker(site, 'site', prepareSiteCommand(site).text);
+}
+
+/**
+ * The site's log folder, /var/log/kraftwerk/<site>/: root's, open to the site's
+ * group (the site's loggers, running as the site, reach their own folders in it), closed
+ * to other sites. The site cannot add, remove or swap anything in it. (Before
+ * 0.2 it was the site's own; this command, run at every site preparation,
+ * takes it back: its parent is root's, so the path cannot be a planted link.)
+ */
+export function siteLogRootCommand(site: Site): Script {
+  return sh`install -d -m 0750 -o root -g ${site.user} ${site.paths.logs}`;
 }
 
 /** The folders prepareSiteCommand makes that every deploy needs. */

@@ -1,7 +1,7 @@
 import type { DeployContext, DumpContext } from '../engine/context.ts';
 import { KraftwerkError } from '../errors.ts';
 import { collectTasks, type Hooks } from '../engine/hooks.ts';
-import type { RunnableTask, TaskGroup } from '../engine/runner.ts';
+import { runInline, type RunnableTask, type TaskGroup } from '../engine/runner.ts';
 import { sh } from '../shell/sh.ts';
 import type { TaskHandle } from '../engine/tasks.ts';
 
@@ -19,26 +19,13 @@ function dumpContext(ctx: DeployContext, releaseId: string): DumpContext {
   return { ...ctx, dir: snapshotDir(ctx, releaseId), id: `pre-${releaseId}`, kind: 'snapshot' };
 }
 
-/** Run a hook's collected tasks inside one task (their titles become output lines). */
-async function runInline(list: RunnableTask<DumpContext>[], dctx: DumpContext, task: TaskHandle): Promise<number> {
-  let ran = 0;
-  for (const t of list) {
-    const skip = await t.skip?.(dctx);
-    if (skip) continue;
-    task.output(`${t.plugin ?? 'core'}: ${t.title}`);
-    await t.run(dctx, task);
-    ran++;
-  }
-  return ran;
-}
-
 /** Take the snapshot of the data the new release's commands may change. */
 export async function takeSnapshot(hooks: Hooks, ctx: DeployContext, task: TaskHandle): Promise<number> {
   const dctx = dumpContext(ctx, ctx.release.id);
   const list = await collectTasks(hooks.dump, 'dump', dctx);
   if (!list.length) return 0;
   await ctx.remote.exec(sh`install -d -m 0700 ${dctx.dir}`);
-  return runInline(list.sorted() as RunnableTask<DumpContext>[], dctx, task);
+  return (await runInline(list.sorted() as RunnableTask<DumpContext>[], dctx, task)).length;
 }
 
 /** Tasks that restore the snapshot taken before the live release's commands ran. */
@@ -61,7 +48,7 @@ export function restoreSnapshotTasks(hooks: Hooks, ctx: DeployContext): TaskGrou
             });
           }
           const list = await collectTasks(hooks.load, 'load', dctx);
-          const ran = await runInline(list.sorted() as RunnableTask<DumpContext>[], dctx, task);
+          const ran = (await runInline(list.sorted() as RunnableTask<DumpContext>[], dctx, task)).length;
           task.title(`restore the data snapshot taken before ${live} (${ran} parts)`);
         },
       },

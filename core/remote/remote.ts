@@ -33,8 +33,6 @@ export interface ExecOptions {
   onStderr?: (chunk: string) => void;
   /** When false, a non-zero exit is returned instead of thrown. Default true. */
   check?: boolean;
-  /** True for commands that change nothing: `--dry-run` may still run them. */
-  readOnly?: boolean;
   /** Allocate a pseudo terminal (interactive `kraftwerk run -i`). */
   pty?: boolean;
   /** Its stdout may hold secrets (an env file): a failure shows stderr only, never stdout. */

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { quote, raw, sh, type Script } from '../shell/sh.ts';
-import type { RemoteFile } from './remote.ts';
+import type { Remote, RemoteFile } from './remote.ts';
 
 /** Files get this mode unless the plugin asks for another. */
 export const DEFAULT_FILE_MODE = 0o644;
@@ -104,4 +104,21 @@ export function buildSyncFilesCommand(input: readonly RemoteFile[]): SyncFilesCo
 /** The paths the command printed as changed. */
 export function parseSyncFilesOutput(stdout: string): string[] {
   return stdout.split('\n').filter((line) => line !== '');
+}
+
+/**
+ * Write `files` through the context's connection (one round trip) and record
+ * the paths that changed in its file set's `changed`, which later tasks read
+ * (a changed nginx file means a reload). `unrecorded` is written but is no
+ * configuration of the site (the saved copy of the set kept for rollback).
+ * Returns the recorded paths.
+ */
+export async function syncAndRecord(
+  ctx: { remote: Remote; files: { changed: Set<string> } },
+  files: RemoteFile[],
+  options: { unrecorded?: string } = {},
+): Promise<string[]> {
+  const changed = (await ctx.remote.syncFiles(files)).filter((p) => p !== options.unrecorded);
+  for (const p of changed) ctx.files.changed.add(p);
+  return changed;
 }

@@ -7,23 +7,18 @@
  * script before it is kept (see renderBackupScript).
  * `kraftwerk backup`, `backups`, `backup verify` and `backup --download` work on the same folders.
  */
-import {
-  backupScriptPath,
-  definePlugin,
-  recordDumpCommands,
-  renderBackupScript,
-  Stage,
-  type Hooks,
-  type Site,
-} from '../../core/index.ts';
+import { definePlugin, Stage, type Hooks, type Site, settingsOf } from '../../core/index.ts';
+import { backupScriptPath, recordDumpCommands, renderBackupScript } from './script.ts';
+import { BACKUPS_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'backups';
 
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'scheduled backups (`backups:`): every service dumped into /srv/<site>/backups, rotated',
+  settings: BACKUPS_SETTINGS,
   apply(hooks: Hooks, site: Site) {
-    const settings = site.config.backups;
+    const settings = settingsOf(site, BACKUPS_SETTINGS).backups;
     const script = backupScriptPath(site);
 
     hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {

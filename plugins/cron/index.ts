@@ -18,22 +18,23 @@
  * no systemd).
  */
 import {
-  backupScriptPath,
   type Script,
   ConfigError,
   definePlugin,
-  programCommand,
   releaseConfig,
   sh,
-  siteDirs,
   siteEnvScript,
   siteLogRootCommand,
   Stage,
-  type CronEntry,
   type Hooks,
   type RemoteFile,
   type Site,
+  settingsOf,
 } from '../../core/index.ts';
+import { programCommand, siteDirs } from '../runit/commands.ts';
+import { backupScriptPath } from '../backups/script.ts';
+import { BACKUPS_SETTINGS } from '../backups/settings.ts';
+import { CRON_SETTINGS, type CronEntry } from './settings.ts';
 
 const PLUGIN_NAME = 'cron';
 
@@ -76,7 +77,9 @@ function crontabSchedule(site: Site, key: string, schedule: string): string {
  */
 export function cronJobs(site: Site): CronJob[] {
   const seen = new Map<string, number>();
-  const jobs: CronJob[] = site.config.cron.map((entry, i) => {
+  const { cron } = settingsOf(site, CRON_SETTINGS);
+  const { backups } = settingsOf(site, BACKUPS_SETTINGS);
+  const jobs: CronJob[] = cron.map((entry, i) => {
     const name = cronJobName(entry, i);
     const key = `cron[${i}]`;
     if (seen.has(name)) {
@@ -84,14 +87,14 @@ export function cronJobs(site: Site): CronJob[] {
         hint: 'Give each cron job its own name: it names the job\'s lock and log folder.',
       });
     }
-    if (name === 'backup' && site.config.backups) {
+    if (name === 'backup' && backups) {
       throw new ConfigError(site.configFile, `${key}.name`, 'the name "backup" is taken by the scheduled backups (backups:)', { hint: 'Rename the job.' });
     }
     if (entry.command.includes('\0')) throw new ConfigError(site.configFile, `${key}.command`, 'a command cannot contain a NUL byte');
     seen.set(name, i);
     return { name, schedule: crontabSchedule(site, `${key}.schedule`, entry.schedule), command: entry.command };
   });
-  if (site.config.backups) jobs.push({ name: 'backup', schedule: crontabSchedule(site, 'backups.schedule', site.config.backups.schedule) });
+  if (backups) jobs.push({ name: 'backup', schedule: crontabSchedule(site, 'backups.schedule', backups.schedule) });
   return jobs;
 }
 
@@ -209,6 +212,7 @@ export default definePlugin({
   name: PLUGIN_NAME,
   description: 'cron jobs (`cron:` and the `backups:` schedule) in /etc/cron.d, each under flock',
   nodeStatus: (status) => status.process('cron', 'cron'),
+  settings: CRON_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     const jobs = cronJobs(site);
     const file = cronFilePath(site);

@@ -16,10 +16,7 @@
 import {
   type DeployContext,
   definePlugin,
-  getSiteTls,
   KraftwerkError,
-  NGINX_EXPIRES,
-  nginxValue,
   RemoteCommandError,
   renderTemplate,
   sequence,
@@ -29,9 +26,14 @@ import {
   type Script,
   type Hooks,
   type Site,
-  type SiteTls,
-  TLS_APPLY_STAGE,
+  checkSettings,
+  settingsOf,
 } from '../../core/index.ts';
+import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
+import { liveSocket } from '../uwsgi/paths.ts';
+import { nginxValue } from './escape.ts';
+import { NGINX_SETTINGS } from './settings.ts';
+import { UWSGI_SETTINGS } from '../uwsgi/settings.ts';
 
 const PLUGIN_NAME = 'nginx';
 
@@ -59,7 +61,7 @@ export function nginxLogFiles(site: Site): string[] {
 
 /** `static:` from kraftwerk.yaml with its defaults: the project's static/ folder at /static/. */
 export function staticFiles(site: Site): { url: string; dir: string; expires: string; folder: string } {
-  const conf = site.config.static;
+  const conf = settingsOf(site, NGINX_SETTINGS).static;
   const folder = typeof conf === 'string' ? conf : (conf?.path ?? 'static');
   const url = typeof conf === 'object' ? conf.url : '/static/';
   const expires = typeof conf === 'object' ? conf.expires : '30d';
@@ -74,31 +76,13 @@ export function staticFiles(site: Site): { url: string; dir: string; expires: st
 
 /**
  * Each value the site file takes from kraftwerk.yaml, checked again where it is
- * pasted (the config schema validates them first): one nginx word without
- * quotes, separators, braces or variables; a path without `.`/`..` or dot
- * segments (nothing of the release's `.kraftwerk/` or the code outside the
- * folder can be published).
+ * pasted, with the rules that validated kraftwerk.yaml (NGINX_SETTINGS): one
+ * nginx word without quotes, separators, braces or variables; a path without
+ * `.`/`..` or dot segments (nothing of the release's `.kraftwerk/` or the code
+ * outside the folder can be published).
  */
 export function checkNginxValues(site: Site): void {
-  const s = staticFiles(site);
-  const file = site.configFile;
-  const word = /^[A-Za-z0-9_@%+=:,~\/.-]+$/;
-  const fail = (key: string, value: string, what: string) => {
-    throw new KraftwerkError(`${file}: ${key} ${JSON.stringify(value)} is not valid: ${what}`, {
-      hint: `Fix \`${key.split('.')[0]}:\` in ${file}.`,
-    });
-  };
-  const path = (key: string, value: string) => {
-    if (!word.test(value)) fail(key, value, 'expected a path of letters, digits and / . _ - (no spaces, quotes, ; { } or $)');
-    if (value.split('/').some((seg) => seg.startsWith('.'))) fail(key, value, 'no part of the path may be . or .. or start with a dot');
-  };
-  path('static.path', s.folder);
-  if (!s.folder) fail('static.path', s.folder, 'expected a folder inside the project, not the project itself');
-  path('static.url', s.url);
-  if (!s.url.startsWith('/')) fail('static.url', s.url, 'expected a URL path starting with /');
-  if (!NGINX_EXPIRES.test(s.expires)) fail('static.expires', s.expires, 'expected a time such as 30d or 12h, or off, max or epoch');
-  const body = site.config.nginx?.client_max_body_size ?? '10m';
-  if (!/^[0-9]+[kKmMgG]?$/.test(String(body))) fail('nginx.client_max_body_size', String(body), 'expected a size such as 10m');
+  checkSettings(site, NGINX_SETTINGS);
 }
 
 /**
@@ -108,15 +92,15 @@ export function checkNginxValues(site: Site): void {
  */
 export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
   checkNginxValues(site);
-  const harakiri = site.config.uwsgi?.harakiri ?? 60;
+  const harakiri = settingsOf(site, UWSGI_SETTINGS).uwsgi?.harakiri ?? 60;
   const served = staticFiles(site);
   // Every value computed here is one nginx argument (nginxValue: quoted where needed, never a new directive).
   return renderTemplate(new URL('./templates/site.conf.ejs', import.meta.url), {
     site,
     tls,
     upstream: nginxValue(site.service),
-    socket: nginxValue(site.paths.socket),
-    clientMaxBodySize: nginxValue(site.config.nginx?.client_max_body_size ?? '10m'),
+    socket: nginxValue(liveSocket(site)),
+    clientMaxBodySize: nginxValue(settingsOf(site, NGINX_SETTINGS).nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
     // Symlinks are checked below these (`current` itself is a link, root's): the site can write in the release and the uploads.
@@ -249,6 +233,7 @@ export default definePlugin({
   nodeStatus: (status) => status.process('nginx', 'nginx'),
   // The site's access and error log (see templates/site.conf.ejs): root's, read as root.
   logs: (sources, site) => sources.add({ flag: 'nginx', asRoot: true, command: (tail) => sh`${tail} ${nginxLogFiles(site)}` }),
+  settings: NGINX_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     const paths = nginxSitePaths(site);
 

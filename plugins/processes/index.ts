@@ -11,23 +11,16 @@
 import {
   ConfigError,
   definePlugin,
-  processLogDir,
-  restartLoggersCommand,
-  siteDirs,
   siteLogRootCommand,
   type DeployContext,
-  parseSvStatus,
-  processServiceFiles,
-  processServiceName,
-  pruneProcessServicesCommand,
-  restartCommand,
-  RUNIT_SV_DIR,
   sequence,
   Stage,
-  startOrRestartCommand,
   type Hooks,
   type Site,
+  settingsOf,
 } from '../../core/index.ts';
+import { processLogDir, restartLoggersCommand, siteDirs, parseSvStatus, processServiceFiles, processServiceName, pruneProcessServicesCommand, restartCommand, RUNIT_SV_DIR, startOrRestartCommand } from '../runit/commands.ts';
+import { PROCESSES_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'processes';
 
@@ -37,7 +30,7 @@ const PLUGIN_NAME = 'processes';
  * anything touches a server.
  */
 export function configuredProcesses(site: Site): [string, string][] {
-  const entries = Object.entries(site.config.processes);
+  const entries = Object.entries(settingsOf(site, PROCESSES_SETTINGS).processes);
   for (const [name, command] of entries) {
     if (command.includes('\0')) {
       throw new ConfigError(site.configFile, `processes.${name}`, 'a command cannot contain a NUL byte', { hint: 'Remove the NUL byte from the command.' });
@@ -59,6 +52,7 @@ function changedLoggers(ctx: DeployContext, site: Site): string[] {
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'worker processes from `processes:` as runit services, restarted on deploy',
+  settings: PROCESSES_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     const processes = configuredProcesses(site);
     const services = processes.map(([name]) => processServiceName(site, name));

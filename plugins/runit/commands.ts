@@ -1,8 +1,4 @@
-import type { NodeContext, NodeProbe } from '../../core/engine/context.ts';
-import { type Script, quote, raw, sh } from '../../core/shell/sh.ts';
-import { siteEnvScript } from '../../core/shell/site-shell.ts';
-import type { RemoteFile } from '../../core/remote/remote.ts';
-import { type Site, siteProcessGroups } from '../../core/config/site.ts';
+import { type NodeContext, type NodeProbe, type RemoteFile, type Script, quote, raw, sh, type Site, siteEnvScript, siteWebGroup } from '../../core/index.ts';
 
 /**
  * runit services of a site besides its web service: worker processes
@@ -22,6 +18,15 @@ export const RUNIT_SV_DIR = '/etc/sv';
  * of a site called `shop-api` are both kraftwerk-shop-api); removal goes by this.
  */
 export const SITE_MARKER_FILE = 'kraftwerk-site';
+
+/**
+ * The groups a process of the site runs with, for `chpst -u` (which sets exactly
+ * these, no supplementary groups of the user): its own, and its web group, without
+ * which it cannot enter /srv/<site>.
+ */
+export function siteProcessGroups(site: Site): string {
+  return `${site.user}:${site.user}:${siteWebGroup(site)}`;
+}
 
 /** runit service name of a worker process: kraftwerk-<site>-<process>. */
 export function processServiceName(site: Site, process: string): string {
@@ -123,17 +128,6 @@ export function siteDirs(ctx: NodeContext & { probe?: NodeProbe }): SiteDirs {
   let dirs = ctx.state.get(SITE_DIRS_STATE) as SiteDirs | undefined;
   if (!dirs) ctx.state.set(SITE_DIRS_STATE, (dirs = new SiteDirs(ctx.probe)));
   return dirs;
-}
-
-/**
- * The site's log folder, /var/log/kraftwerk/<site>/: root's, open to the site's
- * group (svlogd, running as the site, reaches its own folders in it), closed
- * to other sites. The site cannot add, remove or swap anything in it. (Before
- * 0.2 it was the site's own; this command, run at every site preparation,
- * takes it back: its parent is root's, so the path cannot be a planted link.)
- */
-export function siteLogRootCommand(site: Site): Script {
-  return sh`install -d -m 0750 -o root -g ${site.user} ${site.paths.logs}`;
 }
 
 /**

@@ -7,21 +7,9 @@
  */
 import {
   definePlugin,
-  findLiveSlot,
   isProvisioned,
   lifecycleHooks,
   provisionMarker,
-  renderLogRunScript,
-  restartLoggersCommand,
-  siteDirs,
-  siteDirsCommand,
-  removeServicesCommand,
-  slotDir,
-  slotIni,
-  slotLogDir,
-  SLOTS,
-  slotService,
-  socketAcceptsCommand,
   renderTemplate,
   sh,
   Stage,
@@ -31,7 +19,9 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
-import { removeLegacyServiceCommand } from './commands.ts';
+import { findLiveSlot, slotDir, slotIni, slotLogDir, SLOTS, slotService, socketAcceptsCommand } from '../uwsgi/slots.ts';
+import { renderLogRunScript, restartLoggersCommand, siteDirs, siteDirsCommand, removeServicesCommand, removeLegacyServiceCommand } from './commands.ts';
+import { liveSocket } from '../uwsgi/paths.ts';
 import { runitLogs, runitStatus } from './reports.ts';
 
 const PLUGIN_NAME = 'runit';
@@ -108,8 +98,8 @@ export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Script {
 [ -n "$svc" ] || exit 0
 sv hup "$svc" >/dev/null
 sleep 0.2; i=0
-until ${socketAcceptsCommand(site.paths.socket)}; do
-  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${site.paths.socket} does not accept connections after ${waitSeconds}s`} >&2; exit 1; }; sleep 0.2
+until ${socketAcceptsCommand(liveSocket(site))}; do
+  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${liveSocket(site)} does not accept connections after ${waitSeconds}s`} >&2; exit 1; }; sleep 0.2
 done
 echo 'kraftwerk: reloaded'`;
 }

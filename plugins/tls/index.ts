@@ -22,17 +22,14 @@ import {
   aptInstallCommand,
   type DeployContext,
   definePlugin,
-  getSiteTls,
   type Hooks,
   KraftwerkError,
+  lifecycleHooks,
   type NodeContext,
-  setSiteTls,
   type Site,
-  type SiteTls,
   Stage,
-  TLS_DECIDE_STAGE,
-  TLS_ISSUE_STAGE,
 } from '../../core/index.ts';
+import { getSiteTls, setSiteTls, type SiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './state.ts';
 import {
   type CertificateState,
   certonlyCommand,
@@ -45,7 +42,7 @@ import {
   summarizeCertbotError,
   type TlsLeftovers,
 } from './commands.ts';
-import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, type TlsSettings, tlsSettings } from './settings.ts';
+import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, TLS_SETTINGS, type TlsSettings, tlsSettings } from './settings.ts';
 
 const NAME = 'tls';
 const PLAN_STATE = 'tls.plan';
@@ -241,6 +238,11 @@ function applyTls(hooks: Hooks, site: Site): void {
     if (settings.provider === 'letsencrypt' && state.renewal) report.add(NAME, 'renewal', describeRenewal(state.renewal));
   });
 
+  // With a certificate, plain HTTP only redirects: core's health check asks over HTTPS, on the node, for the real answer.
+  lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => {
+    if (getSiteTls(ctx)?.certificate) request.https = true;
+  });
+
   hooks.destroy.tap(NAME, (_ctx, tasks) => {
     tasks.add({
       title: 'remove certificates',
@@ -277,5 +279,6 @@ function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {
 export default definePlugin({
   name: NAME,
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
+  settings: TLS_SETTINGS,
   apply: applyTls,
 });

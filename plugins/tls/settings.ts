@@ -1,4 +1,36 @@
-import { ConfigError, type Site } from '../../core/index.ts';
+/**
+ * The settings of the tls plugin: `tls:` in kraftwerk.yaml, and what the
+ * plugin derives from them. Where the values end up:
+ *
+ *     key                         reaches                                    checked as
+ *     tls.email, tls.acme_server  certbot argv (quoted), its renewal conf    an email address, an https URL
+ *     tls.hsts                    nginx add_header                           an integer
+ */
+import { ConfigError, type Site, settingsOf, z } from '../../core/index.ts';
+
+const tls = z.union(
+  [
+    z.literal(false),
+    z.strictObject({
+      email: z.email('an email address').optional().describe('Contact address for the certificate authority'),
+      provider: z.enum(['letsencrypt', 'self-signed']).default('letsencrypt'),
+      staging: z.boolean().default(false).describe("use the CA's staging environment (untrusted test certificates)"),
+      // Not z.url(): it silently drops newlines and tabs. certbot writes the URL into its renewal conf, where # starts a comment.
+      acme_server: z
+        .string()
+        .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9\-._~:/?&=%+,@]*)?$/, 'an https URL such as https://acme.example/directory')
+        .optional()
+        .describe('ACME directory URL (any ACME CA)'),
+      hsts: z.union([z.boolean(), z.number().int().min(0).max(1_000_000_000)], { error: 'true/false or max-age in seconds' }).default(false).describe('True or max-age in seconds'),
+    }),
+  ],
+  { error: 'false, or a mapping {email, provider, staging, acme_server, hsts}' },
+);
+
+/** The keys of kraftwerk.yaml the tls plugin owns. */
+export const TLS_SETTINGS = {
+  tls: tls.default(false).describe('HTTPS certificates (false: plain HTTP only)'),
+};
 
 export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 export const LETSENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory';
@@ -63,7 +95,7 @@ export function acmeWebroot(certName: string): string {
  * before anything touches a server.
  */
 export function tlsSettings(site: Site): TlsSettings | undefined {
-  const tls = site.config.tls;
+  const { tls } = settingsOf(site, TLS_SETTINGS);
   if (tls === false) return undefined;
   const domains = [...new Set([...site.domains, ...site.aliases])];
   const hstsMaxAge = tls.hsts === true ? HSTS_DEFAULT_MAX_AGE : tls.hsts === false ? 0 : tls.hsts;

@@ -1,4 +1,4 @@
-import { Stage } from '../../core/engine/tasks.ts';
+import { Stage } from '../../core/index.ts';
 
 /**
  * How a site is served over HTTPS on one node. The `tls` plugin decides it

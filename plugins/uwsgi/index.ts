@@ -17,20 +17,18 @@ import {
   sh,
   releaseConfig,
   Stage,
-  chooseSpareSlot,
-  ensureSlotsCommand,
-  slotDir,
-  SLOTS,
-  socketAcceptsCommand,
   type DeployContext,
   type TaskHandle,
   type Hooks,
   type RemoteFile,
   type Site,
   siteWebGroup,
-  uwsgiIniValue,
+  settingsOf,
 } from '../../core/index.ts';
-import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
+import { chooseSpareSlot, ensureSlotsCommand, slotDir, SLOTS, socketAcceptsCommand, retireOtherSlotsCommand, stopUnswitchedSlotCommand } from './slots.ts';
+import { releaseSocket, releaseUwsgiIni } from './paths.ts';
+import { uwsgiIniValue } from './escape.ts';
+import { UWSGI_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
@@ -39,18 +37,19 @@ export async function renderUwsgiIni(site: Site, release: { path: string; venv: 
   const own = releaseConfig(release.path);
   // uWSGI expands %, $( and @( in every value and has no escapes: each value passes uwsgiIniValue (literal, or refused).
   const v = uwsgiIniValue;
+  const { workers, uwsgi } = settingsOf(site, UWSGI_SETTINGS);
   return renderTemplate(new URL('./templates/uwsgi.ini.ejs', import.meta.url), {
     site,
     user: v(site.user),
     webGroup: v(siteWebGroup(site)),
     wsgi: { module: v(site.wsgi.module), callable: v(site.wsgi.callable) },
-    socket: v(own.socket),
+    socket: v(releaseSocket(release.path)),
     chdir: v(release.path),
     venv: v(release.venv),
     envdir: v(own.environ),
-    workers: v(site.config.workers),
-    harakiri: v(site.config.uwsgi?.harakiri ?? 60),
-    maxRequests: v(site.config.uwsgi?.max_requests ?? 5000),
+    workers: v(workers),
+    harakiri: v(uwsgi?.harakiri ?? 60),
+    maxRequests: v(uwsgi?.max_requests ?? 5000),
   });
 }
 
@@ -114,6 +113,7 @@ export interface StartCheck {
  */
 export function startReleaseCommand(site: Site, release: { path: string }, check: StartCheck, options: { restartLog?: boolean } = {}): Script {
   const own = releaseConfig(release.path);
+  const socket = releaseSocket(release.path);
   // Read as the site user: the log folder is the site's, and root follows no link put there.
   const logTail = sh`sleep 0.3; runuser -u ${site.user} -- tail -n 30 ${site.paths.logs}/web@"$slot"/current >&2 2>/dev/null || true`;
   const stop = sh`sv down "$svc" >/dev/null 2>&1 || true`;
@@ -128,17 +128,17 @@ sv -w 30 force-stop "$svc" >/dev/null 2>&1 || true
 ${options.restartLog ? sh`sv restart "$svc/log" >/dev/null 2>&1 || true
 ` : sh``}touch "$def/down"
 ln -sfn ${release.path} "$def/release"
-rm -f ${own.socket}
+rm -f ${socket}
 sv once "$svc" >/dev/null
 # Down after it was seen running means it stopped (runsv may not have started it at the first look).
 i=0; ready=; seen=
 while [ "$i" -lt 150 ]; do
-  if ${socketAcceptsCommand(own.socket)}; then ready=1; break; fi
+  if ${socketAcceptsCommand(socket)}; then ready=1; break; fi
   case "$(sv status "$svc")" in run:*) seen=1;; down:*) if [ -n "$seen" ] || [ "$i" -ge 30 ]; then break; fi;; esac
   i=$((i+1)); sleep 0.1
 done
 [ -n "$ready" ] || { ${stop}; echo 'kraftwerk: the new release did not start:' >&2; ${logTail}; exit 1; }
-status=$(python3 -c ${UWSGI_GET} ${own.socket} ${check.host} ${check.path} ${check.timeoutSeconds} 2>/dev/null) || status=
+status=$(python3 -c ${UWSGI_GET} ${socket} ${check.host} ${check.path} ${check.timeoutSeconds} 2>/dev/null) || status=
 case "$status" in
   '') ;;
   ${raw(check.statuses.join('|'))}) sv up "$svc"; echo "kraftwerk: $slot answers $status"; exit 0;;
@@ -177,6 +177,7 @@ async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): P
 export default definePlugin({
   name: PLUGIN_NAME,
   description: 'uWSGI ini per site: unix socket, workers, harakiri, the site environment',
+  settings: UWSGI_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
       packages.add(PLUGIN_NAME, 'uwsgi', 'uwsgi-plugin-python3');
@@ -189,9 +190,9 @@ export default definePlugin({
         run: async (ctx, task) => {
           // In the release (see releaseConfig); readable by the site's group: a graceful reload re-reads both as the site user.
           const own = releaseConfig(ctx.release.path);
-          ctx.files.add({ path: own.uwsgiIni, content: await renderUwsgiIni(site, ctx.release), mode: 0o640, owner: 'root', group: site.user });
+          ctx.files.add({ path: releaseUwsgiIni(ctx.release.path), content: await renderUwsgiIni(site, ctx.release), mode: 0o640, owner: 'root', group: site.user });
           for (const file of uwsgiEnvFiles(site, own.environ, ctx.env, {})) ctx.files.add(file);
-          task.title(`uWSGI configuration (${site.config.workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
+          task.title(`uWSGI configuration (${settingsOf(site, UWSGI_SETTINGS).workers} workers, ${Object.keys(ctx.env).length} environment variables)`);
         },
       });
       tasks.add({

@@ -12,8 +12,8 @@
  * that serves `current`.
  */
 import { RUNIT_SERVICE_DIR, RUNIT_SV_DIR } from '../runit/commands.ts';
-import { type Script, quote, raw, sh } from '../../core/shell/sh.ts';
-import { releaseConfig, type Site } from '../../core/config/site.ts';
+import { type Script, quote, raw, sh, type Site } from '../../core/index.ts';
+import { releaseUwsgiIni } from './paths.ts';
 
 export const SLOTS = ['blue', 'green'] as const;
 export type Slot = (typeof SLOTS)[number];
@@ -39,7 +39,7 @@ export function slotLogDir(site: Site, slot: Slot): string {
 
 /** The ini a slot runs: its release's own, reached through the slot's link (a graceful reload re-reads it). */
 export function slotIni(site: Site, slot: Slot): string {
-  return releaseConfig(slotReleaseLink(site, slot)).uwsgiIni;
+  return releaseUwsgiIni(slotReleaseLink(site, slot));
 }
 
 /**

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { ConfigError, KraftwerkError, UsageError } from '../../core/errors.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import type { TaskHandle, TaskSpec } from '../../core/engine/tasks.ts';

@@ -78,10 +78,53 @@ describe('kraftwerk CLI', () => {
     });
   }
 
+  describe("a project-local plugin's own settings", () => {
+    const withRevision = (extra: string) => `domain: example.com\nwsgi: app\nplugins:\n  - ${revisionPlugin}\n${extra}`;
+
+    it('reach the plugin, validated (the dry run writes the file the setting names)', () => {
+      const dir = tempProject({ ...app, 'kraftwerk.yaml': withRevision('revision:\n  file: VERSION\n') });
+      const r = kraftwerk(['--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /revision: write VERSION/);
+      assert.match(r.stdout, /^' > \/srv\/[\w-]+\/releases\/\d{8}T\d{6}Z\/VERSION$/m);
+      assert.doesNotMatch(r.stdout, /\/REVISION/);
+    });
+
+    it('refuse a bad value with exit 2, naming the key and the plugin, before connecting', () => {
+      const dir = tempProject({ ...app, 'kraftwerk.yaml': withRevision('revision:\n  file: ../.kraftwerk/env\n') });
+      const r = kraftwerk(['--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+      assert.equal(r.code, 2, r.stderr + r.stdout);
+      assert.match(r.stderr, /kraftwerk\.yaml:6: revision\.file: expected a file name such as REVISION .*found the text "\.\.\/\.kraftwerk\/env" \(setting of plugin revision\)/);
+      assert.doesNotMatch(r.stdout + r.stderr, /rsync|connect|web1\.example\.invalid/i);
+    });
+
+    it('are unknown keys without the plugin, and a misspelled one is still found with it', () => {
+      const without = tempProject({ ...app, 'kraftwerk.yaml': 'domain: example.com\nwsgi: app\nrevision:\n  file: VERSION\n' });
+      const r1 = kraftwerk(['deploy', 'unreachable.invalid'], { cwd: without });
+      assert.equal(r1.code, 2, r1.stderr);
+      assert.match(r1.stderr, /kraftwerk\.yaml:3: revision: unknown key `revision`/);
+      const typo = tempProject({ ...app, 'kraftwerk.yaml': withRevision('revison:\n  file: VERSION\n') });
+      const r2 = kraftwerk(['deploy', 'unreachable.invalid'], { cwd: typo });
+      assert.equal(r2.code, 2, r2.stderr);
+      assert.match(r2.stderr, /revison: unknown key `revison` \(did you mean `revision`\?\)/);
+    });
+
+    it('may not claim a key another plugin owns: the error names both', () => {
+      const claim = "import { definePlugin, z } from 'kraftwerk';\nexport default definePlugin({ name: 'claim', settings: { cron: z.string() }, apply() {} });\n";
+      const dir = tempProject({ ...app, 'claim.ts': claim, 'kraftwerk.yaml': 'domain: example.com\nwsgi: app\nplugins:\n  - claim.ts\n' });
+      const r = kraftwerk(['deploy', 'unreachable.invalid'], { cwd: dir });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /plugin claim declares the setting `cron`, which plugin cron already owns/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+  });
+
   it('prints the JSON Schema of kraftwerk.yaml', () => {
     const r = kraftwerk(['schema']);
     assert.equal(r.code, 0, r.stderr);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown> };
     assert.ok(schema.properties.domain && schema.properties.services);
+    // The built-in plugins' keys are in it too (they are the plugins' own, merged by core).
+    for (const key of ['workers', 'uwsgi', 'static', 'nginx', 'processes', 'cron', 'backups', 'tls']) assert.ok(schema.properties[key], key);
   });
 });

@@ -2,7 +2,8 @@
 //   (a) plugins/ and tools/ use core only through its public entry, core/index.ts, which a
 //       project-local plugin gets as `kraftwerk`: a built-in can use nothing a local plugin cannot;
 //   (b) core imports nothing under plugins/ or tools/, except ONE file in core/cli/ (the CLI
-//       wiring) that imports the built-in list, a single file at the root of plugins/;
+//       wiring) that imports the built-in tables: files at the root of plugins/ and tools/
+//       (plugins/builtins.ts, tools/builtins.ts), nothing inside a plugin's folder;
 //   (c) no import cycle among the files of core/, plugins/ and tools/ (type-only imports,
 //       `export … from` and dynamic `import()` count: a cycle of types is still a knot to read);
 //   (d) core's code names no stack component. Comments are aside; identifiers and string
@@ -75,8 +76,10 @@ function expectNone(offences: string[], advice: string) {
 
 /** Imports from core into plugins/ or tools/. */
 const coreToStack = all.filter((i) => layer(i.from) === 'core' && i.target && ['plugins', 'tools'].includes(layer(i.target)));
-/** The CLI wiring: the one file in core/cli/ that imports the built-in list (a file at the root of plugins/). */
-const wiringFiles = [...new Set(coreToStack.filter((i) => i.from.startsWith('core/cli/') && /^plugins\/[^/]+\.ts$/.test(i.target!)).map((i) => i.from))];
+/** A built-in table: a file at the root of plugins/ or tools/ (not inside one plugin's folder). */
+const isBuiltinTable = (target: string) => /^(plugins|tools)\/[^/]+\.ts$/.test(target);
+/** The CLI wiring: the one file in core/cli/ that imports the built-in tables. */
+const wiringFiles = [...new Set(coreToStack.filter((i) => i.from.startsWith('core/cli/') && isBuiltinTable(i.target!)).map((i) => i.from))];
 const wiring = wiringFiles.length === 1 ? wiringFiles[0] : undefined;
 
 describe('architecture: what may import what (issue 14)', () => {
@@ -86,10 +89,10 @@ describe('architecture: what may import what (issue 14)', () => {
     );
   });
 
-  it('(b) core imports nothing under plugins/ or tools/, except the one CLI wiring file that imports the built-in list', () => {
+  it('(b) core imports nothing under plugins/ or tools/, except the one CLI wiring file that imports the built-in tables', () => {
     assert.ok(wiringFiles.length <= 1, `more than one file in core/cli/ imports the built-in list: ${wiringFiles.join(', ')}`);
-    const bad = coreToStack.filter((i) => !(i.from === wiring && /^plugins\/[^/]+\.ts$/.test(i.target!)));
-    expectNone(bad.map(where), `core must not know the stack: the built-in list lives in one file at the root of plugins/ (e.g. plugins/builtins.ts), imported only by one file in core/cli/${wiring ? ` (here: ${wiring})` : ''}`,
+    const bad = coreToStack.filter((i) => !(i.from === wiring && isBuiltinTable(i.target!)));
+    expectNone(bad.map(where), `core must not know the stack: the built-in tables live at the root of plugins/ and tools/ (plugins/builtins.ts, tools/builtins.ts), imported only by one file in core/cli/${wiring ? ` (here: ${wiring})` : ''}`,
     );
   });
 

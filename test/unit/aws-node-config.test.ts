@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { withHostsEntry } from '../../tools/hosts-file.ts';
 import { addNode, nodeSnippet, recordedNode, recordedNodeComment, removeNode } from '../../tools/aws/node-config.ts';
 

@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../core/config/load.ts';
-import { configSchema, relativePathProblem, reservedSiteName } from '../../core/config/schema.ts';
+import { relativePathProblem, reservedSiteName } from '../../core/config/schema.ts';
+import { builtins, configSchema } from '../helpers/config.ts';
+import { settingsOf } from '../../core/config/settings.ts';
+import { CRON_SETTINGS } from '../../plugins/cron/settings.ts';
 import { ConfigError } from '../../core/errors.ts';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'kw-hostile-'));
@@ -21,7 +24,7 @@ async function load(yaml: string, folder = 'shop') {
   const dir = path.join(mkdtempSync(path.join(scratch, 'p-')), folder);
   mkdirSync(dir);
   writeFileSync(path.join(dir, 'kraftwerk.yaml'), `domain: shop.example.com\n${yaml}`);
-  return loadConfig({ cwd: dir, knownServices: ['files', 'postgres', 'redis'] });
+  return loadConfig({ plugins: builtins, cwd: dir, knownServices: ['files', 'postgres', 'redis'] });
 }
 
 async function refusal(yaml: string, folder?: string): Promise<string> {
@@ -165,7 +168,7 @@ describe('values that are fine keep working', () => {
     const { config } = await load(
       'healthcheck:\n  path: /health?full=1&x=%20\ncron:\n  - schedule: "*/5 * * * *"\n    command: "date +%F >> log; echo \\"$(id)\\""\n',
     );
-    assert.equal(config.cron[0]!.command, 'date +%F >> log; echo "$(id)"');
+    assert.equal(settingsOf({ settings: config }, CRON_SETTINGS).cron[0]!.command, 'date +%F >> log; echo "$(id)"');
   });
 
   test('relative paths: why each bad one is bad', () => {

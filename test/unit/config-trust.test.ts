@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { findConfigFile, loadConfig } from '../../core/config/load.ts';
+import { builtins } from '../helpers/config.ts';
 import { searchFolders, userName } from '../../core/config/trust.ts';
 import { ConfigError, KraftwerkError } from '../../core/errors.ts';
 
@@ -51,7 +52,7 @@ describe('config files others control are refused before they run', { skip: root
     const dir = folder('proj');
     const { file, marker } = executingConfig(dir);
     chownSync(file, NOBODY, NOBODY);
-    const error = await refusal(loadConfig({ cwd: dir, knownServices }));
+    const error = await refusal(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.equal(existsSync(marker), false, 'the config module must not have run');
     assert.match(error.message, new RegExp(`refusing to use the config file ${file.replace(/[.]/g, '\\.')}: it is owned by ${userName(NOBODY)}, not by root`));
     assert.match(error.hint ?? '', /--config/);
@@ -64,7 +65,7 @@ describe('config files others control are refused before they run', { skip: root
     chownSync(path.join(top, 'kraftwerk.yaml'), NOBODY, NOBODY);
     const cwd = path.join(top, 'sub');
     mkdirSync(cwd);
-    const error = await refusal(loadConfig({ cwd, knownServices }));
+    const error = await refusal(loadConfig({ plugins: builtins, cwd, knownServices }));
     assert.match(error.message, /kraftwerk\.yaml: it is owned by/);
   });
 
@@ -76,7 +77,7 @@ describe('config files others control are refused before they run', { skip: root
     const before = process.env.SUDO_USER;
     process.env.SUDO_USER = 'alice';
     t.after(() => (before === undefined ? delete process.env.SUDO_USER : (process.env.SUDO_USER = before)));
-    const error = await refusal(loadConfig({ cwd: dir, knownServices }));
+    const error = await refusal(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.hint ?? '', /Run kraftwerk as alice without sudo/);
   });
 
@@ -84,7 +85,7 @@ describe('config files others control are refused before they run', { skip: root
     const dir = folder('explicit');
     const { file, marker } = executingConfig(dir);
     chownSync(file, NOBODY, NOBODY);
-    const { siteName } = await loadConfig({ cwd: dir, configPath: 'kraftwerk.config.ts', knownServices });
+    const { siteName } = await loadConfig({ plugins: builtins, cwd: dir, configPath: 'kraftwerk.config.ts', knownServices });
     assert.equal(siteName, 'trusted');
     assert.ok(existsSync(marker));
   });
@@ -94,7 +95,7 @@ describe('config files others control are refused before they run', { skip: root
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: p.example.com\nplugins: [./evil.ts]\n');
     writeFileSync(path.join(dir, 'evil.ts'), 'export default { name: "evil" };\n');
     chownSync(path.join(dir, 'evil.ts'), NOBODY, NOBODY);
-    const error = await refusal(loadConfig({ cwd: dir, knownServices }));
+    const error = await refusal(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.ok(error instanceof ConfigError);
     assert.match(error.message, /plugins\[0\]: refusing to execute plugin file .*evil\.ts: it is owned by/);
   });
@@ -108,7 +109,7 @@ describe('config files others control are refused before they run', { skip: root
     chownSync(foreign, NOBODY, NOBODY);
     assert.deepEqual(searchFolders(cwd), [cwd, foreign]);
     assert.equal(await findConfigFile(cwd), undefined);
-    await assert.rejects(loadConfig({ cwd, knownServices }), /no kraftwerk\.yaml/);
+    await assert.rejects(loadConfig({ plugins: builtins, cwd, knownServices }), /no kraftwerk\.yaml/);
   });
 });
 
@@ -118,10 +119,10 @@ describe('writable by others, and where the search ends', () => {
       const dir = folder('writable');
       writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: w.example.com\n');
       chmodSync(path.join(dir, 'kraftwerk.yaml'), mode);
-      const error = await refusal(loadConfig({ cwd: dir, knownServices }));
+      const error = await refusal(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
       assert.match(error.message, /it is writable by (every user|the group)/);
       assert.match(error.hint ?? '', /chmod go-w/);
-      await refusal(loadConfig({ cwd: dir, configPath: 'kraftwerk.yaml', knownServices }));
+      await refusal(loadConfig({ plugins: builtins, cwd: dir, configPath: 'kraftwerk.yaml', knownServices }));
     }
   });
 
@@ -129,10 +130,10 @@ describe('writable by others, and where the search ends', () => {
     const dir = folder('open');
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: o.example.com\npackage: open\n');
     chmodSync(dir, 0o777);
-    const error = await refusal(loadConfig({ cwd: dir, knownServices }));
+    const error = await refusal(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /its folder .* is writable by every user without the sticky bit/);
     chmodSync(dir, 0o1777);
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).siteName, 'open');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).siteName, 'open');
   });
 
   test('the search ends at the repository root (.git)', async () => {

@@ -7,7 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { didYouMean, editDistance } from '../../core/config/errors.ts';
 import { configJsonSchema, schemaCommand } from '../../core/config/jsonschema.ts';
 import { findConfigFile, loadConfig, siteNameFromFolder } from '../../core/config/load.ts';
-import { configSchema, cronScheduleProblem } from '../../core/config/schema.ts';
+import { builtins, configSchema } from '../helpers/config.ts';
+import { settingsOf } from '../../core/config/settings.ts';
+import { CRON_SETTINGS, cronScheduleProblem } from '../../plugins/cron/settings.ts';
+import { NGINX_SETTINGS } from '../../plugins/nginx/settings.ts';
+import { TLS_SETTINGS } from '../../plugins/tls/settings.ts';
 import { ConfigError, KraftwerkError, UsageError } from '../../core/errors.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,7 +33,7 @@ function project(name: string, files: Record<string, string>): string {
 }
 
 async function loadFixture(name: string, extra?: { localPluginNames?: string[] }) {
-  return loadConfig({ cwd: path.join(fixtures, name), knownServices, ...extra });
+  return loadConfig({ plugins: builtins, cwd: path.join(fixtures, name), knownServices, ...extra });
 }
 
 /** The ConfigError a load fails with; also checks the exit code a user sees. */
@@ -60,9 +64,9 @@ describe('loading a valid config', () => {
     });
     assert.deepEqual(config.nodes.everywhere, ['production', 'stage']);
     assert.deepEqual(config.healthcheck, { path: '/health', status: [200, 204], timeout: 5, retries: 3 });
-    assert.equal(config.cron[0]?.schedule, '30 3 * * mon-fri');
-    assert.deepEqual(config.static, { path: 'static', url: '/static/', expires: '7d' });
-    assert.deepEqual(config.tls, { email: 'admin@example.com', provider: 'letsencrypt', staging: true, hsts: 31536000 });
+    assert.equal(settingsOf({ settings: config }, CRON_SETTINGS).cron[0]?.schedule, '30 3 * * mon-fri');
+    assert.deepEqual(settingsOf({ settings: config }, NGINX_SETTINGS).static, { path: 'static', url: '/static/', expires: '7d' });
+    assert.deepEqual(settingsOf({ settings: config }, TLS_SETTINGS).tls, { email: 'admin@example.com', provider: 'letsencrypt', staging: true, hsts: 31536000 });
   });
 
   test('the good fixture uses every key of the schema', () => {
@@ -105,7 +109,7 @@ describe('loading a valid config', () => {
       'site/app/static/css/.keep': '',
     });
     const deep = path.join(root, 'site/app/static/css');
-    const loaded = await loadConfig({ cwd: deep, knownServices });
+    const loaded = await loadConfig({ plugins: builtins, cwd: deep, knownServices });
     assert.equal(loaded.filepath, path.join(root, 'site/kraftwerk.yml'));
     assert.equal(loaded.config.domain, 'inner.example.com');
     assert.equal(loaded.siteName, 'site');
@@ -117,17 +121,17 @@ describe('loading a valid config', () => {
       'kraftwerk.yaml': 'domain: yaml.example.com\n',
       'kraftwerk.config.ts': 'throw new Error("must not be loaded")\n',
     });
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).config.domain, 'yaml.example.com');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).config.domain, 'yaml.example.com');
   });
 
   test('--config names the file; no search then', async () => {
     const dir = project('explicit', { 'deploy/stage.yaml': 'domain: stage.example.com\nsrc: ..\n' });
-    const loaded = await loadConfig({ cwd: dir, configPath: 'deploy/stage.yaml', knownServices });
+    const loaded = await loadConfig({ plugins: builtins, cwd: dir, configPath: 'deploy/stage.yaml', knownServices });
     assert.equal(loaded.config.domain, 'stage.example.com');
     assert.equal(loaded.sourceDir, dir);
     // The site is named after the folder of the config file, which is not always the project: hence `package:`.
     assert.equal(loaded.siteName, 'deploy');
-    await assert.rejects(loadConfig({ cwd: dir, configPath: 'nope.yaml', knownServices }), (e: unknown) => {
+    await assert.rejects(loadConfig({ plugins: builtins, cwd: dir, configPath: 'nope.yaml', knownServices }), (e: unknown) => {
       assert.ok(e instanceof UsageError);
       assert.equal(e.exitCode, 2);
       assert.match(e.message, /nope\.yaml does not exist/);
@@ -137,7 +141,7 @@ describe('loading a valid config', () => {
 
   test('services may name project-local plugins', async () => {
     const dir = project('local', { 'kraftwerk.yaml': 'domain: a.example.com\nservices: [postgres, newrelic]\n' });
-    const loaded = await loadConfig({ cwd: dir, knownServices, localPluginNames: ['newrelic'] });
+    const loaded = await loadConfig({ plugins: builtins, cwd: dir, knownServices, localPluginNames: ['newrelic'] });
     assert.deepEqual(loaded.config.services, ['postgres', 'newrelic']);
   });
 
@@ -155,7 +159,7 @@ describe('loading a valid config', () => {
         '',
       ].join('\n'),
     });
-    const { config } = await loadConfig({ cwd: dir, knownServices });
+    const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.deepEqual(config.nodes.stage, { host: 'web2.example.com', port: 2222 });
   });
 });
@@ -172,16 +176,16 @@ describe('site name', () => {
 
   test('a folder name that cannot be a site name asks for `package:`', async () => {
     const dir = project('2024 Site', { 'kraftwerk.yaml': 'domain: a.example.com\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /^kraftwerk\.yaml: package: the project folder name "2024 Site" cannot be made into a site name/);
     assert.match(error.message, /set `package:`/);
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: a.example.com\npackage: site2024\n');
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).siteName, 'site2024');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).siteName, 'site2024');
   });
 
   test('an invalid `package:` names the key and its line', async () => {
     const dir = project('pkg', { 'kraftwerk.yaml': 'domain: a.example.com\npackage: My Site\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /^kraftwerk\.yaml:2: package: expected a lower-case name.*found the text "My Site"$/);
   });
 });
@@ -204,7 +208,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('workers: 2.5 is not an integer', async () => {
     const error = await configError(loadFixture('fractional-workers'));
-    assert.equal(error.message, 'kraftwerk.yaml:3: workers: expected an integer, found 2.5');
+    assert.equal(error.message, 'kraftwerk.yaml:3: workers: expected an integer, found 2.5 (setting of plugin uwsgi)');
   });
 
   test('a domain with a space names the key, what is expected and what was found', async () => {
@@ -219,7 +223,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('a cron schedule with four fields', async () => {
     const error = await configError(loadFixture('bad-cron'));
-    assert.match(error.message, /^kraftwerk\.yaml:4: cron\[0\]\.schedule: expected a cron schedule: five fields.*found the text "\*\/5 \* \* \*": it has 4 fields, not 5$/);
+    assert.match(error.message, /^kraftwerk\.yaml:4: cron\[0\]\.schedule: expected a cron schedule: five fields.*found the text "\*\/5 \* \* \*": it has 4 fields, not 5 \(setting of plugin cron\)$/);
   });
 
   test('a YAML syntax error gives line and column', async () => {
@@ -232,7 +236,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('a duplicate key is named', async () => {
     const dir = project('dup', { 'kraftwerk.yaml': 'domain: a.example.com\nworkers: 2\nworkers: 3\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.equal(error.message, 'kraftwerk.yaml:3:1: YAML syntax error: Map keys must be unique (`workers` appears twice)');
   });
 
@@ -253,7 +257,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
     // A missing key has no line of its own.
     assert.equal(lines[0], 'kraftwerk.yaml: domain: missing; expected a host name such as www.example.com, or a list of them');
     assert.match(lines[1]!, /^kraftwerk\.yaml:1: domian: unknown key `domian` \(did you mean `domain`\?\)/);
-    assert.equal(lines[2], 'kraftwerk.yaml:2: workers: expected a number, found the text "two"');
+    assert.equal(lines[2], 'kraftwerk.yaml:2: workers: expected a number, found the text "two" (setting of plugin uwsgi)');
     assert.match(lines[3]!, /^kraftwerk\.yaml:6: nodes\.production\.prot: unknown key `prot` \(did you mean `port`\?\); known keys: host, user, port, identity_file, sudo$/);
     assert.match(lines[4]!, /^kraftwerk\.yaml:7: services\[0\]: unknown service `memcached`; known services: files, postgres, redis$/);
   });
@@ -266,13 +270,13 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('a top level that is not a mapping', async () => {
     const dir = project('list', { 'kraftwerk.yaml': '- domain: a.example.com\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.equal(error.message, 'kraftwerk.yaml:1: expected a mapping, found a list of 1 item');
   });
 
   test('plugin files must exist, and YAML lists files, not objects', async () => {
     const dir = project('plugins', { 'kraftwerk.yaml': 'domain: a.example.com\nplugins:\n  - ./missing.ts\n  - name: x\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     const lines = error.message.split('\n');
     assert.match(lines[0]!, /^kraftwerk\.yaml:3: plugins\[0\]: plugin file .*missing\.ts does not exist/);
     assert.match(lines[1]!, /^kraftwerk\.yaml:4: plugins\[1\]: .*plugin objects are only possible in kraftwerk\.config\.ts/);
@@ -280,13 +284,13 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('src must be a folder', async () => {
     const dir = project('src', { 'kraftwerk.yaml': 'domain: a.example.com\n\nsrc: app\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /^kraftwerk\.yaml:3: src: folder .*\/app does not exist$/);
   });
 
   test('no config anywhere points to kraftwerk init', async () => {
     const dir = project('nothing', { 'README': '' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /no kraftwerk\.yaml, kraftwerk\.yml, kraftwerk\.config\.ts, kraftwerk\.config\.js in this folder or any parent folder/);
     assert.match(error.hint ?? '', /kraftwerk init/);
     assert.equal(await findConfigFile(dir), undefined);
@@ -307,13 +311,13 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
         '',
       ].join('\n'),
     });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.deepEqual(error.message.split('\n'), [
       'kraftwerk.yaml:1: domain[1]: expected a host name such as www.example.com (letters, digits, dots and dashes; no spaces, no scheme, no path), found the text "b example.com"',
       'kraftwerk.yaml:3: environ.BAD-NAME: the name "BAD-NAME" is not allowed here: expected an environment variable name (letters, digits and _, not starting with a digit)',
       'kraftwerk.yaml:4: environ.NESTED: expected a string, a number or true/false, found a mapping',
       'kraftwerk.yaml:5: healthcheck: expected false, or a mapping {path, status, timeout, retries}, found true',
-      'kraftwerk.yaml:7: tls.provider: expected "letsencrypt" or "self-signed", found the text "zerossl"',
+      'kraftwerk.yaml:7: tls.provider: expected "letsencrypt" or "self-signed", found the text "zerossl" (setting of plugin tls)',
       'kraftwerk.yaml:9: nodes.stage.port: expected at most 65535, found 70000',
     ]);
   });
@@ -336,14 +340,14 @@ describe('kraftwerk.config.ts', () => {
   test('a bad TS config names file and key (no line numbers)', async () => {
     const error = await configError(loadFixture('bad-ts-project'));
     assert.deepEqual(error.message.split('\n'), [
-      'kraftwerk.config.ts: workers: expected an integer, found 1.5',
+      'kraftwerk.config.ts: workers: expected an integer, found 1.5 (setting of plugin uwsgi)',
       'kraftwerk.config.ts: colour: unknown key `colour`; known keys: ' + Object.keys(configSchema.shape).join(', '),
     ]);
   });
 
   test('a TS config that throws while loading is a config error naming the file', async () => {
     const dir = project('throws', { 'kraftwerk.config.ts': 'throw new Error("no database password");\nexport default {};\n' });
-    const error = await configError(loadConfig({ cwd: dir, knownServices }));
+    const error = await configError(loadConfig({ plugins: builtins, cwd: dir, knownServices }));
     assert.match(error.message, /^kraftwerk\.config\.ts: cannot load the config: no database password/);
   });
 
@@ -352,7 +356,7 @@ describe('kraftwerk.config.ts', () => {
     const dir = project('example-shop', {});
     cpSync(example, path.join(dir, 'kraftwerk.config.ts'));
     cpSync(path.join(repo, 'examples/plugins/revision.ts'), path.join(dir, 'deploy/revision.ts'));
-    const { config, siteName } = await loadConfig({ cwd: dir, knownServices });
+    const { config, siteName } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(siteName, 'shop');
     assert.equal(config.plugins.length, 1);
     const [plugin] = config.plugins;
@@ -370,13 +374,13 @@ describe('JSON Schema', () => {
     const committed = readFileSync(path.join(repo, 'schema/kraftwerk.schema.json'), 'utf8');
     assert.equal(
       committed,
-      schemaCommand(),
-      'regenerate it: node --import tsx -e "import(\'./core/config/jsonschema.ts\').then(m => process.stdout.write(m.schemaCommand()))" > schema/kraftwerk.schema.json',
+      schemaCommand(configSchema.schema),
+      'regenerate it: npm run build && node bin/kraftwerk.js schema > schema/kraftwerk.schema.json',
     );
   });
 
   test('describes every key, refuses unknown ones, and lists plugin files as strings', () => {
-    const schema = configJsonSchema() as {
+    const schema = configJsonSchema(configSchema.schema) as {
       properties: Record<string, { description?: string; items?: unknown }>;
       required: string[];
       additionalProperties: boolean;

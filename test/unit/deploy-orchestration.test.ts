@@ -6,17 +6,18 @@
 //   (i)   a group deploy whose second node fails its health check rolls the first back too;
 //   (ii)  a deploy that fails before the switch undoes its release (the folder goes) and never switches;
 //   (iii) a single-node deploy releases its lock with its last command (no unlock round trip);
-//   (iv)  --dry-run changes nothing (no connection, no rsync) and prints the commands.
+//   (iv)  --dry-run changes nothing (no connection, no rsync) and prints the commands;
+//   (v)   the code goes to the node through the Remote too (one executor: rsync is a Remote operation).
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deployCommand } from '../../core/cli/actions/deploy.ts';
-import { builtins } from '../../plugins/builtins.ts';
 import { CoreKit, type GlobalOptions } from '../../core/cli/kit.ts';
 import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from '../../core/remote/remote.ts';
 import type { Script } from '../../core/shell/sh.ts';
+import { stackPlugins } from '../../plugins/builtins.ts';
 import { tempProject } from '../helpers/cli.ts';
 
 const SITE = 'orch';
@@ -101,7 +102,7 @@ class FakeNode {
  */
 function recordingRemote(target: SshTarget, node: FakeNode, effects: Effect[]): Remote {
   let count = 0;
-  const known: Pick<Remote, 'target' | 'dryRun' | 'commandCount' | 'exec' | 'syncFiles' | 'close'> = {
+  const known: Pick<Remote, 'target' | 'dryRun' | 'commandCount' | 'exec' | 'syncFiles' | 'rsync' | 'close'> = {
     target,
     dryRun: false,
     get commandCount() {
@@ -118,6 +119,11 @@ function recordingRemote(target: SshTarget, node: FakeNode, effects: Effect[]): 
       count++;
       effects.push({ node: node.name, op: 'syncFiles', text: files.map((f) => `${f.remove ? 'remove' : 'write'} ${f.path}`).join('\n') });
       return files.map((f) => f.path);
+    },
+    async rsync(spec: unknown) {
+      count++;
+      effects.push({ node: node.name, op: 'rsync', text: JSON.stringify(spec) });
+      return { bytesSent: 1, bytesReceived: 0, filesTransferred: 1 };
     },
     async close() {},
   };
@@ -142,7 +148,8 @@ class RecordingKit extends CoreKit {
     cwd: string,
     readonly nodes: Map<string, FakeNode>,
   ) {
-    super(() => globals, builtins, cwd);
+    // The stack's built-ins, as the CLI wiring hands them over (the tools' node names are not needed here).
+    super(() => globals, { ...stackPlugins, commands: [] }, cwd);
   }
   override async connect(target: SshTarget): Promise<Remote> {
     if (this.options().dryRun) return super.connect(target);
@@ -170,8 +177,8 @@ function nodes(...names: string[]): Map<string, FakeNode> {
 const execs = (kit: RecordingKit, node?: string) => kit.effects.filter((e) => e.op === 'exec' && (!node || e.node === node) && !/&& touch \S+\/info$/.test(e.text));
 const isUnlock = (text: string) => text.includes(`then rm -rf ${LOCK_DIR}; fi`);
 
-// rsync is spawned beside the Remote (until it is a Remote operation): a stand-in on PATH
-// records each call, so the test sees whether one happened and no transfer is tried.
+// rsync is a Remote operation; a stand-in rsync on PATH records any rsync spawned beside the
+// Remote (none should be), so no transfer is ever tried from a test.
 let shimDir: string;
 let rsyncLog: string;
 const savedPath = process.env.PATH;
@@ -242,6 +249,17 @@ describe('deploy orchestration through a recording Remote', () => {
     assert.equal(unlocks.length, 1, 'one command releases the lock');
     assert.equal(unlocks[0], all.at(-1), 'it is the last command of the deploy');
     assert.match(unlocks[0]!.text, /could not write the release record/, 'it is the release record, with the unlock appended');
+  });
+
+  it('(v) the project reaches the node through the Remote (rsync is a Remote operation, none is spawned beside it)', async () => {
+    const fake = nodes('web1');
+    const kit = new RecordingKit(quiet, project(), fake);
+    if (existsSync(rsyncLog)) rmSync(rsyncLog);
+    await deployCommand(kit, 'web1', {});
+    const rsyncs = kit.effects.filter((e) => e.op === 'rsync');
+    assert.ok(!existsSync(rsyncLog), `an rsync was spawned beside the Remote: ${existsSync(rsyncLog) ? readFileSync(rsyncLog, 'utf8') : ''}`);
+    assert.equal(rsyncs.length, 1, 'one rsync, through the Remote');
+    assert.match(rsyncs[0]!.text, new RegExp(`/srv/${SITE}/releases/${fake.get('web1')!.switches[0]}`), 'into the new release folder');
   });
 
   it('(iv) --dry-run connects nowhere, runs no rsync, and prints every command it would run', async () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { argvWarning, parseSetWords, readDotenvFile, readValueFromStdin, splitNodeArg } from '../../core/cli/actions/env.ts';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { parseDotenv } from '../../core/shell/env-file.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import { createSite } from '../../core/config/site.ts';

@@ -1,12 +1,15 @@
 /**
- * The config-file escapers (core/shell/escape.ts) with hostile values: each either
+ * The config-file escapers (plugins/nginx, uwsgi and cron: escape.ts) with hostile values: each either
  * gives text that the file's parser reads back as exactly one value, or
  * refuses it with a ConfigValueError naming the value.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KraftwerkError } from '../../core/errors.ts';
-import { ConfigValueError, cronCommand, cronField, cronSchedule, nginxValue, uwsgiIniValue } from '../../core/shell/escape.ts';
+import { ConfigValueError } from '../../core/shell/escape.ts';
+import { cronCommand, cronField, cronSchedule } from '../../plugins/cron/escape.ts';
+import { nginxValue } from '../../plugins/nginx/escape.ts';
+import { uwsgiIniValue } from '../../plugins/uwsgi/escape.ts';
 import { renderNginxSite } from '../../plugins/nginx/index.ts';
 import { renderUwsgiIni } from '../../plugins/uwsgi/index.ts';
 import { testSite } from '../helpers/site.ts';
@@ -118,7 +121,7 @@ describe('the plugins write config values through the escapers', () => {
   it('a hostile value that got past validation cannot add to the nginx site: it is refused', async () => {
     const site = testSite();
     for (const body of ['1m;\n    location / { root /; }', '1m; root /', '$request_uri']) {
-      const hostile = { ...site, config: { ...site.config, nginx: { client_max_body_size: body } } };
+      const hostile = { ...site, settings: { ...site.settings, nginx: { client_max_body_size: body } } };
       await assert.rejects(renderNginxSite(hostile), (e: unknown) => e instanceof KraftwerkError && e.message.includes(JSON.stringify(body)), body);
     }
   });

@@ -1,3 +1,4 @@
+import { builtinTable } from '../helpers/builtins.ts';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/cli/actions/init.ts';
 import { loadConfig } from '../../core/config/load.ts';
-import { configSchema } from '../../core/config/schema.ts';
+import { builtins, configSchema } from '../helpers/config.ts';
 import { UsageError } from '../../core/errors.ts';
 
 const knownServices = ['files', 'postgres', 'redis'];
@@ -61,7 +62,7 @@ describe('kraftwerk init', () => {
       'requirements/cache.txt': 'django-redis\n',
       '.venv/lib/wsgi.py': 'application = None\n',
     });
-    const { file, guess } = await initProject({ cwd: dir, knownServices });
+    const { file, guess } = await initProject({ cwd: dir, builtins: builtinTable });
     assert.equal(file, path.join(dir, 'kraftwerk.yaml'));
     assert.deepEqual(guess.wsgi, { value: 'shop.wsgi', from: 'shop/wsgi.py' });
     assert.deepEqual(
@@ -74,7 +75,7 @@ describe('kraftwerk init', () => {
     assert.match(text, /^wsgi: shop\.wsgi$/m);
     assert.match(text, /# \(guessed: postgres from psycopg2-binary in requirements\.txt; redis from django-redis in requirements\.txt; files from MEDIA_ROOT in shop\/settings\.py\)/);
 
-    const { config, siteName } = await loadConfig({ cwd: dir, knownServices });
+    const { config, siteName } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(siteName, 'shop');
     assert.equal(config.domain, 'shop.example.com');
     assert.equal(config.wsgi, 'shop.wsgi');
@@ -83,7 +84,7 @@ describe('kraftwerk init', () => {
 
   test('every other key is commented out, after a one-line explanation', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ cwd: dir, builtins: builtinTable });
     const lines = readFileSync(file, 'utf8').split('\n');
     for (const key of Object.keys(configSchema.shape).filter((k) => k !== '$schema')) {
       const at = lines.findIndex((l) => l.startsWith(`# ${key}:`) || l.startsWith(`${key}:`));
@@ -96,11 +97,12 @@ describe('kraftwerk init', () => {
 
   test('the commented examples are valid too: uncommented, the file still loads', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'deploy/notify.ts': 'export default { name: "notify", apply() {} };\n' });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ cwd: dir, builtins: builtinTable });
     const all = uncommentExamples(readFileSync(file, 'utf8'));
-    assert.deepEqual(activeKeys(all), Object.keys(configSchema.shape).filter((k) => k !== '$schema'));
+    // Every key of the schema (core's and the built-in plugins'), once; the file keeps its own reading order.
+    assert.deepEqual([...activeKeys(all)].sort(), Object.keys(configSchema.shape).filter((k) => k !== '$schema').sort());
     writeFileSync(file, all);
-    const { config } = await loadConfig({ cwd: dir, knownServices });
+    const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(config.workers, 4);
     assert.deepEqual(config.release, ['python manage.py migrate --noinput', 'python manage.py collectstatic --noinput']);
   });
@@ -110,10 +112,10 @@ describe('kraftwerk init', () => {
       'app.py': 'from flask import Flask\n\napp = Flask(__name__)\n',
       'requirements.txt': 'flask\nredis==5.0\n',
     });
-    const { guess, file } = await initProject({ cwd: dir, knownServices });
+    const { guess, file } = await initProject({ cwd: dir, builtins: builtinTable });
     assert.deepEqual(guess.wsgi, { value: 'app:app', from: 'app.py' });
     assert.deepEqual(guess.services.map((s) => s.name), ['redis']);
-    const { config } = await loadConfig({ cwd: dir, knownServices });
+    const { config } = await loadConfig({ plugins: builtins, cwd: dir, knownServices });
     assert.equal(config.wsgi, 'app:app');
     assert.match(readFileSync(file, 'utf8'), /^# release:\n# {3}- flask db upgrade$/m);
   });
@@ -127,13 +129,13 @@ describe('kraftwerk init', () => {
 
   test('no WSGI app found: the file says so, and still loads', async () => {
     const dir = project('mystery', { 'main.py': 'print("hi")\n' });
-    const { guess, file } = await initProject({ cwd: dir, knownServices });
+    const { guess, file } = await initProject({ cwd: dir, builtins: builtinTable });
     assert.equal(guess.wsgi, undefined);
     const text = readFileSync(file, 'utf8');
     assert.match(text, /The WSGI application was not found: set `wsgi:`/);
     assert.match(text, /^# wsgi: mystery\.wsgi$/m);
     assert.deepEqual(activeKeys(text), ['domain']);
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).config.domain, 'mystery.example.com');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).config.domain, 'mystery.example.com');
   });
 
   test('services the CLI does not know are not written', () => {
@@ -143,21 +145,21 @@ describe('kraftwerk init', () => {
 
   test('a folder name that cannot be a site name gets `package:` to fill in', async () => {
     const dir = project('2024', { 'app.py': 'app = Flask(__name__)\n' });
-    const { file } = await initProject({ cwd: dir, knownServices });
+    const { file } = await initProject({ cwd: dir, builtins: builtinTable });
     const text = readFileSync(file, 'utf8');
     assert.match(text, /^package: site$/m);
     assert.match(text, /^domain: site\.example\.com$/m);
-    assert.equal((await loadConfig({ cwd: dir, knownServices })).siteName, 'site');
+    assert.equal((await loadConfig({ plugins: builtins, cwd: dir, knownServices })).siteName, 'site');
   });
 
   test('a site name with _ gives a valid placeholder domain', () => {
-    const text = renderInitConfig({ siteName: 'my_shop', siteNameFromFolder: true, services: [] });
+    const text = renderInitConfig({ siteName: 'my_shop', siteNameFromFolder: true, services: [] }, configSchema.shape);
     assert.match(text, /^domain: my-shop\.example\.com$/m);
   });
 
   test('an existing config is not overwritten without --force', async () => {
     const dir = project('shop', { 'kraftwerk.config.ts': '// mine\n' });
-    await assert.rejects(initProject({ cwd: dir }), (e: unknown) => {
+    await assert.rejects(initProject({ cwd: dir, builtins: builtinTable }), (e: unknown) => {
       assert.ok(e instanceof UsageError);
       assert.equal(e.exitCode, 2);
       assert.match(e.message, /kraftwerk\.config\.ts already exists/);
@@ -165,16 +167,16 @@ describe('kraftwerk init', () => {
       return true;
     });
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: old.example.com\n');
-    await assert.rejects(initProject({ cwd: dir }), UsageError);
+    await assert.rejects(initProject({ cwd: dir, builtins: builtinTable }), UsageError);
     assert.equal(readFileSync(path.join(dir, 'kraftwerk.yaml'), 'utf8'), 'domain: old.example.com\n');
-    await initProject({ cwd: dir, force: true });
+    await initProject({ cwd: dir, force: true, builtins: builtinTable });
     assert.match(readFileSync(path.join(dir, 'kraftwerk.yaml'), 'utf8'), /^domain: shop\.example\.com$/m);
   });
 
   test('the examples of every key validate against the schema', () => {
     for (const framework of ['django', 'flask', undefined] as const) {
       const examples = keyExamples({ siteName: 'shop', framework });
-      assert.deepEqual(Object.keys(examples), Object.keys(configSchema.shape).filter((k) => k !== '$schema'));
+      assert.deepEqual(Object.keys(examples).sort(), Object.keys(configSchema.shape).filter((k) => k !== '$schema').sort());
       const result = configSchema.safeParse(examples);
       assert.ok(result.success, JSON.stringify(result.error?.issues));
     }
@@ -183,7 +185,7 @@ describe('kraftwerk init', () => {
   test('initCommand reports what it guessed', async () => {
     const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'requirements.txt': 'psycopg2\n' });
     const messages: string[] = [];
-    await initCommand({ cwd: dir, knownServices, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
+    await initCommand({ cwd: dir, builtins: builtinTable, log: { info: (m) => messages.push(`info ${m}`), warn: (m) => messages.push(`warn ${m}`) } });
     assert.equal(messages[0], 'info wrote kraftwerk.yaml for site shop');
     assert.ok(messages.includes('info   wsgi: shop.wsgi (from shop/wsgi.py)'), messages.join('\n'));
     assert.ok(messages.includes('info   service postgres (from psycopg2 in requirements.txt)'), messages.join('\n'));

@@ -2,10 +2,11 @@
  * The deploy lifecycle's extension points: the switch and its undo run what the
  * stack plugins contribute (core names no stack component), in the switch's own
  * command and in the order the plugins were applied; a failing tap names its plugin.
+ * The health check asks over HTTPS when a plugin says so (tls, once the site has a certificate).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
 import { createHooks, interceptHooks, lifecycleHooks } from '../../core/engine/hooks.ts';
 import { definePlugin, type Plugin } from '../../core/engine/plugin.ts';
@@ -19,6 +20,9 @@ import uwsgi from '../../plugins/uwsgi/index.ts';
 import runit from '../../plugins/runit/index.ts';
 import { retireOtherSlotsCommand, stopUnswitchedSlotCommand } from '../../plugins/uwsgi/slots.ts';
 import { removeLegacyServiceCommand } from '../../plugins/runit/commands.ts';
+import tls from '../../plugins/tls/index.ts';
+import { setSiteTls } from '../../plugins/tls/state.ts';
+import { healthCheckCommand, healthCheckRequest } from '../../core/lifecycle/healthcheck.ts';
 
 const site = createSite(configSchema.parse({ domain: 'example.com' }), { configFile: '', sourceDir: '/tmp', name: 'demo' });
 
@@ -101,5 +105,18 @@ describe('switch steps', () => {
       assert.equal(err.message, 'broken failed in switch on web1: no');
       return true;
     });
+  });
+});
+
+describe('health check request', () => {
+  it('is plain HTTP unless a plugin asks for HTTPS: tls does once the node has a certificate for the site', async () => {
+    const hooks = applied(uwsgi, runit, tls);
+    const ctx = deployContext('20261201T000003Z');
+    assert.deepEqual(await healthCheckRequest(applied(), ctx), { https: false });
+    assert.deepEqual(await healthCheckRequest(hooks, ctx), { https: false }, 'tls without a certificate: HTTP');
+    setSiteTls(ctx, { hstsMaxAge: 0, protocols: ['TLSv1.3'], ciphers: '', certificate: { fullchain: '/f', privateKey: '/k' } });
+    const request = await healthCheckRequest(hooks, ctx);
+    assert.deepEqual(request, { https: true });
+    assert.match(healthCheckCommand(site, request).text, /--resolve example\.com:443:127\.0\.0\.1 -k https:\/\/example\.com\//);
   });
 });

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
 import { collectLogSources, logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';
@@ -14,14 +14,14 @@ import { renderEnvFile } from '../../core/shell/env-file.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
 import { loadBuiltins } from '../../core/engine/registry.ts';
-import { builtins } from '../../plugins/builtins.ts';
+import { builtinTable } from '../helpers/builtins.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
   return createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '/p/kraftwerk.yaml', sourceDir: '/p', name: 'shop' });
 }
 const project = (extra: Record<string, unknown> = {}): Project => ({ site: site(extra), plugins: [] });
 // What the CLI hands status and logs: the parts and sources of the built-in plugins.
-const nodePlugins = await loadBuiltins(builtins, builtins.node);
+const nodePlugins = await loadBuiltins(builtinTable, builtinTable.node);
 const logSources = (s: Site) => collectLogSources(nodePlugins, s);
 
 describe('env', () => {

@@ -5,16 +5,15 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import {
   checkDumpId,
   listDumpsCommand,
   newDumpId,
   parseDumpList,
-  recordDumpCommands,
-  renderBackupScript,
   rotateBackupsCommand,
 } from '../../core/lifecycle/dumps.ts';
+import { recordDumpCommands, renderBackupScript } from '../../plugins/backups/script.ts';
 import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';
 import { sh } from '../../core/shell/sh.ts';
 import { createSite, type Site } from '../../core/config/site.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
 import { emptyFacts } from '../../core/lifecycle/probe.ts';
 import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';

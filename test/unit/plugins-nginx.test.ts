@@ -242,7 +242,7 @@ describe('nginx: values from kraftwerk.yaml', () => {
         const base = testSite();
         const [section, field] = key.split('.') as [string, string];
         const defaults: Record<string, unknown> = section === 'static' ? { path: 'static', url: '/static/', expires: '30d' } : {};
-        const site = { ...base, config: { ...base.config, [section]: { ...defaults, [field]: value } } } as typeof base;
+        const site = { ...base, settings: { ...base.settings, [section]: { ...defaults, [field]: value } } } as typeof base;
         await assert.rejects(renderNginxSite(site), (err: Error) => err.message.includes(key));
       });
     }

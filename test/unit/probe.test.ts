@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, NodeProbe, RemoteFileSet } from '../../core/engine/context.ts';
 import { createHooks } from '../../core/engine/hooks.ts';
 import { acquireLockCommand, DeployLock, LOCK_DIR, LOCKED_MARKER, newLockInfo } from '../../core/lifecycle/lock.ts';

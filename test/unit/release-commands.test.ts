@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFil
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { parseProbe } from '../../core/lifecycle/probe.ts';
 import { acquireLockCommand, LOCK_DIR, newLockInfo } from '../../core/lifecycle/lock.ts';
 import { finishReleaseCommand, RECORD_FAILED_EXIT } from '../../core/lifecycle/release-record.ts';

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { parseEnvFile, renderEnvFile, siteNamesOf } from '../../core/shell/env-file.ts';
 import { describeRestoredEnvironment, pruneEnvdirCommand, withCurrentSiteVariables } from '../../core/lifecycle/site-environment.ts';
 import { releaseConfig } from '../../core/config/site.ts';
+import { releaseUwsgiIni } from '../../plugins/uwsgi/paths.ts';
 import type { RemoteFile } from '../../core/remote/remote.ts';
 
 const release = '/srv/shop/releases/20260101T000000';
@@ -21,7 +22,7 @@ const file = (path: string, content: string): RemoteFile => ({ path, content, mo
 /** The files a deploy saved: the env file, the envdir, and something else. */
 function saved(vars: Record<string, string>, siteNames: string[]): RemoteFile[] {
   return [
-    file(own.uwsgiIni, '[uwsgi]\n'),
+    file(releaseUwsgiIni(release), '[uwsgi]\n'),
     file(own.env, renderEnvFile(vars, siteNames)),
     ...Object.entries(vars).map(([k, v]) => file(`${own.environ}/${k}`, v)),
   ];
@@ -46,7 +47,7 @@ describe('withCurrentSiteVariables', () => {
     assert.deepEqual(parseEnvFile(out[own.env]!), { DATABASE_URL: 'postgres://old-release', SECRET: 'rotated' });
     assert.equal(out[`${own.environ}/SECRET`], 'rotated');
     assert.equal(out[`${own.environ}/DATABASE_URL`], 'postgres://old-release');
-    assert.equal(out[own.uwsgiIni], '[uwsgi]\n', 'other files come back as they were');
+    assert.equal(out[releaseUwsgiIni(release)], '[uwsgi]\n', 'other files come back as they were');
     assert.deepEqual(restored.environment, { generated: 1, site: 1 });
     assert.deepEqual(siteNamesOf(out[own.env]!), ['SECRET']);
   });
@@ -90,7 +91,7 @@ describe('withCurrentSiteVariables', () => {
   });
 
   it('leaves a file set without an env file alone, and writes no envdir where the release had none', () => {
-    const none = [file(own.uwsgiIni, '[uwsgi]\n')];
+    const none = [file(releaseUwsgiIni(release), '[uwsgi]\n')];
     assert.deepEqual(withCurrentSiteVariables(none, release, { A: '1' }), { files: none });
     const noEnvdir = [file(own.env, renderEnvFile({ A: '0' }))];
     const out = withCurrentSiteVariables(noEnvdir, release, { A: '1' }).files;

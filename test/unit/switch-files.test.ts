@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, RemoteFileSet } from '../../core/engine/context.ts';
 import { execSwitch, switchCommand } from '../../core/lifecycle/switch.ts';
 import { restoreFiles, writeFiles } from '../../core/lifecycle/release-files.ts';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../core/errors.ts';
 import { loadConfig } from '../../core/config/load.ts';
-import { configSchema } from '../../core/config/schema.ts';
+import { builtins, configSchema } from '../helpers/config.ts';
 import { deployTimeouts, formatDuration } from '../../core/config/durations.ts';
 
 describe('deploy timeouts (kraftwerk.yaml timeouts:)', () => {
@@ -28,7 +28,7 @@ describe('deploy timeouts (kraftwerk.yaml timeouts:)', () => {
   it('a value that is not a duration is refused naming the file and the key (exit 2)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'kw-timeouts-'));
     writeFileSync(path.join(dir, 'kraftwerk.yaml'), 'domain: example.com\ntimeouts:\n  silence: ten minutes\n');
-    await assert.rejects(loadConfig({ cwd: dir, knownServices: [] }), (err: unknown) => {
+    await assert.rejects(loadConfig({ plugins: builtins, cwd: dir, knownServices: [] }), (err: unknown) => {
       assert.ok(err instanceof ConfigError, String(err));
       assert.equal(err.exitCode, 2);
       assert.match(err.message, /kraftwerk\.yaml:3(:\d+)?: timeouts\.silence: expected a duration such as 90s, 30m or 2h, found the text "ten minutes"/);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configSchema } from '../../core/config/schema.ts';
+import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, RemoteFileSet, SetupPackages, type SetupContext } from '../../core/engine/context.ts';
 import { KraftwerkError } from '../../core/errors.ts';
 import { createHooks, interceptHooks } from '../../core/engine/hooks.ts';

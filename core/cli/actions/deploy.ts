@@ -13,12 +13,16 @@ import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../li
 import { emptyFacts } from '../../lifecycle/probe.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
-import { KraftwerkError, PluginError } from '../../errors.ts';
+import { KraftwerkError } from '../../errors.ts';
 import { deployTimeouts, parseDuration } from '../../config/durations.ts';
 import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/interrupt.ts';
 import { Stage } from '../../engine/tasks.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
+import { connectTask, notConnected } from './ops.ts';
+import { settingsOf } from '../../config/settings.ts';
+// The tls plugin's key decides the URL shown (until a plugin contributes the site's URL through a hook).
+import { TLS_SETTINGS } from '../../../plugins/tls/settings.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
@@ -40,13 +44,6 @@ function gitRevision(dir: string): string | undefined {
     return undefined;
   }
 }
-
-const notConnected: Remote = new Proxy({} as Remote, {
-  get(_t, prop) {
-    if (prop === 'dryRun') return false;
-    throw new Error(`not connected yet (remote.${String(prop)} used from a tap instead of a task)`);
-  },
-});
 
 /** Apply core and the project's plugins to a fresh set of hooks. */
 export function applyPlugins(project: Project) {
@@ -125,7 +122,7 @@ function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployConte
         if ((t.stage ?? Stage.DEFAULT) < Stage.SWITCH) interruptOf(c)?.throwIfAborted();
         await t.run(c, h);
       } catch (err) {
-        const named = t.plugin && t.plugin !== 'core' && !(err instanceof PluginError) ? new PluginError(t.plugin, t.hook ?? 'restart', c.node, err) : err;
+        const named = taskFailure(t, c.node, err);
         c.state.set(FAILED_STATE, named);
         throw named;
       }
@@ -231,21 +228,13 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     }),
   );
 
-  const connectTask = (ctx: DeployContext): RunnableTask<DeployContext> => ({
-    title: `connect to ${ctx.node}`,
-    stage: -1000,
-    run: async (c, task) => {
-      const target = await kit.resolveNode(c.node, project);
-      // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
-      c.remote = new GuardedRemote(await kit.connect(target), { signal: interrupt.signal, silenceMs });
-      task.title(`connect to ${c.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
-    },
-  });
+  // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
+  const guard = (remote: Remote) => new GuardedRemote(remote, { signal: interrupt.signal, silenceMs });
 
   const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
     const selected = phases[i]!.filter((p) => p.phase !== 'restart');
     const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
-    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask(ctx));
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard }));
     return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
   };
 
@@ -276,7 +265,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const scheme = site.config.tls ? 'https' : 'http';
+    const scheme = settingsOf(site, TLS_SETTINGS).tls ? 'https' : 'http';
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${scheme}://${site.canonicalDomain}/`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);

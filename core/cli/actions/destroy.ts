@@ -13,14 +13,14 @@ import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { siteWebGroup } from '../../config/site.ts';
 import { type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks } from './dump.ts';
-import { confirmOrStop, connectTask, nodeContext, nodesOf, runTasksInline } from './ops.ts';
+import { confirmOrStop, connectTask, nodeContext, nodesOf } from './ops.ts';
 
 /** Prints `deployed` / `present` so destroy can say what it found. */
 export function siteExistsCommand(site: Site): Script {
@@ -96,7 +96,7 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
               skip: () => (found.deployed ? false : 'not deployed: nothing to dump'),
               run: async (c: DestroyContext, task: TaskHandle) => {
                 lastDumpCtx.remote = c.remote;
-                await runTasksInline(lastDump, lastDumpCtx, task);
+                await runInline(lastDump, lastDumpCtx, task);
                 task.title(`last dump ${lastDumpCtx.id}`);
               },
             } satisfies RunnableTask<DestroyContext>,

@@ -25,13 +25,16 @@ import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
-import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
+import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, runTasksInline, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
+import { settingsOf } from '../../config/settings.ts';
+// How many scheduled backups a backup rotates down to is the backups plugin's setting.
+import { BACKUPS_SETTINGS } from '../../../plugins/backups/settings.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
 
@@ -51,7 +54,7 @@ export async function dumpTasks(
   const plugins = [...new Set(list.sorted().map((t) => t.plugin))];
   const final = dumpDir(site, ctx.id);
   const manifest: DumpManifest = { kind, site: site.name, plugins, by: who() };
-  const keep = site.config.backups?.keep;
+  const keep = settingsOf(site, BACKUPS_SETTINGS).backups?.keep;
   return [
     {
       title: 'dump folder',
@@ -268,7 +271,7 @@ export async function loadTasks(
             stage: Stage.PREPARE - 10,
             run: async (c: DumpContext, task: TaskHandle) => {
               safetyCtx.remote = c.remote;
-              await runTasksInline(safety, safetyCtx, task);
+              await runInline(safety, safetyCtx, task);
             },
           } satisfies RunnableTask<DumpContext>,
         ]

@@ -22,6 +22,7 @@ import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-env
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
+import { syncAndRecord } from '../../remote/syncfiles.ts';
 import { applyPlugins } from './deploy.ts';
 import { connect, connectTask, nodeContext, nodesOf } from './ops.ts';
 
@@ -301,7 +302,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             if (n in local) delete local[n];
             else notLocal.push(n);
           }
-          const { vars, sources } = await computeSiteEnvironment(hooks, site, node, server.env, local);
+          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, node, server.env, local);
           for (const n of notLocal) {
             if (n in vars) c.log.warn(`${node}: ${n} comes from ${describeSource(sources[n])}, not from kraftwerk env set; it stays`);
           }
@@ -309,7 +310,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
           c.env = vars;
           (c as { previousEnv: Record<string, string> }).previousEnv = server.env;
           const localFile: RemoteFile = { path: site.paths.envLocal, content: renderEnvFile(local), mode: 0o640, owner: 'root', group: site.user };
-          const envFile: RemoteFile = { path: site.paths.env, content: renderEnvFile(vars, Object.keys(local)), mode: 0o640, owner: 'root', group: site.user };
+          const envFile: RemoteFile = { path: site.paths.env, content: envContent, mode: 0o640, owner: 'root', group: site.user };
           c.files.add(c.remote.dryRun ? maskedFile(localFile, local) : localFile);
           // Before the first deploy only env.local is written: the deploy writes the release's environment.
           if (server.deployed) c.files.add(c.remote.dryRun ? maskedFile(envFile, vars) : envFile);
@@ -320,8 +321,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
         stage: Stage.WRITE_FILES,
         run: async (c, task) => {
           const files = c.files.all;
-          const changed = await c.remote.syncFiles(files);
-          for (const p of changed) c.files.changed.add(p);
+          const changed = await syncAndRecord(c, files);
           task.title(`write environment (${changed.length} of ${files.length} files changed)`);
         },
       },

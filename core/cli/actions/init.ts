@@ -2,9 +2,11 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { Logger } from '../../engine/context.ts';
+import type { BuiltinPlugins } from '../../engine/registry.ts';
 import { UsageError } from '../../errors.ts';
 import { CONFIG_FILES, siteNameFromFolder } from '../../config/load.ts';
-import { type ConfigInput, configSchema } from '../../config/schema.ts';
+import type { z } from 'zod';
+import type { ConfigInput } from '../../config/schema.ts';
 
 /**
  * `kraftwerk init`: a commented kraftwerk.yaml for the project in the working
@@ -35,7 +37,7 @@ const SKIP_DIRS = new Set(['node_modules', '__pycache__', 'venv', 'env', 'site-p
 const POSTGRES_PACKAGES = new Set(['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg']);
 const REDIS_PACKAGES = new Set(['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq']);
 
-export async function initCommand(options: { cwd: string; force?: boolean; log: Logger; knownServices: readonly string[] }): Promise<void> {
+export async function initCommand(options: { cwd: string; force?: boolean; log: Logger; builtins: BuiltinPlugins }): Promise<void> {
   const { file, guess } = await initProject(options);
   const rel = path.relative(options.cwd, file);
   options.log.info(`wrote ${rel} for site ${guess.siteName}`);
@@ -46,16 +48,17 @@ export async function initCommand(options: { cwd: string; force?: boolean; log: 
   options.log.info(`Next: set \`domain:\` and \`nodes:\`, then run kraftwerk setup-node <node> and kraftwerk deploy <node>.`);
 }
 
-export async function initProject(options: { cwd: string; force?: boolean; knownServices?: readonly string[] }): Promise<InitResult> {
+export async function initProject(options: { cwd: string; force?: boolean; builtins: BuiltinPlugins }): Promise<InitResult> {
   const existing = CONFIG_FILES.map((f) => path.join(options.cwd, f)).find((f) => existsSync(f));
   if (existing && !options.force) {
     throw new UsageError(`${path.basename(existing)} already exists in ${options.cwd}`, {
       hint: 'Run `kraftwerk init --force` to replace it with a fresh kraftwerk.yaml.',
     });
   }
-  const guess = guessProject(options.cwd, options.knownServices);
+  const guess = guessProject(options.cwd, options.builtins.services);
   const file = path.join(options.cwd, 'kraftwerk.yaml');
-  writeFileSync(file, renderInitConfig(guess), { flag: options.force ? 'w' : 'wx' });
+  const { builtinConfigSchema } = await import('../../engine/project.ts');
+  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema(options.builtins)).schema.shape), { flag: options.force ? 'w' : 'wx' });
   return { file, guess };
 }
 
@@ -164,7 +167,8 @@ function isDir(p: string): boolean {
   }
 }
 
-type Key = Exclude<keyof ConfigInput, '$schema'>;
+/** Core's keys and the built-in plugins' (their examples are written too). */
+type Key = Exclude<keyof ConfigInput, '$schema'> | 'workers' | 'static' | 'processes' | 'cron' | 'backups' | 'tls' | 'uwsgi' | 'nginx';
 
 /**
  * An example value for every key, shown commented out. Exported so that a test
@@ -215,8 +219,8 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
   };
 }
 
-/** The text of kraftwerk.yaml for a guessed project (pure). */
-export function renderInitConfig(guess: ProjectGuess): string {
+/** The text of kraftwerk.yaml for a guessed project (pure); `shape` is the schema's keys (core's and the built-in plugins'), whose descriptions explain each. */
+export function renderInitConfig(guess: ProjectGuess, shape: Readonly<Record<string, z.ZodType>>): string {
   const examples = keyExamples(guess);
   const active: Partial<Record<Key, { value: unknown; note?: string }>> = {
     domain: { value: examples.domain, note: 'placeholder: put the real domain here' },
@@ -239,7 +243,7 @@ export function renderInitConfig(guess: ProjectGuess): string {
   ];
   if (!guess.wsgi) out.push('#', '# The WSGI application was not found: set `wsgi:` below (module[:callable]).');
   for (const key of Object.keys(examples) as Key[]) {
-    const field = configSchema.shape[key];
+    const field = shape[key]!;
     out.push('', `# ${explain(field.description ?? key, defaultOf(field))}`);
     const set = active[key];
     if (set) {

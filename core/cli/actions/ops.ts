@@ -9,11 +9,12 @@ import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
 import type { ReloadContext } from '../../engine/context.ts';
-import type { RunnableTask } from '../../engine/runner.ts';
+import { runInline, type RunnableTask } from '../../engine/runner.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import type { Remote } from '../../remote/remote.ts';
+import { syncAndRecord } from '../../remote/syncfiles.ts';
 
 /** Stands in for the connection until core's connect task has run (taps run before it: they only add tasks). */
 export const notConnected: Remote = new Proxy({} as Remote, {
@@ -95,32 +96,9 @@ export async function confirmOrStop(kit: CoreKit, question: string): Promise<voi
  * Returns the plugins that took part.
  */
 export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: ReloadContext, task: TaskHandle): Promise<string[]> {
-  let written = false;
-  const writeFiles = async () => {
-    written = true;
-    const changed = await ctx.remote.syncFiles(ctx.files.all);
-    for (const p of changed) ctx.files.changed.add(p);
-  };
-  const plugins = new Set<string>();
-  for (const t of list) {
-    if (!written && (t.stage ?? Stage.DEFAULT) >= Stage.WRITE_FILES) await writeFiles();
-    const skip = t.skip ? await t.skip(ctx) : false;
-    if (skip) continue;
-    task.output(`${t.plugin ?? 'core'}: ${t.title}`);
-    await t.run(ctx, task);
-    if (t.plugin) plugins.add(t.plugin);
-  }
-  if (!written) await writeFiles();
-  return [...plugins];
-}
-
-/** Run collected tasks one after the other inside one task (their titles become output lines). */
-export async function runTasksInline<C>(list: RunnableTask<C>[], ctx: C, task?: TaskHandle): Promise<void> {
-  const quiet: TaskHandle = { output: () => {}, title: () => {}, skip: () => {} };
-  for (const t of list) {
-    const skip = t.skip ? await t.skip(ctx) : false;
-    if (skip) continue;
-    task?.output(`${t.plugin ?? 'core'}: ${t.title}`);
-    await t.run(ctx, task ? { ...quiet, output: (l) => task.output(l) } : quiet);
-  }
+  const beforeFiles = list.filter((t) => (t.stage ?? Stage.DEFAULT) < Stage.WRITE_FILES);
+  const ran = await runInline(beforeFiles, ctx, task);
+  await syncAndRecord(ctx, ctx.files.all);
+  ran.push(...(await runInline(list.slice(beforeFiles.length), ctx, task)));
+  return [...new Set(ran.flatMap((t) => (t.plugin ? [t.plugin] : [])))];
 }

@@ -8,6 +8,7 @@ import { releaseLock } from '../../lifecycle/held-lock.ts';
 import { noPreviousRelease, readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
 import { applyPlugins, parseDuration } from './deploy.ts';
+import { connectTask, notConnected } from './ops.ts';
 import { listReleasesCommand, parseReleases } from './releases.ts';
 
 export interface RollbackOptions {
@@ -32,7 +33,7 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
   const contexts: DeployContext[] = nodes.map((node) => ({
     site,
     node,
-    remote: undefined as never,
+    remote: notConnected,
     options: globals,
     log: kit.log,
     state: new Map(),
@@ -50,12 +51,7 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
     ctx,
     node: ctx.node,
     tasks: [
-      {
-        title: `connect to ${ctx.node}`,
-        run: async (c) => {
-          c.remote = await kit.connect(await kit.resolveNode(c.node, project));
-        },
-      },
+      connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}` }),
       { title: 'inspect node', run: (c, task) => inspectNode(c, task, 'rollback') },
       {
         title: 'choose release',
@@ -98,7 +94,7 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
     }
     await kit.runTasks(go, contexts[0]!, { concurrent: nodes.length > 1 });
   } finally {
-    await Promise.all(contexts.map((c) => (c.remote ? releaseLock(c) : undefined)));
+    await Promise.all(contexts.map((c) => (c.remote === notConnected ? undefined : releaseLock(c))));
   }
   kit.log.info(`Rolled back ${site.name} on ${nodes.map((n) => `${n} to ${targets.get(n)?.release.id}`).join(', ')}.`);
 }
