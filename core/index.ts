@@ -37,6 +37,7 @@ export {
   ConfigError,
   HostKeyMismatchError,
   KraftwerkError,
+  lastLines,
   PluginError,
   RemoteCommandError,
   UnknownHostKeyError,
@@ -69,4 +70,3 @@ export {
   prepareDumpDirCommand,
   rotateBackupsCommand,
 } from './lifecycle/dumps.ts';
-export { addHostsEntry, hostsLine, removeHostsEntries } from '../tools/sandbox/hosts-file.ts';

@@ -16,6 +16,10 @@ function wordsAfter(cmd: Command): string[] {
 }
 
 const NODE = 'server, group or sandbox name (default: default_node)';
+/** The flags of `logs` for the built-in plugins' log sources (LogSource.flag), declared here for --help. */
+const LOG_SOURCE_FLAGS = ['nginx'];
+/** What the built-in plugins' destroy taps remove (destroy's help and its question). */
+const DESTROYED = 'services, nginx site, cron jobs, database, Redis user';
 
 export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): void {
   program
@@ -44,7 +48,7 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
         // logs changes nothing, and its -n is a line count, not the global --dry-run.
         program.setOptionValue('dryRun', false);
         const { logsCommandRun } = await import('./actions/logs.ts');
-        process.exitCode = await logsCommandRun(kit, wordsAfter(cmd));
+        process.exitCode = await logsCommandRun(kit, wordsAfter(cmd), LOG_SOURCE_FLAGS);
       }),
     );
 
@@ -202,12 +206,12 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
   program
     .command('destroy')
     .argument('[node]', NODE)
-    .description('remove the site from a node: services, nginx site, cron jobs, database, Redis user, folders')
+    .description(`remove the site from a node: ${DESTROYED}, folders`)
     .option('--keep-data', 'keep uploads and backups (a last dump is taken first)')
     .action(
       run(async (node: string | undefined, opts: { keepData?: boolean }) => {
         const { destroyCommand } = await import('./actions/destroy.ts');
-        await destroyCommand(kit, node, opts);
+        await destroyCommand(kit, node, opts, DESTROYED);
       }),
     );
 }

@@ -1,7 +1,4 @@
 import type { Script } from '../shell/sh.ts';
-import { PluginError } from '../errors.ts';
-import type { Site } from '../config/site.ts';
-import type { Plugin } from './plugin.ts';
 
 /** One source of logs `kraftwerk logs` can show. */
 export interface LogSource {
@@ -46,17 +43,4 @@ export class LogSources {
   find(flag?: string): (LogSource & { plugin: string }) | undefined {
     return [...this.items].reverse().find((s) => s.flag === flag);
   }
-}
-
-/** Ask every plugin for the site's log sources (each scoped to its own name; a failure names the plugin). */
-export function collectLogSources(plugins: readonly Plugin[], site: Site): LogSources {
-  const sources = new LogSources();
-  for (const p of plugins) {
-    try {
-      p.logs?.(sources.forPlugin(p.name), site);
-    } catch (err) {
-      throw new PluginError(p.name, 'logs', undefined, err);
-    }
-  }
-  return sources;
 }

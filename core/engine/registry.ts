@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, PluginError } from '../errors.ts';
+import type { Site } from '../config/site.ts';
 import type { Plugin } from './plugin.ts';
 
 /**
@@ -30,6 +31,30 @@ export async function loadBuiltin(builtins: BuiltinPlugins, name: string): Promi
 
 export function loadBuiltins(builtins: BuiltinPlugins, names: readonly string[]): Promise<Plugin[]> {
   return Promise.all(names.map((n) => loadBuiltin(builtins, n)));
+}
+
+/** The plugin members that contribute to a collector instead of tapping a hook. */
+type Contribution = 'nodeStatus' | 'logs';
+
+/**
+ * Ask every plugin that declares `member` to add to `collector`, scoped to the
+ * plugin as hook taps are (forPlugin); a failure names the plugin and the member.
+ */
+export function collectFromPlugins<T extends { forPlugin(plugin: string): T }>(
+  plugins: readonly Plugin[],
+  member: Contribution,
+  collector: T,
+  site: Site,
+): T {
+  for (const p of plugins) {
+    const contribute = p[member] as ((collector: T, site: Site) => void) | undefined;
+    try {
+      contribute?.call(p, collector.forPlugin(p.name), site);
+    } catch (err) {
+      throw new PluginError(p.name, member, undefined, err);
+    }
+  }
+  return collector;
 }
 
 /** Pick the plugin out of a module: its default export, a `plugin` export, or a class to instantiate. */

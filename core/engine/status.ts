@@ -1,8 +1,5 @@
 import type { Script } from '../shell/sh.ts';
 import { Stage } from './tasks.ts';
-import { PluginError } from '../errors.ts';
-import type { Site } from '../config/site.ts';
-import type { Plugin } from './plugin.ts';
 
 /** One supervised service of a site, as `kraftwerk status` shows it. */
 export interface SiteService {
@@ -117,17 +114,4 @@ export class NodeStatusParts {
   get siteParts(): readonly (StatusSitePart & { plugin: string })[] {
     return this.shared.siteParts;
   }
-}
-
-/** Ask every plugin for its status parts (each scoped to its own name; a failure names the plugin). */
-export function collectNodeStatusParts(plugins: readonly Plugin[], site: Site): NodeStatusParts {
-  const parts = new NodeStatusParts();
-  for (const p of plugins) {
-    try {
-      p.nodeStatus?.(parts.forPlugin(p.name), site);
-    } catch (err) {
-      throw new PluginError(p.name, 'nodeStatus', undefined, err);
-    }
-  }
-  return parts;
 }

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
 import { configSchema } from '../helpers/config.ts';
-import { withHostsEntry } from '../../tools/sandbox/hosts-file.ts';
+import { withHostsEntry } from '../../tools/hosts-file.ts';
 import { addNode, nodeSnippet, recordedNode, recordedNodeComment, removeNode } from '../../tools/aws/node-config.ts';
 
 const CONFIG = `# Shop: deployed with Kraftwerk

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { withHostsEntry, withoutHostsEntries } from '../../tools/sandbox/hosts-file.ts';
+import { withHostsEntry, withoutHostsEntries } from '../../tools/hosts-file.ts';
 
 describe('/etc/hosts entries', () => {
   const base = '127.0.0.1\tlocalhost\n10.0.0.9\tother.test\n';

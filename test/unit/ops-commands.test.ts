@@ -6,24 +6,22 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { configSchema } from '../helpers/config.ts';
 import { checkNames, formatEnv, parseAssignments, parseEnvOutput, parseSetWords, splitNodeArg } from '../../core/cli/actions/env.ts';
-import { logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
+import { collectLogSources, logsCommand, parseLogsArgs, siteLogsCommand } from '../../core/cli/actions/logs.ts';
 import { commandLine, exitCodeOf, siteRunCommand, splitRunArgs } from '../../core/cli/actions/run.ts';
-import { formatStatus, parseStatus, statusCommand } from '../../core/cli/actions/status.ts';
+import { collectNodeStatusParts, formatStatus, parseStatus, statusCommand } from '../../core/cli/actions/status.ts';
 import { removeSiteCommand } from '../../core/cli/actions/destroy.ts';
 import { renderEnvFile } from '../../core/shell/env-file.ts';
 import type { Project } from '../../core/engine/plugin.ts';
 import { createSite, type Site } from '../../core/config/site.ts';
-import { collectLogSources } from '../../core/engine/logs.ts';
 import { loadBuiltins } from '../../core/engine/registry.ts';
-import { collectNodeStatusParts } from '../../core/engine/status.ts';
-import { stackPlugins } from '../../plugins/builtins.ts';
+import { builtinTable } from '../helpers/builtins.ts';
 
 function site(extra: Record<string, unknown> = {}): Site {
   return createSite(configSchema.parse({ domain: 'example.com', ...extra }), { configFile: '/p/kraftwerk.yaml', sourceDir: '/p', name: 'shop' });
 }
 const project = (extra: Record<string, unknown> = {}): Project => ({ site: site(extra), plugins: [] });
 // What the CLI hands status and logs: the parts and sources of the built-in plugins.
-const nodePlugins = await loadBuiltins({ ...stackPlugins, commands: [] }, stackPlugins.node);
+const nodePlugins = await loadBuiltins(builtinTable, builtinTable.node);
 const logSources = (s: Site) => collectLogSources(nodePlugins, s);
 
 describe('env', () => {
@@ -73,27 +71,28 @@ describe('env', () => {
 
 describe('logs', () => {
   it('reads -n as a line count (the global -n means dry run elsewhere), and the other options', () => {
-    assert.deepEqual(parseLogsArgs(['-n', '5', 'prod']), { lines: 5, follow: false, nginx: false, node: 'prod' });
-    assert.deepEqual(parseLogsArgs(['prod', '-n20', '-f', '--process', 'worker']), { lines: 20, follow: true, nginx: false, process: 'worker', node: 'prod' });
-    assert.deepEqual(parseLogsArgs(['--nginx', '--lines=3']), { lines: 3, follow: false, nginx: true, node: undefined });
-    assert.deepEqual(parseLogsArgs(['-c', 'other.yaml', '-p', 'cron-report']).process, 'cron-report');
-    assert.throws(() => parseLogsArgs(['-n', 'many']), /number of lines/);
-    assert.throws(() => parseLogsArgs(['a', 'b']), /at most one node/);
+    const flags = ['nginx'];
+    assert.deepEqual(parseLogsArgs(['-n', '5', 'prod'], flags), { lines: 5, follow: false, node: 'prod' });
+    assert.deepEqual(parseLogsArgs(['prod', '-n20', '-f', '--process', 'worker'], flags), { lines: 20, follow: true, process: 'worker', node: 'prod' });
+    assert.deepEqual(parseLogsArgs(['--nginx', '--lines=3'], flags), { lines: 3, follow: false, source: 'nginx', node: undefined });
+    assert.deepEqual(parseLogsArgs(['-c', 'other.yaml', '-p', 'cron-report'], flags).process, 'cron-report');
+    assert.throws(() => parseLogsArgs(['-n', 'many'], flags), /number of lines/);
+    assert.throws(() => parseLogsArgs(['a', 'b'], flags), /at most one node/);
   });
 
   it('tails the right files, as the site user (root follows no link the site put in its log folders)', () => {
     const s = site();
-    assert.ok(logsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }, logSources(s)).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
+    assert.ok(logsCommand(s, { lines: 5, follow: false, process: 'web' }, logSources(s)).text.includes("\nrunuser -u kw-shop -- sh -c 'cd /var/log/kraftwerk/shop "));
     // web: both slots' logs (web@blue, web@green), whichever are there.
     assert.equal(
-      siteLogsCommand(s, { lines: 5, follow: false, nginx: false, process: 'web' }, logSources(s)).text,
+      siteLogsCommand(s, { lines: 5, follow: false, process: 'web' }, logSources(s)).text,
       `cd /var/log/kraftwerk/shop 2>/dev/null && set -- $(ls -1 web@*/current 2>/dev/null) && [ "$#" -gt 0 ] || { echo 'kraftwerk: no web log in /var/log/kraftwerk/shop on this node (is the site deployed?)' >&2; exit 3; }
 tail -n 5 "$@"`,
     );
-    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'web' }, logSources(s)).text, /\ntail -n 5 -F "\$@"$/);
-    assert.match(siteLogsCommand(s, { lines: 5, follow: true, nginx: false, process: 'worker' }, logSources(s)).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, process: 'web' }, logSources(s)).text, /\ntail -n 5 -F "\$@"$/);
+    assert.match(siteLogsCommand(s, { lines: 5, follow: true, process: 'worker' }, logSources(s)).text, /tail -n 5 -F \/var\/log\/kraftwerk\/shop\/worker\/current$/);
     assert.equal(
-      logsCommand(s, { lines: 9, follow: false, nginx: true }, logSources(s)).text,
+      logsCommand(s, { lines: 9, follow: false, source: 'nginx' }, logSources(s)).text,
       'tail -n 9 /var/log/nginx/kraftwerk-shop.access.log /var/log/nginx/kraftwerk-shop.error.log',
     );
   });
@@ -102,24 +101,24 @@ tail -n 5 "$@"`,
     const root = mkdtempSync(path.join(tmpdir(), 'kw-logs-'));
     const s = site();
     s.paths.logs = root;
-    const noWeb = spawnSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
+    const noWeb = spawnSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
     assert.equal(noWeb.status, 3);
     assert.match(noWeb.stderr, /no web log in .* on this node/);
     for (const [dir, text] of [['web@blue', 'blue line 1\nblue line 2\n'], ['web@green', 'green line\n'], ['worker', 'worker line\n']]) {
       mkdirSync(path.join(root, dir!));
       writeFileSync(path.join(root, dir!, 'current'), text!);
     }
-    const out = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false }, logSources(s)).text], { encoding: 'utf8' });
+    const out = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, }, logSources(s)).text], { encoding: 'utf8' });
     assert.match(out, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(out, /==> web@green\/current <==\ngreen line\n/);
     assert.match(out, /==> worker\/current <==\nworker line\n/);
-    const web = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
+    const web = execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, process: 'web' }, logSources(s)).text], { encoding: 'utf8' });
     assert.match(web, /==> web@blue\/current <==\nblue line 2\n/);
     assert.match(web, /==> web@green\/current <==\ngreen line\n/);
     assert.doesNotMatch(web, /worker/);
     const missing = (() => {
       try {
-        execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, nginx: false, process: 'nope' }, logSources(s)).text], { stdio: 'pipe' });
+        execFileSync('sh', ['-c', siteLogsCommand(s, { lines: 1, follow: false, process: 'nope' }, logSources(s)).text], { stdio: 'pipe' });
         return '';
       } catch (e) {
         return String((e as { stderr: Buffer }).stderr);

@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { KraftwerkError, UsageError } from '../../core/errors.ts';
-import type { Project } from '../../core/engine/plugin.ts';
+import { KraftwerkError, type Project, UsageError } from '../../core/index.ts';
 import {
   architectureOf,
   describeImage,
@@ -16,7 +15,7 @@ import {
   type ImageInfo,
   type NodeInstance,
 } from './ec2.ts';
-import { addHostsEntry, hostsLine } from '../../core/index.ts';
+import { addHostsEntry, hostsLine } from '../hosts-file.ts';
 import { addNode, nodeSnippet, recordedNode, type RecordedNode } from './node-config.ts';
 import { readPublicKey, tildePath } from './public-key.ts';
 import { checkNodeName, DEFAULT_WAITS, keyPairName, type AwsDeps, type Waits } from './settings.ts';

@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { KraftwerkError } from '../../core/errors.ts';
+import { KraftwerkError } from '../../core/index.ts';
 import { findNodeInstances, NODE_TAG, openEc2, terminateInstance, type NodeInstance } from './ec2.ts';
 import { recordedNode, recordedNodeComment, removeNode } from './node-config.ts';
 import { checkNodeName, type AwsDeps } from './settings.ts';

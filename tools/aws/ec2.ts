@@ -16,7 +16,7 @@ import {
   TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { KraftwerkError } from '../../core/errors.ts';
+import { KraftwerkError } from '../../core/index.ts';
 import { mapEc2Error, mapSetupError } from './errors.ts';
 
 /** Owner id of the official Debian cloud images (https://wiki.debian.org/Cloud/AmazonEC2Image). */

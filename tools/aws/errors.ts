@@ -1,4 +1,4 @@
-import { KraftwerkError, UsageError } from '../../core/errors.ts';
+import { KraftwerkError, UsageError } from '../../core/index.ts';
 
 /**
  * Turns what the AWS SDK throws into one KraftwerkError line that says what to

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, Option } from 'commander';
-import { definePlugin } from '../../core/engine/plugin.ts';
+// Types only: this file loads at every start, the entry's values are not needed for --help.
+import type { Plugin } from '../../core/index.ts';
 
 /**
  * The aws plugin: `create-node` and `destroy-node` for EC2 (or any cloud that
@@ -21,10 +22,10 @@ const regionOption = () =>
 const endpointOption = () =>
   new Option('--endpoint <url>', 'EC2 API endpoint of a compatible cloud (default: AWS\'s endpoint of the region)');
 
-// Not `export default definePlugin({...})`: TypeScript 6.0 does not rewrite the `.ts`
+// Not `export default {...}`: TypeScript 6.0 does not rewrite the `.ts`
 // extension of dynamic imports inside an `export default` expression, and the built
 // CLI would then import ./create-node.ts from dist/.
-const aws = definePlugin({
+const aws: Plugin = {
   name: 'aws',
   description: 'create and destroy servers on AWS EC2 (create-node, destroy-node)',
   commands(program, kit) {
@@ -90,6 +91,6 @@ const aws = definePlugin({
         );
       });
   },
-});
+};
 
 export default aws;

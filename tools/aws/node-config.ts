@@ -1,5 +1,5 @@
 import { isMap, isScalar, parseDocument, stringify, type Document, type YAMLMap } from 'yaml';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError } from '../../core/index.ts';
 
 /**
  * Edits `nodes:` of kraftwerk.yaml through yaml's Document API, so the user's

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { UsageError } from '../../core/errors.ts';
+import { UsageError } from '../../core/index.ts';
 
 /** Key types EC2's ImportKeyPair accepts. */
 const IMPORTABLE = ['ssh-ed25519', 'ssh-rsa'];

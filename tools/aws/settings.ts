@@ -1,5 +1,4 @@
-import { UsageError } from '../../core/errors.ts';
-import type { CommandKit } from '../../core/engine/plugin.ts';
+import { type CommandKit, UsageError } from '../../core/index.ts';
 
 /** What create-node and destroy-node need from core (a subset of CommandKit, so tests can pass a small one). */
 export type AwsKit = Pick<CommandKit, 'options' | 'log' | 'loadProject' | 'runTasks' | 'confirm'>;

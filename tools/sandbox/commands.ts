@@ -4,7 +4,7 @@
  * core's `sh`), and the files written into a sandbox's root. lib.ts runs them.
  */
 import { createHash } from 'node:crypto';
-import { sh, raw, chain, type Script } from '../../core/shell/sh.ts';
+import { sh, raw, chain, type Script } from '../../core/index.ts';
 import type { SandboxNetNames, SandboxSubnet } from './naming.ts';
 
 /** Where machine-wide caches and sandbox roots live (root only, like the sandboxes themselves). */

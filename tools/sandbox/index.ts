@@ -7,9 +7,10 @@
  * work lives in lib.ts, imported when a command runs.
  */
 import type { Command as CliCommand } from 'commander';
-import { definePlugin, type CommandKit } from '../../core/engine/plugin.ts';
-import { KraftwerkError, UsageError } from '../../core/errors.ts';
-import type { SshTarget } from '../../core/remote/remote.ts';
+// Types only at the top: the entry's values (errors) are imported where they are thrown.
+import type { CommandKit, KraftwerkError, Plugin, SshTarget } from '../../core/index.ts';
+
+const core = () => import('../../core/index.ts');
 
 const PLUGIN_NAME = 'sandbox';
 const DEFAULT_NAME = 'sandbox';
@@ -91,9 +92,10 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
     .action(async (name: string, command: string[]) => {
       const lib = await import('./lib.ts');
       const target = await lib.sandboxTarget(name);
-      if (!target) throw unknownSandbox(name);
+      if (!target) throw await unknownSandbox(name);
       const { sshArgv } = await import('./commands.ts');
       const { spawn } = await import('node:child_process');
+      const { KraftwerkError } = await core();
       const [program, ...args] = sshArgv(target, command);
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn(program!, args, { stdio: 'inherit' });
@@ -113,7 +115,7 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
     .action(async (name: string, opts: { all?: boolean }, cmd: CliCommand) => {
       const lib = await import('./lib.ts');
       lib.assertSandboxSupport();
-      if (opts.all && cmd.args.length > 0) throw new UsageError('give a sandbox name or --all, not both');
+      if (opts.all && cmd.args.length > 0) throw new (await core()).UsageError('give a sandbox name or --all, not both');
       if (!opts.all) (await import('./naming.ts')).checkSandboxName(name);
       let message = '';
       await kit.runTasks(
@@ -138,7 +140,8 @@ function registerCommands(program: CliCommand, kit: CommandKit): void {
     });
 }
 
-function unknownSandbox(name: string): KraftwerkError {
+async function unknownSandbox(name: string): Promise<KraftwerkError> {
+  const { UsageError } = await core();
   return new UsageError(`no sandbox named ${name}`, {
     hint: `Create it with: kraftwerk sandbox up ${name}   (see: kraftwerk sandbox list)`,
   });
@@ -160,6 +163,7 @@ async function resolveNode(name: string): Promise<Partial<SshTarget> | undefined
   if (!record) return undefined;
   const { ensureProxyRunning, isRunning, targetOf } = await import('./lib.ts');
   if (!isRunning(record)) {
+    const { KraftwerkError } = await core();
     throw new KraftwerkError(`sandbox ${name} is not running`, {
       hint: `Start it again with: kraftwerk sandbox up ${name}`,
     });
@@ -168,9 +172,11 @@ async function resolveNode(name: string): Promise<Partial<SshTarget> | undefined
   return targetOf(record);
 }
 
-export default definePlugin({
+const sandbox: Plugin = {
   name: PLUGIN_NAME,
   description: 'throwaway Debian servers on this machine (kraftwerk sandbox up|list|ssh|down); sandbox names work as nodes',
   commands: registerCommands,
   resolveNode,
-});
+};
+
+export default sandbox;

@@ -13,9 +13,8 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { KraftwerkError, UsageError, lastLines } from '../../core/errors.ts';
-import { addHostsEntry, removeHostsEntries } from './hosts-file.ts';
-import type { SshTarget } from '../../core/remote/remote.ts';
+import { KraftwerkError, UsageError, lastLines, type SshTarget } from '../../core/index.ts';
+import { addHostsEntry, removeHostsEntries } from '../hosts-file.ts';
 import {
   HOST_PUBLIC_KEYS_SCRIPT,
   ROOTFS_SPEC,

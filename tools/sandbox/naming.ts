@@ -3,7 +3,7 @@
  * sandbox name or from the state file, so it is pure and testable.
  */
 import { createHash } from 'node:crypto';
-import { UsageError } from '../../core/errors.ts';
+import { UsageError } from '../../core/index.ts';
 
 export const DEFAULT_SANDBOX_NAME = 'sandbox';
 

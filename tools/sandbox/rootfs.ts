@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError } from '../../core/errors.ts';
+import { UsageError } from '../../core/index.ts';
 import {
   ROOTFS_CACHE_DIR,
   ROOTFS_SPEC,

@@ -4,8 +4,7 @@
  * last lines of output.
  */
 import { spawn } from 'node:child_process';
-import { KraftwerkError, lastLines } from '../../core/errors.ts';
-import { quote } from '../../core/shell/sh.ts';
+import { KraftwerkError, lastLines, quote } from '../../core/index.ts';
 
 export interface LocalRunOptions {
   /** Each line of output (stdout and stderr), as it arrives. */

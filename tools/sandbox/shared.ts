@@ -9,7 +9,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KraftwerkError, lastLines } from '../../core/errors.ts';
+import { KraftwerkError, lastLines } from '../../core/index.ts';
 import { APT_PROXY_CACHE_DIR } from './commands.ts';
 import { hostIPv4Addresses, signalAll, sleep, startTimeOf, stopProcess, tcpAnswers } from './host.ts';
 import { PROXY_ADDRESS, PROXY_PORT } from './naming.ts';

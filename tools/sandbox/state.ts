@@ -6,7 +6,7 @@
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { KraftwerkError } from '../../core/errors.ts';
+import { KraftwerkError } from '../../core/index.ts';
 
 export interface SandboxRecord {
   name: string;

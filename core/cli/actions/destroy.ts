@@ -53,19 +53,21 @@ getent group ${site.user} >/dev/null && groupdel ${site.user}
 getent group ${siteWebGroup(site)} >/dev/null && groupdel ${siteWebGroup(site)}; true`;
 }
 
-export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }): Promise<void> {
+/**
+ * `removed`: what the plugins remove, in the words of the CLI frame's help for
+ * destroy (one text for both, so the question says what --help says).
+ */
+export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }, removed: string): Promise<void> {
   const project = await kit.loadProject();
   const { site } = project;
   const nodes = nodesOf(project, nodeArg);
   const keepData = options.keepData ?? false;
-  const { hooks, taps } = applyPlugins(project);
-  // What goes is what the plugins that take part in destroy made for the site (the web server's site, jobs, databases, …).
-  const parts = [...taps].filter(([plugin, hooked]) => plugin !== 'core' && hooked.has('destroy')).map(([plugin]) => plugin);
   await confirmOrStop(
     kit,
-    `Destroy site ${site.name} on ${nodes.join(', ')}? Its services, code and logs${parts.length ? `, and what ${parts.join(', ')} set up for it,` : ''} are removed` +
+    `Destroy site ${site.name} on ${nodes.join(', ')}? Its ${removed}, code and logs are removed` +
       (keepData ? '; uploads and backups stay (a last dump is taken first).' : ', and its uploads and backups too.'),
   );
+  const { hooks } = applyPlugins(project);
   const groups: TaskGroup<DestroyContext>[] = [];
   const locks: DeployLock[] = [];
   for (const node of nodes) {

@@ -1,12 +1,13 @@
 /**
- * `kraftwerk logs [node] [--process NAME] [-n N] [-f] [--nginx]`: the logs of
- * the site's services (web, worker processes, cron jobs) and, with --nginx,
- * nginx's access and error log of the site, from the sources the plugins give
- * (Plugin.logs).
+ * `kraftwerk logs [node] [--process NAME] [-n N] [-f] [--<source>]`: the logs
+ * of the site's services and, with a source's flag, that source instead, all
+ * from the sources the plugins give (Plugin.logs, LogSource.flag).
  */
 import { UsageError } from '../../errors.ts';
+import { collectFromPlugins } from '../../engine/registry.ts';
 import type { CoreKit } from '../kit.ts';
-import { collectLogSources, type LogSource, type LogSources } from '../../engine/logs.ts';
+import { type LogSource, LogSources } from '../../engine/logs.ts';
+import type { Plugin } from '../../engine/plugin.ts';
 import { asUser, type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import { connect, nodesOf, singleNode } from './ops.ts';
@@ -15,7 +16,8 @@ export interface LogsOptions {
   process?: string;
   lines: number;
   follow: boolean;
-  nginx: boolean;
+  /** A plugin's source chosen by its flag (LogSource.flag) instead of the site's own logs. */
+  source?: string;
 }
 
 /**
@@ -23,8 +25,8 @@ export interface LogsOptions {
  * (dry run) would otherwise take `-n N` for itself; logs never change anything,
  * so for them `-n` means lines, as for tail.
  */
-export function parseLogsArgs(words: readonly string[]): LogsOptions & { node?: string } {
-  const out: LogsOptions & { node?: string } = { lines: 50, follow: false, nginx: false };
+export function parseLogsArgs(words: readonly string[], sourceFlags: readonly string[]): LogsOptions & { node?: string } {
+  const out: LogsOptions & { node?: string } = { lines: 50, follow: false };
   const positional: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
@@ -34,7 +36,7 @@ export function parseLogsArgs(words: readonly string[]): LogsOptions & { node?: 
       return v;
     };
     if (w === '-f' || w === '--follow') out.follow = true;
-    else if (w === '--nginx') out.nginx = true;
+    else if (w.startsWith('--') && sourceFlags.includes(w.slice(2))) out.source = w.slice(2);
     else if (w === '-n' || w === '--lines') out.lines = lineCount(value());
     else if (/^-n\d+$/.test(w)) out.lines = lineCount(w.slice(2));
     else if (w.startsWith('--lines=')) out.lines = lineCount(w.slice(8));
@@ -54,14 +56,14 @@ function lineCount(s: string): number {
   return Number(s);
 }
 
-/** The flag of `logs` that picks a plugin's source instead of the site's own logs (parsed with the others, above). */
-function sourceFlag(options: LogsOptions): string | undefined {
-  return options.nginx ? 'nginx' : undefined;
+/** The log sources `plugins` give for `site` (see Plugin.logs). */
+export function collectLogSources(plugins: readonly Plugin[], site: Site): LogSources {
+  return collectFromPlugins(plugins, 'logs', new LogSources(), site);
 }
 
 /**
- * The command that shows the chosen logs. The plugins give the sources (runit the
- * site's process logs, nginx its access and error log); one that is not root's is
+ * The command that shows the chosen logs. The plugins give the sources (the site's
+ * process logs, a web server's access and error log); one that is not root's is
  * read as the site user.
  */
 export function logsCommand(site: Site, options: LogsOptions, sources: LogSources): Script {
@@ -79,16 +81,17 @@ export function siteLogsCommand(site: Site, options: LogsOptions, sources: LogSo
 }
 
 function chooseSource(site: Site, options: LogsOptions, sources: LogSources): LogSource {
-  const flag = sourceFlag(options);
+  const flag = options.source;
   const source = sources.find(flag);
   if (!source) throw new UsageError(flag ? `no plugin of ${site.name} shows logs for --${flag}` : `no plugin of ${site.name} shows its logs`);
   return source;
 }
 
-export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[]): Promise<number> {
+/** `sourceFlags`: the flags of plugins' sources the CLI frame declared (its help is printed without loading plugins). */
+export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[], sourceFlags: readonly string[]): Promise<number> {
   const project = await kit.loadProject();
   const { site } = project;
-  const options = parseLogsArgs(rawWords);
+  const options = parseLogsArgs(rawWords, sourceFlags);
   const sources = collectLogSources(project.plugins, site);
   const nodes = options.follow ? [singleNode(project, options.node, 'logs -f')] : nodesOf(project, options.node);
   let worst = 0;

@@ -8,8 +8,8 @@ import { type Script, sh } from '../../shell/sh.ts';
 import { Stage } from '../../engine/tasks.ts';
 import { expandNodes } from '../../remote/node.ts';
 
-/** Packages core itself needs on every node. */
-export const CORE_PACKAGES = ['rsync', 'curl', 'ca-certificates', 'cron', 'locales', 'sudo', 'procps', 'util-linux'];
+/** Packages core itself needs on every node (the daemons come with the node plugins that use them). */
+export const CORE_PACKAGES = ['rsync', 'curl', 'ca-certificates', 'locales', 'sudo', 'procps', 'util-linux'];
 
 /** Folders and locale every node needs; prints what it changed. */
 export function nodeBaseCommand(): Script {

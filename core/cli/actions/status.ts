@@ -11,13 +11,21 @@ import type { StatusReport } from '../../engine/context.ts';
 import { MANIFEST_FILE } from '../../lifecycle/dumps.ts';
 import type { CoreKit } from '../kit.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
-import { collectNodeStatusParts, type NodeStatus, type NodeStatusParts, type SiteStatus } from '../../engine/status.ts';
+import { type NodeStatus, NodeStatusParts, type SiteStatus } from '../../engine/status.ts';
+import type { Plugin } from '../../engine/plugin.ts';
+import type { Site } from '../../config/site.ts';
 import { type Script, raw, sh } from '../../shell/sh.ts';
 import { applyPlugins } from './deploy.ts';
 import { UsageError } from '../../errors.ts';
+import { collectFromPlugins } from '../../engine/registry.ts';
 import { nodeContext, nodesOf } from './ops.ts';
 
 export type { NodeStatus, SiteStatus } from '../../engine/status.ts';
+
+/** The status parts of `plugins` (see Plugin.nodeStatus). */
+export function collectNodeStatusParts(plugins: readonly Plugin[], site: Site): NodeStatusParts {
+  return collectFromPlugins(plugins, 'nodeStatus', new NodeStatusParts(), site);
+}
 
 /** One read-only command: `key value…` lines for the node and every Kraftwerk site on it. */
 export function statusCommand(parts: NodeStatusParts): Script {

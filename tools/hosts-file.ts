@@ -1,5 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { KraftwerkError } from '../../core/errors.ts';
+import { KraftwerkError } from '../core/index.ts';
 
 /**
  * /etc/hosts lines for nodes (create-node offers one, as the original did) and
