@@ -1,4 +1,3 @@
-import type { BuiltinPlugins } from '../../core/engine/registry.ts';
 import { builtinConfigSchema, siteBuiltins } from '../../core/engine/project.ts';
 import { builtinTable } from './builtins.ts';
 export { builtinTable };
