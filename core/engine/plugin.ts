@@ -38,6 +38,22 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
   nodeStatus?(status: NodeStatusParts, site: Site): void;
   /** Add the log sources of `site` that `kraftwerk logs` shows. */
   logs?(sources: LogSources, site: Site): void;
+  /**
+   * The address the site answers at, shown once a deploy is done (e.g. https once the site has
+   * a certificate). The first plugin that gives one wins; without one it is http://<domain>/.
+   */
+  siteUrl?(site: Site): string | undefined;
+  /** How many of the site's backups `kraftwerk backup` keeps (older ones are rotated out); undefined keeps all. */
+  keepBackups?(site: Site): number | undefined;
+}
+
+/** The first answer of the plugins to a declared question (`siteUrl`, `keepBackups`), in the order they apply. */
+export function firstAnswer<T>(plugins: readonly Plugin[], ask: (p: Plugin) => T | undefined): T | undefined {
+  for (const p of plugins) {
+    const answer = ask(p);
+    if (answer !== undefined) return answer;
+  }
+  return undefined;
 }
 
 /** Identity helper that gives a plugin object its type. */

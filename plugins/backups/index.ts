@@ -17,6 +17,8 @@ export default definePlugin({
   name: PLUGIN_NAME,
   description: 'scheduled backups (`backups:`): every service dumped into /srv/<site>/backups, rotated',
   settings: BACKUPS_SETTINGS,
+  // `kraftwerk backup` by hand rotates down to the same number as the scheduled one.
+  keepBackups: (site) => settingsOf(site, BACKUPS_SETTINGS).backups?.keep,
   apply(hooks: Hooks, site: Site) {
     const settings = settingsOf(site, BACKUPS_SETTINGS).backups;
     const script = backupScriptPath(site);

@@ -22,6 +22,7 @@ import {
   aptInstallCommand,
   type DeployContext,
   definePlugin,
+  settingsOf,
   type Hooks,
   KraftwerkError,
   lifecycleHooks,
@@ -280,5 +281,6 @@ export default definePlugin({
   name: NAME,
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
   settings: TLS_SETTINGS,
+  siteUrl: (site) => (settingsOf(site, TLS_SETTINGS).tls ? `https://${site.canonicalDomain}/` : undefined),
   apply: applyTls,
 });

@@ -4,7 +4,7 @@ import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/conte
 import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
-import type { Project } from '../../engine/plugin.ts';
+import { firstAnswer, type Project } from '../../engine/plugin.ts';
 import { corePlugin } from '../../lifecycle/core-plugin.ts';
 import { heldLock, releaseLock, RESTART_TASKS_STATE } from '../../lifecycle/held-lock.ts';
 import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.ts';
@@ -21,9 +21,6 @@ import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/run
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
 import { connectTask, nodeContext, notConnected } from './ops.ts';
 import type { Site } from '../../config/site.ts';
-import { settingsOf } from '../../config/settings.ts';
-// The tls plugin's key decides the URL shown (until a plugin contributes the site's URL through a hook).
-import { TLS_SETTINGS } from '../../../plugins/tls/settings.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
@@ -261,8 +258,8 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const scheme = settingsOf(site, TLS_SETTINGS).tls ? 'https' : 'http';
-    kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${scheme}://${site.canonicalDomain}/`);
+    const url = firstAnswer(project.plugins, (p) => p.siteUrl?.(site)) ?? `http://${site.canonicalDomain}/`;
+    kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${url}`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);
   }

@@ -24,7 +24,7 @@ import { KraftwerkError, PluginError } from '../../errors.ts';
 import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import type { DeployLock } from '../../lifecycle/lock.ts';
-import type { Project } from '../../engine/plugin.ts';
+import { firstAnswer, type Project } from '../../engine/plugin.ts';
 import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
@@ -32,9 +32,6 @@ import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
 import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
 import { formatSize } from './status.ts';
-import { settingsOf } from '../../config/settings.ts';
-// How many scheduled backups a backup rotates down to is the backups plugin's setting.
-import { BACKUPS_SETTINGS } from '../../../plugins/backups/settings.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
 
@@ -54,7 +51,7 @@ export async function dumpTasks(
   const plugins = [...new Set(list.sorted().map((t) => t.plugin))];
   const final = dumpDir(site, ctx.id);
   const manifest: DumpManifest = { kind, site: site.name, plugins, by: who() };
-  const keep = settingsOf(site, BACKUPS_SETTINGS).backups?.keep;
+  const keep = firstAnswer(project.plugins, (p) => p.keepBackups?.(site));
   return [
     {
       title: 'dump folder',
