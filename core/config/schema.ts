@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { describeChar } from '../shell/escape.ts';
-import type { Plugin } from '../engine/plugin.ts';
 
 /**
  * The schema of core's keys of kraftwerk.yaml; each plugin declares its own
@@ -224,8 +223,15 @@ const timeouts = z
   .describe('Timeouts of a deploy; a command that passes one is stopped on the node, and the error names it, the node and the phase');
 // ---- end of timeouts
 
-/** A plugin object given directly in kraftwerk.config.ts (kraftwerk.yaml lists files instead). */
-const pluginObject = z.custom<Plugin>(
+/**
+ * A plugin object given directly in kraftwerk.config.ts (kraftwerk.yaml lists files instead),
+ * as far as the config cares: the Plugin type itself is the engine's, which builds on this layer.
+ */
+interface PluginObject {
+  readonly name: string;
+  apply?(...args: never[]): void;
+}
+const pluginObject = z.custom<PluginObject>(
   (v) =>
     typeof v === 'object' &&
     v !== null &&

@@ -4,34 +4,37 @@ import { type BuiltinPlugins, loadBuiltins } from './registry.ts';
 import { createSite } from '../config/site.ts';
 import type { ConfigSchema } from '../config/settings.ts';
 
-/** The built-in plugins a site can have: their settings are the keys kraftwerk.yaml may have besides core's. */
-export function siteBuiltins(builtins: BuiltinPlugins): Promise<Plugin[]> {
-  return loadBuiltins(builtins, [...builtins.stack, ...builtins.services, ...builtins.site]);
+/** The built-in plugins a site can have, by name: their settings are the keys kraftwerk.yaml may have besides core's. */
+export async function siteBuiltins(builtins: BuiltinPlugins): Promise<Map<string, Plugin>> {
+  const names = [...builtins.stack, ...builtins.services, ...builtins.site];
+  const plugins = await loadBuiltins(builtins, names);
+  return new Map(names.map((n, i) => [n, plugins[i]!]));
 }
 
-/** The schema of kraftwerk.yaml without project-local plugins: core's keys and the built-ins' (`kraftwerk schema`, `init`). */
+/** The schema of kraftwerk.yaml without project-local plugins: core's keys and the built-ins' (`kraftwerk schema`, `init`, setup-node). */
 export async function builtinConfigSchema(builtins: BuiltinPlugins): Promise<ConfigSchema> {
   const { buildConfigSchema } = await import('../config/settings.ts');
-  return buildConfigSchema(await siteBuiltins(builtins));
+  return buildConfigSchema([...(await siteBuiltins(builtins)).values()]);
 }
 
 /**
  * Load kraftwerk.yaml (or kraftwerk.config.ts) and every plugin active for the
  * site: the fixed stack, the services it enables, then its own plugins, in that
- * order (which is also the order their tasks keep within a stage).
+ * order (which is also the order their tasks keep within a stage). Every
+ * built-in a site can have is loaded first, and the project's own plugins
+ * before validation: their settings are part of the schema.
  */
 export async function loadProject(options: { cwd: string; configPath?: string; builtins: BuiltinPlugins }): Promise<Project> {
   const { builtins } = options;
   const { loadConfig } = await import('../config/load.ts');
-  const available = await siteBuiltins(builtins);
-  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: builtins.services, plugins: available });
+  const all = await siteBuiltins(builtins);
+  const loaded = await loadConfig({ cwd: options.cwd, configPath: options.configPath, knownServices: builtins.services, plugins: [...all.values()] });
   const site = createSite(loaded.config, {
     configFile: loaded.filepath,
     sourceDir: loaded.sourceDir,
     name: loaded.siteName,
   });
-  const active = new Set<string>([...builtins.stack, ...builtins.services.filter((s) => site.services.includes(s)), ...builtins.site]);
-  const builtin = available.filter((p) => active.has(p.name));
+  const builtin = [...builtins.stack, ...builtins.services.filter((s) => site.services.includes(s)), ...builtins.site].map((n) => all.get(n)!);
   const local = loaded.localPlugins;
   const seen = new Set<string>();
   for (const [i, p] of [...builtin, ...local].entries()) {

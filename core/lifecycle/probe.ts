@@ -1,6 +1,5 @@
 import type { NodeFacts, NodeProbe } from '../engine/context.ts';
-import { parseEnvFile } from '../shell/env-file.ts';
-import { mergeSiteVariables } from './site-environment.ts';
+import { mergeSiteVariables, readSiteEnvScript, splitSiteEnvOutput } from './site-environment.ts';
 import { type Script, raw, sh } from '../shell/sh.ts';
 import { SITES_DIR, type Site } from '../config/site.ts';
 
@@ -61,16 +60,11 @@ export function probeCommand(site: Site, probe?: NodeProbe): Script {
 echo "python=$(python3 --version 2>/dev/null | cut -d' ' -f2)"
 echo "current=$(basename "$(readlink ${p.current} 2>/dev/null)" 2>/dev/null)"
 for f in ${SITES_DIR}/*/domains; do [ -f "$f" ] && echo "site=$(basename "$(dirname "$f")") $(tr '\\n' ' ' < "$f")"; done
-${questions}echo ---env---
-cat ${p.env} 2>/dev/null
-echo ---envlocal---
-cat ${p.envLocal} 2>/dev/null
-true`;
+${questions}${readSiteEnvScript(site)}`;
 }
 
 export function parseProbe(output: string, site: Site, probe?: NodeProbe): NodeFacts {
-  const [head = '', rest = ''] = output.split('---env---\n');
-  const [env = '', envLocal = ''] = rest.split('---envlocal---\n');
+  const { head, env, local: envLocal } = splitSiteEnvOutput(output);
   const facts = emptyFacts();
   const paths = [...(probe?.paths ?? [])];
   const reads = [...(probe?.reads ?? [])];
@@ -107,8 +101,8 @@ export function parseProbe(output: string, site: Site, probe?: NodeProbe): NodeF
       if (name && name !== site.name) facts.otherSites[name] = domains.filter(Boolean);
     }
   }
-  facts.envLocal = parseEnvFile(envLocal);
+  facts.envLocal = envLocal;
   // What the site runs with now: the live release's own variables with env.local over them.
-  facts.env = mergeSiteVariables(parseEnvFile(env), facts.envLocal).vars;
+  facts.env = mergeSiteVariables(env, envLocal).vars;
   return facts;
 }

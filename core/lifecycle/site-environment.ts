@@ -56,6 +56,25 @@ export async function computeSiteEnvironment(
   return { ...mergeSiteVariables(generated, local), sources };
 }
 
+/**
+ * The tail of a command that reads the site's environment as it is on the node: the live
+ * release's (shared/env) and what `env set` stored (shared/env.local). Its output is split by
+ * splitSiteEnvOutput; what the command printed before it comes back as `head`.
+ */
+export function readSiteEnvScript(site: Site): Script {
+  return sh`echo ---env---
+cat ${site.paths.env} 2>/dev/null
+echo ---envlocal---
+cat ${site.paths.envLocal} 2>/dev/null
+true`;
+}
+
+export function splitSiteEnvOutput(output: string): { head: string; env: Record<string, string>; local: Record<string, string> } {
+  const [head = '', rest = ''] = output.split('---env---\n');
+  const [env = '', local = ''] = rest.split('---envlocal---\n');
+  return { head, env: parseEnvFile(env), local: parseEnvFile(local) };
+}
+
 /** What a rollback (or an undo) runs a release with: see withCurrentSiteVariables. */
 export interface RestoredEnvironment {
   /** The release's files; its env, .kraftwerk/env and its envdir, with the site variables of now. */

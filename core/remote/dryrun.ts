@@ -3,8 +3,8 @@
  * (contents of private files excepted), and does nothing else: it never connects.
  */
 import type { Script } from '../shell/sh.ts';
-import type { ExecResult, Remote, RemoteFile, SshTarget } from './remote.ts';
-import { rsyncArgs, type RsyncRunOptions, type RsyncSpec } from './rsync.ts';
+import type { ExecResult, Remote, RemoteFile, RsyncRunOptions, RsyncSpec, SshTarget } from './remote.ts';
+import { rsyncArgs } from './rsync.ts';
 import { DEFAULT_FILE_MODE } from './syncfiles.ts';
 
 export class DryRunRemote implements Remote {

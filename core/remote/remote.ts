@@ -1,7 +1,6 @@
 import { formatDuration } from '../config/durations.ts';
 import { KraftwerkError } from '../errors.ts';
 import type { Script } from '../shell/sh.ts';
-import type { RsyncRunOptions, RsyncSpec, RsyncStats } from './rsync.ts';
 
 /** Where and how to reach one server, after ~/.ssh/config has been applied. */
 export interface SshTarget {
@@ -177,4 +176,48 @@ export interface Remote {
   /** Number of commands run so far on this connection (benchmarks report it). */
   readonly commandCount: number;
   close(): Promise<void>;
+}
+
+// What Remote.rsync takes and returns (the arguments are built in rsync.ts).
+
+export interface RsyncOptions {
+  target: SshTarget;
+  /** Local folder whose contents are copied. */
+  source: string;
+  /** Folder on the server (created by rsync). */
+  dest: string;
+  /** Previous release on the server: unchanged files become hard links to it. */
+  linkDest?: string;
+  /** The project's `exclude:` patterns (added to DEFAULT_EXCLUDES). */
+  excludes: readonly string[];
+  excludeFromFile?: string;
+  dryRun?: boolean;
+  /**
+   * Group of every file and folder on the server (the site's own): the site reads its code through
+   * it, and others (nginx passes through the release folder) get no bits at all.
+   */
+  group?: string;
+}
+
+/**
+ * One copy between this machine and the node of the Remote that runs it (the
+ * node's side is always the Remote's own target).
+ */
+export type RsyncSpec =
+  /** The project into a release folder on the node (deploy). */
+  | ({ kind: 'release' } & Omit<RsyncOptions, 'target' | 'dryRun'>)
+  /** A folder of the node into a local folder, created private (0700) when it is not there. */
+  | { kind: 'pull'; remoteDir: string; localDir: string }
+  /** A local folder into a folder of the node, owned by the login user (root), private. */
+  | { kind: 'push'; localDir: string; remoteDir: string };
+
+export interface RsyncRunOptions {
+  /** Called with each progress or file line rsync prints. */
+  onLine?: (line: string) => void;
+}
+
+export interface RsyncStats {
+  bytesSent: number;
+  bytesReceived: number;
+  filesTransferred: number;
 }

@@ -13,55 +13,13 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import { quote } from '../shell/sh.ts';
-import type { SshTarget } from './remote.ts';
+import type { RsyncOptions, RsyncRunOptions, RsyncSpec, RsyncStats, SshTarget } from './remote.ts';
 
 /** Never deployed: VCS data, caches, local virtualenvs and Kraftwerk's own local state. */
 export const DEFAULT_EXCLUDES = ['.git', '__pycache__', '*.pyc', 'node_modules', '.venv', 'venv', '.kraftwerk'];
 
 /** The original Kraftwerk's exclude file, honoured when a project still has one. */
 export const RSYNC_EXCLUDE_FILE = 'rsync_exclude.txt';
-
-export interface RsyncOptions {
-  target: SshTarget;
-  /** Local folder whose contents are copied. */
-  source: string;
-  /** Folder on the server (created by rsync). */
-  dest: string;
-  /** Previous release on the server: unchanged files become hard links to it. */
-  linkDest?: string;
-  /** The project's `exclude:` patterns (added to DEFAULT_EXCLUDES). */
-  excludes: readonly string[];
-  excludeFromFile?: string;
-  dryRun?: boolean;
-  /**
-   * Group of every file and folder on the server (the site's own): the site reads its code through
-   * it, and others (nginx passes through the release folder) get no bits at all.
-   */
-  group?: string;
-}
-
-/**
- * One copy between this machine and the node of the Remote that runs it (the
- * node's side is always the Remote's own target).
- */
-export type RsyncSpec =
-  /** The project into a release folder on the node (deploy). */
-  | ({ kind: 'release' } & Omit<RsyncOptions, 'target' | 'dryRun'>)
-  /** A folder of the node into a local folder, created private (0700) when it is not there. */
-  | { kind: 'pull'; remoteDir: string; localDir: string }
-  /** A local folder into a folder of the node, owned by the login user (root), private. */
-  | { kind: 'push'; localDir: string; remoteDir: string };
-
-export interface RsyncRunOptions {
-  /** Called with each progress or file line rsync prints. */
-  onLine?: (line: string) => void;
-}
-
-export interface RsyncStats {
-  bytesSent: number;
-  bytesReceived: number;
-  filesTransferred: number;
-}
 
 /** `rsync_exclude.txt` in the project folder, if there is one. */
 export function findRsyncExcludeFile(projectDir: string): string | undefined {

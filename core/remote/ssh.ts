@@ -11,9 +11,9 @@ import type { AnyAuthMethod, ClientChannel, Client as SshClient, ServerHostKeyAl
 import { HostKeyMismatchError, KraftwerkError, RemoteCommandError, UnknownHostKeyError } from '../errors.ts';
 import { quote, raw, sh, type Script } from '../shell/sh.ts';
 import { checkHostKey, keyTypeOf, knownHostsName, knownKeyTypes, recordHostKey } from './knownhosts.ts';
-import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, type RemoteFile, type SshTarget } from './remote.ts';
+import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, type RemoteFile, type RsyncRunOptions, type RsyncSpec, type RsyncStats, type SshTarget } from './remote.ts';
 import { resolveSshTarget } from './sshconfig.ts';
-import { rsyncTo, type RsyncRunOptions, type RsyncSpec, type RsyncStats } from './rsync.ts';
+import { rsyncTo } from './rsync.ts';
 import { buildSyncFilesCommand, parseSyncFilesOutput } from './syncfiles.ts';
 
 const { Client, utils } = ssh2;

@@ -19,6 +19,7 @@ import type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget } from '../
 import type { Script } from '../../core/shell/sh.ts';
 import { stackPlugins } from '../../plugins/builtins.ts';
 import { tempProject } from '../helpers/cli.ts';
+import { builtinTable } from '../helpers/config.ts';
 
 const SITE = 'orch';
 const LIVE = '20200101T000000Z';

@@ -1,4 +1,3 @@
-import { builtinTable } from '../helpers/builtins.ts';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { guessProject, initCommand, initProject, keyExamples, renderInitConfig } from '../../core/cli/actions/init.ts';
 import { loadConfig } from '../../core/config/load.ts';
-import { builtins, configSchema } from '../helpers/config.ts';
+import { builtins, builtinTable, configSchema } from '../helpers/config.ts';
 import { UsageError } from '../../core/errors.ts';
 
 const knownServices = ['files', 'postgres', 'redis'];

@@ -19,7 +19,8 @@ import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/int
 import { Stage } from '../../engine/tasks.ts';
 import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
-import { connectTask, notConnected } from './ops.ts';
+import { connectTask, nodeContext, notConnected } from './ops.ts';
+import type { Site } from '../../config/site.ts';
 import { settingsOf } from '../../config/settings.ts';
 // The tls plugin's key decides the URL shown (until a plugin contributes the site's URL through a hook).
 import { TLS_SETTINGS } from '../../../plugins/tls/settings.ts';
@@ -43,6 +44,11 @@ function gitRevision(dir: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A deploy's (or a rollback's) context for one node, not connected yet and knowing nothing of it. */
+export function deployContext(kit: CoreKit, site: Site, node: string, parts: Pick<DeployContext, 'release' | 'deploy'>): DeployContext {
+  return { ...nodeContext(kit, site, node), ...parts, probe: new NodeProbe(), facts: emptyFacts(), env: {}, files: new RemoteFileSet() };
 }
 
 /** Apply core and the project's plugins to a fresh set of hooks. */
@@ -202,20 +208,10 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   const { silenceMs } = deployTimeouts(site.config);
   const interrupt = new DeployInterrupt();
 
-  const contexts = nodes.map(
-    (node): DeployContext => ({
-      site,
-      node,
-      remote: notConnected,
-      options: globals,
-      log: kit.log,
-      state: new Map(),
+  const contexts = nodes.map((node) =>
+    deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
       deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
-      probe: new NodeProbe(),
-      facts: emptyFacts(),
-      env: {},
-      files: new RemoteFileSet(),
     }),
   );
   for (const ctx of contexts) interrupt.attach(ctx);

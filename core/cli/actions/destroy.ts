@@ -11,7 +11,7 @@ import type { DestroyContext, DumpContext } from '../../engine/context.ts';
 import { newDumpId } from '../../lifecycle/dumps.ts';
 import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
-import { DeployLock } from '../../lifecycle/lock.ts';
+import type { DeployLock } from '../../lifecycle/lock.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
 import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { siteWebGroup } from '../../config/site.ts';
@@ -20,7 +20,7 @@ import type { Site } from '../../config/site.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks } from './dump.ts';
-import { confirmOrStop, connectTask, nodeContext, nodesOf } from './ops.ts';
+import { confirmOrStop, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
 
 /** Prints `deployed` / `present` so destroy can say what it found. */
 export function siteExistsCommand(site: Site): Script {
@@ -85,10 +85,7 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
           const { stdout } = await c.remote.exec(siteExistsCommand(site));
           found.deployed = stdout.includes('deployed');
           found.present = stdout.includes('present');
-          if (!c.remote.dryRun) {
-            const { lock } = await DeployLock.acquire(c.remote, site.name, { command: 'destroy', waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
-            locks.push(lock);
-          }
+          locks.push(await takeSiteLock(c, task, 'destroy'));
           task.title(found.present ? `inspect node (${site.name} ${found.deployed ? 'deployed' : 'partly set up'})` : `inspect node (no ${site.name} here: removing leftovers only)`);
         },
       },

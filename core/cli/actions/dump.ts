@@ -23,14 +23,14 @@ import {
 import { KraftwerkError, PluginError } from '../../errors.ts';
 import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
-import { DeployLock } from '../../lifecycle/lock.ts';
+import type { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
 import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode } from './ops.ts';
+import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
 import { formatSize } from './status.ts';
 import { settingsOf } from '../../config/settings.ts';
 // How many scheduled backups a backup rotates down to is the backups plugin's setting.
@@ -257,9 +257,7 @@ export async function loadTasks(
       title: `check dump ${id}`,
       stage: Stage.PREPARE - 50,
       run: async (c, task) => {
-        if (!c.remote.dryRun) {
-          ({ lock } = await DeployLock.acquire(c.remote, site.name, { command: `load ${id}`, waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) }));
-        }
+        lock = await takeSiteLock(c, task, `load ${id}`);
         const dump = await pickDump(c.remote, project, node, id);
         task.title(`dump ${id} (${dump.kind}, ${dump.plugins.join(', ') || 'empty'})`);
       },

@@ -9,22 +9,22 @@ import type { ReloadContext } from '../../engine/context.ts';
 import { RemoteFileSet } from '../../engine/context.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDotenv, parseEnvFile, renderEnvFile } from '../../shell/env-file.ts';
+import { parseDotenv, renderEnvFile } from '../../shell/env-file.ts';
 import { UsageError } from '../../errors.ts';
 import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
-import { DeployLock } from '../../lifecycle/lock.ts';
+import type { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
 import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
-import { computeSiteEnvironment, type EnvSource } from '../../lifecycle/site-environment.ts';
+import { computeSiteEnvironment, type EnvSource, readSiteEnvScript, splitSiteEnvOutput } from '../../lifecycle/site-environment.ts';
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
 import { syncAndRecord } from '../../remote/syncfiles.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, nodeContext, nodesOf } from './ops.ts';
+import { connect, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MASK = '***';
@@ -43,22 +43,12 @@ export interface ServerEnv {
 export function readEnvCommand(site: Site) {
   return sh`test -d ${`${site.paths.current}/`} && echo deployed=1
 test -d ${site.paths.shared} && echo prepared=1
-echo ---env---
-cat ${site.paths.env} 2>/dev/null
-echo ---envlocal---
-cat ${site.paths.envLocal} 2>/dev/null
-true`;
+${readSiteEnvScript(site)}`;
 }
 
 export function parseEnvOutput(output: string): ServerEnv {
-  const [head = '', rest = ''] = output.split('---env---\n');
-  const [env = '', local = ''] = rest.split('---envlocal---\n');
-  return {
-    deployed: /^deployed=1$/m.test(head),
-    prepared: /^prepared=1$/m.test(head),
-    env: parseEnvFile(env),
-    local: parseEnvFile(local),
-  };
+  const { head, env, local } = splitSiteEnvOutput(output);
+  return { deployed: /^deployed=1$/m.test(head), prepared: /^prepared=1$/m.test(head), env, local };
 }
 
 /** `K=V` words from the command line; a value may contain `=` and be empty. */
@@ -282,10 +272,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
         title: 'read environment',
         stage: Stage.PREPARE - 100,
         run: async (c, task) => {
-          if (!c.remote.dryRun) {
-            const { lock } = await DeployLock.acquire(c.remote, site.name, { command: `env ${what}`, waitMs: 60_000, node, onWait: (h) => task.output(`waiting for ${h}`) });
-            state.lock = lock;
-          }
+          state.lock = await takeSiteLock(c, task, `env ${what}`);
           const { stdout } = await c.remote.exec(readEnvCommand(site), { secretOutput: true });
           state.server = parseEnvOutput(stdout);
           if (c.remote.dryRun) state.server.deployed = true;
@@ -306,7 +293,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
           for (const n of notLocal) {
             if (n in vars) c.log.warn(`${node}: ${n} comes from ${describeSource(sources[n])}, not from kraftwerk env set; it stays`);
           }
-          if (!server.prepared && !c.remote.dryRun) await c.remote.exec(prepareSiteCommand(site));
+          if (!server.prepared) await c.remote.exec(prepareSiteCommand(site));
           c.env = vars;
           (c as { previousEnv: Record<string, string> }).previousEnv = server.env;
           const localFile: RemoteFile = { path: site.paths.envLocal, content: renderEnvFile(local), mode: 0o640, owner: 'root', group: site.user };

@@ -167,8 +167,8 @@ function isDir(p: string): boolean {
   }
 }
 
-/** Core's keys and the built-in plugins' (their examples are written too). */
-type Key = Exclude<keyof ConfigInput, '$schema'> | 'workers' | 'static' | 'processes' | 'cron' | 'backups' | 'tls' | 'uwsgi' | 'nginx';
+/** Core's keys, and the built-in plugins' (whose examples are written too, explained by their own schemas). */
+type Key = Exclude<keyof ConfigInput, '$schema'> | (string & {});
 
 /**
  * An example value for every key, shown commented out. Exported so that a test

@@ -7,6 +7,7 @@ import type { NodeContext } from '../../engine/context.ts';
 import { KraftwerkError, UsageError } from '../../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
+import { DeployLock } from '../../lifecycle/lock.ts';
 import type { Project } from '../../engine/plugin.ts';
 import type { ReloadContext } from '../../engine/context.ts';
 import { runInline, type RunnableTask } from '../../engine/runner.ts';
@@ -78,6 +79,16 @@ export async function requireDeployed(remote: Remote, site: Site, node: string):
       hint: `Deploy it first: kraftwerk deploy ${node}`,
     });
   }
+}
+
+/**
+ * Take the site's deploy lock for a command that changes the site outside a deploy (env set, load,
+ * destroy): it waits up to a minute for a deploy that holds it, showing who. A dry run shows the
+ * command, as it shows every other.
+ */
+export async function takeSiteLock(c: NodeContext, task: TaskHandle, command: string): Promise<DeployLock> {
+  const { lock } = await DeployLock.acquire(c.remote, c.site.name, { command, waitMs: 60_000, node: c.node, onWait: (h) => task.output(`waiting for ${h}`) });
+  return lock;
 }
 
 /** Ask before something destructive; --yes answers for scripts. */

@@ -3,13 +3,10 @@ import { describeHolder, forceUnlockCommand } from '../../lifecycle/lock.ts';
 import { expandNodes } from '../../remote/node.ts';
 import { type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
+import type { StoredRelease } from '../../lifecycle/rollback.ts';
 
-export interface ReleaseRecord {
-  id: string;
-  time?: string;
-  deployer?: string;
-  revision?: string;
-  venv?: string;
+/** A release as `releases` lists it: its stored record, and where it stands. */
+export interface ReleaseRecord extends StoredRelease {
   status: 'live' | 'previous' | 'good' | 'failed';
 }
 

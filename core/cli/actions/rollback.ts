@@ -1,5 +1,4 @@
-import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/context.ts';
-import { emptyFacts } from '../../lifecycle/probe.ts';
+import type { DeployContext } from '../../engine/context.ts';
 import { KraftwerkError } from '../../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
@@ -7,7 +6,7 @@ import { inspectNode } from '../../lifecycle/inspect-node.ts';
 import { releaseLock } from '../../lifecycle/held-lock.ts';
 import { noPreviousRelease, readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import type { RunnableTask, TaskGroup } from '../../engine/runner.ts';
-import { applyPlugins, parseDuration } from './deploy.ts';
+import { applyPlugins, deployContext, parseDuration } from './deploy.ts';
 import { connectTask, notConnected } from './ops.ts';
 import { listReleasesCommand, parseReleases } from './releases.ts';
 
@@ -27,23 +26,11 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
   const { hooks } = applyPlugins(project);
-  const globals = kit.options();
   const lockWaitMs = parseDuration(options.lockWait);
 
-  const contexts: DeployContext[] = nodes.map((node) => ({
-    site,
-    node,
-    remote: notConnected,
-    options: globals,
-    log: kit.log,
-    state: new Map(),
-    release: { id: '', path: '', venv: '', deployer: '' },
-    deploy: { upgradePackages: false, lockWaitMs },
-    probe: new NodeProbe(),
-    facts: emptyFacts(),
-    env: {},
-    files: new RemoteFileSet(),
-  }));
+  const contexts = nodes.map((node) =>
+    deployContext(kit, site, node, { release: { id: '', path: '', venv: '', deployer: '' }, deploy: { upgradePackages: false, lockWaitMs } }),
+  );
   const targets = new Map<string, DeployContext>();
 
   const choose: TaskGroup<DeployContext>[] = contexts.map((ctx) => ({
