@@ -22,7 +22,7 @@ export {
   type RunOptions,
   type SetupContext,
   SetupPackages,
-  type StatusReport,
+  StatusReport,
   type ContributedScript,
   type HealthCheckRequest,
   SwitchSteps,

@@ -182,11 +182,18 @@ export interface SetupContext extends NodeContext {
 
 /** What plugins contribute to setup-node besides tasks. */
 export class SetupPackages {
-  private readonly packages = new Map<string, string>();
+  constructor(
+    private readonly plugin = 'core',
+    private readonly packages = new Map<string, string>(),
+  ) {}
   /** Debian packages this plugin needs on every node; installed in one apt run. */
-  add(plugin: string, ...names: string[]): this {
-    for (const n of names) if (!this.packages.has(n)) this.packages.set(n, plugin);
+  add(...names: string[]): this {
+    for (const n of names) if (!this.packages.has(n)) this.packages.set(n, this.plugin);
     return this;
+  }
+  /** The same set, recording packages as `plugin`'s (core does this for each tap). */
+  forPlugin(plugin: string): SetupPackages {
+    return new SetupPackages(plugin, this.packages);
   }
   get names(): string[] {
     return [...this.packages.keys()];
@@ -233,8 +240,20 @@ export interface DumpContext extends NodeContext {
 }
 
 /** A status line a plugin contributes to `kraftwerk status`. */
-export interface StatusReport {
-  add(plugin: string, key: string, value: unknown): void;
+export class StatusReport {
+  constructor(
+    private readonly plugin = 'core',
+    /** What was reported, by plugin, then key. */
+    readonly values: Record<string, Record<string, unknown>> = {},
+  ) {}
+  add(key: string, value: unknown): this {
+    (this.values[this.plugin] ??= {})[key] = value;
+    return this;
+  }
+  /** The same report, recording lines as `plugin`'s (core does this for each tap). */
+  forPlugin(plugin: string): StatusReport {
+    return new StatusReport(plugin, this.values);
+  }
 }
 
 /** The context of the reload hook: the live release stays, its environment or data changed. */

@@ -54,7 +54,7 @@ export default definePlugin({
     });
 
     hooks.status.tapPromise(PLUGIN_NAME, async (_ctx, report) => {
-      report.add(PLUGIN_NAME, 'schedule', settings ? `${settings.schedule}, keep ${settings.keep}${settings.verify ? ', verified' : ''}` : 'off');
+      report.add('schedule', settings ? `${settings.schedule}, keep ${settings.keep}${settings.verify ? ', verified' : ''}` : 'off');
     });
   },
 });

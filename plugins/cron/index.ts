@@ -218,7 +218,7 @@ export default definePlugin({
     const file = cronFilePath(site);
 
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'cron', 'util-linux');
+      packages.add('cron', 'util-linux');
       tasks.add({
         title: 'cron running',
         stage: Stage.LATE,
@@ -265,7 +265,7 @@ export default definePlugin({
     });
 
     hooks.status.tapPromise(PLUGIN_NAME, async (_ctx, report) => {
-      if (jobs.length) report.add(PLUGIN_NAME, 'jobs', jobs.map((j) => `${j.name} (${j.schedule})`));
+      if (jobs.length) report.add('jobs', jobs.map((j) => `${j.name} (${j.schedule})`));
     });
   },
 });

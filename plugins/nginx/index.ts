@@ -238,7 +238,7 @@ export default definePlugin({
     const paths = nginxSitePaths(site);
 
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'nginx');
+      packages.add('nginx');
       tasks.add({
         title: 'nginx running',
         run: async (ctx, task) => {

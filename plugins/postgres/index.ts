@@ -139,7 +139,7 @@ export default definePlugin({
   nodeStatus: (status) => status.process('postgresql', 'postgres'),
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'postgresql');
+      packages.add('postgresql');
       tasks.add({
         title: 'PostgreSQL running',
         run: async (ctx, task) => {

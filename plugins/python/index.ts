@@ -50,7 +50,7 @@ export default definePlugin({
   description: 'virtualenv per requirements hash, pip install (wheelhouse aware), per-site apt packages',
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
-      packages.add(PLUGIN_NAME, ...PYTHON_PACKAGES);
+      packages.add(...PYTHON_PACKAGES);
     });
 
     hooks.install.tap(PLUGIN_NAME, (ctx, tasks) => {

@@ -176,7 +176,7 @@ export default definePlugin({
   nodeStatus: (status) => status.process('redis', 'redis-server'),
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'redis-server', 'redis-tools');
+      packages.add('redis-server', 'redis-tools');
       tasks.add({
         title: 'Redis running with ACL users',
         run: async (ctx, task) => {

@@ -111,7 +111,7 @@ export default definePlugin({
   logs: runitLogs,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'runit');
+      packages.add('runit');
       tasks.add({
         title: 'runsvdir running',
         stage: Stage.DEFAULT,

@@ -85,10 +85,10 @@ function applyTls(hooks: Hooks, site: Site): void {
 
   hooks.setupNode.tap(NAME, (_ctx, tasks, packages) => {
     if (!settings) return;
-    packages.add(NAME, 'openssl');
+    packages.add('openssl');
     if (settings.provider !== 'letsencrypt') return;
     // Debian's certbot brings its own renewal: certbot.timer under systemd, /etc/cron.d/certbot elsewhere.
-    packages.add(NAME, 'certbot');
+    packages.add('certbot');
     tasks.add({
       title: 'certbot renewal hook (reload nginx)',
       stage: Stage.LATE,
@@ -225,18 +225,18 @@ function applyTls(hooks: Hooks, site: Site): void {
     if (!settings) return;
     const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings, { renewal: true }));
     const state = parseCertificateProbe(stdout);
-    report.add(NAME, 'provider', settings.provider);
+    report.add('provider', settings.provider);
     if (!state.exists) {
-      report.add(NAME, 'certificate', 'none: the site is served over plain HTTP');
+      report.add('certificate', 'none: the site is served over plain HTTP');
       return;
     }
-    report.add(NAME, 'domains', state.domains);
+    report.add('domains', state.domains);
     if (state.notAfter) {
-      report.add(NAME, 'expires', state.notAfter.toISOString().replace('.000Z', 'Z'));
-      report.add(NAME, 'days left', Math.floor((state.notAfter.getTime() - Date.now()) / 86_400_000));
+      report.add('expires', state.notAfter.toISOString().replace('.000Z', 'Z'));
+      report.add('days left', Math.floor((state.notAfter.getTime() - Date.now()) / 86_400_000));
     }
-    if (state.issuer) report.add(NAME, 'issuer', state.issuer);
-    if (settings.provider === 'letsencrypt' && state.renewal) report.add(NAME, 'renewal', describeRenewal(state.renewal));
+    if (state.issuer) report.add('issuer', state.issuer);
+    if (settings.provider === 'letsencrypt' && state.renewal) report.add('renewal', describeRenewal(state.renewal));
   });
 
   // With a certificate, plain HTTP only redirects: core's health check asks over HTTPS, on the node, for the real answer.

@@ -180,7 +180,7 @@ export default definePlugin({
   settings: UWSGI_SETTINGS,
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
-      packages.add(PLUGIN_NAME, 'uwsgi', 'uwsgi-plugin-python3');
+      packages.add('uwsgi', 'uwsgi-plugin-python3');
     });
 
     hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {

@@ -41,8 +41,8 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
       changes: [],
     };
     const packages = new SetupPackages();
-    packages.add('core', ...CORE_PACKAGES);
-    if (project) packages.add('core', ...project.site.config.apt);
+    packages.add(...CORE_PACKAGES);
+    if (project) packages.add(...project.site.config.apt);
     const list = await (async () => {
       const { TaskList } = await import('../../engine/tasks.ts');
       const tasks = new TaskList<SetupContext>('setupNode');

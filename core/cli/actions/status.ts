@@ -7,7 +7,7 @@
  * node gathers the layout facts. --json prints an array with one object per
  * node (a single node too), for scripts.
  */
-import type { StatusReport } from '../../engine/context.ts';
+import { StatusReport } from '../../engine/context.ts';
 import { MANIFEST_FILE } from '../../lifecycle/dumps.ts';
 import type { CoreKit } from '../kit.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
@@ -141,13 +141,6 @@ export function formatStatus(status: NodeStatus): string {
   return out.join('\n');
 }
 
-class CollectedStatus implements StatusReport {
-  readonly values: Record<string, Record<string, unknown>> = {};
-  add(plugin: string, key: string, value: unknown): void {
-    (this.values[plugin] ??= {})[key] = value;
-  }
-}
-
 export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined, options: { json?: boolean }): Promise<void> {
   // Outside a project folder status still works for a named node: every site on it, without plugin details.
   const project = await kit.maybeProject();
@@ -169,7 +162,7 @@ export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined
       status.sites.sort((a, b) => Number(b.name === site.name) - Number(a.name === site.name) || a.name.localeCompare(b.name));
       const own = status.sites.find((s) => s.name === site.name);
       if (own && !remote.dryRun) {
-        const report = new CollectedStatus();
+        const report = new StatusReport();
         await hooks.status.promise(nodeContext(kit, site, node, remote), report);
         own.plugins = report.values;
       } else if (!own) {
