@@ -55,6 +55,7 @@ export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence,
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
 export { releaseConfig, type ReleaseConfig, type Site, type SitePaths, sitePaths } from './config/site.ts';
 export { Stage, type TaskHandle, TaskList, type TaskSpec } from './engine/tasks.ts';
+export { runInline } from './engine/runner.ts';
 export { renderTemplate } from './shell/template.ts';
 export type { ExecOptions, ExecResult, Remote, RemoteFile, SshTarget, WriteFileOptions } from './remote/remote.ts';
 export {

@@ -17,6 +17,7 @@ import {
   type Remote,
   type RemoteFile,
   rotateBackupsCommand,
+  runInline,
   type Script,
   sh,
   type Site,
@@ -71,16 +72,8 @@ export async function recordDumpCommands(
   const ctx: DumpContext = { ...base, remote, dir, id: 'scheduled' };
   const tasks = new TaskList<DumpContext>(hook);
   await hooks[hook].promise(ctx, tasks);
-  const handle = { output: () => {}, title: () => {}, skip: () => {} };
-  const plugins: string[] = [];
-  for (const task of tasks.sorted()) {
-    if (only && !only.includes(task.plugin)) continue;
-    const skip = task.skip ? await task.skip(ctx) : false;
-    if (skip) continue;
-    await task.run(ctx, handle);
-    if (!plugins.includes(task.plugin)) plugins.push(task.plugin);
-  }
-  return { commands: remote.commands, plugins };
+  const ran = await runInline(tasks.sorted().filter((t) => !only || only.includes(t.plugin)), ctx);
+  return { commands: remote.commands, plugins: [...new Set(ran.map((t) => t.plugin!))] };
 }
 
 /**
