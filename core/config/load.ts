@@ -88,7 +88,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   const localPlugins = pluginProblems.length ? [] : await loadPluginsOf(raw, filepath);
   let configSchema;
   try {
-    configSchema = buildConfigSchema([...(options.plugins ?? []), ...localPlugins]);
+    configSchema = buildConfigSchema([...(options.plugins ?? []), ...localPlugins], { services: options.knownServices });
   } catch (error) {
     if (error instanceof SettingsConflictError) throw new ConfigError(file, 'plugins', error.message, { hint: error.hint });
     throw error;
@@ -114,7 +114,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         '(a lower-case letter, then letters, digits, - or _, at most 28 characters); set `package:` to the site name',
     );
   }
-  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName) : undefined;
+  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName, [...(options.plugins ?? []), ...localPlugins].flatMap((p) => (p.reservesSiteName ? [(n: string) => p.reservesSiteName!(n)] : []))) : undefined;
   if (reserved) add(['package'], `the site name comes from the project folder ${configDir}: ${reserved}; set \`package:\` to a name of its own`);
 
   if (problems.length || !parsed.success) {

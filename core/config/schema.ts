@@ -55,38 +55,44 @@ export const SITE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,27}$/;
 export const SITE_NAME_EXPECTED = 'a lower-case name: a letter, then letters, digits, - or _, at most 28 characters';
 
 /**
- * Names a site may not have, and why. The site name is the database name and
- * part of every other name (user kw-<name>, role, Redis user, /srv/<name>,
- * kraftwerk-<name> services and files); these are the node's own.
+ * Names a site may not have, and why. The site name is part of every name a site
+ * has on the node (user kw-<name>, /srv/<name>, its services, files, and whatever
+ * its plugins name after it); these are the node's own. Plugins add the names their
+ * part of the node owns (`reservesSiteName`: a database's own database, a daemon's user).
  */
 const RESERVED_SITE_NAMES: Record<string, string> = {
-  postgres: "PostgreSQL's own database and superuser",
-  template0: 'a PostgreSQL template database',
-  template1: 'a PostgreSQL template database',
   root: 'the superuser',
   admin: 'a common administrator account',
-  kraftwerk: "Kraftwerk's own (its Redis admin user, /etc/kraftwerk)",
-  redis: "Redis's system user",
+  kraftwerk: "Kraftwerk's own (its admin users, /etc/kraftwerk)",
   sshd: "OpenSSH's system user",
   ...Object.fromEntries(['daemon', 'bin', 'sys', 'sync', 'nobody', 'www-data', 'messagebus'].map((n) => [n, 'a Debian system user'])),
 };
 
-/** Why `name` cannot be a site name although it has the right form, or undefined. */
-export function reservedSiteName(name: string): string | undefined {
+/** Says why a name cannot be a site name (`"x" is reserved: …`), or undefined. */
+export type SiteNameReservation = (name: string) => string | undefined;
+
+/** Why `name` cannot be a site name although it has the right form (core's reasons, then the plugins'), or undefined. */
+export function reservedSiteName(name: string, reservations: readonly SiteNameReservation[] = []): string | undefined {
   if (RESERVED_SITE_NAMES[name]) return `"${name}" is reserved: ${RESERVED_SITE_NAMES[name]}`;
-  if (name.startsWith('pg_')) return `"${name}" starts with pg_, which PostgreSQL reserves for its own roles`;
   if (name.startsWith('systemd-')) return `"${name}" starts with systemd-, the prefix of systemd's users`;
+  for (const reserved of reservations) {
+    const why = reserved(name);
+    if (why) return why;
+  }
   return undefined;
 }
 
-/** Site name: also the system user, database and runit service name. */
-export const siteName = z
-  .string()
-  .regex(SITE_NAME_PATTERN, SITE_NAME_EXPECTED)
-  .superRefine((name, ctx) => {
-    const detail = reservedSiteName(name);
-    if (detail) ctx.addIssue({ code: 'custom', message: 'a site name of its own', params: { detail: `${detail}; choose another` } });
-  });
+/** Site name: also the system user and the name of everything the site has on a node; not one reserved by core or `reservations`. */
+export function siteNameSchema(reservations: readonly SiteNameReservation[] = []) {
+  return z
+    .string()
+    .regex(SITE_NAME_PATTERN, SITE_NAME_EXPECTED)
+    .superRefine((name, ctx) => {
+      const detail = reservedSiteName(name, reservations);
+      if (detail) ctx.addIssue({ code: 'custom', message: 'a site name of its own', params: { detail: `${detail}; choose another` } });
+    });
+}
+export const siteName = siteNameSchema();
 
 /**
  * Variables that root's run scripts would act on when they source the
@@ -252,7 +258,7 @@ export const coreConfigShape = {
       .union([hostname, z.array(hostname).min(1)], { error: 'a host name such as www.example.com, or a list of them' })
       .describe('Domain(s) the site answers on; the first is canonical'),
     aliases: z.array(hostname).default([]).describe('Domains redirected (301) to the canonical domain'),
-    services: z.array(z.string().min(1)).default([]).describe('Service plugins to enable: files, postgres, redis'),
+    services: z.array(z.string().min(1)).default([]).describe('Service plugins to enable (`kraftwerk plugins` lists them)'),
     wsgi: z
       .string()
       .regex(/^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$/, 'module[:callable], e.g. project.wsgi or app:app')

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConfigError, KraftwerkError } from '../errors.ts';
 import { expectationMap, issuesToProblems } from './errors.ts';
-import { type Config, coreConfigShape } from './schema.ts';
+import { type Config, coreConfigShape, type SiteNameReservation, siteNameSchema } from './schema.ts';
 
 /**
  * Plugins own their config. A plugin declares the top-level keys of
@@ -65,6 +65,8 @@ export function checkSettings(site: HasSettings, shape: SettingsShape): void {
 export interface SettingsOwner {
   readonly name: string;
   readonly settings?: SettingsShape;
+  /** Why a site may not have this name on a node with the plugin's part (e.g. its own database), or undefined. */
+  reservesSiteName?: SiteNameReservation;
 }
 
 /** The schema of kraftwerk.yaml for a set of plugins: core's keys and theirs. */
@@ -90,9 +92,13 @@ export class SettingsConflictError extends KraftwerkError {
  * claimants. Keys keep their order: core's, then each plugin's in the order
  * the plugins are given.
  */
-export function buildConfigSchema(plugins: readonly SettingsOwner[]): ConfigSchema {
+export function buildConfigSchema(plugins: readonly SettingsOwner[], options: { services?: readonly string[] } = {}): ConfigSchema {
   const owners = new Map<string, string>();
   const shape: Record<string, z.ZodType> = { ...coreConfigShape };
+  // The site name must not be one the plugins' parts of the node own; `services:` lists the plugins it may name.
+  const reservations = plugins.flatMap((p) => (p.reservesSiteName ? [(name: string) => p.reservesSiteName!(name)] : []));
+  if (reservations.length) shape.package = siteNameSchema(reservations).optional().describe(coreConfigShape.package.description!);
+  if (options.services) shape.services = coreConfigShape.services.describe(`Service plugins to enable: ${options.services.join(', ')}`);
   for (const plugin of plugins) {
     for (const [key, schema] of Object.entries(plugin.settings ?? {})) {
       const claimed = key in coreConfigShape ? 'core' : owners.has(key) ? `plugin ${owners.get(key)}` : undefined;

@@ -43,6 +43,11 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
    * a certificate). The first plugin that gives one wins; without one it is http://<domain>/.
    */
   siteUrl?(site: Site): string | undefined;
+  /**
+   * Why a site may not have this name on a node with this plugin (the name of its own database,
+   * user or role, which a site would take over), as `"x" is reserved: …`; undefined when it may.
+   */
+  reservesSiteName?(name: string): string | undefined;
   /** How many of the site's backups `kraftwerk backup` keeps (older ones are rotated out); undefined keeps all. */
   keepBackups?(site: Site): number | undefined;
 }

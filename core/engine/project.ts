@@ -14,7 +14,7 @@ export async function siteBuiltins(builtins: BuiltinPlugins): Promise<Map<string
 /** The schema of kraftwerk.yaml without project-local plugins: core's keys and the built-ins' (`kraftwerk schema`, `init`, setup-node). */
 export async function builtinConfigSchema(builtins: BuiltinPlugins): Promise<ConfigSchema> {
   const { buildConfigSchema } = await import('../config/settings.ts');
-  return buildConfigSchema([...(await siteBuiltins(builtins)).values()]);
+  return buildConfigSchema([...(await siteBuiltins(builtins)).values()], { services: builtins.services });
 }
 
 /**

@@ -38,7 +38,7 @@ export function switchCommand(site: Site, releaseId: string, lockToken?: string,
   return sh`trap '' HUP INT TERM PIPE
 ${holdsLock}rm -f ${tmp} 2>/dev/null
 if ! { ln -sn ${target} ${tmp} && mv -T ${tmp} ${current} && [ "$(readlink ${current})" = ${target} ]; }; then
-  echo ${`kraftwerk: could not point ${current} at ${target} (see above); current and the live slot were left as they were`} >&2
+  echo ${`kraftwerk: could not point ${current} at ${target} (see above); current and what serves the site were left as they were`} >&2
   exit 1
 fi
 echo ${SWITCHED_MARKER}${eachOnItsLine(steps.afterSwitchScripts)}`;

@@ -137,6 +137,13 @@ export default definePlugin({
   name: PLUGIN_NAME,
   description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
   nodeStatus: (status) => status.process('postgresql', 'postgres'),
+  // The site's name is its database and role name: these are the cluster's own.
+  reservesSiteName(name) {
+    if (name === 'postgres') return `"postgres" is reserved: PostgreSQL's own database and superuser`;
+    if (name === 'template0' || name === 'template1') return `"${name}" is reserved: a PostgreSQL template database`;
+    if (name.startsWith('pg_')) return `"${name}" starts with pg_, which PostgreSQL reserves for its own roles`;
+    return undefined;
+  },
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('postgresql');

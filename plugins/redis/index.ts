@@ -174,6 +174,8 @@ export default definePlugin({
   name: PLUGIN_NAME,
   description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
   nodeStatus: (status) => status.process('redis', 'redis-server'),
+  // The site's name is its ACL user's name; redis is the daemon's system user.
+  reservesSiteName: (name) => (name === 'redis' ? `"redis" is reserved: Redis's system user` : undefined),
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('redis-server', 'redis-tools');
