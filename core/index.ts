@@ -45,7 +45,7 @@ export {
 } from './errors.ts';
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
 export { lifecycleHooks, type LifecycleHooks } from './engine/hooks.ts';
-export { type CommandKit, definePlugin, type Plugin, type Project } from './engine/plugin.ts';
+export { type CommandKit, definePlugin, type InitProject, type Plugin, type PluginInit, type Project } from './engine/plugin.ts';
 export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';

@@ -48,6 +48,8 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
    * user or role, which a site would take over), as `"x" is reserved: …`; undefined when it may.
    */
   reservesSiteName?(name: string): string | undefined;
+  /** What the plugin adds to `kraftwerk init`: whether the project needs it, examples of its settings. */
+  readonly init?: PluginInit;
   /** How many of the site's backups `kraftwerk backup` keeps (older ones are rotated out); undefined keeps all. */
   keepBackups?(site: Site): number | undefined;
 }
@@ -59,6 +61,29 @@ export function firstAnswer<T>(plugins: readonly Plugin[], ask: (p: Plugin) => T
     if (answer !== undefined) return answer;
   }
   return undefined;
+}
+
+/** What `kraftwerk init` learnt of the project folder, for the plugins' `init` answers. */
+export interface InitProject {
+  readonly siteName: string;
+  /** The example domain the file shows. */
+  readonly domain: string;
+  /** The site name as a Python module name. */
+  readonly module: string;
+  readonly framework?: 'django' | 'flask';
+  /** Django settings module (e.g. shop.settings), when found. */
+  readonly settingsModule?: string;
+  /** Normalised distribution names in requirements.txt (and the files it includes with -r). */
+  readonly requirements: ReadonlySet<string>;
+  /** A file of the project, relative to its folder, as text ('' when it is missing). */
+  read(file: string): string;
+}
+
+export interface PluginInit {
+  /** A service plugin: why the project needs it (`psycopg2 in requirements.txt`), or undefined. */
+  detect?(project: InitProject): string | undefined;
+  /** Example values of the plugin's settings keys, written commented out (a test checks them against the schema). */
+  examples?(project: InitProject): Record<string, unknown>;
 }
 
 /** Identity helper that gives a plugin object its type. */

@@ -15,6 +15,7 @@ const PLUGIN_NAME = 'backups';
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: { examples: () => ({ backups: { schedule: '@daily', keep: 7 } }) },
   description: 'scheduled backups (`backups:`): every service dumped into /srv/<site>/backups, rotated',
   settings: BACKUPS_SETTINGS,
   // `kraftwerk backup` by hand rotates down to the same number as the scheduled one.

@@ -210,6 +210,15 @@ fi`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: {
+    examples: ({ framework }) => ({
+      cron: [
+        framework === 'django'
+          ? { name: 'sessions', schedule: '30 3 * * *', command: 'python manage.py clearsessions' }
+          : { name: 'report', schedule: '*/15 * * * *', command: 'python -m scripts.report' },
+      ],
+    }),
+  },
   description: 'cron jobs (`cron:` and the `backups:` schedule) in /etc/cron.d, each under flock',
   nodeStatus: (status) => status.process('cron', 'cron'),
   settings: CRON_SETTINGS,

@@ -101,6 +101,15 @@ echo "$(find "$scratch" -mindepth 1 ! -type d | wc -l) $(du -sk "$scratch" | cut
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: {
+    // Django keeps uploads under MEDIA_ROOT.
+    detect: ({ framework, settingsModule, read }) => {
+      if (framework !== 'django' || !settingsModule) return undefined;
+      const base = settingsModule.split('.').join('/');
+      const file = read(`${base}.py`) ? `${base}.py` : `${base}/base.py`;
+      return /^MEDIA_ROOT\s*=/m.test(read(file)) ? `MEDIA_ROOT in ${file}` : undefined;
+    },
+  },
   description: 'uploads folder shared by all releases, served by nginx at /uploads/ (UPLOADS_PATH)',
   apply(hooks: Hooks, site: Site) {
     hooks.environment.tap(PLUGIN_NAME, (_ctx, env) => {

@@ -135,6 +135,12 @@ SELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: {
+    detect: ({ requirements }) => {
+      const found = ['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg'].find((p) => requirements.has(p));
+      return found && `${found} in requirements.txt`;
+    },
+  },
   description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
   nodeStatus: (status) => status.process('postgresql', 'postgres'),
   // The site's name is its database and role name: these are the cluster's own.

@@ -51,6 +51,11 @@ function changedLoggers(ctx: DeployContext, site: Site): string[] {
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: {
+    examples: ({ framework, module }) => ({
+      processes: framework === 'django' ? { worker: 'python -m celery -A ' + module + ' worker' } : { worker: 'python -m rq worker' },
+    }),
+  },
   description: 'worker processes from `processes:` as runit services, restarted on deploy',
   settings: PROCESSES_SETTINGS,
   apply(hooks: Hooks, site: Site) {

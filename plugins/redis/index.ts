@@ -172,6 +172,12 @@ ${cli} ACL SAVE >/dev/null${keys}`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  init: {
+    detect: ({ requirements }) => {
+      const found = ['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq'].find((p) => requirements.has(p));
+      return found && `${found} in requirements.txt`;
+    },
+  },
   description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
   nodeStatus: (status) => status.process('redis', 'redis-server'),
   // The site's name is its ACL user's name; redis is the daemon's system user.

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { Logger } from '../../engine/context.ts';
+import type { InitProject, Plugin } from '../../engine/plugin.ts';
 import type { BuiltinPlugins } from '../../engine/registry.ts';
 import { UsageError } from '../../errors.ts';
 import { CONFIG_FILES, siteNameFromFolder } from '../../config/load.ts';
@@ -34,8 +35,6 @@ export interface InitResult {
 
 /** Folders that never hold the project's own code. */
 const SKIP_DIRS = new Set(['node_modules', '__pycache__', 'venv', 'env', 'site-packages', 'build', 'dist']);
-const POSTGRES_PACKAGES = new Set(['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg']);
-const REDIS_PACKAGES = new Set(['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq']);
 
 export async function initCommand(options: { cwd: string; force?: boolean; log: Logger; builtins: BuiltinPlugins }): Promise<void> {
   const { file, guess } = await initProject(options);
@@ -55,15 +54,17 @@ export async function initProject(options: { cwd: string; force?: boolean; built
       hint: 'Run `kraftwerk init --force` to replace it with a fresh kraftwerk.yaml.',
     });
   }
-  const guess = guessProject(options.cwd, options.builtins.services);
+  const { builtinConfigSchema, siteBuiltins } = await import('../../engine/project.ts');
+  const plugins = [...(await siteBuiltins(options.builtins)).values()];
+  const services = plugins.filter((p) => options.builtins.services.includes(p.name));
+  const guess = guessProject(options.cwd, services);
   const file = path.join(options.cwd, 'kraftwerk.yaml');
-  const { builtinConfigSchema } = await import('../../engine/project.ts');
-  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema(options.builtins)).schema.shape), { flag: options.force ? 'w' : 'wx' });
+  writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema(options.builtins)).schema.shape, plugins), { flag: options.force ? 'w' : 'wx' });
   return { file, guess };
 }
 
-/** What the files of a Python project say about its config. */
-export function guessProject(cwd: string, knownServices?: readonly string[]): ProjectGuess {
+/** What the files of a Python project say about its config; `services`: the service plugins, which say whether the project needs them. */
+export function guessProject(cwd: string, services: readonly Plugin[] = []): ProjectGuess {
   const folderName = siteNameFromFolder(path.basename(path.resolve(cwd)));
   const guess: ProjectGuess = {
     siteName: folderName ?? 'site',
@@ -71,17 +72,25 @@ export function guessProject(cwd: string, knownServices?: readonly string[]): Pr
     services: [],
   };
   Object.assign(guess, guessWsgi(cwd));
-  const requirements = path.join(cwd, 'requirements.txt');
-  const packages = readRequirements(requirements, 0);
-  const found = (names: Set<string>) => [...packages].find((p) => names.has(p));
-  const pg = found(POSTGRES_PACKAGES);
-  if (pg) guess.services.push({ name: 'postgres', from: `${pg} in requirements.txt` });
-  const redis = found(REDIS_PACKAGES);
-  if (redis) guess.services.push({ name: 'redis', from: `${redis} in requirements.txt` });
-  const uploads = guessUploads(cwd, guess);
-  if (uploads) guess.services.push({ name: 'files', from: uploads });
-  if (knownServices) guess.services = guess.services.filter((s) => knownServices.includes(s.name));
+  const project = initProjectView(guess, readRequirements(path.join(cwd, 'requirements.txt'), 0), (file) => readText(path.join(cwd, file)));
+  for (const plugin of services) {
+    const from = plugin.init?.detect?.(project);
+    if (from) guess.services.push({ name: plugin.name, from });
+  }
   return guess;
+}
+
+/** The guess as the plugins' `init` answers see it. */
+function initProjectView(guess: Pick<ProjectGuess, 'siteName' | 'framework' | 'settingsModule'>, requirements: ReadonlySet<string> = new Set(), read: (file: string) => string = () => ''): InitProject {
+  return {
+    siteName: guess.siteName,
+    domain: `${guess.siteName.replace(/_/g, '-')}.example.com`,
+    module: guess.siteName.replace(/-/g, '_'),
+    framework: guess.framework,
+    settingsModule: guess.settingsModule,
+    requirements,
+    read,
+  };
 }
 
 function guessWsgi(cwd: string): Partial<ProjectGuess> {
@@ -111,15 +120,6 @@ function guessWsgi(cwd: string): Partial<ProjectGuess> {
   // Any WSGI module that follows the convention.
   if (/^application\s*=/m.test(readText(path.join(cwd, 'wsgi.py')))) return { wsgi: { value: 'wsgi', from: 'wsgi.py' } };
   return {};
-}
-
-function guessUploads(cwd: string, guess: Partial<ProjectGuess>): string | undefined {
-  if (guess.framework === 'django' && guess.settingsModule) {
-    const base = path.join(cwd, ...guess.settingsModule.split('.'));
-    const file = existsSync(`${base}.py`) ? `${base}.py` : path.join(base, 'base.py');
-    if (/^MEDIA_ROOT\s*=/m.test(readText(file))) return `MEDIA_ROOT in ${path.relative(cwd, file)}`;
-  }
-  return undefined;
 }
 
 /** Top-level folders that are Python packages (names that can be imported). */
@@ -174,15 +174,14 @@ type Key = Exclude<keyof ConfigInput, '$schema'> | (string & {});
  * An example value for every key, shown commented out. Exported so that a test
  * validates them all against the schema: the examples cannot drift from it.
  */
-export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' | 'settingsModule' | 'wsgi'>): Record<Key, unknown> {
-  const domain = `${guess.siteName.replace(/_/g, '-')}.example.com`;
+export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' | 'settingsModule' | 'wsgi'>, plugins: readonly Plugin[] = []): Record<Key, unknown> {
+  const project = initProjectView(guess);
+  const { domain, module } = project;
   const django = guess.framework === 'django';
-  const module = guess.siteName.replace(/-/g, '_');
-  return {
+  const core: Record<Key, unknown> = {
     domain,
     aliases: [`www.${domain}`],
-    services: ['postgres', 'redis', 'files'],
-    workers: 4,
+    services: plugins.filter((p) => p.init?.detect).map((p) => p.name),
     wsgi: guess.wsgi?.value ?? `${module}.wsgi`,
     environ: django
       ? { DJANGO_SETTINGS_MODULE: guess.settingsModule ?? `${module}.settings`, DEBUG: false }
@@ -195,15 +194,8 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
       everywhere: ['production', 'stage'],
     },
     default_node: 'stage',
-    static: { path: 'static', url: '/static/', expires: '30d' },
     requirements: 'requirements.txt',
     apt: ['libjpeg62-turbo', 'gettext'],
-    processes: django ? { worker: 'python -m celery -A ' + module + ' worker' } : { worker: 'python -m rq worker' },
-    cron: [
-      django
-        ? { name: 'sessions', schedule: '30 3 * * *', command: 'python manage.py clearsessions' }
-        : { name: 'report', schedule: '*/15 * * * *', command: 'python -m scripts.report' },
-    ],
     release: django
       ? ['python manage.py migrate --noinput', 'python manage.py collectstatic --noinput']
       : ['flask db upgrade'],
@@ -212,16 +204,14 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
     keep_releases: 5,
     exclude: ['*.pyc', '.git/', 'node_modules/', 'media/'],
     plugins: ['./deploy/notify.ts'],
-    backups: { schedule: '@daily', keep: 7 },
-    tls: { email: `admin@${domain}`, provider: 'letsencrypt', staging: false, hsts: false },
-    uwsgi: { harakiri: 60, max_requests: 5000 },
-    nginx: { client_max_body_size: '10m' },
   };
+  // Then each plugin's keys, in the order the plugins apply.
+  return Object.assign(core, ...plugins.map((p) => p.init?.examples?.(project) ?? {}));
 }
 
 /** The text of kraftwerk.yaml for a guessed project (pure); `shape` is the schema's keys (core's and the built-in plugins'), whose descriptions explain each. */
-export function renderInitConfig(guess: ProjectGuess, shape: Readonly<Record<string, z.ZodType>>): string {
-  const examples = keyExamples(guess);
+export function renderInitConfig(guess: ProjectGuess, shape: Readonly<Record<string, z.ZodType>>, plugins: readonly Plugin[] = []): string {
+  const examples = keyExamples(guess, plugins);
   const active: Partial<Record<Key, { value: unknown; note?: string }>> = {
     domain: { value: examples.domain, note: 'placeholder: put the real domain here' },
   };
