@@ -1,4 +1,4 @@
-import { type NodeContext, type NodeProbe, type RemoteFile, type Script, quote, raw, sh, type Site, siteEnvScript, siteWebGroup } from '../../core/index.ts';
+import { type NodeContext, type NodeProbe, type RemoteFile, type Script, quote, raw, sh, type Site, type SiteService, siteEnvScript, siteWebGroup } from '../../core/index.ts';
 
 /**
  * runit services of a site besides its web service: worker processes
@@ -252,19 +252,8 @@ function removeServiceInS(waitSeconds: number): Script {
   echo "removed $s"`);
 }
 
-/** State of one runit service, from `sv status`. */
-export interface ServiceState {
-  service: string;
-  /** run, down, finish, fail, warning, or unknown when sv could not tell. */
-  state: string;
-  pid?: number;
-  /** Seconds in the current state. */
-  seconds?: number;
-  /** Set when a service is up but was told to be down, or similar notes from sv. */
-  note?: string;
-  /** A web slot (kraftwerk-<site>@blue|green): the release it runs. */
-  release?: string;
-}
+/** State of one runit service, from `sv status`: what `kraftwerk status` shows of a site's service. */
+export type ServiceState = SiteService;
 
 /** Parse one line of `sv status`: `run: /etc/service/x: (pid 123) 45s; run: log: (pid 120) 45s`. */
 export function parseSvStatus(service: string, line: string): ServiceState {

@@ -2,7 +2,8 @@
  * Small facts about and actions on the local host that the sandbox code
  * needs: processes, mounts, files, sockets. Nothing here knows sandboxes.
  */
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -133,4 +134,27 @@ export async function removeTree(dir: string): Promise<void> {
 export async function hostIPv4Addresses(): Promise<string[]> {
   const { stdout } = await runLocal(['ip', '-4', '-o', 'addr', 'show'], { check: false });
   return [...stdout.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!);
+}
+
+/**
+ * Start `argv` detached (it outlives this process), its output appended to `logFile`.
+ * `exited()` says how it ended once it has (the caller polls while it waits for it to come up).
+ */
+export function spawnDetached(argv: readonly string[], logFile: string, flags: 'a' | 'w' = 'a'): { pid: number | undefined; exited(): string | undefined } {
+  const log = openSync(logFile, flags, 0o600);
+  let exited: string | undefined;
+  try {
+    const [program, ...args] = argv;
+    const child = spawn(program!, args, { detached: true, stdio: ['ignore', log, log] });
+    child.on('exit', (code, signal) => {
+      exited = `exit ${code ?? signal}`;
+    });
+    child.on('error', (e) => {
+      exited = e.message;
+    });
+    child.unref();
+    return { pid: child.pid, exited: () => exited };
+  } finally {
+    closeSync(log);
+  }
 }

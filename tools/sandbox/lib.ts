@@ -8,8 +8,6 @@
  * apt proxy; this file decides the order, runs the steps and keeps the state
  * file true.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +36,7 @@ import {
   removeTree,
   signalAll,
   sleep,
+  spawnDetached,
   sshAnswers,
   startTimeOf,
   waitUntil,
@@ -338,25 +337,9 @@ async function userPublicKeys(): Promise<string[]> {
 async function launch(record: SandboxRecord): Promise<{ pid: number; pidStartTime: string }> {
   const bootFile = join(record.dir, 'boot.sh');
   await writeFile(bootFile, `${bootScript(record.root, record.name).text}\n`, { mode: 0o700 });
-  const log = openSync(record.consoleLog, 'a', 0o600);
-  let exited: string | undefined;
-  let unsharePid: number | undefined;
-  try {
-    const [program, ...args] = launchArgv(record.netns, bootFile);
-    const child = spawn(program!, args, { detached: true, stdio: ['ignore', log, log] });
-    child.on('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-    });
-    child.on('error', (e) => {
-      exited = e.message;
-    });
-    child.unref();
-    unsharePid = child.pid;
-  } finally {
-    closeSync(log);
-  }
+  const { pid: unsharePid, exited } = spawnDetached(launchArgv(record.netns, bootFile), record.consoleLog);
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && unsharePid !== undefined && exited === undefined) {
+  while (Date.now() < deadline && unsharePid !== undefined && exited() === undefined) {
     const children = await readFile(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').catch(() => '');
     const pid = Number(children.trim().split(/\s+/)[0]);
     if (pid > 0) {
@@ -365,7 +348,7 @@ async function launch(record: SandboxRecord): Promise<{ pid: number; pidStartTim
     }
     await sleep(20);
   }
-  throw new KraftwerkError(`sandbox ${record.name} did not start (${exited ?? 'no PID 1 within 5 s'})`, {
+  throw new KraftwerkError(`sandbox ${record.name} did not start (${exited() ?? 'no PID 1 within 5 s'})`, {
     hint: `Its console log: ${record.consoleLog}\n${lastLines((await readFile(record.consoleLog, 'utf8').catch(() => '')).trim(), 10)}`,
   });
 }

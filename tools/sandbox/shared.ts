@@ -4,14 +4,12 @@
  * route and stable while sandboxes come and go) and IPv4 forwarding, so
  * sandboxes reach each other. Made by the first sandbox, undone by the last.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KraftwerkError, lastLines } from '../../core/index.ts';
 import { APT_PROXY_CACHE_DIR } from './commands.ts';
-import { hostIPv4Addresses, signalAll, sleep, startTimeOf, stopProcess, tcpAnswers } from './host.ts';
+import { hostIPv4Addresses, signalAll, sleep, spawnDetached, startTimeOf, stopProcess, tcpAnswers } from './host.ts';
 import { PROXY_ADDRESS, PROXY_PORT } from './naming.ts';
 import { runLocal } from './run.ts';
 import { readState, stateDirectory, updateState, type ProxyRecord, type SandboxState } from './state.ts';
@@ -72,30 +70,13 @@ async function startProxy(): Promise<ProxyRecord> {
   const logFile = join(dir, 'apt-proxy.log');
   // One line per request: start afresh once it grows large.
   const large = await stat(logFile).then((s) => s.size > 20 * 1024 * 1024, () => false);
-  const log = openSync(logFile, large ? 'w' : 'a', 0o600);
-  let exited: string | undefined;
-  let pid: number | undefined;
-  try {
-    const [program, ...args] = [
-      ...proxyCommand(),
-      '--listen', PROXY_ADDRESS,
-      '--port', String(PROXY_PORT),
-      '--cache', APT_PROXY_CACHE_DIR,
-    ];
-    const child = spawn(program!, args, { detached: true, stdio: ['ignore', log, log] });
-    child.on('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-    });
-    child.on('error', (e) => {
-      exited = e.message;
-    });
-    child.unref();
-    pid = child.pid;
-  } finally {
-    closeSync(log);
-  }
+  const { pid, exited } = spawnDetached(
+    [...proxyCommand(), '--listen', PROXY_ADDRESS, '--port', String(PROXY_PORT), '--cache', APT_PROXY_CACHE_DIR],
+    logFile,
+    large ? 'w' : 'a',
+  );
   const deadline = Date.now() + PROXY_WAIT_MS;
-  while (Date.now() < deadline && exited === undefined && pid !== undefined) {
+  while (Date.now() < deadline && exited() === undefined && pid !== undefined) {
     if (await tcpAnswers(PROXY_ADDRESS, PROXY_PORT, 500)) {
       const pidStartTime = startTimeOf(pid) ?? '';
       await mkdir('/run/kraftwerk', { recursive: true });
@@ -104,9 +85,9 @@ async function startProxy(): Promise<ProxyRecord> {
     }
     await sleep(100);
   }
-  if (pid !== undefined && exited === undefined) signalAll([pid], 'SIGKILL');
+  if (pid !== undefined && exited() === undefined) signalAll([pid], 'SIGKILL');
   const tail = lastLines((await readFile(logFile, 'utf8').catch(() => '')).trim(), 10);
-  throw new KraftwerkError(`the sandbox apt proxy did not start on ${PROXY_ADDRESS}:${PROXY_PORT} (${exited ?? 'timeout'})`, {
+  throw new KraftwerkError(`the sandbox apt proxy did not start on ${PROXY_ADDRESS}:${PROXY_PORT} (${exited() ?? 'timeout'})`, {
     hint: `Its log ${logFile}:\n${tail}`,
   });
 }
