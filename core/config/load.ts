@@ -76,7 +76,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
     });
   }
 
-  const [{ reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }, { buildConfigSchema, SettingsConflictError, markValidated }] =
+  const [{ reservedSiteName }, { issuesToProblems, expectationMap, formatKeyPath, unknownNameMessage }, { buildConfigSchema, SettingsConflictError, markValidated, siteNameReservations }] =
     await Promise.all([import('./schema.ts'), import('./errors.ts'), import('./settings.ts')]);
   const problems: ConfigProblem[] = [];
   const configDir = path.dirname(filepath);
@@ -114,7 +114,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         '(a lower-case letter, then letters, digits, - or _, at most 28 characters); set `package:` to the site name',
     );
   }
-  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName, [...(options.plugins ?? []), ...localPlugins].flatMap((p) => (p.reservesSiteName ? [(n: string) => p.reservesSiteName!(n)] : []))) : undefined;
+  const reserved = pkg === undefined && siteName !== undefined ? reservedSiteName(siteName, siteNameReservations([...(options.plugins ?? []), ...localPlugins])) : undefined;
   if (reserved) add(['package'], `the site name comes from the project folder ${configDir}: ${reserved}; set \`package:\` to a name of its own`);
 
   if (problems.length || !parsed.success) {

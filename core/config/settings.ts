@@ -69,6 +69,11 @@ export interface SettingsOwner {
   reservesSiteName?: SiteNameReservation;
 }
 
+/** The plugins' reasons a site may not have a name (each called on its plugin). */
+export function siteNameReservations(plugins: readonly SettingsOwner[]): SiteNameReservation[] {
+  return plugins.flatMap((p) => (p.reservesSiteName ? [(name: string) => p.reservesSiteName!(name)] : []));
+}
+
 /** The schema of kraftwerk.yaml for a set of plugins: core's keys and theirs. */
 export interface ConfigSchema {
   /** Validates the whole file (unknown keys are errors). */
@@ -96,7 +101,7 @@ export function buildConfigSchema(plugins: readonly SettingsOwner[], options: { 
   const owners = new Map<string, string>();
   const shape: Record<string, z.ZodType> = { ...coreConfigShape };
   // The site name must not be one the plugins' parts of the node own; `services:` lists the plugins it may name.
-  const reservations = plugins.flatMap((p) => (p.reservesSiteName ? [(name: string) => p.reservesSiteName!(name)] : []));
+  const reservations = siteNameReservations(plugins);
   if (reservations.length) shape.package = siteNameSchema(reservations).optional().describe(coreConfigShape.package.description!);
   if (options.services) shape.services = coreConfigShape.services.describe(`Service plugins to enable: ${options.services.join(', ')}`);
   for (const plugin of plugins) {

@@ -54,15 +54,6 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
   keepBackups?(site: Site): number | undefined;
 }
 
-/** The first answer of the plugins to a declared question (`siteUrl`, `keepBackups`), in the order they apply. */
-export function firstAnswer<T>(plugins: readonly Plugin[], ask: (p: Plugin) => T | undefined): T | undefined {
-  for (const p of plugins) {
-    const answer = ask(p);
-    if (answer !== undefined) return answer;
-  }
-  return undefined;
-}
-
 /** What `kraftwerk init` learnt of the project folder, for the plugins' `init` answers. */
 export interface InitProject {
   readonly siteName: string;

@@ -51,7 +51,7 @@ export function collectFromPlugins<T extends { forPlugin(plugin: string): T }>(
     try {
       contribute?.call(p, collector.forPlugin(p.name), site);
     } catch (err) {
-      throw new PluginError(p.name, member, undefined, err);
+      throw PluginError.of(p.name, member, undefined, err);
     }
   }
   return collector;
@@ -111,4 +111,22 @@ export async function loadLocalPlugins(entries: readonly unknown[], configFile: 
 /** Import a module by absolute path (JS natively). */
 export async function importJs(file: string): Promise<unknown> {
   return import(pathToFileURL(file).href);
+}
+
+/** The plugin members that answer a question; the first plugin (in the order they apply) that answers wins. */
+type Question = 'siteUrl' | 'keepBackups';
+
+/** Ask the plugins that declare `question` about `site`; a failure names the plugin and the member. */
+export function firstAnswer<Q extends Question>(plugins: readonly Plugin[], question: Q, site: Site): ReturnType<NonNullable<Plugin[Q]>> | undefined {
+  for (const p of plugins) {
+    const ask = p[question] as ((site: Site) => ReturnType<NonNullable<Plugin[Q]>> | undefined) | undefined;
+    let answer;
+    try {
+      answer = ask?.call(p, site);
+    } catch (err) {
+      throw PluginError.of(p.name, question, undefined, err);
+    }
+    if (answer !== undefined) return answer;
+  }
+  return undefined;
 }

@@ -4,7 +4,8 @@ import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/conte
 import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
-import { firstAnswer, type Project } from '../../engine/plugin.ts';
+import type { Project } from '../../engine/plugin.ts';
+import { firstAnswer } from '../../engine/registry.ts';
 import { corePlugin } from '../../lifecycle/core-plugin.ts';
 import { heldLock, releaseLock, RESTART_TASKS_STATE } from '../../lifecycle/held-lock.ts';
 import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.ts';
@@ -258,7 +259,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const url = firstAnswer(project.plugins, (p) => p.siteUrl?.(site)) ?? `http://${site.canonicalDomain}/`;
+    const url = firstAnswer(project.plugins, 'siteUrl', site) ?? `http://${site.canonicalDomain}/`;
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${url}`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);

@@ -24,7 +24,8 @@ import { KraftwerkError, PluginError } from '../../errors.ts';
 import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import type { DeployLock } from '../../lifecycle/lock.ts';
-import { firstAnswer, type Project } from '../../engine/plugin.ts';
+import type { Project } from '../../engine/plugin.ts';
+import { firstAnswer } from '../../engine/registry.ts';
 import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
@@ -51,7 +52,7 @@ export async function dumpTasks(
   const plugins = [...new Set(list.sorted().map((t) => t.plugin))];
   const final = dumpDir(site, ctx.id);
   const manifest: DumpManifest = { kind, site: site.name, plugins, by: who() };
-  const keep = firstAnswer(project.plugins, (p) => p.keepBackups?.(site));
+  const keep = firstAnswer(project.plugins, 'keepBackups', site);
   return [
     {
       title: 'dump folder',
