@@ -13,6 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import { quote } from '../shell/sh.ts';
+import { retryDroppedHandshake, sshClosedBeforeBanner } from './handshake-retry.ts';
 import type { RsyncOptions, RsyncRunOptions, RsyncSpec, RsyncStats, SshTarget } from './remote.ts';
 
 /** Never deployed: VCS data, caches, local virtualenvs and Kraftwerk's own local state. */
@@ -110,7 +111,11 @@ export function rsyncArgs(target: SshTarget, spec: RsyncSpec): string[] {
 /** Run `spec` against `target` for real (SshRemote.rsync); `target.name` names the node in errors. */
 export async function rsyncTo(target: SshTarget, spec: RsyncSpec, options: RsyncRunOptions = {}): Promise<RsyncStats> {
   if (spec.kind === 'pull') await mkdir(spec.localDir, { recursive: true, mode: 0o700 });
-  return runRsync(rsyncArgs(target, spec), options.onLine, target.name);
+  const args = rsyncArgs(target, spec);
+  return retryDroppedHandshake(
+    () => runRsync(args, options.onLine, target.name),
+    (error) => error instanceof RsyncFailedError && error.rsyncExit === 255 && sshClosedBeforeBanner(error.stderr),
+  );
 }
 
 /** Numbers from `rsync --stats` (printed with thousands separators). */
@@ -160,9 +165,20 @@ export function runRsync(args: readonly string[], onLine?: (line: string) => voi
         resolve(parseRsyncStats(stdout));
         return;
       }
-      reject(new KraftwerkError(`rsync to ${node} failed (exit ${code}):\n${lastLines(stderr.trim(), 15)}`, { hint: rsyncHint(code, stderr) }));
+      reject(new RsyncFailedError(node, code, stderr));
     });
   });
+}
+
+/** rsync ended with an error; `stderr` is kept whole so a caller can tell a dropped connection from the rest. */
+class RsyncFailedError extends KraftwerkError {
+  constructor(
+    node: string,
+    readonly rsyncExit: number | null,
+    readonly stderr: string,
+  ) {
+    super(`rsync to ${node} failed (exit ${rsyncExit}):\n${lastLines(stderr.trim(), 15)}`, { hint: rsyncHint(rsyncExit, stderr) });
+  }
 }
 
 function rsyncHint(code: number | null, stderr: string): string | undefined {

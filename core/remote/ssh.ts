@@ -15,6 +15,7 @@ import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, ty
 import { resolveSshTarget } from './sshconfig.ts';
 import { rsyncTo } from './rsync.ts';
 import { buildSyncFilesCommand, parseSyncFilesOutput } from './syncfiles.ts';
+import { retryDroppedHandshake } from './handshake-retry.ts';
 
 const { Client, utils } = ssh2;
 
@@ -351,6 +352,9 @@ function authMethods(target: SshTarget): { methods: AnyAuthMethod[]; unusable: s
   return { methods, unusable };
 }
 
+/** The server closed the connection before its SSH banner: usually sshd's MaxStartups limit, so worth another try. */
+class HandshakeDroppedError extends KraftwerkError {}
+
 /** Turns ssh2's low-level failures into messages that name the node and say what to check. */
 function connectionError(target: SshTarget, error: Error & { code?: string; level?: string }, unusableKeys: string[]): KraftwerkError {
   const where = `${target.name} (${target.user}@${target.host}:${target.port})`;
@@ -373,6 +377,12 @@ function connectionError(target: SshTarget, error: Error & { code?: string; leve
         cause: error,
         hint: 'Check that the server is up and that a firewall lets you reach its SSH port.',
       });
+  }
+  if (error.message === 'Connection lost before handshake' || (error.level === 'client-socket' && error.code === 'ECONNRESET')) {
+    return new HandshakeDroppedError(`cannot connect to ${where}: the server closed the connection before the SSH handshake`, {
+      cause: error,
+      hint: 'Too many connections at once hit sshd\'s MaxStartups limit (raise it in /etc/ssh/sshd_config), or a firewall or fail2ban drops this machine.',
+    });
   }
   if (error.level === 'client-timeout') {
     return new KraftwerkError(`cannot connect to ${where}: no SSH handshake before the timeout`, {
@@ -504,7 +514,10 @@ export async function connectSsh(target: SshTarget, options: ConnectOptions): Pr
   let sock: Duplex | undefined;
   try {
     for (const [i, hop] of chain.entries()) {
-      const client = await openClient(hop, options, sock);
+      // Through a jump host the tunnel is spent by a failed attempt, so only a direct connection is tried again.
+      const client = sock
+        ? await openClient(hop, options, sock)
+        : await retryDroppedHandshake(() => openClient(hop, options), (error) => error instanceof HandshakeDroppedError);
       if (hop === target) return new SshRemote(target, client, opened);
       opened.push(client);
       const next = chain[i + 1]!;

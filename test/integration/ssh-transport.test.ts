@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HostKeyMismatchError, KraftwerkError, RemoteCommandError, UnknownHostKeyError } from '../../core/errors.ts';
 import { raw, secret, sh } from '../../core/shell/sh.ts';
 import type { Remote, SshTarget } from '../../core/remote/remote.ts';
-import { buildRsyncArgs, runRsync } from '../../core/remote/rsync.ts';
+import { buildRsyncArgs, rsyncTo, runRsync } from '../../core/remote/rsync.ts';
 import { connectSsh } from '../../core/remote/ssh.ts';
 import { sshdUnavailable, sshKeygen, startSshd, type TestSshd } from '../helpers/sshd.ts';
 
@@ -26,6 +26,34 @@ let serverFingerprint: string;
 /** A target with a known_hosts file of its own (nothing recorded yet). */
 function freshTarget(name: string, overrides: Partial<SshTarget> = {}): SshTarget {
   return sshd.target({ knownHostsFiles: [join(work, `known_hosts_${name}`)], ...overrides });
+}
+
+/**
+ * A TCP proxy in front of sshd that closes the next `drop` connections at once,
+ * before sshd's banner, as sshd itself does beyond MaxStartups; the rest are forwarded.
+ */
+async function droppingProxy(sshdPort: number, drop: number) {
+  let toDrop = drop;
+  let dropped = 0;
+  const server = createServer((client) => {
+    if (toDrop > 0) {
+      toDrop--;
+      dropped++;
+      client.destroy();
+      return;
+    }
+    const upstream = connect(sshdPort, '127.0.0.1');
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    dropped: () => dropped,
+    dropNext: (n: number) => (toDrop = n),
+    close: () => server.close(),
+  };
 }
 
 describe('SSH transport against a real sshd', { skip: unavailable }, () => {
@@ -262,6 +290,48 @@ describe('SSH transport against a real sshd', { skip: unavailable }, () => {
         });
       } finally {
         silent.close();
+      }
+    });
+
+    it('tries again when the server drops the connection before its banner (sshd MaxStartups), for ssh2 and for rsync', async (t) => {
+      const proxy = await droppingProxy(sshd.port, 2);
+      try {
+        // The alias keeps the host key check on the real sshd's known_hosts entry.
+        const target = sshd.target({ name: 'busynode', port: proxy.port, hostKeyAlias: `[127.0.0.1]:${sshd.port}`, knownHostsFiles: [known] });
+        const busy = await connectSsh(target, { acceptNewHostKey: false });
+        assert.equal((await busy.exec(raw('echo through'))).stdout, 'through\n');
+        await busy.close();
+        assert.equal(proxy.dropped(), 2, 'two connections were dropped before the one that worked');
+
+        if (spawnSync('rsync', ['--version']).error) return t.skip('rsync is not installed');
+        proxy.dropNext(2);
+        const source = join(work, 'busy-src');
+        mkdirSync(source, { recursive: true });
+        writeFileSync(join(source, 'f.txt'), 'copied\n');
+        const dest = join(work, 'busy-dest');
+        await rsyncTo(target, { kind: 'push', localDir: source, remoteDir: dest }).catch((error: unknown) =>
+          assert.fail(`rsync did not try again: ${(error as Error).message}`),
+        );
+        assert.equal(readFileSync(join(dest, 'f.txt'), 'utf8'), 'copied\n');
+        assert.equal(proxy.dropped(), 4);
+      } finally {
+        proxy.close();
+      }
+    });
+
+    it('gives up after a few tries when the server keeps dropping, naming MaxStartups', async () => {
+      const proxy = await droppingProxy(sshd.port, 1000);
+      try {
+        const target = sshd.target({ name: 'fullnode', port: proxy.port, hostKeyAlias: `[127.0.0.1]:${sshd.port}`, knownHostsFiles: [known] });
+        await assert.rejects(connectSsh(target, { acceptNewHostKey: false }), (error: unknown) => {
+          assert.ok(error instanceof KraftwerkError);
+          assert.match(error.message, /fullnode .*closed the connection before the SSH handshake/);
+          assert.match(error.hint!, /MaxStartups/);
+          return true;
+        });
+        assert.equal(proxy.dropped(), 5);
+      } finally {
+        proxy.close();
       }
     });
 
