@@ -6,47 +6,35 @@
  * tasks, as without --verbose. --dry-run has its own Remote and is not wrapped.
  */
 import { maskSecrets, type Script } from '../shell/sh.ts';
-import type { ExecOptions, ExecResult, Remote, RemoteFile, RsyncRunOptions, RsyncSpec, RsyncStats, SshTarget } from './remote.ts';
+import { type ExecOptions, type ExecResult, ForwardingRemote, type Remote, type RemoteFile, type RsyncRunOptions, type RsyncSpec, type RsyncStats } from './remote.ts';
 import { rsyncCommandLine } from './rsync.ts';
 import { syncFilesDisplay } from './syncfiles.ts';
 
-export class VerboseRemote implements Remote {
+export class VerboseRemote extends ForwardingRemote {
   constructor(
-    readonly inner: Remote,
+    inner: Remote,
     /** Where the lines go (stderr: stdout may be a command's answer, such as --json). */
     private readonly print: (line: string) => void,
-  ) {}
-
-  get target(): SshTarget {
-    return this.inner.target;
-  }
-  get dryRun(): boolean {
-    return this.inner.dryRun;
-  }
-  get commandCount(): number {
-    return this.inner.commandCount;
+  ) {
+    super(inner);
   }
 
   private show(text: string): void {
     this.print(maskSecrets(`[${this.target.name}] $ ${text}`));
   }
 
-  exec(cmd: Script, options?: ExecOptions): Promise<ExecResult> {
+  override exec(cmd: Script, options?: ExecOptions): Promise<ExecResult> {
     this.show(cmd.display);
     return this.inner.exec(cmd, options);
   }
 
-  syncFiles(files: RemoteFile[]): Promise<string[]> {
+  override syncFiles(files: RemoteFile[]): Promise<string[]> {
     if (files.length) this.show(syncFilesDisplay(files));
     return this.inner.syncFiles(files);
   }
 
-  rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats | undefined> {
+  override rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats | undefined> {
     this.show(rsyncCommandLine(this.target, spec));
     return this.inner.rsync(spec, options);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
