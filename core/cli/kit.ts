@@ -6,6 +6,7 @@ import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
 import type { Site } from '../config/site.ts';
+import { maskSecrets } from '../shell/sh.ts';
 
 export interface GlobalOptions extends RunOptions {
   config?: string;
@@ -19,9 +20,9 @@ const color = (code: number, s: string) =>
 
 export const consoleLogger = (options: RunOptions): Logger => ({
   info: (m) => {
-    if (!options.quiet) process.stdout.write(`${m}\n`);
+    if (!options.quiet) process.stdout.write(`${maskSecrets(m)}\n`);
   },
-  warn: (m) => process.stderr.write(`${color(33, 'warning:')} ${m}\n`),
+  warn: (m) => process.stderr.write(`${color(33, 'warning:')} ${maskSecrets(m)}\n`),
 });
 
 /** Core's implementation of the services commands get (also lent to plugins' commands). */
@@ -90,7 +91,7 @@ export class CoreKit implements CommandKit {
     let remote: Remote;
     if (opts.dryRun) {
       const { DryRunRemote } = await import('../remote/dryrun.ts');
-      remote = new DryRunRemote(target, (line: string) => process.stdout.write(`${line}\n`));
+      remote = new DryRunRemote(target, (line: string) => process.stdout.write(`${maskSecrets(line)}\n`));
     } else {
       const { connectSsh } = await import('../remote/ssh.ts');
       remote = await connectSsh(target, {
@@ -99,6 +100,10 @@ export class CoreKit implements CommandKit {
           ? (fp: string) => this.confirm(`The authenticity of ${target.host} can't be established (key ${fp}). Trust it and record it in known_hosts?`)
           : undefined,
       });
+      if (opts.verbose) {
+        const { VerboseRemote } = await import('../remote/verbose.ts');
+        remote = new VerboseRemote(remote, (line) => process.stderr.write(`${line}\n`));
+      }
     }
     this.remotes.push(remote);
     return remote;

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from '../errors.ts';
+import { maskSecrets } from '../shell/sh.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
 import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 // The one place in core that names the built-in plugins: it hands their table to the kit.
@@ -167,15 +168,16 @@ function reportError(err: unknown, options: GlobalOptions): number {
   }
   const red = (s: string) => (process.env.NO_COLOR || !process.stderr.isTTY ? s : `\u001b[31m${s}\u001b[39m`);
   if (err instanceof KraftwerkError) {
-    process.stderr.write(`${red('error:')} ${err.message}\n`);
-    if (err.hint) process.stderr.write(`  ${err.hint.split('\n').join('\n  ')}\n`);
+    // No secret value in what a failure prints (a remote command's output is in its message).
+    process.stderr.write(`${red('error:')} ${maskSecrets(err.message)}\n`);
+    if (err.hint) process.stderr.write(`  ${maskSecrets(err.hint).split('\n').join('\n  ')}\n`);
     if (options.verbose && err.cause instanceof Error && !(err.cause instanceof KraftwerkError)) {
-      process.stderr.write(`${err.cause.stack}\n`);
+      process.stderr.write(`${maskSecrets(err.cause.stack ?? '')}\n`);
     }
     return err.exitCode;
   }
   // Not a user error: a bug. Show the stack so it can be reported.
-  process.stderr.write(`${red('internal error:')} ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(`${red('internal error:')} ${maskSecrets(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
   process.stderr.write('This is a bug in Kraftwerk; please report it with the output above.\n');
   return 1;
 }

@@ -104,6 +104,17 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
       }),
     );
   env
+    .command('pull')
+    .argument('[node]', NODE)
+    .description('print the variables stored with env set on the node, as a dotenv file for env set --from-file (values masked unless --reveal)')
+    .option('--reveal', 'print the values')
+    .action(
+      run(async (node: string | undefined, opts: { reveal?: boolean }) => {
+        const { envPullCommand } = await import('./actions/env.ts');
+        await envPullCommand(kit, node, opts);
+      }),
+    );
+  env
     .command('unset')
     .argument('<names...>', '[node] NAME …')
     .description('remove variables set with env set, and reload the site gracefully')

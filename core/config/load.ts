@@ -101,6 +101,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   // These checks read the raw value so that they add to the schema's problems instead of waiting for them to be fixed.
   const add = problemsOf(problems);
   checkServices(raw.value, [...options.knownServices, ...(options.localPluginNames ?? [])], add, unknownNameMessage);
+  checkSecretNames(raw.value, add);
   problems.push(...pluginProblems);
   const src = (raw.value as { src?: unknown }).src;
   const sourceDir = path.resolve(configDir, typeof src === 'string' ? src : '.');
@@ -159,6 +160,18 @@ function checkServices(value: unknown, known: string[], add: AddProblem, unknown
     if (!knownUnique.includes(name)) add(['services', i], unknownName('service', name, knownUnique));
     else if (seen.has(name)) add(['services', i], `\`${name}\` is listed twice`);
     seen.add(name);
+  }
+}
+
+/**
+ * A name in both `environ:` and `secrets:` has two values in one file: which one the site gets
+ * would be a rule to remember, so it is refused (env set still overrides both, on the node).
+ */
+function checkSecretNames(value: unknown, add: AddProblem) {
+  const { environ, secrets } = value as { environ?: unknown; secrets?: unknown };
+  if (!environ || typeof environ !== 'object' || !secrets || typeof secrets !== 'object') return;
+  for (const name of Object.keys(secrets)) {
+    if (Object.hasOwn(environ, name)) add(['secrets', name], `${name} is in environ: too; give each variable one value (remove it from one of them)`);
   }
 }
 

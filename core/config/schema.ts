@@ -264,7 +264,13 @@ export const coreConfigShape = {
       .regex(/^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$/, 'module[:callable], e.g. project.wsgi or app:app')
       .optional()
       .describe('WSGI module[:callable]; the callable defaults to application'),
-    environ: z.record(envName, envValue).default({}).describe('Environment of the site (no secrets here: use kraftwerk env set)'),
+    environ: z.record(envName, envValue).default({}).describe('Environment of the site (no secrets here: use secrets: or kraftwerk env set)'),
+    secrets: z
+      .record(envName, singleLine('a command'))
+      .default({})
+      .describe(
+        'Variables whose value a command on the deploying machine prints (op read …, pass show …), run at each deploy; masked in all output, never written to disk here',
+      ),
     package: siteName.optional().describe('Site name (system user, database, service names); defaults to the project folder name'),
     src: localText.default('.').describe('Folder to deploy, relative to the config file'),
     nodes: z

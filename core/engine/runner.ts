@@ -2,6 +2,7 @@ import { Listr, type ListrTask, type ListrTaskWrapper } from 'listr2';
 import type { RunOptions } from './context.ts';
 import { KraftwerkError, PluginError } from '../errors.ts';
 import type { TaskHandle, TaskSpec } from './tasks.ts';
+import { maskSecrets } from '../shell/sh.ts';
 
 /**
  * The only module that imports listr2. Plugins hand over TaskSpecs; this turns
@@ -33,10 +34,11 @@ function handleOf(task: Wrapper): TaskHandle {
   return {
     output(line: string) {
       // listr2 shows the last line(s) of output under a running task.
-      task.output = line.replace(/\s+$/, '');
+      // Remote output may echo a secret (a release command printing the environment).
+      task.output = maskSecrets(line.replace(/\s+$/, ''));
     },
     title(title: string) {
-      task.title = title;
+      task.title = maskSecrets(title);
     },
     skip(reason: string) {
       task.skip(reason);
@@ -69,6 +71,8 @@ function toListr<C>(item: RunnableTask<C> | TaskGroup<C>, ctx: C, node: string |
       try {
         await spec.run(ctx, handleOf(task as Wrapper));
       } catch (err) {
+        // listr2 prints a failed task's message itself: no secret value in it (reportError masks it again).
+        if (err instanceof Error) err.message = maskSecrets(err.message);
         throw taskFailure(spec, node, err);
       }
     },

@@ -7,6 +7,7 @@ import { isProvisioned } from './provisioned.ts';
 import { sh } from '../shell/sh.ts';
 import { inSiteEnv } from '../shell/site-shell.ts';
 import { computeSiteEnvironment } from './site-environment.ts';
+import { resolveSecrets } from './site-secrets.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
 import { Stage } from '../engine/tasks.ts';
 import { CommandTimeoutError } from '../remote/remote.ts';
@@ -86,7 +87,7 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal);
+          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
           ctx.env = vars;
           // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
           ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });

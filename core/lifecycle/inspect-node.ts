@@ -8,6 +8,7 @@ import { DeployLock } from './lock.ts';
 import { keepLock } from './held-lock.ts';
 import { parseProbe, probeCommand } from './probe.ts';
 import { nextReleaseId } from './release-record.ts';
+import { hasSecrets, resolveSecrets } from './site-secrets.ts';
 
 /**
  * Probe the node (one command), check it can take the site, and take the
@@ -15,6 +16,11 @@ import { nextReleaseId } from './release-record.ts';
  */
 export async function inspectNode(ctx: DeployContext, task: TaskHandle, command: string): Promise<void> {
   const { site } = ctx;
+  // The `secrets:` commands run here, before the lock: one that fails stops the command before anything on the node changed.
+  if (hasSecrets(site)) {
+    task.output(`running the secrets: commands here (${Object.keys(site.config.secrets).join(', ')})`);
+    await resolveSecrets(site);
+  }
   // One round trip: the lock first, then the probe with every plugin's questions.
   // Checks that fail below leave the lock to core's finally, which releases it.
   const interrupt = interruptOf(ctx);

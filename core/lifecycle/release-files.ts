@@ -6,6 +6,7 @@ import type { RemoteFile } from '../remote/remote.ts';
 import { syncAndRecord } from '../remote/syncfiles.ts';
 import { pruneEnvdirCommand, withCurrentSiteVariables } from './site-environment.ts';
 import { releaseFilesPath } from './release-record.ts';
+import { resolveSecrets } from './site-secrets.ts';
 
 /** The configuration files a release went live with (written beside its record). */
 export function readReleaseFilesCommand(site: Site, id: string): Script {
@@ -42,7 +43,8 @@ export async function restoreFiles(ctx: DeployContext, releaseId: string): Promi
   const res = await ctx.remote.exec(readReleaseFilesCommand(ctx.site, releaseId), { check: false, secretOutput: true });
   if (res.code !== 0) return { changed: [] };
   // env set since the release was deployed must not be undone: see withCurrentSiteVariables.
-  const { files, environment, envdir } = withCurrentSiteVariables(parseSavedFiles(res.stdout), `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal);
+  const saved = parseSavedFiles(res.stdout);
+  const { files, environment, envdir } = withCurrentSiteVariables(saved, `${ctx.site.paths.releases}/${releaseId}`, ctx.facts.envLocal, await resolveSecrets(ctx.site));
   for (const f of files) ctx.files.add(f);
   const changed = await syncAndRecord(ctx, files.filter((f) => !f.atSwitch));
   if (envdir) await ctx.remote.exec(pruneEnvdirCommand(envdir.dir, envdir.names));

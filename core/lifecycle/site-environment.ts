@@ -4,9 +4,10 @@ import type { Hooks } from '../engine/hooks.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
 import { type Script, quote, raw, sh } from '../shell/sh.ts';
 import type { RemoteFile } from '../remote/remote.ts';
+import type { SecretValues } from './site-secrets.ts';
 
 /** Where a variable of the site's environment comes from, lowest precedence first. */
-export type EnvSource = { kind: 'plugin'; plugin: string; secret: boolean } | { kind: 'environ' } | { kind: 'local' };
+export type EnvSource = { kind: 'plugin'; plugin: string; secret: boolean } | { kind: 'environ' } | { kind: 'secret' } | { kind: 'local' };
 
 export interface SiteEnvironment {
   vars: Record<string, string>;
@@ -29,9 +30,13 @@ export function mergeSiteVariables(generated: Record<string, string>, local: Rec
 
 /**
  * The site's environment as a deploy writes it into the release (.kraftwerk/env and the envdir): the plugins'
- * variables (the `environment` hook), then `environ:` from kraftwerk.yaml, then
- * what `kraftwerk env set` stored (shared/env.local). `previous` is the
- * environment on the server now, so plugins can keep generated secrets.
+ * variables (the `environment` hook), then `environ:` and `secrets:` from kraftwerk.yaml
+ * (a name cannot be in both), then what `kraftwerk env set` stored (shared/env.local):
+ * a value set on the node overrides the project's file, `secrets:` as `environ:`,
+ * so one node can run with a value of its own. `previous` is the environment on
+ * the server now, so plugins can keep generated secrets. `secrets` are the values
+ * of `secrets:` (resolveSecrets); a caller that only wants `sources` passes `{}`:
+ * the sources of `secrets:` come from the config's names.
  */
 export async function computeSiteEnvironment(
   hooks: Hooks,
@@ -39,6 +44,7 @@ export async function computeSiteEnvironment(
   node: string,
   previous: Record<string, string>,
   local: Record<string, string>,
+  secrets: SecretValues,
 ): Promise<SiteEnvironment> {
   const env = new EnvironmentVars();
   await hooks.environment.promise({ site, node, previous }, env);
@@ -52,6 +58,8 @@ export async function computeSiteEnvironment(
     generated[k] = String(v);
     sources[k] = { kind: 'environ' };
   }
+  for (const k of Object.keys(site.config.secrets)) sources[k] = { kind: 'secret' };
+  for (const [k, v] of Object.entries(secrets)) generated[k] = v.value;
   for (const k of Object.keys(local)) sources[k] = { kind: 'local' };
   return { ...mergeSiteVariables(generated, local), sources };
 }
@@ -103,19 +111,28 @@ export interface RestoredEnvironment {
  * env.local and the live release; re-merging here, at the one place where a
  * release's saved files come back (rollback, and undoing a failed deploy),
  * means a rotated or removed secret never returns with an older release, and
- * no other release needs rewriting when a secret changes.
+ * no other release needs rewriting when a secret changes. The values of
+ * `secrets:` of now (`secrets`, run by this command) replace the release's own
+ * the same way, so a secret rotated in the password manager does not come back
+ * either; a name the config no longer has keeps the release's value.
  *
  * The envdir (releaseConfig's `environ`, one file per variable) follows the
  * same variables when the release had one; files of other names are removed
  * by pruneEnvdirCommand (the release is not running while it comes back).
  */
-export function withCurrentSiteVariables(files: readonly RemoteFile[], releasePath: string, local: Record<string, string>): RestoredEnvironment {
+export function withCurrentSiteVariables(
+  files: readonly RemoteFile[],
+  releasePath: string,
+  local: Record<string, string>,
+  secrets: SecretValues = {},
+): RestoredEnvironment {
   const own = releaseConfig(releasePath);
   const envFile = files.find((f) => f.path === own.env && !f.remove);
   if (!envFile) return { files: [...files] };
   const generated = parseEnvFile(envFile.content);
   for (const name of siteNamesOf(envFile.content)) delete generated[name];
   for (const name of Object.keys(local)) delete generated[name];
+  for (const [name, value] of Object.entries(secrets)) generated[name] = value.value;
   const { vars, envFile: content } = mergeSiteVariables(generated, local);
   const envdir = `${own.environ}/`;
   const envdirFiles = files.filter((f) => f.path.startsWith(envdir) && !f.path.slice(envdir.length).includes('/'));

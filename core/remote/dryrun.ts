@@ -4,7 +4,7 @@
  */
 import type { Script } from '../shell/sh.ts';
 import type { ExecResult, Remote, RemoteFile, RsyncRunOptions, RsyncSpec, SshTarget } from './remote.ts';
-import { rsyncArgs } from './rsync.ts';
+import { rsyncCommandLine } from './rsync.ts';
 import { DEFAULT_FILE_MODE } from './syncfiles.ts';
 
 export class DryRunRemote implements Remote {
@@ -52,7 +52,7 @@ export class DryRunRemote implements Remote {
 
   /** Shows the rsync command, as the task's output and as a line of its own, and copies nothing. */
   async rsync(spec: RsyncSpec, options: RsyncRunOptions = {}): Promise<undefined> {
-    const command = `rsync ${rsyncArgs(this.target, spec).join(' ')}`;
+    const command = rsyncCommandLine(this.target, spec);
     options.onLine?.(command);
     this.print(`[dry-run] ${this.target.name}: ${command}`);
     return undefined;

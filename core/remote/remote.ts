@@ -73,17 +73,9 @@ export class CommandTimeoutError extends KraftwerkError {
   }
 }
 
-/**
- * A connection whose commands get a command's defaults: the abort signal and
- * lock test of a deploy for its interruptible commands, and a silence timeout
- * for all of them. `inner` is the connection itself, for what must still run
- * once the deploy is stopped (undo, unlock).
- */
-export class GuardedRemote implements Remote {
-  constructor(
-    readonly inner: Remote,
-    readonly defaults: { signal?: AbortSignal; silenceMs?: number; whileTrue?: Script },
-  ) {}
+/** A Remote that hands every operation to `inner`: the base of the wrappers that add to some (GuardedRemote, VerboseRemote). */
+export class ForwardingRemote implements Remote {
+  constructor(readonly inner: Remote) {}
 
   get target(): SshTarget {
     return this.inner.target;
@@ -95,14 +87,8 @@ export class GuardedRemote implements Remote {
     return this.inner.commandCount;
   }
 
-  exec(cmd: Script, options: ExecOptions = {}): Promise<ExecResult> {
-    const d = this.defaults;
-    const guarded: ExecOptions = { silenceMs: d.silenceMs, ...options };
-    if (options.interruptible) {
-      guarded.signal ??= d.signal;
-      guarded.whileTrue ??= d.whileTrue;
-    }
-    return this.inner.exec(cmd, guarded);
+  exec(cmd: Script, options?: ExecOptions): Promise<ExecResult> {
+    return this.inner.exec(cmd, options);
   }
 
   syncFiles(files: RemoteFile[]): Promise<string[]> {
@@ -115,6 +101,31 @@ export class GuardedRemote implements Remote {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+}
+
+/**
+ * A connection whose commands get a command's defaults: the abort signal and
+ * lock test of a deploy for its interruptible commands, and a silence timeout
+ * for all of them. `inner` is the connection itself, for what must still run
+ * once the deploy is stopped (undo, unlock).
+ */
+export class GuardedRemote extends ForwardingRemote {
+  constructor(
+    inner: Remote,
+    readonly defaults: { signal?: AbortSignal; silenceMs?: number; whileTrue?: Script },
+  ) {
+    super(inner);
+  }
+
+  override exec(cmd: Script, options: ExecOptions = {}): Promise<ExecResult> {
+    const d = this.defaults;
+    const guarded: ExecOptions = { silenceMs: d.silenceMs, ...options };
+    if (options.interruptible) {
+      guarded.signal ??= d.signal;
+      guarded.whileTrue ??= d.whileTrue;
+    }
+    return this.inner.exec(cmd, guarded);
   }
 }
 

@@ -95,6 +95,11 @@ function folderArgs(target: SshTarget): string[] {
 const contentsOf = (dir: string): string => dir.replace(/\/?$/, '/');
 
 /** The rsync arguments of `spec`, run against `target`. */
+/** The rsync command as --dry-run and --verbose show it. */
+export function rsyncCommandLine(target: SshTarget, spec: RsyncSpec): string {
+  return `rsync ${rsyncArgs(target, spec).join(' ')}`;
+}
+
 export function rsyncArgs(target: SshTarget, spec: RsyncSpec): string[] {
   switch (spec.kind) {
     case 'release': {

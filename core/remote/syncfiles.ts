@@ -92,13 +92,16 @@ export function buildSyncFilesCommand(input: readonly RemoteFile[]): SyncFilesCo
   }
   const state = sh`kw_state ${files.filter((f) => !f.remove).map((f) => f.path)}`;
   const text = [SCRIPT, state.text, ...calls.map((c) => c.text)].join('\n');
-  // Error messages and --verbose show which files, not the whole script.
+  return { command: { ...raw(text), display: syncFilesDisplay(files) }, stdin: Buffer.concat(contents) };
+}
+
+/** Error messages and --verbose show which files are written, not the whole script (nor the contents). */
+export function syncFilesDisplay(files: readonly RemoteFile[]): string {
   const written = files.filter((f) => !f.remove).map((f) => quote(f.path));
   const removed = files.filter((f) => f.remove).map((f) => quote(f.path));
-  const display = [written.length ? `write files: ${written.join(' ')}` : '', removed.length ? `remove if present: ${removed.join(' ')}` : '']
+  return [written.length ? `write files: ${written.join(' ')}` : '', removed.length ? `remove if present: ${removed.join(' ')}` : '']
     .filter(Boolean)
     .join('; ');
-  return { command: { ...raw(text), display }, stdin: Buffer.concat(contents) };
 }
 
 /** The paths the command printed as changed. */

@@ -154,3 +154,19 @@ function closingQuote(body: string, quote: string): number {
   }
   return -1;
 }
+
+/**
+ * Variables as a dotenv file that parseDotenv (`env set --from-file`) reads back
+ * exactly: plain words bare, everything else in double quotes with `\n \r \t \" \\ \$`
+ * and `` \` `` escaped (so the file is one line per variable). Names sorted.
+ */
+export function renderDotenv(vars: Record<string, string>): string {
+  const escapes: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '"': '\\"', '\\': '\\\\', $: '\\$', '`': '\\`' };
+  const lines = Object.keys(vars)
+    .sort()
+    .map((k) => {
+      const v = vars[k]!;
+      return /^[A-Za-z0-9_@%+=:,./-]*$/.test(v) ? `${k}=${v}` : `${k}="${v.replace(/[\n\r\t"\\$`]/g, (c) => escapes[c]!)}"`;
+    });
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}

@@ -5,12 +5,34 @@
  * sees, with secrets masked).
  */
 
-/** A value that must never be printed: shown as `***` in every display rendering. */
+/**
+ * Every secret value this process has seen, for maskSecrets. A value shorter
+ * than this is not searched for in free text: masking every `42` in the output
+ * would garble it and hide nothing (it is still masked wherever it is a Secret).
+ */
+const MASKED_MIN_LENGTH = 4;
+const seenSecrets = new Set<string>();
+
+/**
+ * A value that must never be printed: shown as `***` in every display rendering,
+ * and, once made, masked in whatever text the CLI prints (maskSecrets: task
+ * output, log lines, errors, --verbose), so a remote command that echoes it shows `***`.
+ */
 export class Secret {
-  constructor(readonly value: string) {}
+  constructor(readonly value: string) {
+    if (value.length >= MASKED_MIN_LENGTH) seenSecrets.add(value);
+  }
   toString(): string {
     return '***';
   }
+}
+
+/** `text` with every secret value this process has seen replaced by `***` (longest first, so no part of one is left). */
+export function maskSecrets(text: string): string {
+  if (!seenSecrets.size || !text) return text;
+  let out = text;
+  for (const value of [...seenSecrets].sort((a, b) => b.length - a.length)) if (out.includes(value)) out = out.split(value).join('***');
+  return out;
 }
 
 export function secret(value: string): Secret {

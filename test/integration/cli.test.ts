@@ -32,6 +32,9 @@ describe('kraftwerk CLI', () => {
     ['static.expires with a directive after it', 'domain: example.com\nstatic:\n  expires: "1d; autoindex on"\n', /static\.expires: expected an nginx time/],
     ['a NUL byte in environ', 'domain: example.com\nenviron:\n  SECRET: "a\\0b"\n', /environ\.SECRET: expected a value without NUL bytes/],
     ['a site named postgres', 'domain: example.com\npackage: postgres\n', /package: .*"postgres" is reserved/],
+    ['a name both in environ and secrets', 'domain: example.com\nenviron:\n  KEY: a\nsecrets:\n  KEY: printf b\n', /secrets\.KEY: KEY is in environ: too/],
+    ['a loader variable in secrets', 'domain: example.com\nsecrets:\n  LD_PRELOAD: printf x\n', /secrets\.LD_PRELOAD: .*dynamic loader/],
+    ['a secrets command spanning lines', 'domain: example.com\nsecrets:\n  KEY: "printf a\\nrm -rf x"\n', /secrets\.KEY: expected a command/],
     ['a cron schedule spanning lines', 'domain: example.com\ncron:\n  - schedule: "* * * * *\\n* * * * * root id"\n    command: "true"\n', /cron\[0\]\.schedule: .*on one line/],
   ];
   for (const [what, yaml, expected] of bad) {
@@ -116,6 +119,30 @@ describe('kraftwerk CLI', () => {
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /plugin claim declares the setting `cron`, which plugin cron already owns/);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+  });
+
+  describe('secrets: (values a local command prints)', () => {
+    const value = 's3cr3t-value';
+    // The command builds the value, so that the config file (and the command line of sh) never holds it.
+    const withSecret = (command: string) => `domain: example.com\nwsgi: app\nsecrets:\n  STRIPE_KEY: ${JSON.stringify(command)}\n`;
+    for (const verbose of [false, true]) {
+      it(`reach the release's environment in a dry-run deploy and appear in no output${verbose ? ' (--verbose)' : ''}`, () => {
+        const dir = tempProject({ ...app, 'kraftwerk.yaml': withSecret("printf 's3cr3t-%s' value") });
+        const r = kraftwerk([...(verbose ? ['--verbose'] : []), '--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        assert.match(r.stdout, /write \/srv\/[\w-]+\/releases\/\d{8}T\d{6}Z\/\.kraftwerk\/environ\/STRIPE_KEY \(mode 0640/);
+        assert.ok(!(r.stdout + r.stderr).includes(value), 'the value is in the output');
+      });
+    }
+
+    it('a failing command stops the deploy before any remote command, naming the variable, not the value', () => {
+      const dir = tempProject({ ...app, 'kraftwerk.yaml': withSecret("printf 's3cr3t-%s' value; echo 'op: not signed in' >&2; exit 4") });
+      const r = kraftwerk(['--verbose', '--dry-run', 'deploy', 'web1.example.invalid'], { cwd: dir });
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(r.stderr, /error: secrets\.STRIPE_KEY: the command .* failed \(exit 4\)\n\s+op: not signed in/);
+      assert.doesNotMatch(r.stdout, /\] \$ |rsync/, 'no remote command was even shown');
+      assert.ok(!(r.stdout + r.stderr).includes(value), 'the value is in the output');
     });
   });
 

@@ -86,6 +86,7 @@ describe('loading a valid config', () => {
       services: [],
       workers: 2,
       environ: {},
+      secrets: {},
       src: '.',
       nodes: {},
       requirements: 'requirements.txt',

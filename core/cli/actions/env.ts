@@ -9,7 +9,7 @@ import type { ReloadContext } from '../../engine/context.ts';
 import { RemoteFileSet } from '../../engine/context.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDotenv, renderEnvFile } from '../../shell/env-file.ts';
+import { parseDotenv, renderDotenv, renderEnvFile } from '../../shell/env-file.ts';
 import { UsageError } from '../../errors.ts';
 import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
@@ -19,6 +19,7 @@ import { prepareSiteCommand } from '../../lifecycle/site-folders.ts';
 import type { RunnableTask } from '../../engine/runner.ts';
 import { quote, sh } from '../../shell/sh.ts';
 import { computeSiteEnvironment, type EnvSource, readSiteEnvScript, splitSiteEnvOutput } from '../../lifecycle/site-environment.ts';
+import { resolveSecrets } from '../../lifecycle/site-secrets.ts';
 import type { Site } from '../../config/site.ts';
 import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
@@ -203,6 +204,7 @@ function describeSource(source: EnvSource | undefined): string {
   if (!source) return 'set at the last deploy';
   if (source.kind === 'local') return 'kraftwerk env set';
   if (source.kind === 'environ') return 'kraftwerk.yaml environ';
+  if (source.kind === 'secret') return 'kraftwerk.yaml secrets (its command, at the last deploy)';
   return `plugin ${source.plugin}`;
 }
 
@@ -225,7 +227,8 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
     const remote = await connect(kit, project, node);
     const { stdout } = await remote.exec(readEnvCommand(site), { secretOutput: true });
     const server = parseEnvOutput(stdout);
-    const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local);
+    // Only where each variable comes from: the values listed are the node's, so `secrets:` commands need not run.
+    const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local, {});
     const lines = formatEnv(server.env, sources, options.show ?? false);
     if (nodes.length > 1 || !server.deployed) {
       process.stdout.write(`# ${node}: ${server.deployed ? `${lines.length} variables` : `${site.name} is not deployed here yet`}\n`);
@@ -235,6 +238,31 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
     }
     if (lines.length) process.stdout.write(`${lines.join('\n')}\n`);
     if (!options.show && lines.length && nodes.at(-1) === node) process.stderr.write('(values hidden: add --show to print them)\n');
+  }
+}
+
+/**
+ * `kraftwerk env pull [node]`: what `env set` stored on the node (shared/env.local), as a
+ * dotenv file that `env set --from-file` reads back; values masked unless `reveal`. The
+ * values come through the command's stdout (never argv, here or on the node).
+ */
+export function formatPulled(local: Record<string, string>, reveal: boolean): string {
+  return renderDotenv(reveal ? local : Object.fromEntries(Object.keys(local).map((k) => [k, MASK])));
+}
+
+export async function envPullCommand(kit: CoreKit, nodeArg: string | undefined, options: { reveal?: boolean }): Promise<void> {
+  const project = await kit.loadProject();
+  const { site } = project;
+  const nodes = nodesOf(project, nodeArg);
+  for (const node of nodes) {
+    const remote = await connect(kit, project, node);
+    const { stdout } = await remote.exec(readEnvCommand(site), { secretOutput: true });
+    const { local } = parseEnvOutput(stdout);
+    const names = Object.keys(local);
+    if (nodes.length > 1) process.stdout.write(`# ${node}\n`);
+    if (!names.length) process.stderr.write(`(${node}: no variables set with kraftwerk env set for ${site.name})\n`);
+    process.stdout.write(formatPulled(local, options.reveal ?? false));
+    if (!options.reveal && names.length && nodes.at(-1) === node) process.stderr.write('(values hidden: add --reveal to print them)\n');
   }
 }
 
@@ -272,6 +300,8 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
         title: 'read environment',
         stage: Stage.PREPARE - 100,
         run: async (c, task) => {
+          // The live environment is rewritten with the `secrets:` values: their commands run before the lock.
+          await resolveSecrets(site);
           state.lock = await takeSiteLock(c, task, `env ${what}`);
           const { stdout } = await c.remote.exec(readEnvCommand(site), { secretOutput: true });
           state.server = parseEnvOutput(stdout);
@@ -289,7 +319,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             if (n in local) delete local[n];
             else notLocal.push(n);
           }
-          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, node, server.env, local);
+          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, node, server.env, local, await resolveSecrets(site));
           for (const n of notLocal) {
             if (n in vars) c.log.warn(`${node}: ${n} comes from ${describeSource(sources[n])}, not from kraftwerk env set; it stays`);
           }

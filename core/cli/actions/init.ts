@@ -186,6 +186,7 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
     environ: django
       ? { DJANGO_SETTINGS_MODULE: guess.settingsModule ?? `${module}.settings`, DEBUG: false }
       : { FLASK_DEBUG: 0, LOG_LEVEL: 'info' },
+    secrets: { SECRET_KEY: `op read op://production/${guess.siteName}/secret-key`, SENTRY_DSN: `pass show ${guess.siteName}/sentry-dsn` },
     package: guess.siteName,
     src: '.',
     nodes: {
