@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/context.ts';
+import { type DeployContext, NodeProbe, type OutcomeStatus, RemoteFileSet } from '../../engine/context.ts';
 import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
@@ -11,6 +11,7 @@ import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.
 import { restoreFiles } from '../../lifecycle/release-files.ts';
 import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
+import { outcomeError, reportOutcome } from '../../lifecycle/outcome.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import { KraftwerkError } from '../../errors.ts';
@@ -30,6 +31,16 @@ export interface DeployCommandOptions {
 
 // Re-exported: rollback and the tests take it from here.
 export { parseDuration } from '../../config/durations.ts';
+
+/** Who runs a deploy or a rollback: the local user@host (release records and outcomes name it). */
+export function localDeployer(): string {
+  return `${os.userInfo().username}@${os.hostname()}`;
+}
+
+/** Where the site answers: the first plugin's answer (https with a certificate), else plain http. */
+export function siteUrlOf(project: Project): string {
+  return firstAnswer(project.plugins, (p) => p.siteUrl?.(project.site)) ?? `http://${project.site.canonicalDomain}/`;
+}
 
 function gitRevision(dir: string): string | undefined {
   try {
@@ -193,24 +204,55 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
 }
 
 export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
+  const started = Date.now();
   const project = await kit.loadProject();
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
   const { hooks } = applyPlugins(project);
   const id = newReleaseId();
   const revision = gitRevision(site.sourceDir);
-  const deployer = `${os.userInfo().username}@${os.hostname()}`;
-  const globals = kit.options();
+  const deployer = localDeployer();
+  const url = siteUrlOf(project);
   const lockWaitMs = parseDuration(options.lockWait);
-  const { silenceMs } = deployTimeouts(site.config);
-  const interrupt = new DeployInterrupt();
-
   const contexts = nodes.map((node) =>
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
       deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
     }),
   );
+  // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
+  const outcome = (status: OutcomeStatus, error?: unknown) =>
+    reportOutcome(hooks, {
+      site,
+      command: 'deploy',
+      status,
+      nodes,
+      // The probe found the live release (the one before this deploy); nodes of a group normally agree.
+      release: { id, revision, previous: contexts[0]!.release.previous },
+      deployer,
+      durationMs: Date.now() - started,
+      url,
+      options: kit.options(),
+      log: kit.log,
+      ...(error === undefined ? {} : { error: outcomeError(error) }),
+    });
+  try {
+    await runDeploy(kit, project, hooks, contexts, url);
+  } catch (err) {
+    await outcome('failed', err);
+    throw err;
+  }
+  await outcome('deployed');
+}
+
+/** The deploy of a new release to every node of `contexts`, from collecting every phase's tasks to its closing line. */
+async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string): Promise<void> {
+  const { site } = project;
+  const nodes = contexts.map((c) => c.node);
+  const { id } = contexts[0]!.release;
+  const globals = kit.options();
+  const { silenceMs } = deployTimeouts(site.config);
+  const interrupt = new DeployInterrupt();
   for (const ctx of contexts) interrupt.attach(ctx);
 
   // Taps only add tasks, so every phase is collected before anything runs (and --dry-run can show it all).
@@ -258,7 +300,6 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const url = firstAnswer(project.plugins, (p) => p.siteUrl?.(site)) ?? `http://${site.canonicalDomain}/`;
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${url}`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);
