@@ -37,6 +37,8 @@ export class FakeNode {
   failOn?: string;
   removed: string[] = [];
   switches: string[] = [];
+  /** Releases on the node with a good record, besides the live one (what `rollback` chooses from). */
+  goodReleases: string[] = [];
 
   constructor(readonly name: string) {}
 
@@ -50,6 +52,12 @@ export class FakeNode {
     if (saved) {
       if (saved[1] !== LIVE) return { code: 1, stdout: '', stderr: 'No such file or directory' };
       return { code: 0, stdout: saved[2] ? '[]\n' : `${JSON.stringify({ id: LIVE, venv: `/srv/${SITE}/venvs/0123456789abcdef`, status: 'live' })}\n`, stderr: '' };
+    }
+    if (text.includes("printf 'release=%s '")) {
+      // The release list: the live release and the good ones, each with its record.
+      const ids = [...new Set([...(this.current ? [this.current] : []), ...this.goodReleases])];
+      const lines = ids.map((id) => `release=${id} ${JSON.stringify({ id, status: 'good' })}`);
+      return { code: 0, stdout: `current=${this.current ?? ''}\n${lines.join('\n')}\n`, stderr: '' };
     }
     if (text.includes('echo ---locked---')) {
       const token = /"token":"([0-9a-f]+)"/.exec(text)?.[1];
