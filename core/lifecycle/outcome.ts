@@ -1,4 +1,4 @@
-import type { OutcomeContext } from '../engine/context.ts';
+import type { OutcomeContext, OutcomeStatus } from '../engine/context.ts';
 import type { Hooks } from '../engine/hooks.ts';
 
 /**
@@ -15,7 +15,23 @@ export async function reportOutcome(hooks: Hooks, outcome: OutcomeContext): Prom
   }
 }
 
-/** The message a failed command ends with, as the outcome's `error`. */
-export function outcomeError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/** What every outcome of one command shares: all of the context but how it ended. */
+export type OutcomeOrigin = Omit<OutcomeContext, 'status' | 'release' | 'durationMs' | 'error'> & {
+  /** When the command started (Date.now()). */
+  readonly startedAt: number;
+};
+
+/**
+ * The one call a deploy or a rollback makes when it has ended: `status`, the release it put
+ * live (or tried to), and on a failure what it failed with (its message becomes `error`).
+ */
+export function outcomeReporter(hooks: Hooks, { startedAt, ...origin }: OutcomeOrigin) {
+  return (status: OutcomeStatus, release: OutcomeContext['release'], failure?: unknown): Promise<void> =>
+    reportOutcome(hooks, {
+      ...origin,
+      status,
+      ...(release ? { release } : {}),
+      durationMs: Date.now() - startedAt,
+      ...(failure === undefined ? {} : { error: failure instanceof Error ? failure.message : String(failure) }),
+    });
 }

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { type DeployContext, NodeProbe, type OutcomeStatus, RemoteFileSet } from '../../engine/context.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/context.ts';
 import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
@@ -11,7 +11,7 @@ import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.
 import { restoreFiles } from '../../lifecycle/release-files.ts';
 import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
-import { outcomeError, reportOutcome } from '../../lifecycle/outcome.ts';
+import { outcomeReporter } from '../../lifecycle/outcome.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import { KraftwerkError } from '../../errors.ts';
@@ -204,7 +204,7 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
 }
 
 export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
-  const started = Date.now();
+  const startedAt = Date.now();
   const project = await kit.loadProject();
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
@@ -221,28 +221,16 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
     }),
   );
   // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
-  const outcome = (status: OutcomeStatus, error?: unknown) =>
-    reportOutcome(hooks, {
-      site,
-      command: 'deploy',
-      status,
-      nodes,
-      // The probe found the live release (the one before this deploy); nodes of a group normally agree.
-      release: { id, revision, previous: contexts[0]!.release.previous },
-      deployer,
-      durationMs: Date.now() - started,
-      url,
-      options: kit.options(),
-      log: kit.log,
-      ...(error === undefined ? {} : { error: outcomeError(error) }),
-    });
+  const outcome = outcomeReporter(hooks, { site, command: 'deploy', nodes, deployer, url, options: kit.options(), log: kit.log, startedAt });
+  // The probe found the live release (the one before this deploy); nodes of a group normally agree.
+  const tried = () => ({ id, revision, previous: contexts[0]!.release.previous });
   try {
     await runDeploy(kit, project, hooks, contexts, url);
   } catch (err) {
-    await outcome('failed', err);
+    await outcome('failed', tried(), err);
     throw err;
   }
-  await outcome('deployed');
+  await outcome('deployed', tried());
 }
 
 /** The deploy of a new release to every node of `contexts`, from collecting every phase's tasks to its closing line. */

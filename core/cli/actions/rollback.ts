@@ -1,5 +1,5 @@
-import type { DeployContext, OutcomeStatus } from '../../engine/context.ts';
-import { outcomeError, reportOutcome } from '../../lifecycle/outcome.ts';
+import type { DeployContext } from '../../engine/context.ts';
+import { outcomeReporter } from '../../lifecycle/outcome.ts';
 import { KraftwerkError } from '../../errors.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
@@ -23,7 +23,7 @@ export interface RollbackOptions {
  * node goes back together.
  */
 export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined, options: RollbackOptions): Promise<void> {
-  const started = Date.now();
+  const startedAt = Date.now();
   const project = await kit.loadProject();
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
@@ -35,21 +35,20 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
   );
   const targets = new Map<string, DeployContext>();
   // However the rollback ends, the plugins hear of it (a failure to tell is only a warning).
-  const outcome = (status: OutcomeStatus, error?: unknown) => {
-    const target = targets.get(nodes[0]!)?.release;
-    return reportOutcome(hooks, {
-      site,
-      command: 'rollback',
-      status,
-      nodes,
-      ...(target ? { release: { id: target.id, revision: target.revision, previous: target.previous } } : {}),
-      deployer: localDeployer(),
-      durationMs: Date.now() - started,
-      url: siteUrlOf(project),
-      options: kit.options(),
-      log: kit.log,
-      ...(error === undefined ? {} : { error: outcomeError(error) }),
-    });
+  const outcome = outcomeReporter(hooks, {
+    site,
+    command: 'rollback',
+    nodes,
+    deployer: localDeployer(),
+    url: siteUrlOf(project),
+    options: kit.options(),
+    log: kit.log,
+    startedAt,
+  });
+  /** The release the first node goes back to, once it was chosen. */
+  const target = () => {
+    const release = targets.get(nodes[0]!)?.release;
+    return release && { id: release.id, revision: release.revision, previous: release.previous };
   };
 
   const choose: TaskGroup<DeployContext>[] = contexts.map((ctx) => ({
@@ -110,8 +109,8 @@ export async function rollbackCommand(kit: CoreKit, nodeArg: string | undefined,
   try {
     await rollBack();
   } catch (err) {
-    await outcome('failed', err);
+    await outcome('failed', target(), err);
     throw err;
   }
-  await outcome('rolled_back');
+  await outcome('rolled_back', target());
 }
