@@ -16,6 +16,8 @@ export {
   type NodeContext,
   type NodeFacts,
   NodeProbe,
+  type OutcomeContext,
+  type OutcomeStatus,
   type ReloadContext,
   type Release,
   RemoteFileSet,

@@ -18,12 +18,13 @@ export const stackPlugins = {
     cron: () => import('./cron/index.ts'),
     backups: () => import('./backups/index.ts'),
     tls: () => import('./tls/index.ts'),
+    notify: () => import('./notify/index.ts'),
   },
   stack: ['python', 'uwsgi', 'runit', 'nginx'],
   services: ['files', 'postgres', 'redis'],
-  // Each does nothing while its key (`processes:`, `cron:`, `backups:`) is empty,
+  // Each does nothing while its key (`processes:`, `cron:`, `backups:`, `notify:`) is empty,
   // except that `tls` removes certificates an earlier `tls:` left once it is turned off.
-  site: ['processes', 'cron', 'backups', 'tls'],
+  site: ['processes', 'cron', 'backups', 'tls', 'notify'],
   // The original equipped every server with both PostgreSQL and Redis.
   node: ['python', 'uwsgi', 'runit', 'nginx', 'postgres', 'redis', 'cron'],
 } satisfies Omit<BuiltinPlugins, 'commands'>;

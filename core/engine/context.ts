@@ -272,6 +272,39 @@ export interface DestroyContext extends NodeContext {
   readonly keepData: boolean;
 }
 
+/** How a deploy or a rollback ended (the `outcome` hook). */
+export type OutcomeStatus = 'deployed' | 'failed' | 'rolled_back';
+
+/**
+ * The context of the outcome hook: told once per `deploy` or `rollback`, after it ended, for
+ * every node at once (a plugin tells someone: a chat, a monitor). Also under --dry-run, with
+ * `options.dryRun` set: then say what would be sent, send nothing.
+ */
+export interface OutcomeContext {
+  readonly site: Site;
+  readonly command: 'deploy' | 'rollback';
+  /** `deployed` or `rolled_back` when the command succeeded on every node, else `failed`. */
+  readonly status: OutcomeStatus;
+  /** The nodes the command ran on, as the user named them (a group expanded). */
+  readonly nodes: readonly string[];
+  /**
+   * The release the command put live (a deploy's new one, the one a rollback brought back; on a
+   * failure, the one it tried), with the one that was live before. Absent when a rollback failed
+   * before it chose one.
+   */
+  readonly release?: { readonly id: string; readonly revision?: string; readonly previous?: string };
+  /** Who ran the command (local user@host). */
+  readonly deployer: string;
+  /** From the start of the command to its end, in ms. */
+  readonly durationMs: number;
+  /** Why it failed: the message the command ends with (`failed` only). */
+  readonly error?: string;
+  /** Where the site answers (what the deploy's last line shows). */
+  readonly url: string;
+  readonly options: RunOptions;
+  readonly log: Logger;
+}
+
 // ---- Collectors of the deploy lifecycle's extension points (see lifecycleHooks in hooks.ts) ----
 
 /** A script a plugin contributed, with the plugin's name. */

@@ -7,6 +7,7 @@ import type {
   EnvironmentVars,
   HealthCheckRequest,
   NodeContext,
+  OutcomeContext,
   ReloadContext,
   SetupContext,
   SetupPackages,
@@ -60,6 +61,12 @@ export function createHooks() {
      * add files derived from it to ctx.files and reload the site's services gracefully.
      */
     reload: new AsyncSeriesHook<[ReloadContext, TaskList<ReloadContext>]>(['context', 'tasks']),
+    /**
+     * outcome: a deploy or a rollback ended (deployed, failed, rolled_back); called once for all its
+     * nodes, after its last line of progress. Taps tell someone and run no task; a tap that throws
+     * is a warning, and the taps after it still run: it never changes the command's result.
+     */
+    outcome: new AsyncSeriesHook<[OutcomeContext]>(['outcome']),
   });
 }
 
@@ -79,6 +86,7 @@ export const hookNames = [
   'verify',
   'status',
   'reload',
+  'outcome',
 ] as const satisfies readonly HookName[];
 
 /** Deploy phases in the order they run. */
@@ -97,8 +105,15 @@ export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map()):
   return registry;
 }
 
+/**
+ * Hooks whose taps' failures are warnings (on the context's `log`) rather than errors: what they
+ * do comes after the command's result, which they must not change, nor keep the next tap from running.
+ */
+const WARNING_HOOKS: ReadonlySet<string> = new Set<HookName>(['outcome']);
+
 /** interceptHooks for one hook; `registry` (when given) records who tapped it. */
 function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?: TapRegistry): void {
+  const warnOnly = WARNING_HOOKS.has(name);
   hook.intercept({
     register(tap) {
       const plugin = tap.name;
@@ -111,13 +126,21 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
             ? (a as { forPlugin(p: string): unknown }).forPlugin(plugin)
             : a,
         );
-      const failure = (args: unknown[], err: unknown) => PluginError.of(plugin, name, (args[0] as { node?: string } | undefined)?.node, err);
+      const named = (args: unknown[], err: unknown) => PluginError.of(plugin, name, (args[0] as { node?: string } | undefined)?.node, err);
+      // undefined: the failure was a warning, the hook goes on.
+      const failure = (args: unknown[], err: unknown): PluginError | undefined => {
+        const error = named(args, err);
+        if (!warnOnly) return error;
+        (args[0] as { log: { warn(m: string): void } }).log.warn(error.message);
+        return undefined;
+      };
       if (tap.type === 'promise') {
         tap.fn = async (...args: unknown[]) => {
           try {
             return await fn(...scoped(args));
           } catch (err) {
-            throw failure(args, err);
+            const error = failure(args, err);
+            if (error) throw error;
           }
         };
       } else if (tap.type === 'async') {
@@ -134,7 +157,8 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
           try {
             return fn(...scoped(args));
           } catch (err) {
-            throw failure(args, err);
+            const error = failure(args, err);
+            if (error) throw error;
           }
         };
       }

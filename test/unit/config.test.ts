@@ -333,8 +333,8 @@ describe('kraftwerk.config.ts', () => {
     assert.equal(config.workers, 3);
     assert.deepEqual(config.nodes.production, { host: 'web1.example.com', port: 2222 });
     const [object, file] = config.plugins;
-    assert.equal(typeof object === 'object' && object.name, 'notify');
-    assert.equal(file, './deploy/notify.ts');
+    assert.equal(typeof object === 'object' && object.name, 'revision');
+    assert.equal(file, './deploy/revision.ts');
     assert.deepEqual(config.aliases, [], 'defaults apply to TS configs too');
   });
 

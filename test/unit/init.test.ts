@@ -95,7 +95,7 @@ describe('kraftwerk init', () => {
   });
 
   test('the commented examples are valid too: uncommented, the file still loads', async () => {
-    const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'deploy/notify.ts': 'export default { name: "notify", apply() {} };\n' });
+    const dir = project('shop', { 'shop/wsgi.py': DJANGO_WSGI, 'deploy/revision.ts': 'export default { name: "revision", apply() {} };\n' });
     const { file } = await initProject({ cwd: dir, builtins: builtinTable });
     const all = uncommentExamples(readFileSync(file, 'utf8'));
     // Every key of the schema (core's and the built-in plugins'), once; the file keeps its own reading order.

@@ -12,6 +12,7 @@ import { newReleaseId, releaseRecordPath } from '../../lifecycle/release-record.
 import { restoreFiles } from '../../lifecycle/release-files.ts';
 import { collectSwitchSteps, SWITCHED_STATE, undoReleaseCommand } from '../../lifecycle/switch.ts';
 import { emptyFacts } from '../../lifecycle/probe.ts';
+import { outcomeReporter } from '../../lifecycle/outcome.ts';
 import { sh } from '../../shell/sh.ts';
 import { readReleaseRecord, rollbackContext, rollbackTasks } from '../../lifecycle/rollback.ts';
 import { KraftwerkError } from '../../errors.ts';
@@ -31,6 +32,16 @@ export interface DeployCommandOptions {
 
 // Re-exported: rollback and the tests take it from here.
 export { parseDuration } from '../../config/durations.ts';
+
+/** Who runs a deploy or a rollback: the local user@host (release records and outcomes name it). */
+export function localDeployer(): string {
+  return `${os.userInfo().username}@${os.hostname()}`;
+}
+
+/** Where the site answers: the first plugin's answer (https with a certificate), else plain http. */
+export function siteUrlOf(project: Project): string {
+  return firstAnswer(project.plugins, 'siteUrl', project.site) ?? `http://${project.site.canonicalDomain}/`;
+}
 
 function gitRevision(dir: string): string | undefined {
   try {
@@ -194,24 +205,43 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
 }
 
 export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
+  const startedAt = Date.now();
   const project = await kit.loadProject();
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
   const { hooks } = applyPlugins(project);
   const id = newReleaseId();
   const revision = gitRevision(site.sourceDir);
-  const deployer = `${os.userInfo().username}@${os.hostname()}`;
-  const globals = kit.options();
+  const deployer = localDeployer();
+  const url = siteUrlOf(project);
   const lockWaitMs = parseDuration(options.lockWait);
-  const { silenceMs } = deployTimeouts(site.config);
-  const interrupt = new DeployInterrupt();
-
   const contexts = nodes.map((node) =>
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
       deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
     }),
   );
+  // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
+  const outcome = outcomeReporter(hooks, { site, command: 'deploy', nodes, deployer, url, options: kit.options(), log: kit.log, startedAt });
+  // The probe found the live release (the one before this deploy); nodes of a group normally agree.
+  const tried = () => ({ id, revision, previous: contexts[0]!.release.previous });
+  try {
+    await runDeploy(kit, project, hooks, contexts, url);
+  } catch (err) {
+    await outcome('failed', tried(), err);
+    throw err;
+  }
+  await outcome('deployed', tried());
+}
+
+/** The deploy of a new release to every node of `contexts`, from collecting every phase's tasks to its closing line. */
+async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string): Promise<void> {
+  const { site } = project;
+  const nodes = contexts.map((c) => c.node);
+  const { id } = contexts[0]!.release;
+  const globals = kit.options();
+  const { silenceMs } = deployTimeouts(site.config);
+  const interrupt = new DeployInterrupt();
   for (const ctx of contexts) interrupt.attach(ctx);
 
   // Taps only add tasks, so every phase is collected before anything runs (and --dry-run can show it all).
@@ -259,7 +289,6 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
   if (!globals.dryRun) {
-    const url = firstAnswer(project.plugins, 'siteUrl', site) ?? `http://${site.canonicalDomain}/`;
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${url}`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);

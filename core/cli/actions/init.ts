@@ -204,7 +204,7 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
     timeouts: { release_commands: '30m', install: '30m', healthcheck: '5m', silence: '10m' },
     keep_releases: 5,
     exclude: ['*.pyc', '.git/', 'node_modules/', 'media/'],
-    plugins: ['./deploy/notify.ts'],
+    plugins: ['./deploy/revision.ts'],
   };
   // Then each plugin's keys, in the order the plugins apply.
   return Object.assign(core, ...plugins.map((p) => p.init?.examples?.(project) ?? {}));
