@@ -43,16 +43,21 @@ import { describeChar } from '../shell/escape.ts';
  */
 
 // No /i flag: JSON Schema patterns have no flags, and editors would then reject capitals.
+/** Dot-separated labels of letters, digits and dashes (a label neither starts nor ends with a dash). */
+const HOST_LABELS = String.raw`([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?`;
 const hostname = z
   .string()
   .max(253, 'a host name of at most 253 characters')
   .regex(
-    /^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/,
+    new RegExp(String.raw`^(\*\.)?${HOST_LABELS}$`),
     'a host name such as www.example.com (letters, digits, dots and dashes; no spaces, no scheme, no path)',
   );
 
 /** A host name that names one host (no `*.`): what a preview's domain is made under. */
-const plainHostname = hostname.refine((h) => !h.startsWith('*.'), 'a host name without a wildcard, such as previews.example.com');
+const plainHostname = z
+  .string()
+  .max(253, 'a host name of at most 253 characters')
+  .regex(new RegExp(`^${HOST_LABELS}$`), 'a host name without a wildcard, such as previews.example.com');
 
 /** What a site name looks like (see `siteName`). */
 export const SITE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,27}$/;
