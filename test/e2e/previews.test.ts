@@ -72,6 +72,8 @@ describe('previews of a site on one node', { skip: sandboxSkip() }, () => {
     const dir = project(t);
     await withPreparedSandbox(t, NODE, setupRecipe(), async (sandbox) => {
       const { address } = sandbox;
+      // From the snapshot the services are stopped: setup-node starts them (and installs the project's apt packages).
+      await cliOk(['setup-node', NODE], dir);
       await cliOk(['deploy', NODE], dir);
       await cliOk(['run', NODE, '--', 'python', 'manage.py', 'shell', '-c', `from notes.models import Note; Note.objects.create(text=${JSON.stringify(NOTE)})`], dir);
       await cliOk(['run', NODE, '--', 'sh', '-c', `printf '%s' '${UPLOAD}' > "$UPLOADS_PATH/hello.txt"`], dir);
