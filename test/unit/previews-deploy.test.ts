@@ -97,10 +97,11 @@ describe('previews through a recording Remote', () => {
     assert.ok(!execs(refusing).some((t) => /rm -rf -- \/srv\/|userdel|DROP/.test(t)), 'nothing was removed');
   });
 
-  it('a bad NAME is a usage error before any connection', async () => {
+  it('a bad NAME, --with-data without --preview, destroy --preview --keep-data: usage errors before any connection', async () => {
     const kit = new RecordingKit(quiet, orchestrationProject(services), fakeNodes('web1'));
     await assert.rejects(deployPreviewCommand(kit, 'web1', { preview: 'Feat_1' }), (err: Error & { exitCode?: number }) => err.exitCode === 2 && /^--preview "Feat_1"/.test(err.message));
     await assert.rejects(deployPreviewCommand(kit, 'web1', { withData: true }), /--with-data works with --preview NAME only/);
+    await assert.rejects(destroyPreviewCommand(kit, 'web1', 'feat1', { keepData: true }, 'services'), /--keep-data does not go with --preview/);
     assert.deepEqual(kit.connected, []);
   });
 });

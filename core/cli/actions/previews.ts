@@ -11,7 +11,7 @@
 import type { DeployContext, DumpContext } from '../../engine/context.ts';
 import { dumpDir, newDumpId } from '../../lifecycle/dumps.ts';
 import { UsageError } from '../../errors.ts';
-import { collectTasks } from '../../engine/hooks.ts';
+import { collectTasks, type Hooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { definePlugin, type Plugin, type Project } from '../../engine/plugin.ts';
 import { runInline, type RunnableTask } from '../../engine/runner.ts';
@@ -19,7 +19,7 @@ import { previewNames, previewSite } from '../../config/preview.ts';
 import { siteNameReservations } from '../../config/settings.ts';
 import { formatAge, listPreviewsCommand, parsePreviewList, previewConflict, previewMarkerContent, previewMarkerPath, type PreviewOnNode } from '../../lifecycle/preview.ts';
 import { sh } from '../../shell/sh.ts';
-import { Stage } from '../../engine/tasks.ts';
+import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { applyPlugins, type DeployCommandOptions, deployCommand, siteUrlOf } from './deploy.ts';
 import { dumpContext, dumpTasks } from './dump.ts';
 import { connect, nodeContext, nodesOf, requireDeployed } from './ops.ts';
@@ -110,7 +110,7 @@ function previewPlugin(kit: CoreKit, main: Project, options: { withData: boolean
  * taps, so each plugin restores it as the preview's (its database, its user's
  * uploads); then removed, it existed only to be copied.
  */
-async function copyMainData(kit: CoreKit, main: Project, hooks: ReturnType<typeof applyPlugins>['hooks'], ctx: DeployContext, task: Parameters<RunnableTask<DeployContext>['run']>[1]) {
+async function copyMainData(kit: CoreKit, main: Project, hooks: Hooks, ctx: DeployContext, task: TaskHandle): Promise<void> {
   const id = newDumpId(new Date(), 'preview');
   const dumpCtx = dumpContext(kit, main, ctx.node, id, ctx.remote);
   const dump = await dumpTasks(applyPlugins(main).hooks, main, dumpCtx, 'sync');
@@ -143,6 +143,12 @@ export async function deployPreviewCommand(kit: CoreKit, nodeArg: string | undef
 
 /** `kraftwerk destroy [node] --preview NAME`: the destroy of the preview's site, which refuses a site that is not this project's preview. */
 export async function destroyPreviewCommand(kit: CoreKit, nodeArg: string | undefined, name: string, options: { keepData?: boolean }, removed: string): Promise<void> {
+  if (options.keepData) {
+    // Kept data without the site's registration (and so its marker) would be a site no command could tell as a preview.
+    throw new UsageError('--keep-data does not go with --preview: destroying a preview removes all of it', {
+      hint: `Run it without --keep-data (the main site's data is never touched by it), or keep the preview ${name} for now. Nothing was changed.`,
+    });
+  }
   const { destroyCommand } = await import('./destroy.ts');
   await destroyCommand(kit, nodeArg, options, removed, await previewProject(kit, name));
 }
