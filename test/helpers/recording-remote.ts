@@ -5,7 +5,7 @@
 // between files. Used by test/unit/deploy-orchestration.test.ts and the tests of what a deploy
 // tells the outside (test/integration/notify-webhook.test.ts).
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CoreKit, type GlobalOptions } from '../../core/cli/kit.ts';
@@ -203,7 +203,12 @@ export function fakeNodes(...names: string[]): Map<string, FakeNode> {
 export function installRsyncShim(): { log: string; restore(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'kw-orch-'));
   const log = path.join(dir, 'rsync.log');
-  writeFileSync(path.join(dir, 'rsync'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${log}\necho 'Total bytes sent: 1'\n`);
+  // The no-change check lists the project's files with the real rsync, on this machine only (no node): that one passes.
+  const real = ['/usr/bin/rsync', '/bin/rsync', '/usr/local/bin/rsync'].find((f) => existsSync(f)) ?? 'false';
+  writeFileSync(
+    path.join(dir, 'rsync'),
+    `#!/bin/sh\ncase " $* " in *" --list-only "*) exec ${real} "$@";; esac\nprintf '%s\\n' "$*" >> ${log}\necho 'Total bytes sent: 1'\n`,
+  );
   chmodSync(path.join(dir, 'rsync'), 0o755);
   const savedPath = process.env.PATH;
   process.env.PATH = `${dir}${path.delimiter}${savedPath}`;
