@@ -25,8 +25,8 @@ export function releaseTree(site: Site): Promise<string> {
 
 /**
  * What would go live on this node, as one digest: Kraftwerk's version (its templates and
- * commands), the project's files, kraftwerk.yaml as validated (every plugin's settings are keys
- * of it), the environment the release would get (plugins' variables, `environ:`, the `secrets:`
+ * commands), the project's files, kraftwerk.yaml as validated (core's keys and every plugin's
+ * settings), the environment the release would get (plugins' variables, `environ:`, the `secrets:`
  * values and what `env set` stored on the node: only its digest is kept), and what each plugin
  * adds through the `fingerprint` extension point. Needs the probe's facts (the node's
  * environment); costs no command of its own.
@@ -37,6 +37,7 @@ export async function releaseFingerprint(hooks: Hooks, ctx: DeployContext): Prom
   parts.add('kraftwerk', await kraftwerkVersion());
   parts.add('tree', await releaseTree(site));
   parts.add('config', JSON.stringify(site.config));
+  parts.add('settings', JSON.stringify(site.settings));
   const { envFile } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
   parts.add('environment', envFile);
   await lifecycleHooks(hooks).fingerprint.promise(ctx, parts);
