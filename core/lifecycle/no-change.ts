@@ -23,7 +23,7 @@ export function compareWithLiveTask(hooks: Hooks): TaskSpec<DeployContext> {
     title: 'compare with the live release',
     stage: Stage.PREPARE + 10,
     // Under --dry-run the probe does not run: nothing to compare with, every step is shown.
-    skip: (ctx) => (ctx.remote.dryRun ? 'compare with the live release (dry run: not compared)' : false),
+    skip: (ctx) => (ctx.remote.dryRun ? 'dry run: nothing to compare with' : false),
     run: async (ctx, task) => {
       const digest = (await releaseFingerprint(hooks, ctx)).digest;
       ctx.state.set(FINGERPRINT_STATE, digest);
