@@ -12,6 +12,7 @@ export {
   type DumpContext,
   type EnvironmentContext,
   EnvironmentVars,
+  FingerprintParts,
   type Logger,
   type NodeContext,
   type NodeFacts,

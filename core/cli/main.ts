@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { KraftwerkError } from '../errors.ts';
 import { maskSecrets } from '../shell/sh.ts';
 import { CoreKit, type GlobalOptions } from './kit.ts';
+import { kraftwerkVersion } from '../version.ts';
 import { type BuiltinPlugins, loadBuiltins } from '../engine/registry.ts';
 // The one place in core that names the built-in plugins: it hands their table to the kit.
 import { stackPlugins } from '../../plugins/builtins.ts';
@@ -32,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .description('Deploy and run Python WSGI sites on your own Debian servers over SSH.')
-    .version(await version(), '-V, --version')
+    .version(await kraftwerkVersion(), '-V, --version')
     .option('-v, --verbose', 'show every remote command and its output')
     .option('-q, --quiet', 'print only errors')
     .option('-n, --dry-run', 'print every remote command and file that would be written; change nothing')
@@ -81,10 +82,12 @@ export async function main(argv: string[]): Promise<number> {
     .description('ship the project with rsync and bring the new release live')
     .option('-u, --upgrade-packages', 'reinstall requirements even if requirements.txt did not change')
     .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .option('-f, --force', 'deploy a new release even when nothing changed since the live one')
+    .option('--timings', "print each phase's and each task's wall time at the end")
     .option('--preview <name>', 'deploy as the preview NAME: its own site <site>-NAME at NAME.<domain> (or NAME.<preview_domain>) on the node')
     .option('--with-data', "with --preview: copy the site's database and uploads into the preview before its release commands")
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; preview?: string; withData?: boolean }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; force?: boolean; timings?: boolean; preview?: string; withData?: boolean }) => {
         if (opts.preview !== undefined || opts.withData) {
           const { deployPreviewCommand } = await import('./actions/previews.ts');
           return deployPreviewCommand(kit, node, opts);
@@ -198,18 +201,4 @@ function reportError(err: unknown, options: GlobalOptions): number {
   process.stderr.write(`${red('internal error:')} ${maskSecrets(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
   process.stderr.write('This is a bug in Kraftwerk; please report it with the output above.\n');
   return 1;
-}
-
-async function version(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  // core/cli.ts from source, dist/core/cli/main.js when built.
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version: string };
-      if (pkg.name === 'kraftwerk') return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
 }

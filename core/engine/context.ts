@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Site } from '../config/site.ts';
 import type { Remote, RemoteFile } from '../remote/remote.ts';
 import type { Script } from '../shell/sh.ts';
@@ -25,6 +26,8 @@ export interface NodeFacts {
   currentRelease?: string;
   /** Domains of the other Kraftwerk sites on the node, by site name. */
   otherSites: Record<string, string[]>;
+  /** The live release's record (id, time, deployer, fingerprint…), when it has one. */
+  liveRecord?: Record<string, unknown>;
   /** The site's environment as last written (the live release's .kraftwerk/env). */
   env: Record<string, string>;
   /** Variables set by `kraftwerk env set` (shared/env.local). */
@@ -126,6 +129,8 @@ export interface DeployOptions {
   upgradePackages: boolean;
   /** How long to wait for another deploy's lock (`--lock-wait`), in ms. */
   lockWaitMs: number;
+  /** Deploy even when nothing changed since the live release (`--force`). */
+  force?: boolean;
 }
 
 /** The context of the deploy lifecycle hooks (preSync → restart). */
@@ -358,4 +363,41 @@ export class SwitchSteps {
 export interface HealthCheckRequest {
   /** Ask over HTTPS (e.g. the site has a certificate, and plain HTTP only redirects). */
   https: boolean;
+}
+
+/**
+ * What a release is made of besides its files, for the no-change check of a deploy (the
+ * `fingerprint` extension point): a tap adds what its plugin's rendered configuration depends
+ * on beyond kraftwerk.yaml and the project's files, which core covers itself (e.g. python: the
+ * requirements and the node's Python version). Only a digest of each value is kept, never the
+ * value: a part may carry a secret.
+ */
+export class FingerprintParts {
+  constructor(
+    private readonly plugin = 'core',
+    private readonly parts: Map<string, string> = new Map(),
+  ) {}
+
+  /** Add `value` under `name` (recorded as `plugin:name`; core's parts have no prefix). */
+  add(name: string, value: string | Buffer): this {
+    const key = this.plugin === 'core' ? name : `${this.plugin}:${name}`;
+    this.parts.set(key, createHash('sha256').update(value).digest('hex'));
+    return this;
+  }
+
+  /** The same parts, recording what is added as `plugin`'s (core does this for each tap). */
+  forPlugin(plugin: string): FingerprintParts {
+    return new FingerprintParts(plugin, this.parts);
+  }
+
+  /** Each part's name and the digest of its value. */
+  get entries(): ReadonlyMap<string, string> {
+    return this.parts;
+  }
+
+  /** One digest of every part, whatever the order they were added in. */
+  get digest(): string {
+    const lines = [...this.parts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}\n`);
+    return createHash('sha256').update(lines.join('')).digest('hex');
+  }
 }

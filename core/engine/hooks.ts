@@ -5,6 +5,7 @@ import type {
   DumpContext,
   EnvironmentContext,
   EnvironmentVars,
+  FingerprintParts,
   HealthCheckRequest,
   NodeContext,
   OutcomeContext,
@@ -170,13 +171,14 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
 // ---- Extension points of the deploy lifecycle ----
 
 /**
- * Hooks into two steps of core's deploy lifecycle rather than phases of it: the switch of `current` and the
- * health check. Made on first use for a set of hooks (webpack's getCompilationHooks pattern), so that they
+ * Hooks into three steps of core's deploy lifecycle rather than phases of it: the switch of `current`, the
+ * health check and the no-change check. Made on first use for a set of hooks (webpack's getCompilationHooks pattern), so that they
  * are not phases a plugin lists in `kraftwerk plugins`; taps are wrapped like every other hook's (a failure
  * names the plugin and the hook; collectors record the plugin). Core calls them when it builds the step.
  *
  *     lifecycleHooks(hooks).switch.tap(NAME, (ctx, steps) => { steps.afterSwitch(…); steps.onUndo(…); });
  *     lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => { request.https = true; });
+ *     lifecycleHooks(hooks).fingerprint.tap(NAME, (ctx, parts) => { parts.add('inputs', …); });
  */
 export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
   let made = lifecycleHooksOf.get(hooks);
@@ -186,6 +188,8 @@ export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
       switch: new AsyncSeriesHook<[DeployContext, SwitchSteps]>(['deploy', 'steps']),
       /** healthcheck (restart, per node): how core asks the site once it switched. */
       healthcheck: new AsyncSeriesHook<[DeployContext, HealthCheckRequest]>(['deploy', 'request']),
+      /** fingerprint (preSync, per node, after the probe): what the plugin's part of the release depends on, for the no-change check. */
+      fingerprint: new AsyncSeriesHook<[DeployContext, FingerprintParts]>(['deploy', 'parts']),
     });
     for (const [name, hook] of Object.entries(made)) interceptTaps(hook as AsyncSeriesHook<unknown[]>, name);
     lifecycleHooksOf.set(hooks, made);
@@ -196,6 +200,7 @@ export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
 export interface LifecycleHooks {
   readonly switch: AsyncSeriesHook<[DeployContext, SwitchSteps]>;
   readonly healthcheck: AsyncSeriesHook<[DeployContext, HealthCheckRequest]>;
+  readonly fingerprint: AsyncSeriesHook<[DeployContext, FingerprintParts]>;
 }
 
 const lifecycleHooksOf = new WeakMap<Hooks, LifecycleHooks>();

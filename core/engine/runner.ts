@@ -1,11 +1,11 @@
-import { Listr, type ListrTask, type ListrTaskWrapper } from 'listr2';
+import type { ListrTask, ListrTaskWrapper } from 'listr2';
 import type { RunOptions } from './context.ts';
 import { KraftwerkError, PluginError } from '../errors.ts';
 import type { TaskHandle, TaskSpec } from './tasks.ts';
 import { maskSecrets } from '../shell/sh.ts';
 
 /**
- * The only module that imports listr2. Plugins hand over TaskSpecs; this turns
+ * The only module that imports listr2 (when it first runs tasks). Plugins hand over TaskSpecs; this turns
  * them into listr2 tasks: a live tree on a terminal, plain lines in CI logs.
  */
 
@@ -102,6 +102,8 @@ export async function runTasks<C>(
   options: RunOptions,
   listOptions?: { concurrent?: boolean; node?: string; keepGoing?: boolean },
 ): Promise<void> {
+  // Loaded when tasks first run: `kraftwerk --help` and commands that run none never load listr2.
+  const { Listr } = await import('listr2');
   const list = new Listr(
     items.map((i) => toListr(i, ctx, listOptions?.node)),
     {

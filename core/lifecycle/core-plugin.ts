@@ -21,6 +21,7 @@ import { collectSwitchSteps, execSwitch, LOCK_LOST_EXIT, SWITCHED_MARKER, SWITCH
 import { healthCheckCommand, healthCheckRequest } from './healthcheck.ts';
 import { finishReleaseCommand, RECORD_STATE, reportFinish } from './release-record.ts';
 import { writeFiles } from './release-files.ts';
+import { compareWithLiveTask, FINGERPRINT_STATE } from './no-change.ts';
 
 /** Set when release commands did not run: the switch links `.venv` and opens the release folder instead. */
 const LINK_AT_SWITCH_STATE = 'core.linkAtSwitch';
@@ -45,6 +46,7 @@ export const corePlugin = definePlugin({
         stage: Stage.PREPARE,
         run: (ctx, task) => inspectNode(ctx, task, 'deploy'),
       });
+      tasks.add(compareWithLiveTask(hooks));
     });
 
     hooks.sync.tap('core', (ctx, tasks) => {
@@ -222,6 +224,8 @@ export const corePlugin = definePlugin({
             deployer: r.deployer,
             revision: r.revision,
             venv: r.venv,
+            // What went live, for the next deploy's no-change check (a digest: no value of the environment in it).
+            fingerprint: ctx.state.get(FINGERPRINT_STATE),
           };
           const finish = finishReleaseCommand(site, { ...base, id: r.id, status: 'live' }, r.previous);
           // The deploy's last command also releases its lock (core's finally does when this is not reached).

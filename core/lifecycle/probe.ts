@@ -55,12 +55,26 @@ export function globWord(pattern: string): string {
  */
 export function probeCommand(site: Site, probe?: NodeProbe): Script {
   const p = site.paths;
+  // The live release's record (releaseRecordPath) holds its fingerprint: the no-change check needs no command of its own.
+  const records = `${p.state}/releases`;
   const questions = probe && !probe.empty ? sh`${questionsCommand(probe)}\n` : sh``;
   return sh`test -f ${NODE_MARKER} && echo setup=1
 echo "python=$(python3 --version 2>/dev/null | cut -d' ' -f2)"
-echo "current=$(basename "$(readlink ${p.current} 2>/dev/null)" 2>/dev/null)"
+kw_current=$(basename "$(readlink ${p.current} 2>/dev/null)" 2>/dev/null)
+echo "current=$kw_current"
+if [ -n "$kw_current" ] && [ -f ${records}/"$kw_current".json ]; then echo "record=$(base64 -w0 < ${records}/"$kw_current".json)"; fi
 for f in ${SITES_DIR}/*/domains; do [ -f "$f" ] && echo "site=$(basename "$(dirname "$f")") $(tr '\\n' ' ' < "$f")"; done
 ${questions}${readSiteEnvScript(site)}`;
+}
+
+/** A release record as the probe sends it (base64 of its JSON); undefined when it is not one. */
+function parseRecord(base64: string): Record<string, unknown> | undefined {
+  try {
+    const record: unknown = JSON.parse(Buffer.from(base64, 'base64').toString('utf8'));
+    return record && typeof record === 'object' && !Array.isArray(record) ? (record as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function parseProbe(output: string, site: Site, probe?: NodeProbe): NodeFacts {
@@ -93,6 +107,7 @@ export function parseProbe(output: string, site: Site, probe?: NodeProbe): NodeF
     if (key === 'setup') facts.setUp = value === '1';
     else if (key === 'python' && value) facts.pythonVersion = value;
     else if (key === 'current' && value) facts.currentRelease = value;
+    else if (key === 'record') facts.liveRecord = parseRecord(value);
     else if (key === 'pkg') {
       const [name, ...status] = value.split(' ');
       if (name && probe?.packages.has(name) && status.join(' ') === 'install ok installed') facts.installed.add(name);

@@ -7,9 +7,9 @@
  * forwarding, no node needs a key for another. Only a Remote runs these
  * (Remote.rsync), so --dry-run decides in one place what happens.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import { quote } from '../shell/sh.ts';
@@ -77,11 +77,52 @@ export function buildRsyncArgs(options: RsyncOptions): string[] {
   args.push('-e', rsyncSshCommand(target));
   if (target.sudo) args.push('--rsync-path=sudo -n rsync');
   if (options.linkDest) args.push(`--link-dest=${options.linkDest}`);
-  for (const pattern of [...DEFAULT_EXCLUDES, ...options.excludes]) args.push(`--exclude=${pattern}`);
-  if (options.excludeFromFile) args.push(`--exclude-from=${options.excludeFromFile}`);
+  args.push(...releaseFilterArgs(options));
   // The trailing slash copies the folder's contents, not the folder itself.
   args.push(options.source.endsWith('/') ? options.source : `${options.source}/`, remoteSpec(target, options.dest));
   return args;
+}
+
+/** What a release leaves out: the same for the transfer and for the listing of the no-change check. */
+function releaseFilterArgs(options: Pick<RsyncOptions, 'excludes' | 'excludeFromFile'>): string[] {
+  const args = [...DEFAULT_EXCLUDES, ...options.excludes].map((pattern) => `--exclude=${pattern}`);
+  if (options.excludeFromFile) args.push(`--exclude-from=${options.excludeFromFile}`);
+  return args;
+}
+
+/**
+ * The project's files as a release transfer would send them (the same excludes), listed by rsync
+ * on this machine without any connection: one line per file with its type, mode, size and time,
+ * each regular file's time then to the nanosecond (rsync's own listing has seconds), so that an
+ * edit rsync's quick check would send changes the listing too. Folders count by name and mode only.
+ */
+export async function listReleaseTree(options: Pick<RsyncOptions, 'source' | 'excludes' | 'excludeFromFile'>): Promise<string> {
+  const source = options.source.endsWith('/') ? options.source : `${options.source}/`;
+  const { stdout } = await runLocal('rsync', ['--recursive', '--links', '--list-only', ...releaseFilterArgs(options), source]);
+  const lines = stdout.split('\n').filter(Boolean);
+  const stamped = await Promise.all(
+    lines.map(async (line) => {
+      // "-rw-r--r--          1,234 2026/12/02 02:49:35 path/of file"
+      const m = /^(\S)(\S*)\s+[\d,.]+ \S+ \S+ (.*)$/.exec(line);
+      if (!m) return line;
+      // A folder's time changes when a file in it comes and goes (an excluded __pycache__ too): rsync sends nothing for it.
+      if (m[1] === 'd') return `d${m[2]} ${m[3]}`;
+      if (m[1] !== '-') return line;
+      const s = await stat(join(source, m[3]!), { bigint: true }).catch(() => undefined);
+      return s ? `${line} ${s.mtimeNs}` : line;
+    }),
+  );
+  return stamped.join('\n');
+}
+
+/** Run a local program, its stdout as text; a failure names it with its stderr. */
+function runLocal(program: string, args: string[]): Promise<{ stdout: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(program, args, { maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new KraftwerkError(`${program} could not list the project's files: ${lastLines(String(stderr).trim() || err.message, 4)}`));
+      else resolve({ stdout: String(stdout) });
+    });
+  });
 }
 
 function folderArgs(target: SshTarget): string[] {

@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, siteWebGroup, Stage, type Hooks, type Site } from '../../core/index.ts';
+import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, lifecycleHooks, siteWebGroup, Stage, type Hooks, type Site } from '../../core/index.ts';
 
 /** After core's release record (Stage.VERIFY + 100), which prunes the release folders first. */
 const PRUNE_STAGE = Stage.VERIFY + 200;
@@ -51,6 +51,13 @@ export default definePlugin({
   apply(hooks: Hooks, site: Site) {
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
       packages.add(...PYTHON_PACKAGES);
+    });
+
+    // A deploy changes nothing here while the venv it would run in and the site's apt packages are as they were:
+    // the requirements (also in the project's files), the wheelhouse, the node's Python, and none of the packages missing.
+    lifecycleHooks(hooks).fingerprint.tap(PLUGIN_NAME, (ctx, parts) => {
+      parts.add('venv', venvHash(readVenvInputs(site.sourceDir, site.config.requirements, ctx.facts.pythonVersion ?? '')));
+      parts.add('apt missing', site.config.apt.filter((p) => !ctx.facts.installed.has(p)).join(' '));
     });
 
     hooks.install.tap(PLUGIN_NAME, (ctx, tasks) => {

@@ -5,7 +5,7 @@
 // between files. Used by test/unit/deploy-orchestration.test.ts and the tests of what a deploy
 // tells the outside (test/integration/notify-webhook.test.ts).
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CoreKit, type GlobalOptions } from '../../core/cli/kit.ts';
@@ -39,6 +39,8 @@ export class FakeNode {
   switches: string[] = [];
   /** Releases on the node with a good record, besides the live one (what `rollback` chooses from). */
   goodReleases: string[] = [];
+  /** Release records a deploy wrote (its finish script), by id: the probe sends the live one's. */
+  records = new Map<string, string>();
 
   constructor(readonly name: string) {}
 
@@ -63,7 +65,9 @@ export class FakeNode {
       const token = /"token":"([0-9a-f]+)"/.exec(text)?.[1];
       if (this.lockToken && this.lockToken !== token) return { code: 3, stdout: `held {"who":"someone","token":"${this.lockToken}"}\n`, stderr: '' };
       this.lockToken = token;
-      return { code: 0, stdout: `acquired\n---locked---\nsetup=1\npython=3.11.2\ncurrent=${this.current ?? ''}\n---env---\n---envlocal---\n`, stderr: '' };
+      const record = this.current && this.records.get(this.current);
+      const recordLine = record ? `record=${Buffer.from(record).toString('base64')}\n` : '';
+      return { code: 0, stdout: `acquired\n---locked---\nsetup=1\npython=3.11.2\ncurrent=${this.current ?? ''}\n${recordLine}---env---\n---envlocal---\n`, stderr: '' };
     }
     if (/grep -q [0-9a-f]+ \S+\/info 2>\/dev\/null && touch/.test(text)) {
       // The heartbeat.
@@ -85,6 +89,8 @@ export class FakeNode {
       this.switches.push(to);
       out.push('kraftwerk: switched');
     }
+    const written = /printf '%s(?:\\n|\n)' '(\{[^']*\})' > '?\S*?(\d{8}T\d{6}Z)\.json\.tmp/.exec(text);
+    if (written) this.records.set(written[2]!, written[1]!);
     if (text.includes("-w '%{http_code}'")) {
       const broken = this.newReleaseBroken && this.current !== LIVE;
       out.push(broken ? '500' : '200');
@@ -203,7 +209,12 @@ export function fakeNodes(...names: string[]): Map<string, FakeNode> {
 export function installRsyncShim(): { log: string; restore(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'kw-orch-'));
   const log = path.join(dir, 'rsync.log');
-  writeFileSync(path.join(dir, 'rsync'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${log}\necho 'Total bytes sent: 1'\n`);
+  // The no-change check lists the project's files with the real rsync, on this machine only (no node): that one passes.
+  const real = ['/usr/bin/rsync', '/bin/rsync', '/usr/local/bin/rsync'].find((f) => existsSync(f)) ?? 'false';
+  writeFileSync(
+    path.join(dir, 'rsync'),
+    `#!/bin/sh\ncase " $* " in *" --list-only "*) exec ${real} "$@";; esac\nprintf '%s\\n' "$*" >> ${log}\necho 'Total bytes sent: 1'\n`,
+  );
   chmodSync(path.join(dir, 'rsync'), 0o755);
   const savedPath = process.env.PATH;
   process.env.PATH = `${dir}${path.delimiter}${savedPath}`;

@@ -22,12 +22,19 @@ import { Stage } from '../../engine/tasks.ts';
 import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
 import { connectTask, nodeContext, notConnected } from './ops.ts';
+import { confirmLive, unchangedRelease } from '../../lifecycle/no-change.ts';
+import { releaseTree } from '../../lifecycle/fingerprint.ts';
+import { Timings } from '../../engine/timings.ts';
 import type { Site } from '../../config/site.ts';
 
 export interface DeployCommandOptions {
   upgradePackages?: boolean;
   /** e.g. "90s", "5m", "0" */
   lockWait?: string;
+  /** Deploy even when nothing changed since the live release. */
+  force?: boolean;
+  /** Print each phase's and each task's wall time at the end. */
+  timings?: boolean;
 }
 
 // Re-exported: rollback and the tests take it from here.
@@ -151,13 +158,13 @@ const FAILED_STATE = 'core.failed';
  * Switch every node; if any fails (its health check, its reload), roll every
  * node that switched back to its previous release, then report the failure.
  */
-async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][]) {
+async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][], timings: Timings) {
   // One node: its record task may release the lock with its own command when nothing runs after it.
   // In a group, a node that went live is rolled back when another fails: it keeps its lock to the end.
   if (contexts.length === 1) contexts[0]!.state.set(RESTART_TASKS_STATE, restartTasks[0]);
   const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
     title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
-    tasks: guarded(restartTasks[i]!),
+    tasks: guarded(timings.wrap(restartTasks[i]!, phaseLabel('restart', ctx, contexts))),
     ctx,
     node: ctx.node,
     keepGoing: true,
@@ -207,6 +214,16 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
 /** `project`: another than kraftwerk.yaml's (a preview's, see previews.ts). */
 export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions, given?: Project): Promise<void> {
   const startedAt = Date.now();
+  const since = performance.now();
+  const timings = new Timings();
+  try {
+    await deployAndTell(kit, nodeArg, options, startedAt, timings, given);
+  } finally {
+    if (options.timings) for (const line of timings.lines('deploy', since)) kit.log.info(line);
+  }
+}
+
+async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions, startedAt: number, timings: Timings, given?: Project): Promise<void> {
   const project = given ?? (await kit.loadProject());
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
@@ -219,24 +236,50 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   const contexts = nodes.map((node) =>
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
-      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
+      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs, force: options.force ?? false },
     }),
   );
   // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
   const outcome = outcomeReporter(hooks, { site, command: 'deploy', nodes, deployer, url, options: kit.options(), log: kit.log, startedAt });
   // The probe found the live release (the one before this deploy); nodes of a group normally agree.
   const tried = () => ({ id, revision, previous: contexts[0]!.release.previous });
+  let unchanged: string | undefined;
   try {
-    await runDeploy(kit, project, hooks, contexts, url);
+    unchanged = await runDeploy(kit, project, hooks, contexts, url, timings);
   } catch (err) {
     await outcome('failed', tried(), err);
     throw err;
   }
-  await outcome('deployed', tried());
+  // Nothing changed: the release that is live (and passed its check) is the deploy's.
+  await outcome('deployed', unchanged ? { id: unchanged, revision: contexts[0]!.facts.liveRecord?.revision as string | undefined, previous: unchanged } : tried());
+}
+
+/** A phase's name in --timings: with the node in a group of nodes. */
+function phaseLabel(phase: string, ctx: DeployContext, contexts: DeployContext[]): string {
+  return contexts.length > 1 ? `${phase}@${ctx.node}` : phase;
+}
+
+/**
+ * Every node is unchanged (compareWithLiveTask): check each live release. True when each passed,
+ * and then nothing was written on any node; a single node's lock went with its check, a group's
+ * locks stay until all passed (core's finally releases them), as a failure deploys to every node.
+ */
+async function confirmUnchanged(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], timings: Timings): Promise<boolean> {
+  const passed = new Set<DeployContext>();
+  const check = (ctx: DeployContext): RunnableTask<DeployContext>[] =>
+    stoppable(
+      timings.wrap(
+        [{ title: 'health check of the live release', run: async (c, task) => void ((await confirmLive(hooks, c, task, { unlock: contexts.length === 1 })) && passed.add(c)) }],
+        phaseLabel('unchanged', ctx, contexts),
+      ),
+    );
+  if (contexts.length === 1) await kit.runTasks(check(contexts[0]!), contexts[0]!);
+  else await kit.runTasks(contexts.map((ctx) => ({ title: ctx.node, tasks: check(ctx), ctx, node: ctx.node })), contexts[0]!, { concurrent: true });
+  return passed.size === contexts.length;
 }
 
 /** The deploy of a new release to every node of `contexts`, from collecting every phase's tasks to its closing line. */
-async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string): Promise<void> {
+async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string, timings: Timings): Promise<string | undefined> {
   const { site } = project;
   const nodes = contexts.map((c) => c.node);
   const { id } = contexts[0]!.release;
@@ -244,6 +287,8 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
   const { silenceMs } = deployTimeouts(site.config);
   const interrupt = new DeployInterrupt();
   for (const ctx of contexts) interrupt.attach(ctx);
+  // The listing of the project's files (for the no-change check) runs here while the deploy connects.
+  if (!globals.dryRun) void releaseTree(site).catch(() => undefined);
 
   // Taps only add tasks, so every phase is collected before anything runs (and --dry-run can show it all).
   const phases = await Promise.all(
@@ -256,22 +301,45 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
   // Every command of the deploy: a silence timeout; the interruptible ones also stop with the deploy.
   const guard = (remote: Remote) => new GuardedRemote(remote, { signal: interrupt.signal, silenceMs });
 
-  const nodeGroup = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
-    const selected = phases[i]!.filter((p) => p.phase !== 'restart');
-    const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({ title: p.phase, tasks: stoppable(p.tasks), ctx, node: ctx.node }));
-    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard }));
-    return { title: ctx.node, tasks: groups, ctx, node: ctx.node };
+  // preSync (connect, lock and probe, the no-change check) runs on every node first: when no node changes, nothing else runs.
+  const phaseGroups = (ctx: DeployContext, i: number, which: (phase: string) => boolean): TaskGroup<DeployContext>[] => {
+    const selected = phases[i]!.filter((p) => which(p.phase));
+    const groups: TaskGroup<DeployContext>[] = selected.map((p) => ({
+      title: p.phase,
+      tasks: stoppable(timings.wrap(p.tasks, phaseLabel(p.phase, ctx, contexts))),
+      ctx,
+      node: ctx.node,
+    }));
+    return groups;
   };
+  const runOnNodes = async (title: string, perNode: TaskGroup<DeployContext>[][]) => {
+    if (nodes.length === 1) await kit.runTasks(perNode[0]!, contexts[0]!);
+    else {
+      const tasks = contexts.map((ctx, i) => ({ title: ctx.node, tasks: perNode[i]!, ctx, node: ctx.node }));
+      await kit.runTasks([{ title: `${title} ${nodes.length} nodes`, tasks, concurrent: true }], contexts[0]!);
+    }
+  };
+  const checks = contexts.map((ctx, i) => {
+    const groups = phaseGroups(ctx, i, (p) => p === 'preSync');
+    const connect = connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard });
+    (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(...timings.wrap([connect], phaseLabel('preSync', ctx, contexts)));
+    return groups;
+  });
+  const prepare = contexts.map((ctx, i) => phaseGroups(ctx, i, (p) => p !== 'preSync' && p !== 'restart'));
 
-  const prepare = contexts.map((ctx, i) => nodeGroup(ctx, i));
   const stopListening = interrupt.listen((m) => kit.log.warn(m));
   let undone: Undone[] | undefined;
+  let unchanged: string | undefined;
   try {
     try {
-      // Every node is made ready before any of them switches; nothing live has changed yet.
-      if (nodes.length === 1) await kit.runTasks(prepare[0]!.tasks as TaskGroup<DeployContext>[], contexts[0]!);
-      else await kit.runTasks([{ title: `prepare ${nodes.length} nodes`, tasks: prepare, concurrent: true }], contexts[0]!);
-      await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks));
+      await runOnNodes('inspect', checks);
+      if (contexts.every((c) => unchangedRelease(c)) && (await confirmUnchanged(kit, hooks, contexts, timings))) {
+        unchanged = unchangedRelease(contexts[0]!);
+      } else {
+        // Every node is made ready before any of them switches; nothing live has changed yet.
+        await runOnNodes('prepare', prepare);
+        await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks), timings);
+      }
     } catch (err) {
       // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
       // a full disk, which a kept partial release would keep full (its log is in the site's logs, not there).
@@ -289,10 +357,18 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
     }
   }
   if (undone) throw interruptedMessage(interrupt, contexts, undone);
+  if (unchanged) {
+    // Nodes of a group may have different live releases (each is what this deploy would make it).
+    const ids = new Set(contexts.map((c) => unchangedRelease(c)));
+    if (ids.size === 1) kit.log.info(`already live: ${unchanged} (no change)`);
+    else for (const ctx of contexts) kit.log.info(`already live: ${unchangedRelease(ctx)} (no change) on ${ctx.node}`);
+    return unchanged;
+  }
   if (!globals.dryRun) {
     kit.log.info(`Deployed ${site.name} release ${id} to ${nodes.join(', ')}: ${url}`);
   } else {
     kit.log.info(`Dry run: nothing was changed on ${nodes.join(', ')}.`);
   }
+  return undefined;
 }
 

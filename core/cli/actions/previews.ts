@@ -138,7 +138,8 @@ export async function deployPreviewCommand(kit: CoreKit, nodeArg: string | undef
     throw new UsageError('--with-data works with --preview NAME only', { hint: 'To copy data between nodes, use kraftwerk sync-services <from> <to>.' });
   }
   const project = await previewProject(kit, options.preview, { withData: options.withData });
-  await deployCommand(kit, nodeArg, options, project);
+  // A data copy is asked for even when the code did not change: no no-change fast path then.
+  await deployCommand(kit, nodeArg, { ...options, force: options.force || options.withData }, project);
 }
 
 /** `kraftwerk destroy [node] --preview NAME`: the destroy of the preview's site, which refuses a site that is not this project's preview. */
