@@ -13,9 +13,9 @@
  *
  * for (a) no change, (b) one changed file, (c) a changed requirements.txt
  * (Kraftwerk and the floor only), each `--runs` times (median), the tools
- * alternating within each run (kraftwerk, floor, ansible, fabric, kraftwerk, …). Also reports the remote commands the deploy
- * ran, the SSH logins it made (from the sandbox's sshd log) and rsync's bytes
- * sent. Run: npm run bench:deploy  (or node --import tsx bench/deploy.ts --runs 5)
+ * alternating within each run (kraftwerk, floor, ansible, fabric, kraftwerk,
+ * …). Also reports the remote commands the deploy ran, the SSH logins it made
+ * (from the sandbox's sshd log) and rsync's bytes sent. Run: npm run bench:deploy  (or node --import tsx bench/deploy.ts --runs 5)
  */
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
