@@ -20,6 +20,8 @@ import { buildRsyncArgs } from '../core/remote/rsync.ts';
 import { type BenchSandbox, BenchFailure, REPO_ROOT, ensureDebianPackage, outputTail, reloadCommand, run, sshOk, succeeds } from './lib.ts';
 
 const PEERS_DIR = path.join(REPO_ROOT, 'bench', 'peers');
+/** Debian's Python, where python3-fabric installs (a python3 earlier in PATH, e.g. pyenv's, would not see it). */
+const DEBIAN_PYTHON = '/usr/bin/python3';
 
 export interface Peer {
   readonly name: string;
@@ -126,7 +128,7 @@ class FabricPeer implements Peer {
   constructor(private readonly ctx: PeerContext) {}
 
   async prepare(): Promise<void> {
-    await ensureDebianPackage('python3-fabric', () => succeeds(['python3', '-c', 'import fabric']));
+    await ensureDebianPackage('python3-fabric', () => succeeds([DEBIAN_PYTHON, '-c', 'import fabric']));
     const t = this.ctx.sandbox.target;
     const dest = peerDir(this.ctx, this.name);
     const spec = {
@@ -138,7 +140,7 @@ class FabricPeer implements Peer {
       rsync: ['rsync', ...buildRsyncArgs({ target: t, source: this.ctx.source, dest: `${dest}/app`, excludes: [] })],
       reload: reloadCommand(this.ctx.site),
     };
-    this.argv = ['python3', path.join(PEERS_DIR, 'fabric_deploy.py'), JSON.stringify(spec)];
+    this.argv = [DEBIAN_PYTHON, path.join(PEERS_DIR, 'fabric_deploy.py'), JSON.stringify(spec)];
     await sshOk(this.ctx.sandbox, `rm -rf ${dest} && mkdir -p -m 700 ${dest}`, `making ${dest}`);
     await this.measure();
   }
