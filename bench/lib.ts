@@ -632,18 +632,19 @@ const escapeXml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<
  * (file counts 50, 500, 5000).
  */
 export function lineChart(options: { title: string; xLabel: string; yLabel: string; series: readonly ChartSeries[]; logX?: boolean }): string {
-  const W = 560;
+  const W = 660;
   const H = 320;
   const left = 60;
-  const right = 170;
+  // Room for the legend right of the plot.
+  const right = 230;
   const top = 36;
   const bottom = 48;
   const xs = [...new Set(options.series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
   const tx = (x: number) => (options.logX ? Math.log10(x) : x);
   const [x0, x1] = [tx(xs[0]!), tx(xs.at(-1)!)];
   const yMax = niceCeil(Math.max(...options.series.flatMap((s) => s.points.map(([, y]) => y))));
-  const px = (x: number) => left + (x1 === x0 ? 0 : ((tx(x) - x0) / (x1 - x0)) * (W - left - right));
-  const py = (y: number) => H - bottom - (y / yMax) * (H - top - bottom);
+  const px = (x: number) => Math.round((left + (x1 === x0 ? 0 : ((tx(x) - x0) / (x1 - x0)) * (W - left - right))) * 10) / 10;
+  const py = (y: number) => Math.round((H - bottom - (y / yMax) * (H - top - bottom)) * 10) / 10;
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
@@ -662,9 +663,9 @@ export function lineChart(options: { title: string; xLabel: string; yLabel: stri
   options.series.forEach((s, i) => {
     const color = colors[i % colors.length]!;
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
-    const pts = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
+    const pts = s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
     out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
-    for (const [x, y] of s.points) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`);
+    for (const [x, y] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${color}"/>`);
     const ly = top + 10 + i * 20;
     out.push(`<line x1="${W - right + 14}" y1="${ly}" x2="${W - right + 38}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`);
     out.push(`<text x="${W - right + 44}" y="${ly + 4}">${escapeXml(s.name)}</text>`);
