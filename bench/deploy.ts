@@ -40,7 +40,7 @@ import {
   setUpSandboxes,
   table,
   taskDurations,
-  waitForSite,
+  settle as settleSites,
 } from './lib.ts';
 import { type Peer, makePeers } from './peers.ts';
 
@@ -94,10 +94,7 @@ async function bench(): Promise<void> {
     const domain = await projectDomain(project.dir);
     const [sandbox] = await setUpSandboxes([SANDBOX], project.dir, { keep: args.keep });
     const sb = sandbox!;
-    const settle = async () => {
-      // A reload that is still going on would slow the next measurement down.
-      if (!(await waitForSite(sb.address, domain, '/health'))) throw new BenchFailure(`the site does not answer on ${sb.address} (Host: ${domain})`);
-    };
+    const settle = () => settleSites([sb], domain);
 
     note('first deploy');
     const first = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });

@@ -506,6 +506,16 @@ export async function projectConfig(projectDir: string): Promise<{ domain: strin
   return { domain: [config.domain].flat()[0]!, wsgi: config.wsgi ?? 'wsgi:application', workers: config.workers ?? 2 };
 }
 
+/**
+ * Wait until the site answers on every sandbox: a reload still going on would
+ * slow the next measurement down. A BenchFailure naming the sandbox when one never does.
+ */
+export async function settle(sandboxes: readonly SandboxInfo[], domain: string, urlPath = '/health'): Promise<void> {
+  for (const s of sandboxes) {
+    if (!(await waitForSite(s.address, domain, urlPath))) throw new BenchFailure(`the site does not answer on ${s.name} (${s.address}, Host: ${domain})`);
+  }
+}
+
 /** The canonical domain from a project's kraftwerk.yaml. */
 export async function projectDomain(projectDir: string): Promise<string> {
   return (await projectConfig(projectDir)).domain;

@@ -32,7 +32,7 @@ import {
   remoteCommands,
   setUpSandboxes,
   table,
-  waitForSite,
+  settle as settleSites,
   writeChart,
   writeCsv,
 } from './lib.ts';
@@ -62,11 +62,7 @@ async function bench(): Promise<void> {
     await appendFile(path.join(project.dir, 'kraftwerk.yaml'), `\n# bench/multinode\nnodes:\n${groups.join('\n')}\n`);
 
     const logins = async (which: readonly BenchSandbox[]) => (await Promise.all(which.map((s) => s.logins()))).reduce((a, b) => a + b, 0);
-    const settle = async (which: readonly BenchSandbox[]) => {
-      for (const s of which) {
-        if (!(await waitForSite(s.address, domain, '/health'))) throw new BenchFailure(`the site does not answer on ${s.name} (${s.address})`);
-      }
-    };
+    const settle = (which: readonly BenchSandbox[]) => settleSites(which, domain);
     const floors = sandboxes.map((s) => new Floor(s, project.dir, EXAMPLE));
     let lastEnd: number | undefined;
     const deploy = async (n: number, label: string): Promise<Sample> => {

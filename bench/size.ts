@@ -30,7 +30,7 @@ import {
   ratio,
   setUpSandboxes,
   table,
-  waitForSite,
+  settle as settleSites,
   writeChart,
   writeCsv,
 } from './lib.ts';
@@ -76,9 +76,7 @@ async function bench(): Promise<void> {
     const domain = await projectDomain(project.dir);
     const [sandbox] = await setUpSandboxes([SANDBOX], project.dir, { keep: args.keep });
     const sb = sandbox!;
-    const settle = async () => {
-      if (!(await waitForSite(sb.address, domain, '/health'))) throw new BenchFailure(`the site does not answer on ${sb.address} (Host: ${domain})`);
-    };
+    const settle = () => settleSites([sb], domain);
     const floor = new Floor(sb, project.dir, EXAMPLE);
     let lastEnd: number | undefined;
     const deploy = async (label: string) => {
