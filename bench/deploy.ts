@@ -20,17 +20,14 @@
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  BenchFailure,
   Floor,
-  afterSecondOf,
   benchArgs,
   copyExample,
-  kraftwerk,
+  deployer,
   main,
   median,
   ms,
   note,
-  outputTail,
   projectConfig,
   projectDomain,
   ratio,
@@ -97,8 +94,8 @@ async function bench(): Promise<void> {
     const settle = () => settleSites([sb], domain);
 
     note('first deploy');
-    const first = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });
-    if (first.code !== 0) throw new BenchFailure(`the first deploy failed (exit ${first.code}):\n${outputTail(first)}`);
+    const deploy = deployer(project.dir);
+    const first = await deploy(SANDBOX, 'first', { verbose: true });
     await settle();
 
     const floor = new Floor(sb, project.dir, EXAMPLE);
@@ -113,20 +110,16 @@ async function bench(): Promise<void> {
       await settle();
     }
 
-    let lastDeployEnd = Date.now();
     const results = new Map<string, Sample[]>();
     for (const scenario of SCENARIOS) {
       const samples: Sample[] = [];
       for (let i = 1; i <= args.runs; i++) {
         await scenario.change(project.dir, i);
-        await afterSecondOf(lastDeployEnd);
         const loginsBefore = await sb.logins();
         const wireBefore = await sb.bytesToSandbox();
-        const d = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });
-        lastDeployEnd = Date.now();
+        const d = await deploy(SANDBOX, `${scenario.name}, run ${i}`, { verbose: true });
         const logins = (await sb.logins()) - loginsBefore;
         const wireBytes = (await sb.bytesToSandbox()) - wireBefore;
-        if (d.code !== 0) throw new BenchFailure(`deploy (${scenario.name}, run ${i}) failed (exit ${d.code}):\n${outputTail(d)}`);
         await settle();
 
         const f = await floor.measure();

@@ -189,6 +189,23 @@ export async function kraftwerkOk(args: readonly string[], options: { cwd?: stri
   return r;
 }
 
+/**
+ * `kraftwerk deploy <target>` in one project, again and again: waits for the
+ * next second between deploys (release ids are to the second) and throws a
+ * BenchFailure with the output's tail when a deploy fails.
+ */
+export function deployer(projectDir: string): (target: string, label: string, options?: { verbose?: boolean; peakRss?: boolean; timeoutMs?: number }) => Promise<Timed> {
+  let lastEnd: number | undefined;
+  return async (target, label, options = {}) => {
+    await afterSecondOf(lastEnd);
+    const argv = [...(options.verbose ? ['--verbose'] : []), 'deploy', target];
+    const r = await kraftwerk(argv, { cwd: projectDir, peakRss: options.peakRss, timeoutMs: options.timeoutMs });
+    lastEnd = Date.now();
+    if (r.code !== 0) throw new BenchFailure(`deploy ${target} (${label}) failed (exit ${r.code}):\n${outputTail(r)}`);
+    return r;
+  };
+}
+
 /** The CLI runs from dist/: refuse to measure a missing build, warn about a stale one. */
 export async function checkBuild(): Promise<void> {
   if (process.env.KRAFTWERK_BENCH_CLI) {

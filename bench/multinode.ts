@@ -12,21 +12,18 @@
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  BenchFailure,
   type BenchSandbox,
   type ChartSeries,
   DOCS_DIR,
   Floor,
-  afterSecondOf,
   benchArgs,
   copyExample,
+  deployer,
   floorOnAll,
-  kraftwerk,
   main,
   median,
   ms,
   note,
-  outputTail,
   projectDomain,
   ratio,
   remoteCommands,
@@ -64,14 +61,11 @@ async function bench(): Promise<void> {
     const logins = async (which: readonly BenchSandbox[]) => (await Promise.all(which.map((s) => s.logins()))).reduce((a, b) => a + b, 0);
     const settle = (which: readonly BenchSandbox[]) => settleSites(which, domain);
     const floors = sandboxes.map((s) => new Floor(s, project.dir, EXAMPLE));
-    let lastEnd: number | undefined;
+    const run = deployer(project.dir);
     const deploy = async (n: number, label: string): Promise<Sample> => {
       const which = sandboxes.slice(0, n);
-      await afterSecondOf(lastEnd);
       const before = await logins(which);
-      const r = await kraftwerk(['--verbose', 'deploy', targetOf(n)], { cwd: project.dir });
-      lastEnd = Date.now();
-      if (r.code !== 0) throw new BenchFailure(`deploy ${targetOf(n)} (${label}) failed (exit ${r.code}):\n${outputTail(r)}`);
+      const r = await run(targetOf(n), label, { verbose: true });
       const commands = which.map((s) => remoteCommands(r.stdout, s.name));
       const loginCount = (await logins(which)) - before;
       await settle(which);
@@ -81,9 +75,7 @@ async function bench(): Promise<void> {
     };
 
     note(`first deploy to the group ${targetOf(NODES.length)}`);
-    const first = await kraftwerk(['--verbose', 'deploy', targetOf(NODES.length)], { cwd: project.dir, timeoutMs: 30 * 60_000 });
-    lastEnd = Date.now();
-    if (first.code !== 0) throw new BenchFailure(`the first deploy failed (exit ${first.code}):\n${outputTail(first)}`);
+    const first = await run(targetOf(NODES.length), 'first', { verbose: true, timeoutMs: 30 * 60_000 });
     await settle(sandboxes);
     for (const f of floors) await f.prepare();
     await floorOnAll(floors); // the floors' own first copy, not measured

@@ -17,15 +17,13 @@ import {
   BenchFailure,
   DOCS_DIR,
   Floor,
-  afterSecondOf,
   benchArgs,
   copyExample,
-  kraftwerk,
+  deployer,
   main,
   median,
   ms,
   note,
-  outputTail,
   projectDomain,
   ratio,
   setUpSandboxes,
@@ -78,12 +76,9 @@ async function bench(): Promise<void> {
     const sb = sandbox!;
     const settle = () => settleSites([sb], domain);
     const floor = new Floor(sb, project.dir, EXAMPLE);
-    let lastEnd: number | undefined;
+    const run = deployer(project.dir);
     const deploy = async (label: string) => {
-      await afterSecondOf(lastEnd);
-      const r = await kraftwerk(['deploy', SANDBOX], { cwd: project.dir, peakRss: true });
-      lastEnd = Date.now();
-      if (r.code !== 0) throw new BenchFailure(`deploy (${label}) failed (exit ${r.code}):\n${outputTail(r)}`);
+      const r = await run(SANDBOX, label, { peakRss: true });
       await settle();
       return r;
     };
