@@ -52,6 +52,7 @@ export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { userVariableCheck } from './lifecycle/site-environment.ts';
 export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';

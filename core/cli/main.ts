@@ -81,10 +81,28 @@ export async function main(argv: string[]): Promise<number> {
     .description('ship the project with rsync and bring the new release live')
     .option('-u, --upgrade-packages', 'reinstall requirements even if requirements.txt did not change')
     .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .option('--preview <name>', 'deploy as the preview NAME: its own site <site>-NAME at NAME.<domain> (or NAME.<preview_domain>) on the node')
+    .option('--with-data', "with --preview: copy the site's database and uploads into the preview before its release commands")
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; preview?: string; withData?: boolean }) => {
+        if (opts.preview !== undefined || opts.withData) {
+          const { deployPreviewCommand } = await import('./actions/previews.ts');
+          return deployPreviewCommand(kit, node, opts);
+        }
         const { deployCommand } = await import('./actions/deploy.ts');
         await deployCommand(kit, node, opts);
+      }),
+    );
+
+  program
+    .command('previews')
+    .argument('[node]', 'server, group or sandbox name (default: default_node)')
+    .description('list the previews of this project on a node (deploy --preview NAME): name, age, live release, URL')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (node: string | undefined, opts: { json?: boolean }) => {
+        const { previewsCommand } = await import('./actions/previews.ts');
+        await previewsCommand(kit, node, opts);
       }),
     );
 

@@ -219,8 +219,13 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
     .argument('[node]', NODE)
     .description(`remove the site from a node: ${DESTROYED}, folders`)
     .option('--keep-data', 'keep uploads and backups (a last dump is taken first)')
+    .option('--preview <name>', 'remove the preview NAME (deploy --preview NAME) instead; the site itself stays')
     .action(
-      run(async (node: string | undefined, opts: { keepData?: boolean }) => {
+      run(async (node: string | undefined, opts: { keepData?: boolean; preview?: string }) => {
+        if (opts.preview !== undefined) {
+          const { destroyPreviewCommand } = await import('./actions/previews.ts');
+          return destroyPreviewCommand(kit, node, opts.preview, opts, DESTROYED);
+        }
         const { destroyCommand } = await import('./actions/destroy.ts');
         await destroyCommand(kit, node, opts, DESTROYED);
       }),

@@ -23,6 +23,7 @@ import { describeChar } from '../shell/escape.ts';
  *
  *     key                        reaches                                         checked as
  *     domain, aliases            nginx server_name, certbot -d, sites registry   host names (letters, digits, dots, dashes, *.)
+ *     preview_domain             the same, as <NAME>.<preview_domain>            a host name without *. (core/config/preview.ts)
  *     package (or folder name)   user kw-<name>, database, role, Redis user,     a name, not a reserved one (postgres, root, …)
  *                                /srv/<name>, runit, nginx, cron.d file names
  *     wsgi                       uWSGI ini module/callable                       Python dotted names
@@ -42,13 +43,21 @@ import { describeChar } from '../shell/escape.ts';
  */
 
 // No /i flag: JSON Schema patterns have no flags, and editors would then reject capitals.
+/** Dot-separated labels of letters, digits and dashes (a label neither starts nor ends with a dash). */
+const HOST_LABELS = String.raw`([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?`;
 const hostname = z
   .string()
   .max(253, 'a host name of at most 253 characters')
   .regex(
-    /^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/,
+    new RegExp(String.raw`^(\*\.)?${HOST_LABELS}$`),
     'a host name such as www.example.com (letters, digits, dots and dashes; no spaces, no scheme, no path)',
   );
+
+/** A host name that names one host (no `*.`): what a preview's domain is made under. */
+const plainHostname = z
+  .string()
+  .max(253, 'a host name of at most 253 characters')
+  .regex(new RegExp(`^${HOST_LABELS}$`), 'a host name without a wildcard, such as previews.example.com');
 
 /** What a site name looks like (see `siteName`). */
 export const SITE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,27}$/;
@@ -258,6 +267,9 @@ export const coreConfigShape = {
       .union([hostname, z.array(hostname).min(1)], { error: 'a host name such as www.example.com, or a list of them' })
       .describe('Domain(s) the site answers on; the first is canonical'),
     aliases: z.array(hostname).default([]).describe('Domains redirected (301) to the canonical domain'),
+    preview_domain: plainHostname
+      .optional()
+      .describe('Previews (deploy --preview NAME) answer at NAME.<preview_domain>; without it at NAME.<canonical domain>'),
     services: z.array(z.string().min(1)).default([]).describe('Service plugins to enable (`kraftwerk plugins` lists them)'),
     wsgi: z
       .string()

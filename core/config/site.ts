@@ -48,6 +48,8 @@ export interface Site {
   readonly paths: SitePaths;
   /** Runit service name of the web process (and prefix of worker processes). */
   readonly service: string;
+  /** Set on a preview (`deploy --preview NAME`, core/config/preview.ts): the site it previews and NAME. */
+  readonly preview?: { readonly of: string; readonly name: string };
 }
 
 export function sitePaths(name: string): SitePaths {

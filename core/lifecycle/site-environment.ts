@@ -1,4 +1,6 @@
-import { EnvironmentVars } from '../engine/context.ts';
+import { type DeployContext, EnvironmentVars } from '../engine/context.ts';
+import { KraftwerkError } from '../errors.ts';
+import { Stage, type TaskSpec } from '../engine/tasks.ts';
 import { parseEnvFile, renderEnvFile, siteNamesOf } from '../shell/env-file.ts';
 import type { Hooks } from '../engine/hooks.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
@@ -166,4 +168,27 @@ for f in ${dir}/* ${dir}/.[!.]*; do
   [ -f "$f" ] || [ -L "$f" ] || continue
   case "\${f##*/}" in ${keep}) ;; *) rm -f -- "$f";; esac
 done`;
+}
+
+/**
+ * A preSync task (after core's inspect node read env.local, before anything
+ * changes) that stops the deploy when `variable` will not be in the site's
+ * environment from the user's side: `kraftwerk env set` on the node, `secrets:`
+ * or `environ:`. For a plugin that takes a value from the user rather than
+ * making it (an external database's URL); `setting` names the key that asks for it.
+ */
+export function userVariableCheck(site: Site, variable: string, setting: string): TaskSpec<DeployContext> {
+  return {
+    title: `${variable} is set`,
+    stage: Stage.PREPARE + 10,
+    run: (ctx, task) => {
+      const { envLocal } = ctx.facts;
+      if (!(variable in envLocal || variable in site.config.secrets || variable in site.config.environ)) {
+        throw new KraftwerkError(`${setting} in kraftwerk.yaml, but ${variable} is not set for ${site.name} on ${ctx.node}`, {
+          hint: `Set it before deploying: kraftwerk env set ${ctx.node} ${variable} (reads the value from stdin), or name a command for it under secrets:.`,
+        });
+      }
+      task.title(`${variable} is set`);
+    },
+  };
 }

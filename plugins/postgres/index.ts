@@ -3,11 +3,21 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Script, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { dumpExternalCommand, loadExternalCommand, serviceFile, verifyExternalCommand } from './external.ts';
+import { databaseArchive } from './paths.ts';
+import { POSTGRES_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'postgres';
 
 export const SOCKET_DIR = '/var/run/postgresql';
+
+export { databaseArchive };
+
+/** `postgres: {url: env}`: the database is managed elsewhere and DATABASE_URL is the user's. */
+export function isExternal(site: Site): boolean {
+  return settingsOf(site, POSTGRES_SETTINGS).postgres?.url === 'env';
+}
 
 export interface PostgresNames {
   database: string;
@@ -53,11 +63,6 @@ if pg_lsclusters -h | awk '$4 != "online" { found = 1 } END { exit !found }'; th
   service postgresql start >/dev/null
   echo 'started PostgreSQL'
 fi`;
-}
-
-/** The database in a dump folder (pg_dump's custom format). */
-export function databaseArchive(dir: string): string {
-  return `${dir}/postgres.dump`;
 }
 
 /** pg_dump as the superuser; root's shell writes the file (dump folders are root's only). */
@@ -140,9 +145,13 @@ export default definePlugin({
       const found = ['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg'].find((p) => requirements.has(p));
       return found && `${found} in requirements.txt`;
     },
+    examples: () => ({ postgres: { url: 'env' } }),
   },
   description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
-  nodeStatus: (status) => status.process('postgresql', 'postgres'),
+  settings: POSTGRES_SETTINGS,
+  nodeStatus: (status, site) => {
+    if (!isExternal(site)) status.process('postgresql', 'postgres');
+  },
   // The site's name is its database and role name: these are the cluster's own.
   reservesSiteName(name) {
     if (name === 'postgres') return `"postgres" is reserved: PostgreSQL's own database and superuser`;
@@ -151,6 +160,7 @@ export default definePlugin({
     return undefined;
   },
   apply(hooks: Hooks, site: Site) {
+    if (isExternal(site)) return applyExternal(hooks, site);
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('postgresql');
       tasks.add({
@@ -238,3 +248,72 @@ export default definePlugin({
     });
   },
 });
+
+/** The hooks of an external database: nothing to provision; the URL is checked, kept for root's tools, and used. */
+function applyExternal(hooks: Hooks, site: Site): void {
+  hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
+    // pg_dump and pg_restore for dump, load and backups; no server.
+    packages.add('postgresql-client');
+  });
+
+  hooks.preSync.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add(userVariableCheck(site, 'DATABASE_URL', 'postgres.url is "env"'));
+  });
+
+  hooks.configure.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'external database connection',
+      // After core computed the environment (Stage.PREPARE - 50), before release commands migrate.
+      stage: Stage.PREPARE,
+      run: (ctx, task) => {
+        const url = ctx.env.DATABASE_URL;
+        if (!url) throw new KraftwerkError(`DATABASE_URL of ${site.name} on ${ctx.node} is empty`, { hint: `kraftwerk env set ${ctx.node} DATABASE_URL` });
+        ctx.files.add(serviceFile(site, url, ctx.node));
+        task.title('external database: connection kept for dump, load and backups (root only)');
+      },
+    });
+  });
+
+  hooks.dump.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'PostgreSQL database (external)',
+      run: async (ctx) => {
+        await ctx.remote.exec(dumpExternalCommand(site, ctx.dir));
+      },
+    });
+  });
+
+  hooks.load.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'PostgreSQL database (external)',
+      run: async (ctx, task) => {
+        const { stdout } = await ctx.remote.exec(loadExternalCommand(site, ctx.dir));
+        task.title(stdout.includes('no database in this dump') ? 'PostgreSQL (nothing in this dump)' : 'PostgreSQL: the external database restored');
+      },
+    });
+  });
+
+  hooks.verify.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'PostgreSQL database (external)',
+      run: async (ctx, task) => {
+        const res = await ctx.remote.exec(verifyExternalCommand(ctx.dir), { check: false });
+        if (res.code !== 0) {
+          const why = res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`;
+          throw new KraftwerkError(`PostgreSQL: the archive does not read (${why})`);
+        }
+        const tables = Number(res.stdout.trim()) || 0;
+        task.title(`PostgreSQL: the archive reads whole, data of ${tables} table${tables === 1 ? '' : 's'} (an external database is not restored here)`);
+      },
+    });
+  });
+
+  hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    tasks.add({
+      title: 'external database',
+      stage: Stage.LATE,
+      // The database is the user's and may outlive the site here: it is never dropped.
+      run: (_ctx, task) => task.title('external database left as it is (DATABASE_URL)'),
+    });
+  });
+}

@@ -4,7 +4,8 @@
  * can only reach Redis with its own password (REDIS_URL, kept in its environment).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, sh, Stage, type Script, type Hooks, type Site } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { REDIS_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'redis';
 
@@ -16,6 +17,11 @@ export const ADMIN_SECRET = '/etc/kraftwerk/redis-admin.secret';
 export const ADMIN_USER = 'kraftwerk';
 export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
+
+/** `redis: {url: env}`: Redis is managed elsewhere and REDIS_URL is the user's. */
+export function isExternal(site: Site): boolean {
+  return settingsOf(site, REDIS_SETTINGS).redis?.url === 'env';
+}
 
 export function redisUser(site: Site): string {
   return site.user;
@@ -177,12 +183,23 @@ export default definePlugin({
       const found = ['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq'].find((p) => requirements.has(p));
       return found && `${found} in requirements.txt`;
     },
+    examples: () => ({ redis: { url: 'env' } }),
   },
   description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
-  nodeStatus: (status) => status.process('redis', 'redis-server'),
+  settings: REDIS_SETTINGS,
+  nodeStatus: (status, site) => {
+    if (!isExternal(site)) status.process('redis', 'redis-server');
+  },
   // The site's name is its ACL user's name; redis is the daemon's system user.
   reservesSiteName: (name) => (name === 'redis' ? `"redis" is reserved: Redis's system user` : undefined),
   apply(hooks: Hooks, site: Site) {
+    if (isExternal(site)) {
+      // Nothing to provision or remove: the user's REDIS_URL must be there before anything changes.
+      hooks.preSync.tap(PLUGIN_NAME, (_ctx, tasks) => {
+        tasks.add(userVariableCheck(site, 'REDIS_URL', 'redis.url is "env"'));
+      });
+      return;
+    }
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('redis-server', 'redis-tools');
       tasks.add({

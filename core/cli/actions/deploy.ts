@@ -204,9 +204,10 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
   );
 }
 
-export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions): Promise<void> {
+/** `project`: another than kraftwerk.yaml's (a preview's, see previews.ts). */
+export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, options: DeployCommandOptions, given?: Project): Promise<void> {
   const startedAt = Date.now();
-  const project = await kit.loadProject();
+  const project = given ?? (await kit.loadProject());
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
   const { hooks } = applyPlugins(project);

@@ -12,6 +12,7 @@ import { newDumpId } from '../../lifecycle/dumps.ts';
 import { collectTasks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import type { DeployLock } from '../../lifecycle/lock.ts';
+import type { Project } from '../../engine/plugin.ts';
 import { SITES_DIR } from '../../lifecycle/probe.ts';
 import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runner.ts';
 import { siteWebGroup } from '../../config/site.ts';
@@ -57,8 +58,9 @@ getent group ${siteWebGroup(site)} >/dev/null && groupdel ${siteWebGroup(site)};
  * `removed`: what the plugins remove, in the words of the CLI frame's help for
  * destroy (one text for both, so the question says what --help says).
  */
-export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }, removed: string): Promise<void> {
-  const project = await kit.loadProject();
+export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, options: { keepData?: boolean }, removed: string, given?: Project): Promise<void> {
+  // `given`: another site than kraftwerk.yaml's (a preview, see previews.ts).
+  const project = given ?? (await kit.loadProject());
   const { site } = project;
   const nodes = nodesOf(project, nodeArg);
   const keepData = options.keepData ?? false;

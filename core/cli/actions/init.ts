@@ -181,6 +181,7 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
   const core: Record<Key, unknown> = {
     domain,
     aliases: [`www.${domain}`],
+    preview_domain: `previews.${domain}`,
     services: plugins.filter((p) => p.init?.detect).map((p) => p.name),
     wsgi: guess.wsgi?.value ?? `${module}.wsgi`,
     environ: django

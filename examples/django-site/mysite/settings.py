@@ -7,7 +7,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # An example: a real site sets its key with `kraftwerk env set DJANGO_SECRET_KEY=...`.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "kraftwerk-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
-ALLOWED_HOSTS = ["django-site.test", "localhost", "127.0.0.1"]
+# The leading dot also allows the subdomains: previews answer at NAME.django-site.test
+# (kraftwerk deploy --preview NAME).
+ALLOWED_HOSTS = [".django-site.test", "localhost", "127.0.0.1"]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
