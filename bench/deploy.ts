@@ -9,27 +9,26 @@
  *   floor+ready = the floor, then until the reloaded app answers a request
  *            (`sv hup` returns at once; a deploy that checks its result waits)
  *   deploy = `kraftwerk --verbose deploy <sandbox>`, the real CLI
+ *   ansible, fabric = the same deploy done by the peers (bench/peers.ts)
  *
- * for (a) no change, (b) one changed file, (c) a changed requirements.txt,
- * each `--runs` times (median). Also reports the remote commands the deploy
- * ran, the SSH logins it made (from the sandbox's sshd log) and rsync's bytes
- * sent. Run: npm run bench:deploy  (or node --import tsx bench/deploy.ts --runs 5)
+ * for (a) no change, (b) one changed file, (c) a changed requirements.txt
+ * (Kraftwerk and the floor only), each `--runs` times (median), the tools
+ * alternating within each run (kraftwerk, floor, ansible, fabric, kraftwerk,
+ * …). Also reports the remote commands the deploy ran, the SSH logins it made
+ * (from the sandbox's sshd log) and rsync's bytes sent. Run: npm run bench:deploy  (or node --import tsx bench/deploy.ts --runs 5)
  */
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildRsyncArgs, runRsync } from '../core/remote/rsync.ts';
-import { sshArgv } from '../tools/sandbox/commands.ts';
 import {
-  BenchFailure,
-  type BenchSandbox,
-  afterSecondOf,
+  Floor,
   benchArgs,
   copyExample,
-  kraftwerk,
+  deployer,
   main,
   median,
   ms,
   note,
+  projectConfig,
   projectDomain,
   ratio,
   remoteCommands,
@@ -38,31 +37,32 @@ import {
   setUpSandboxes,
   table,
   taskDurations,
-  waitForSite,
+  settle as settleSites,
 } from './lib.ts';
+import { type Peer, makePeers } from './peers.ts';
 
 const SANDBOX = 'bench-deploy';
 const EXAMPLE = 'flask-hello';
-/** The site's live web slot (the site name is the project folder's name): the one without a `down` file. */
-const LIVE_SLOT = `$(for s in /etc/service/kraftwerk-${EXAMPLE}@*; do [ -e "$s/down" ] || echo "$s"; done)`;
-const FLOOR_DIR = '/root/kraftwerk-bench-floor';
-
 interface Scenario {
   name: string;
-  /** Change the project before a run (both floor and deploy see the change). */
+  /** Change the project before a run (every tool sees the change). */
   change: (dir: string, run: number) => Promise<void>;
+  /** Whether the peers run too (their playbook has no virtualenv step, so not for requirements). */
+  peers: boolean;
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'no change', change: async () => {} },
+  { name: 'no change', change: async () => {}, peers: true },
   {
     name: 'one file changed',
     change: (dir, i) => appendFile(path.join(dir, 'app.py'), `# bench: one-file change ${i}\n`),
+    peers: true,
   },
   {
     name: 'requirements changed',
     // A comment changes the requirements hash (new venv) without asking a package index.
     change: (dir, i) => appendFile(path.join(dir, 'requirements.txt'), `# bench: requirements change ${i}\n`),
+    peers: false,
   },
 ];
 
@@ -79,84 +79,60 @@ interface Sample {
   wireBytes: number;
   floorWireBytes: number;
   tasks: [string, number][];
-}
-
-/** The floor: what a hand-written `rsync && ssh sv hup` costs against the same sandbox. */
-class Floor {
-  private previous?: string;
-  private count = 0;
-
-  constructor(
-    private readonly sandbox: BenchSandbox,
-    private readonly source: string,
-  ) {}
-
-  async prepare(): Promise<void> {
-    const r = await run(sshArgv(this.sandbox.target, ['sh', '-c', `rm -rf ${FLOOR_DIR} && mkdir -p ${FLOOR_DIR}`]));
-    if (r.code !== 0) throw new BenchFailure(`cannot make ${FLOOR_DIR} on the sandbox: ${r.stderr.trim()}`);
-  }
-
-  async measure(): Promise<{ ms: number; bytesSent: number; wireBytes: number }> {
-    const dest = `${FLOOR_DIR}/${++this.count}`;
-    const args = buildRsyncArgs({ target: this.sandbox.target, source: this.source, dest, linkDest: this.previous, excludes: [] });
-    const wireBefore = await this.sandbox.bytesToSandbox();
-    const started = performance.now();
-    const stats = await runRsync(args, undefined, SANDBOX);
-    const hup = await run(sshArgv(this.sandbox.target, ['sh', '-c', `sv hup ${LIVE_SLOT}`]));
-    const elapsed = performance.now() - started;
-    if (hup.code !== 0) throw new BenchFailure(`floor: sv hup of the live slot failed (exit ${hup.code}): ${hup.stderr.trim()}`);
-    this.previous = dest;
-    return { ms: elapsed, bytesSent: stats.bytesSent, wireBytes: (await this.sandbox.bytesToSandbox()) - wireBefore };
-  }
+  /** Wall time of each peer's deploy, by peer name. */
+  peers: Map<string, number>;
 }
 
 async function bench(): Promise<void> {
   const args = benchArgs({ runs: 5 });
   const project = await copyExample(EXAMPLE);
+  const peers: Peer[] = [];
   try {
     const domain = await projectDomain(project.dir);
     const [sandbox] = await setUpSandboxes([SANDBOX], project.dir, { keep: args.keep });
     const sb = sandbox!;
-    const settle = async () => {
-      // A reload that is still going on would slow the next measurement down.
-      if (!(await waitForSite(sb.address, domain, '/health'))) throw new BenchFailure(`the site does not answer on ${sb.address} (Host: ${domain})`);
-    };
+    const settle = () => settleSites([sb], domain);
 
     note('first deploy');
-    const first = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });
-    if (first.code !== 0) throw new BenchFailure(`the first deploy failed (exit ${first.code}):\n${`${first.stdout}\n${first.stderr}`.trim().split('\n').slice(-25).join('\n')}`);
+    const deploy = deployer(project.dir);
+    const first = await deploy(SANDBOX, 'first', { verbose: true });
     await settle();
 
-    const floor = new Floor(sb, project.dir);
+    const floor = new Floor(sb, project.dir, EXAMPLE);
     await floor.prepare();
     await floor.measure(); // the floor's own "first deploy": a full copy, not measured
     await settle();
+    const config = await projectConfig(project.dir);
+    peers.push(...makePeers({ sandbox: sb, source: project.dir, site: EXAMPLE, domain, wsgi: config.wsgi, workers: config.workers }));
+    for (const peer of peers) {
+      note(`${peer.name}: install when missing, first deploy (not measured)`);
+      await peer.prepare();
+      await settle();
+    }
 
-    let lastDeployEnd = Date.now();
     const results = new Map<string, Sample[]>();
     for (const scenario of SCENARIOS) {
       const samples: Sample[] = [];
       for (let i = 1; i <= args.runs; i++) {
         await scenario.change(project.dir, i);
+        const loginsBefore = await sb.logins();
+        const wireBefore = await sb.bytesToSandbox();
+        const d = await deploy(SANDBOX, `${scenario.name}, run ${i}`, { verbose: true });
+        const logins = (await sb.logins()) - loginsBefore;
+        const wireBytes = (await sb.bytesToSandbox()) - wireBefore;
+        await settle();
+
         const f = await floor.measure();
         // `sv hup` returns at once; the app is serving again once a request gets through.
         const readyFrom = performance.now();
         await settle();
         const floorReadyMs = f.ms + (performance.now() - readyFrom);
 
-        await afterSecondOf(lastDeployEnd);
-        const loginsBefore = await sb.logins();
-        const wireBefore = await sb.bytesToSandbox();
-        const d = await kraftwerk(['--verbose', 'deploy', SANDBOX], { cwd: project.dir });
-        lastDeployEnd = Date.now();
-        const logins = (await sb.logins()) - loginsBefore;
-        const wireBytes = (await sb.bytesToSandbox()) - wireBefore;
-        if (d.code !== 0) {
-          throw new BenchFailure(
-            `deploy (${scenario.name}, run ${i}) failed (exit ${d.code}):\n${`${d.stdout}\n${d.stderr}`.trim().split('\n').slice(-25).join('\n')}`,
-          );
+        const peerMs = new Map<string, number>();
+        for (const peer of scenario.peers ? peers : []) {
+          peerMs.set(peer.name, await peer.measure());
+          await settle();
         }
-        await settle();
         const sample: Sample = {
           deployMs: d.ms,
           floorMs: f.ms,
@@ -168,14 +144,17 @@ async function bench(): Promise<void> {
           wireBytes,
           floorWireBytes: f.wireBytes,
           tasks: taskDurations(d.lines),
+          peers: peerMs,
         };
         samples.push(sample);
-        note(`${scenario.name} ${i}/${args.runs}: deploy ${ms(sample.deployMs)}, floor ${ms(sample.floorMs)}, ${sample.commands ?? '?'} commands, ${logins} logins`);
+        const peerNote = [...peerMs].map(([n, t]) => `, ${n} ${ms(t)}`).join('');
+        note(`${scenario.name} ${i}/${args.runs}: deploy ${ms(sample.deployMs)}, floor ${ms(sample.floorMs)}${peerNote}, ${sample.commands ?? '?'} commands, ${logins} logins`);
       }
       results.set(scenario.name, samples);
     }
-    report(results, args.runs, first.ms);
+    report(results, args.runs, first.ms, peers.map((p) => p.name));
   } finally {
+    for (const peer of peers) await peer.cleanup();
     await project.cleanup();
   }
 }
@@ -190,7 +169,7 @@ const fmtMax = (xs: (number | undefined)[]) => {
   return lo === hi ? String(lo) : `${lo}–${hi}`;
 };
 
-function report(results: Map<string, Sample[]>, runs: number, firstMs: number): void {
+function report(results: Map<string, Sample[]>, runs: number, firstMs: number, peerNames: string[]): void {
   const rows = [...results].map(([name, s]) => {
     const deploy = median(s.map((x) => x.deployMs));
     const floor = median(s.map((x) => x.floorMs));
@@ -215,16 +194,36 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number): 
   out.push(table(['scenario', 'deploy', 'floor', 'ratio', 'floor+ready', 'ratio', 'remote cmds', 'ssh logins', 'rsync sent', 'floor rsync', 'on the wire: deploy / floor'], rows));
   out.push('floor = rsync of the tree + `ssh sv hup`; floor+ready = the same until the reloaded app answers a request');
   out.push("rsync sent = rsync's own \"Total bytes sent\"; on the wire = all bytes to the sandbox (SSH handshakes, commands, files, rsync)");
+
+  // The peers, beside Kraftwerk and the floor of the same runs.
+  const peerRows: (string | number)[][] = [];
+  for (const [name, s] of results) {
+    if (!s.some((x) => x.peers.size)) continue;
+    const floor = median(s.map((x) => x.floorMs));
+    const deploy = median(s.map((x) => x.deployMs));
+    const ansible = median(s.map((x) => x.peers.get('ansible') ?? Number.NaN));
+    for (const [tool, t] of [['kraftwerk', deploy], ...peerNames.map((p) => [p, median(s.map((x) => x.peers.get(p)!))] as const)] as const) {
+      peerRows.push([name, tool, ms(t), ratio(t, floor), ratio(t, ansible), ratio(ansible, t)]);
+    }
+  }
+  out.push('');
+  out.push('against the floor and the peers (same runs, alternating):');
+  out.push(table(['scenario', 'tool', 'median', '/ floor', '/ ansible', 'ansible / tool'], peerRows));
+
+  const med = (scenario: string, pick: (x: Sample) => number) => median(results.get(scenario)!.map(pick));
+  const goal = (label: string, value: number, limit: number, atMost: boolean) =>
+    `  ${label.padEnd(38)} ${value.toFixed(2)}×  ${(atMost ? value <= limit : value >= limit) ? 'met' : 'NOT met'}`;
   const noChange = results.get('no change')!;
-  const ratioNoChange = median(noChange.map((x) => x.deployMs)) / median(noChange.map((x) => x.floorMs));
   const commands = Math.max(...noChange.map((x) => x.commands ?? Number.POSITIVE_INFINITY));
   const logins = Math.max(...noChange.map((x) => x.logins));
   out.push('');
-  out.push('goals (no change):');
-  out.push(`  ratio to floor ≤ 1.5×     ${ratioNoChange.toFixed(2)}×  ${ratioNoChange <= 1.5 ? 'met' : 'NOT met'}`);
-  out.push(`  remote commands ≤ 10      ${Number.isFinite(commands) ? commands : 'n/a'}  ${commands <= 10 ? 'met' : 'NOT met'}`);
-  out.push(`  SSH logins = 1 + rsync's  ${logins}  ${logins <= 2 ? 'met' : 'NOT met'}`);
-  out.push(`  under 2 s (issue 4)       ${ms(median(noChange.map((x) => x.deployMs)))}  ${median(noChange.map((x) => x.deployMs)) < 2000 ? 'met' : 'NOT met'}`);
+  out.push('goals (issue 15):');
+  out.push(goal('no change ≤ 1.2× the floor', med('no change', (x) => x.deployMs) / med('no change', (x) => x.floorMs), 1.2, true));
+  out.push(goal('one file ≤ 1.5× the floor+ready', med('one file changed', (x) => x.deployMs) / med('one file changed', (x) => x.floorReadyMs), 1.5, true));
+  out.push(goal('ansible ≥ 4× the no-change deploy', med('no change', (x) => x.peers.get('ansible')!) / med('no change', (x) => x.deployMs), 4, false));
+  out.push(goal('ansible ≥ 2.5× the one-file deploy', med('one file changed', (x) => x.peers.get('ansible')!) / med('one file changed', (x) => x.deployMs), 2.5, false));
+  out.push(`  remote commands (no change)            ${Number.isFinite(commands) ? commands : 'n/a'}`);
+  out.push(`  SSH logins (no change; 1 + rsync's)    ${logins}`);
   for (const [name, s] of results) {
     out.push('');
     out.push(`slowest tasks, ${name} (median over runs):`);

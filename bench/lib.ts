@@ -10,14 +10,15 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { SNAPSHOT_DIR } from '../tools/sandbox/commands.ts';
+import { buildRsyncArgs, runRsync } from '../core/remote/rsync.ts';
+import { SNAPSHOT_DIR, sshArgv } from '../tools/sandbox/commands.ts';
 import {
   assertSandboxSupport,
   hasSnapshot,
@@ -110,6 +111,8 @@ export interface Timed {
   ms: number;
   /** stdout lines with the time each arrived (for per-task breakdowns). */
   lines: TimedLine[];
+  /** The program's own peak resident set, KiB (only for `kraftwerk(…, { peakRss: true })`). */
+  peakRssKb?: number;
 }
 
 /** Run a program (no shell), bounded by `timeoutMs`; never throws for a non-zero exit. */
@@ -155,9 +158,25 @@ export function run(
   });
 }
 
+/**
+ * Loaded before the CLI when its peak memory is wanted: at exit it writes the
+ * Node process's own maxRSS (children such as rsync and ssh not included) as
+ * the last line on stderr. No dependency on GNU time being installed.
+ */
+const PEAK_RSS_PRELOAD = `data:text/javascript,${encodeURIComponent(
+  "import{writeSync}from'node:fs';process.on('exit',()=>{writeSync(2,'\\nkraftwerk-bench-peak-rss-kb: '+process.resourceUsage().maxRSS+'\\n')})",
+)}`;
+const PEAK_RSS_LINE = /\nkraftwerk-bench-peak-rss-kb: (\d+)\n$/;
+
 /** The built CLI, exactly as a user runs it (`node bin/kraftwerk.js …`). */
-export function kraftwerk(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Timed> {
-  return run([process.execPath, CLI, ...args], options);
+export async function kraftwerk(
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; peakRss?: boolean } = {},
+): Promise<Timed> {
+  if (!options.peakRss) return run([process.execPath, CLI, ...args], options);
+  const r = await run([process.execPath, '--import', PEAK_RSS_PRELOAD, CLI, ...args], options);
+  const m = PEAK_RSS_LINE.exec(r.stderr);
+  return m ? { ...r, stderr: r.stderr.slice(0, m.index), peakRssKb: Number(m[1]) } : r;
 }
 
 /** Run the CLI and throw a BenchFailure with its output's tail when it fails. */
@@ -168,6 +187,23 @@ export async function kraftwerkOk(args: readonly string[], options: { cwd?: stri
     throw new BenchFailure(`kraftwerk ${args.join(' ')} failed (exit ${r.code}):\n${tail}`);
   }
   return r;
+}
+
+/**
+ * `kraftwerk deploy <target>` in one project, again and again: waits for the
+ * next second between deploys (release ids are to the second) and throws a
+ * BenchFailure with the output's tail when a deploy fails.
+ */
+export function deployer(projectDir: string): (target: string, label: string, options?: { verbose?: boolean; peakRss?: boolean; timeoutMs?: number }) => Promise<Timed> {
+  let lastEnd: number | undefined;
+  return async (target, label, options = {}) => {
+    await afterSecondOf(lastEnd);
+    const argv = [...(options.verbose ? ['--verbose'] : []), 'deploy', target];
+    const r = await kraftwerk(argv, { cwd: projectDir, peakRss: options.peakRss, timeoutMs: options.timeoutMs });
+    lastEnd = Date.now();
+    if (r.code !== 0) throw new BenchFailure(`deploy ${target} (${label}) failed (exit ${r.code}):\n${outputTail(r)}`);
+    return r;
+  };
 }
 
 /** The CLI runs from dist/: refuse to measure a missing build, warn about a stale one. */
@@ -356,8 +392,7 @@ export async function setUpSandboxes(names: readonly string[], projectDir: strin
   hookSignals();
   keepSandboxes = Boolean(options.keep);
   const key = await setupSnapshotKey(projectDir);
-  const out: BenchSandbox[] = [];
-  for (const name of names) {
+  const one = async (name: string): Promise<BenchSandbox> => {
     live.add(name);
     const fromSnapshot = (await hasSnapshot(key)) ? key : undefined;
     note(`sandbox ${name}: up${fromSnapshot ? ` from snapshot ${key}` : ' (no snapshot yet: full setup-node, a few minutes)'}`);
@@ -370,10 +405,25 @@ export async function setUpSandboxes(names: readonly string[], projectDir: strin
       await saveSnapshot(name, key);
       await removeOlderSnapshots(key);
     }
-    out.push(benchSandbox(info));
+    return benchSandbox(info);
+  };
+  // The first one makes the snapshot when there is none; the rest start from it,
+  // a few at a time (tools/sandbox locks its state, so several may come up at once).
+  const out = [await one(names[0]!)];
+  const rest = names.slice(1);
+  for (let i = 0; i < rest.length; i += SETUP_AT_ONCE) {
+    // All of a batch settle before a failure is thrown, so teardown finds every sandbox made.
+    const batch = await Promise.allSettled(rest.slice(i, i + SETUP_AT_ONCE).map(one));
+    for (const r of batch) {
+      if (r.status === 'rejected') throw r.reason;
+      out.push(r.value);
+    }
   }
   return out;
 }
+
+/** Sandboxes brought up and set up at once from the snapshot (their setup-node runs beside each other on the machine's CPUs). */
+const SETUP_AT_ONCE = 4;
 
 /**
  * Run a bench body: checks, then `fn`, then teardown whatever happened.
@@ -481,8 +531,199 @@ export async function waitForSite(address: string, domain: string, urlPath: stri
   return false;
 }
 
+/** What the peers need from a project's kraftwerk.yaml (as the example writes it; the CLI validates the real thing). */
+export async function projectConfig(projectDir: string): Promise<{ domain: string; wsgi: string; workers: number }> {
+  const config = parseYaml(await readFile(path.join(projectDir, 'kraftwerk.yaml'), 'utf8')) as { domain: string | string[]; wsgi?: string; workers?: number };
+  return { domain: [config.domain].flat()[0]!, wsgi: config.wsgi ?? 'wsgi:application', workers: config.workers ?? 2 };
+}
+
+/**
+ * Wait until the site answers on every sandbox: a reload still going on would
+ * slow the next measurement down. A BenchFailure naming the sandbox when one never does.
+ */
+export async function settle(sandboxes: readonly SandboxInfo[], domain: string, urlPath = '/health'): Promise<void> {
+  for (const s of sandboxes) {
+    if (!(await waitForSite(s.address, domain, urlPath))) throw new BenchFailure(`the site does not answer on ${s.name} (${s.address}, Host: ${domain})`);
+  }
+}
+
 /** The canonical domain from a project's kraftwerk.yaml. */
 export async function projectDomain(projectDir: string): Promise<string> {
-  const config = parseYaml(await readFile(path.join(projectDir, 'kraftwerk.yaml'), 'utf8')) as { domain: string | string[] };
-  return [config.domain].flat()[0]!;
+  return (await projectConfig(projectDir)).domain;
+}
+
+/** The last lines of a program's output, for a failure message. */
+export function outputTail(r: Pick<Timed, 'stdout' | 'stderr'>, lines = 25): string {
+  return `${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-lines).join('\n');
+}
+
+// ---------------------------------------------------------------- the floor and the peers' common parts
+
+/**
+ * A shell word that expands to the site's live web slot on the node (the
+ * runit service of the site without a `down` file). The site name is the
+ * project folder's name.
+ */
+export const liveSlot = (site: string): string => `$(for s in /etc/service/kraftwerk-${site}@*; do [ -e "$s/down" ] || echo "$s"; done)`;
+
+/** The reload every peer and the floor end with: uWSGI's graceful reload of the live slot, through runit. */
+export const reloadCommand = (site: string): string => `sv hup ${liveSlot(site)}`;
+
+/** An OpenSSH command on a sandbox; a BenchFailure naming `what` when it fails. */
+export async function sshOk(sandbox: SandboxInfo, script: string, what: string): Promise<Timed> {
+  const r = await run(sshArgv(sandbox.target, ['sh', '-c', script]), { timeoutMs: 5 * 60_000 });
+  if (r.code !== 0) throw new BenchFailure(`${what} on ${sandbox.name} failed (exit ${r.code}): ${r.stderr.trim()}`);
+  return r;
+}
+
+/**
+ * The floor: what a hand-written `rsync && ssh sv hup` costs against the same
+ * sandbox. rsync copies the tree into a new folder with --link-dest to the
+ * previous one (exactly the arguments core uses), then one OpenSSH command
+ * reloads the site's live slot.
+ */
+export class Floor {
+  private previous?: string;
+  private count = 0;
+  private readonly dir: string;
+
+  constructor(
+    private readonly sandbox: BenchSandbox,
+    private readonly source: string,
+    private readonly site: string,
+  ) {
+    // root's home on the sandbox: only root reads and writes it, and no site user can.
+    this.dir = `/root/kraftwerk-bench-floor-${site}`;
+  }
+
+  async prepare(): Promise<void> {
+    await sshOk(this.sandbox, `rm -rf ${this.dir} && mkdir -p ${this.dir}`, `making ${this.dir}`);
+    this.previous = undefined;
+  }
+
+  async measure(): Promise<{ ms: number; bytesSent: number; wireBytes: number }> {
+    const dest = `${this.dir}/${++this.count}`;
+    const args = buildRsyncArgs({ target: this.sandbox.target, source: this.source, dest, linkDest: this.previous, excludes: [] });
+    const wireBefore = await this.sandbox.bytesToSandbox();
+    const started = performance.now();
+    const stats = await runRsync(args, undefined, this.sandbox.name);
+    const hup = await run(sshArgv(this.sandbox.target, ['sh', '-c', reloadCommand(this.site)]));
+    const elapsed = performance.now() - started;
+    if (hup.code !== 0) throw new BenchFailure(`floor: sv hup of the live slot failed (exit ${hup.code}): ${hup.stderr.trim()}`);
+    // Only the newest copy is needed as the next --link-dest; older ones would fill the disk on the big trees.
+    if (this.previous) await sshOk(this.sandbox, `rm -rf ${this.previous}`, 'removing an old floor copy');
+    this.previous = dest;
+    return { ms: elapsed, bytesSent: stats.bytesSent, wireBytes: (await this.sandbox.bytesToSandbox()) - wireBefore };
+  }
+}
+
+/** The floor on several sandboxes at once (what a group deploy must at least cost): the slowest of them. */
+export async function floorOnAll(floors: readonly Floor[]): Promise<number> {
+  const started = performance.now();
+  await Promise.all(floors.map((f) => f.measure()));
+  return performance.now() - started;
+}
+
+/**
+ * Make sure a Debian package is installed (`present` says whether it is), with
+ * apt-get when it is not: benches run as root on a fresh machine. Bounded, never
+ * interactive.
+ */
+export async function ensureDebianPackage(pkg: string, present: () => Promise<boolean>): Promise<void> {
+  if (await present()) return;
+  note(`installing the Debian package ${pkg} (apt-get install -y ${pkg})`);
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  let r = await run(['apt-get', 'install', '-y', '--no-install-recommends', pkg], { env, timeoutMs: 10 * 60_000 });
+  if (r.code !== 0) {
+    // A fresh machine may have no package lists yet.
+    await run(['apt-get', 'update'], { env, timeoutMs: 5 * 60_000 });
+    r = await run(['apt-get', 'install', '-y', '--no-install-recommends', pkg], { env, timeoutMs: 10 * 60_000 });
+  }
+  if (r.code !== 0 || !(await present())) throw new BenchFailure(`could not install the Debian package ${pkg} (exit ${r.code}):\n${outputTail(r, 10)}`);
+}
+
+/** True when `argv` runs and exits 0. */
+export async function succeeds(argv: readonly string[]): Promise<boolean> {
+  return (await run(argv, { timeoutMs: 60_000 }).catch(() => ({ code: -1 }))).code === 0;
+}
+
+// ---------------------------------------------------------------- figures for docs/: CSV and a line chart
+
+export const DOCS_DIR = path.join(REPO_ROOT, 'docs');
+
+/** A CSV file (values here are numbers and plain words; a comma or quote in one is quoted). */
+export async function writeCsv(file: string, header: readonly string[], rows: readonly (string | number)[][]): Promise<void> {
+  const cell = (v: string | number) => (typeof v === 'string' && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : String(v));
+  await writeFile(file, [header, ...rows].map((r) => r.map(cell).join(',')).join('\n') + '\n');
+  note(`wrote ${path.relative(REPO_ROOT, file)}`);
+}
+
+export interface ChartSeries {
+  name: string;
+  points: [number, number][];
+  /** Drawn dashed (the floors). */
+  dashed?: boolean;
+}
+
+const escapeXml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/**
+ * A small SVG line chart: one polyline per series over linear axes from 0,
+ * ticks at the x values given, a legend. `logX` spaces x by its logarithm
+ * (file counts 50, 500, 5000).
+ */
+export function lineChart(options: { title: string; xLabel: string; yLabel: string; series: readonly ChartSeries[]; logX?: boolean }): string {
+  const W = 660;
+  const H = 320;
+  const left = 60;
+  // Room for the legend right of the plot.
+  const right = 230;
+  const top = 36;
+  const bottom = 48;
+  const xs = [...new Set(options.series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
+  const tx = (x: number) => (options.logX ? Math.log10(x) : x);
+  const [x0, x1] = [tx(xs[0]!), tx(xs.at(-1)!)];
+  const yMax = niceCeil(Math.max(...options.series.flatMap((s) => s.points.map(([, y]) => y))));
+  const px = (x: number) => Math.round((left + (x1 === x0 ? 0 : ((tx(x) - x0) / (x1 - x0)) * (W - left - right))) * 10) / 10;
+  const py = (y: number) => Math.round((H - bottom - (y / yMax) * (H - top - bottom)) * 10) / 10;
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<text x="${W / 2 - right / 2 + left / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`);
+  // Axes, y ticks at fifths of the range, x ticks at each measured x.
+  out.push(`<path d="M${left} ${top}V${H - bottom}H${W - right}" fill="none" stroke="black"/>`);
+  for (let i = 0; i <= 5; i++) {
+    const y = (yMax * i) / 5;
+    out.push(`<line x1="${left - 4}" y1="${py(y)}" x2="${W - right}" y2="${py(y)}" stroke="${i ? '#ddd' : 'black'}"/>`);
+    out.push(`<text x="${left - 6}" y="${py(y) + 4}" text-anchor="end">${Math.round(y)}</text>`);
+  }
+  for (const x of xs) out.push(`<text x="${px(x)}" y="${H - bottom + 16}" text-anchor="middle">${x}</text>`);
+  out.push(`<text x="${(left + W - right) / 2}" y="${H - 10}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  out.push(`<text transform="translate(16 ${(top + H - bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}</text>`);
+  options.series.forEach((s, i) => {
+    const color = colors[i % colors.length]!;
+    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    const pts = s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ');
+    out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
+    for (const [x, y] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${color}"/>`);
+    const ly = top + 10 + i * 20;
+    out.push(`<line x1="${W - right + 14}" y1="${ly}" x2="${W - right + 38}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`);
+    out.push(`<text x="${W - right + 44}" y="${ly + 4}">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+/** 1, 2 or 5 times a power of ten, at least x (a readable top for an axis). */
+function niceCeil(x: number): number {
+  if (!(x > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(x));
+  return ([1, 2, 5, 10].find((m) => m * p >= x) ?? 10) * p;
+}
+
+/** Write a chart into docs/. */
+export async function writeChart(file: string, options: Parameters<typeof lineChart>[0]): Promise<void> {
+  await writeFile(file, lineChart(options));
+  note(`wrote ${path.relative(REPO_ROOT, file)}`);
 }

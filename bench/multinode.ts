@@ -1,20 +1,25 @@
 /**
- * bench/multinode: a deploy to a group of 4 sandboxes at once
- * (`nodes: { all: [bench-m1, …, bench-m4] }` in a temp copy of
- * examples/flask-hello) against the same deploy to one of them alone, in the
- * same run, interleaved; median of --runs each, for no change and for one
- * changed file. Goal: the group takes at most 1.3× the time of one node.
+ * bench/multinode: how a deploy grows with the number of nodes. Groups of 1,
+ * 2, 4 and 8 sandboxes (`nodes: { g2: [bench-m1, bench-m2], g4: …, g8: … }` in
+ * a temp copy of examples/flask-hello), each beside the floor on the same
+ * nodes at once (rsync + `sv hup` to every node in parallel), interleaved in
+ * every run (1 node, its floor, 2 nodes, its floor, …); median of --runs
+ * each, for no change and for one changed file. Goals: 4 nodes at most 1.3×
+ * and 8 nodes at most 1.6× one node. Writes docs/bench-multinode.csv and
+ * docs/bench-multinode.svg.
  * Run: npm run bench:multinode  (or node --import tsx bench/multinode.ts --runs 5)
  */
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  BenchFailure,
   type BenchSandbox,
-  afterSecondOf,
+  type ChartSeries,
+  DOCS_DIR,
+  Floor,
   benchArgs,
   copyExample,
-  kraftwerk,
+  deployer,
+  floorOnAll,
   main,
   median,
   ms,
@@ -24,50 +29,57 @@ import {
   remoteCommands,
   setUpSandboxes,
   table,
-  waitForSite,
+  settle as settleSites,
+  writeChart,
+  writeCsv,
 } from './lib.ts';
 
 const EXAMPLE = 'flask-hello';
-const NODES = ['bench-m1', 'bench-m2', 'bench-m3', 'bench-m4'];
-const GROUP = 'all';
+const SIZES = [1, 2, 4, 8];
+const NODES = Array.from({ length: Math.max(...SIZES) }, (_, i) => `bench-m${i + 1}`);
+/** The node or group name that deploys to the first `n` nodes. */
+const targetOf = (n: number) => (n === 1 ? NODES[0]! : `g${n}`);
+const GOALS: Record<number, number> = { 4: 1.3, 8: 1.6 };
 
 interface Sample {
   ms: number;
+  floorMs: number;
   commands: (number | undefined)[];
   logins: number;
 }
 
 async function bench(): Promise<void> {
-  const args = benchArgs({ runs: 5 });
+  const args = benchArgs({ runs: 3 });
   const project = await copyExample(EXAMPLE);
   try {
     const domain = await projectDomain(project.dir);
-    // Set up before the group is added, so the set-up snapshot is the one bench/deploy uses.
+    // Set up before the groups are added, so the set-up snapshot is the one bench/deploy uses.
     const sandboxes = await setUpSandboxes(NODES, project.dir, { keep: args.keep });
-    await appendFile(path.join(project.dir, 'kraftwerk.yaml'), `\n# bench/multinode\nnodes:\n  ${GROUP}: [${NODES.join(', ')}]\n`);
+    const groups = SIZES.filter((n) => n > 1).map((n) => `  ${targetOf(n)}: [${NODES.slice(0, n).join(', ')}]`);
+    await appendFile(path.join(project.dir, 'kraftwerk.yaml'), `\n# bench/multinode\nnodes:\n${groups.join('\n')}\n`);
 
-    const logins = async (which: BenchSandbox[]) => (await Promise.all(which.map((s) => s.logins()))).reduce((a, b) => a + b, 0);
-    const settle = async () => {
-      for (const s of sandboxes) {
-        if (!(await waitForSite(s.address, domain, '/health'))) throw new BenchFailure(`the site does not answer on ${s.name} (${s.address})`);
-      }
-    };
-    let lastEnd: number | undefined;
-    const deploy = async (node: string, which: BenchSandbox[], label: string): Promise<Sample> => {
-      await afterSecondOf(lastEnd);
+    const logins = async (which: readonly BenchSandbox[]) => (await Promise.all(which.map((s) => s.logins()))).reduce((a, b) => a + b, 0);
+    const settle = (which: readonly BenchSandbox[]) => settleSites(which, domain);
+    const floors = sandboxes.map((s) => new Floor(s, project.dir, EXAMPLE));
+    const run = deployer(project.dir);
+    const deploy = async (n: number, label: string): Promise<Sample> => {
+      const which = sandboxes.slice(0, n);
       const before = await logins(which);
-      const r = await kraftwerk(['--verbose', 'deploy', node], { cwd: project.dir });
-      lastEnd = Date.now();
-      if (r.code !== 0) {
-        throw new BenchFailure(`deploy ${node} (${label}) failed (exit ${r.code}):\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-25).join('\n')}`);
-      }
-      const sample = { ms: r.ms, commands: which.map((s) => remoteCommands(r.stdout, s.name)), logins: (await logins(which)) - before };
-      await settle();
-      return sample;
+      const r = await run(targetOf(n), label, { verbose: true });
+      const commands = which.map((s) => remoteCommands(r.stdout, s.name));
+      const loginCount = (await logins(which)) - before;
+      await settle(which);
+      const floorMs = await floorOnAll(floors.slice(0, n));
+      await settle(which);
+      return { ms: r.ms, floorMs, commands, logins: loginCount };
     };
 
-    note(`first deploy to the group ${GROUP}`);
-    const first = await deploy(GROUP, sandboxes, 'first');
+    note(`first deploy to the group ${targetOf(NODES.length)}`);
+    const first = await run(targetOf(NODES.length), 'first', { verbose: true, timeoutMs: 30 * 60_000 });
+    await settle(sandboxes);
+    for (const f of floors) await f.prepare();
+    await floorOnAll(floors); // the floors' own first copy, not measured
+    await settle(sandboxes);
     note(`first deploy: ${ms(first.ms)}`);
 
     const scenarios: { name: string; change: (i: number) => Promise<void> }[] = [
@@ -75,29 +87,48 @@ async function bench(): Promise<void> {
       { name: 'one file changed', change: (i) => appendFile(path.join(project.dir, 'app.py'), `# bench: multinode change ${i}\n`) },
     ];
     const rows: (string | number)[][] = [];
-    const ratios = new Map<string, number>();
+    const csv: (string | number)[][] = [];
+    const goalLines: string[] = [];
+    const chart: ChartSeries[] = [];
     for (const scenario of scenarios) {
-      const single: Sample[] = [];
-      const group: Sample[] = [];
+      const samples = new Map<number, Sample[]>(SIZES.map((n) => [n, []]));
       for (let i = 1; i <= args.runs; i++) {
-        await scenario.change(2 * i);
-        single.push(await deploy(NODES[0]!, [sandboxes[0]!], scenario.name));
-        await scenario.change(2 * i + 1);
-        group.push(await deploy(GROUP, sandboxes, scenario.name));
-        note(`${scenario.name} ${i}/${args.runs}: one node ${ms(single.at(-1)!.ms)}, ${NODES.length} nodes ${ms(group.at(-1)!.ms)}`);
+        for (const n of SIZES) {
+          await scenario.change(i * 100 + n);
+          samples.get(n)!.push(await deploy(n, scenario.name));
+        }
+        note(`${scenario.name} ${i}/${args.runs}: ${SIZES.map((n) => `${n} node(s) ${ms(samples.get(n)!.at(-1)!.ms)} (floor ${ms(samples.get(n)!.at(-1)!.floorMs)})`).join(', ')}`);
       }
-      const one = median(single.map((s) => s.ms));
-      const all = median(group.map((s) => s.ms));
-      ratios.set(scenario.name, all / one);
-      const cmds = (ss: Sample[]) => [...new Set(ss.flatMap((s) => s.commands.map((c) => c ?? '?')))].join('/');
-      rows.push([scenario.name, ms(one), ms(all), ratio(all, one), cmds(single), cmds(group), Math.max(...single.map((s) => s.logins)), Math.max(...group.map((s) => s.logins))]);
+      const one = median(samples.get(1)!.map((s) => s.ms));
+      const kPoints: [number, number][] = [];
+      const fPoints: [number, number][] = [];
+      for (const n of SIZES) {
+        const s = samples.get(n)!;
+        const k = median(s.map((x) => x.ms));
+        const f = median(s.map((x) => x.floorMs));
+        kPoints.push([n, k]);
+        fPoints.push([n, f]);
+        const cmds = [...new Set(s.flatMap((x) => x.commands.map((c) => c ?? '?')))].join('/');
+        rows.push([scenario.name, n, ms(k), ms(f), ratio(k, f), ratio(k, one), cmds, Math.max(...s.map((x) => x.logins))]);
+        csv.push([scenario.name, n, Math.round(k), Math.round(f), args.runs]);
+        const limit = GOALS[n];
+        if (limit) goalLines.push(`  ${scenario.name}: ${n} nodes ≤ ${limit}× one node: ${(k / one).toFixed(2)}× ${k / one <= limit ? 'met' : 'NOT met'}`);
+      }
+      chart.push({ name: `kraftwerk, ${scenario.name}`, points: kPoints }, { name: `floor, ${scenario.name}`, points: fPoints, dashed: true });
     }
-    const worst = Math.max(...ratios.values());
     process.stdout.write(
-      `bench/multinode: examples/${EXAMPLE}, 1 node vs a group of ${NODES.length} sandboxes, median of ${args.runs} runs each (first group deploy: ${ms(first.ms)})\n\n` +
-        `${table(['scenario', '1 node', `${NODES.length} nodes`, 'ratio', 'cmds/node (1)', `cmds/node (${NODES.length})`, 'logins (1)', `logins (${NODES.length})`], rows)}\n\n` +
-        `goal: ${NODES.length} nodes at most 1.3× one node: worst ${worst.toFixed(2)}× ${worst <= 1.3 ? 'met' : 'NOT met'}\n`,
+      `bench/multinode: examples/${EXAMPLE} to groups of ${SIZES.join(', ')} sandboxes, median of ${args.runs} runs each (first deploy to ${NODES.length}: ${ms(first.ms)})\n\n` +
+        `${table(['scenario', 'nodes', 'kraftwerk', 'floor', '/ floor', '/ 1 node', 'cmds/node', 'ssh logins'], rows)}\n` +
+        'floor = rsync of the tree + `ssh sv hup`, to every node of the group at once\n\n' +
+        `goals:\n${goalLines.join('\n')}\n`,
     );
+    await writeCsv(path.join(DOCS_DIR, 'bench-multinode.csv'), ['scenario', 'nodes', 'kraftwerk_ms', 'floor_ms', 'runs'], csv);
+    await writeChart(path.join(DOCS_DIR, 'bench-multinode.svg'), {
+      title: 'Deploy time against nodes (median)',
+      xLabel: 'nodes deployed at once',
+      yLabel: 'ms',
+      series: chart,
+    });
   } finally {
     await project.cleanup();
   }
