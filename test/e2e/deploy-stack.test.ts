@@ -75,8 +75,8 @@ class Project {
   cli(args: readonly string[], options: { timeoutMs?: number } = {}): Promise<CliResult> {
     return runCli(args, { cwd: this.dir, ...options });
   }
-  async deploy(): Promise<CliResult> {
-    const r = await this.cli(['deploy', NODE], { timeoutMs: 15 * 60_000 });
+  async deploy(extra: readonly string[] = []): Promise<CliResult> {
+    const r = await this.cli(['deploy', NODE, ...extra], { timeoutMs: 15 * 60_000 });
     assert.equal(r.code, 0, `kraftwerk deploy ${NODE} in ${path.basename(this.dir)}:\n${printed(r)}`);
     return r;
   }
@@ -151,8 +151,9 @@ describe('the stack: setup-node and deploy of the examples', { skip: sandboxSkip
         assert.match(text(await http(address, host, '/db')), /visits=[3-9]/);
       });
 
-      await t.test('a deploy with no change reuses the venv and keeps nginx as it is', async () => {
-        const r = await flask.deploy();
+      await t.test('a deploy with no change is no deploy; forced, it reuses the venv and keeps nginx as it is', async () => {
+        assert.match(printed(await flask.deploy()), /already live: \S+ \(no change\)/);
+        const r = await flask.deploy(['--force']);
         const out = printed(r);
         assert.match(out, /virtualenv venvs\/[0-9a-f]{16} \(reused\)/);
         assert.match(out, /nginx site \(unchanged\)/);

@@ -80,8 +80,8 @@ describe('svlogd, cron and workers: nothing of the site runs as root', { skip: s
     writeFileSync(path.join(dir, 'version.txt'), 'A\n');
     const setVersion = (v: Version) => writeFileSync(path.join(dir, 'kraftwerk.yaml'), config(v));
     const cli = (args: string[]): Promise<CliResult> => runCli(args, { cwd: dir, timeoutMs: 20 * 60_000 });
-    const deployOk = async () => {
-      const r = await cli(['deploy', NODE]);
+    const deployOk = async (extra: string[] = []) => {
+      const r = await cli(['deploy', NODE, ...extra]);
       assert.equal(r.code, 0, `kraftwerk deploy:\n${printed(r)}`);
       return r;
     };
@@ -196,7 +196,8 @@ touch /run/lock/kraftwerk-${SITE}-cron-tick.lock
 # The previous version kept no note of these folders, and prepared the site with other commands.
 rm -f /srv/${SITE}/.kraftwerk/provisioned/site-dirs /srv/${SITE}/.kraftwerk/provisioned/site`,
         );
-        await deployOk();
+        // The same Kraftwerk and project: only --force deploys (an upgrade of Kraftwerk changes the fingerprint itself).
+        await deployOk(['--force']);
         assert.equal((await onNode(NODE, `stat -c '%U:%G %a' ${LOGS}`)).trim(), `root:${USER} 750`);
         assert.equal((await onNode(NODE, `stat -c '%F %U' ${LOGS}/web@green ${LOGS}/web@blue`)).trim(), `directory ${USER}\ndirectory ${USER}`);
         assert.equal((await onNode(NODE, 'stat -c %U /etc/iso-target2')).trim(), 'root', 'the planted link was not followed');

@@ -163,7 +163,8 @@ describe('Redis and PostgreSQL between two sites on one node', { skip: sandboxSk
         await onNode(NODE, `${adminCli} ACL SETUSER kw-${B.name} ${OLD_RULES} >/dev/null && echo old > /srv/${B.name}/.kraftwerk/provisioned/redis`);
         const before = await attack(dirB);
         assert.match(before.SCAN ?? '', /^allowed: /, `with the old ACL SCAN is open (else this test proves nothing): ${before.SCAN}`);
-        const deploy = await cliOk(['deploy', NODE], dirB);
+        // The same Kraftwerk and project: only --force deploys (an upgrade of Kraftwerk changes the fingerprint itself).
+        const deploy = await cliOk(['deploy', NODE, '--force'], dirB);
         assert.match(deploy.stdout, /Redis user kw-validb \(keys validb:\*\) updated/, printed(deploy));
         const after = await attack(dirB);
         for (const name of REDIS_ATTACKS) assert.match(after[name] ?? '', /^refused: /, `${name} after the deploy: ${after[name]}`);
