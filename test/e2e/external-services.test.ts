@@ -93,6 +93,9 @@ describe('external PostgreSQL and Redis (postgres: {url: env}, redis: {url: env}
   it('a site on services it does not get from the node', { timeout: 60 * 60_000 }, async (t) => {
     const dir = project(t);
     await withPreparedSandbox(t, NODE, setupRecipe(), async (sandbox) => {
+      // A node restored from the snapshot has its services stopped; setup-node outside a project starts the whole stack.
+      const setup = await runCli(['setup-node', NODE], { cwd: tmpdir(), timeoutMs: 20 * 60_000 });
+      assert.equal(setup.code, 0, printed(setup));
       // The provider's side: a role with a password and its database, reached over TCP; a Redis ACL user.
       await onNode(
         NODE,
