@@ -89,7 +89,6 @@ describe('loading a valid config', () => {
       secrets: {},
       src: '.',
       nodes: {},
-      requirements: 'requirements.txt',
       apt: [],
       processes: {},
       cron: [],

@@ -139,7 +139,7 @@ describe('kraftwerk init', () => {
 
   test('services the CLI does not know are not written', () => {
     const dir = project('shop', { 'requirements.txt': 'psycopg[binary]\nredis\n' });
-    assert.deepEqual(guessProject(dir, builtins.filter((p) => p.name === 'postgres')).services.map((s) => s.name), ['postgres']);
+    assert.deepEqual(guessProject(dir, builtins.filter((p) => ['python', 'postgres'].includes(p.name))).services.map((s) => s.name), ['postgres']);
   });
 
   test('a folder name that cannot be a site name gets `package:` to fill in', async () => {
