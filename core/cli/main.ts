@@ -81,8 +81,9 @@ export async function main(argv: string[]): Promise<number> {
     .description('ship the project with rsync and bring the new release live')
     .option('-u, --upgrade-packages', 'reinstall requirements even if requirements.txt did not change')
     .option('--lock-wait <duration>', "wait this long for another deploy's lock (e.g. 90s, 5m)", '0')
+    .option('--allow-destructive-migrations', 'run Django migrations that break the release still serving (DeleteModel, RemoveField, …)')
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; allowDestructiveMigrations?: boolean }) => {
         const { deployCommand } = await import('./actions/deploy.ts');
         await deployCommand(kit, node, opts);
       }),

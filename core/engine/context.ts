@@ -126,6 +126,8 @@ export interface DeployOptions {
   upgradePackages: boolean;
   /** How long to wait for another deploy's lock (`--lock-wait`), in ms. */
   lockWaitMs: number;
+  /** Let migrations run that break the release still serving (`--allow-destructive-migrations`; the plugin that checks them reads it). */
+  allowDestructiveMigrations?: boolean;
 }
 
 /** The context of the deploy lifecycle hooks (preSync → restart). */

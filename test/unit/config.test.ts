@@ -99,6 +99,7 @@ describe('loading a valid config', () => {
       exclude: [],
       plugins: [],
       tls: false,
+      migrations: { check: true },
     });
   });
 

@@ -28,6 +28,7 @@ export interface DeployCommandOptions {
   upgradePackages?: boolean;
   /** e.g. "90s", "5m", "0" */
   lockWait?: string;
+  allowDestructiveMigrations?: boolean;
 }
 
 // Re-exported: rollback and the tests take it from here.
@@ -218,7 +219,7 @@ export async function deployCommand(kit: CoreKit, nodeArg: string | undefined, o
   const contexts = nodes.map((node) =>
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
-      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs },
+      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs, allowDestructiveMigrations: options.allowDestructiveMigrations ?? false },
     }),
   );
   // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
