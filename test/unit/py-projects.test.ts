@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseToml, pyprojectDependencies } from '../../plugins/python/pyproject.ts';
-import { dependencyNames, dependencyText, readDependencies } from '../../plugins/python/requirements.ts';
+import { type Dependencies, dependencyNames, dependencyText, readDependencies } from '../../plugins/python/requirements.ts';
 import { venvHash } from '../../plugins/python/venv.ts';
 import { alteredFields, describeDestructive, destructiveOperations, migratePrefix, notNullWithoutDefault, parsePlan } from '../../plugins/django/plan.ts';
 
@@ -75,7 +75,7 @@ describe('requirements: which file, checked before a deploy', () => {
     assert.deepEqual(deps, { kind: 'pyproject', file: 'pyproject.toml', specs: pyprojectDependencies(PYPROJECT) });
     // A change of the version or a tool's settings keeps the venv; a change of a dependency does not.
     const other = readDependencies(project({ 'pyproject.toml': PYPROJECT.replace('version = "1.0"', 'version = "2.0"').replace('100', '88') }), undefined, cfg);
-    const hash = (d: typeof deps) => venvHash({ requirements: dependencyText(d), pythonVersion: '3.11.2', wheelhouse: [] });
+    const hash = (d: Dependencies) => venvHash({ requirements: dependencyText(d), pythonVersion: '3.11.2', wheelhouse: [] });
     assert.equal(hash(other), hash(deps));
     assert.notEqual(hash(readDependencies(project({ 'pyproject.toml': PYPROJECT.replace('flask>=2.2', 'flask>=3') }), undefined, cfg)), hash(deps));
   });
