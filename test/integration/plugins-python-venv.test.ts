@@ -122,4 +122,24 @@ describe('python: venv built for real (system python3, pip as nobody)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a pyproject's requirements given to pip, satisfied by Debian's packages without an index", { skip: why ?? false, timeout: 300_000 }, () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kw-venv-'));
+    try {
+      chmodSync(dir, 0o755);
+      const venvs = path.join(dir, 'venvs');
+      mkdirSync(venvs, { mode: 0o755 });
+      const env = { PATH: `${path.dirname(SYSTEM_PYTHON)}:/usr/sbin:/usr/bin:/sbin:/bin`, PIP_INDEX_URL: 'http://127.0.0.1:9/simple', PIP_RETRIES: '0', PIP_TIMEOUT: '2' };
+      const run = (specs: string[]) =>
+        spawnSync('sh', ['-c', venvCommand({ venvs, hash: 'p1', liveLink: path.join(dir, 'none'), user: 'nobody', group: 'nogroup', install: { specs } }).text], { env, encoding: 'utf8' });
+      const built = run([`${dist}>=0`]);
+      assert.equal(built.status, 0, built.stderr + built.stdout);
+      assert.match(built.stdout, /Requirement already satisfied/);
+      assert.deepEqual(parseVenvResult(built.stdout), { name: 'p1', how: 'built' });
+      rmSync(path.join(venvs, 'p1'), { recursive: true, force: true });
+      assert.notEqual(run(['kraftwerk-no-such-package-xyz']).status, 0, 'a requirement nothing satisfies fails (the index refuses)');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
