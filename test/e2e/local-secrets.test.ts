@@ -4,6 +4,8 @@
  * the output (plain, --verbose or --dry-run); and a rollback runs the old
  * release with the site variables of now: a rotated secret does not come back,
  * a removed one stays removed, and the rollback says which environment it uses.
+ * `secrets:` (issue 17): a local command's output reaches the app and no output, and
+ * a failing command stops the deploy before it changes anything; `env pull` masks.
  * Real sandbox from the set-up snapshot, real CLI, HTTP from this machine.
  */
 import assert from 'node:assert/strict';
@@ -139,6 +141,49 @@ describe('secrets: env set without argv, and rollbacks that keep the current one
         assert.equal(await servedPage(address), pageOf('B'));
         assert.equal(await variable(address, 'SECRET'), rotated, `release ${b} was deployed with the first secret`);
         assert.equal(await variable(address, 'EXTRA'), '(unset)', `release ${b} was deployed while EXTRA was set`);
+      });
+
+      await t.test('env pull prints what env set stored, masked unless --reveal', async () => {
+        const masked = await project.cli(['env', 'pull', NODE]);
+        assert.equal(masked.code, 0, printed(masked));
+        // A dotenv file that env set --from-file reads back: values double-quoted.
+        assert.match(masked.stdout, /^SECRET="\*\*\*"$/m);
+        assert.match(masked.stdout, /^FROM_FILE="\*\*\*"$/m);
+        assertNotPrinted(masked, rotated, 'env pull');
+        assert.match(masked.stderr, /--reveal/);
+        const revealed = await project.cli(['env', 'pull', NODE, '--reveal']);
+        assert.equal(revealed.code, 0, printed(revealed));
+        assert.match(revealed.stdout, new RegExp(`^SECRET="${rotated}"$`, 'm'));
+        assert.match(revealed.stdout, /^FROM_FILE="from file"$/m);
+      });
+
+      await t.test('secrets: a local command\'s output reaches the app, masked in every output; a failing one stops the deploy before anything changes', async () => {
+        const fromVault = `vault-${randomBytes(6).toString('hex')}`;
+        const store = path.join(scratch, 'vault.txt');
+        writeFileSync(store, `${fromVault}\n`);
+        // The command runs on this machine at each deploy; the trailing newline is dropped.
+        project.editConfig((doc) => doc.set('secrets', { VAULT_TOKEN: `cat ${store}` }));
+        const r = await project.cli(['--verbose', 'deploy', NODE]);
+        assert.equal(r.code, 0, printed(r));
+        assertNotPrinted(r, fromVault, 'deploy --verbose with secrets:');
+        assert.equal(await variable(address, 'VAULT_TOKEN'), fromVault);
+        const dry = await project.cli(['--dry-run', 'deploy', NODE]);
+        assert.equal(dry.code, 0, printed(dry));
+        assertNotPrinted(dry, fromVault, 'deploy --dry-run with secrets:');
+        const listed = await project.cli(['env', NODE]);
+        assert.equal(listed.code, 0, printed(listed));
+        assert.match(listed.stdout, /^VAULT_TOKEN=\*\*\*\s+# kraftwerk\.yaml secrets/m);
+        assertNotPrinted(listed, fromVault, 'env');
+
+        const releasesBefore = await onNode(NODE, `ls /srv/${SITE}/releases`);
+        project.editConfig((doc) => doc.set('secrets', { VAULT_TOKEN: `cat ${store}.missing` }));
+        const failed = await project.cli(['deploy', NODE]);
+        assert.equal(failed.code, 1, printed(failed));
+        assert.match(`${failed.stdout}\n${failed.stderr}`, /VAULT_TOKEN/, 'the error names the variable');
+        assertNotPrinted(failed, fromVault, 'the failed deploy');
+        assert.equal(await onNode(NODE, `ls /srv/${SITE}/releases`), releasesBefore, 'no release was made');
+        assert.equal(await variable(address, 'VAULT_TOKEN'), fromVault, 'the live site keeps its value');
+        project.editConfig((doc) => doc.delete('secrets'));
       });
     });
   });

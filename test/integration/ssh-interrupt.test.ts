@@ -91,8 +91,9 @@ describe('interruptible commands against a real sshd', { skip: sshdUnavailable()
   });
 
   it('output keeps a command under its silence timeout alive', async () => {
-    const r = await remote.exec(raw('for i in 1 2 3 4; do echo $i; sleep 0.6; done'), { interruptible: true, silenceMs: 1500 });
-    assert.equal(r.stdout, '1\n2\n3\n4\n');
+    // 3 s in all, longer than the limit; a line every 0.5 s leaves 1.5 s of slack for a loaded machine.
+    const r = await remote.exec(raw('for i in 1 2 3 4 5 6; do echo $i; sleep 0.5; done'), { interruptible: true, silenceMs: 2000 });
+    assert.equal(r.stdout, '1\n2\n3\n4\n5\n6\n');
   });
 
   it('a failing whileTrue test kills it on the server (the lock of a deploy whose connection died)', async () => {
