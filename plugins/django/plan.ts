@@ -83,14 +83,23 @@ export function alteredFields(plan: readonly PlannedMigration[]): { migration: s
 
 /**
  * The operations of the plan the serving release breaks on: a table or column it
- * uses removed or renamed, and every operation of a migration being unapplied
+ * uses removed or renamed (not one of a model the plan itself creates first), and every operation of a migration being unapplied
  * (`Undo …`). `notNull` holds the AlterField descriptions found to make a column
  * NOT NULL without a default (notNullWithoutDefault).
  */
 export function destructiveOperations(plan: readonly PlannedMigration[], notNull: ReadonlySet<string> = new Set()): DestructiveOperation[] {
   const out: DestructiveOperation[] = [];
+  // A model created earlier in this same plan (a first deploy, a new app with Django's own
+  // contenttypes.0002) is no table the serving release uses: what later migrations do to it is harmless.
+  const created = new Set<string>();
   for (const { migration, operations } of plan) {
+    const app = migration.slice(0, migration.indexOf('.'));
     for (const description of operations) {
+      const made = /^Create (?:proxy )?model (\S+)/.exec(description);
+      if (made) created.add(`${app}.${made[1]!.toLowerCase()}`);
+      const model = /^(?:Delete model (\S+)|Rename model (\S+) to|(?:Remove field \S+ from|Rename field \S+ on|Alter field \S+ on) (\S+))/.exec(description);
+      const name = model && (model[1] ?? model[2] ?? model[3])!.toLowerCase();
+      if (name && created.has(`${app}.${name}`)) continue;
       const kind = description.startsWith('Undo ')
         ? 'unapplied migration'
         : (KINDS.find(([re]) => re.test(description))?.[1] ?? (notNull.has(`${migration} ${description}`) ? 'AlterField to NOT NULL without a default' : undefined));
