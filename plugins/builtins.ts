@@ -19,12 +19,14 @@ export const stackPlugins = {
     backups: () => import('./backups/index.ts'),
     tls: () => import('./tls/index.ts'),
     notify: () => import('./notify/index.ts'),
+    django: () => import('./django/index.ts'),
   },
   stack: ['python', 'uwsgi', 'runit', 'nginx'],
   services: ['files', 'postgres', 'redis'],
   // Each does nothing while its key (`processes:`, `cron:`, `backups:`, `notify:`) is empty,
-  // except that `tls` removes certificates an earlier `tls:` left once it is turned off.
-  site: ['processes', 'cron', 'backups', 'tls', 'notify'],
+  // except that `tls` removes certificates an earlier `tls:` left once it is turned off;
+  // `django` does nothing unless a release command runs Django's migrate.
+  site: ['processes', 'cron', 'backups', 'tls', 'notify', 'django'],
   // The original equipped every server with both PostgreSQL and Redis.
   node: ['python', 'uwsgi', 'runit', 'nginx', 'postgres', 'redis', 'cron'],
 } satisfies Omit<BuiltinPlugins, 'commands'>;

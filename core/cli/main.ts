@@ -85,9 +85,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('-f, --force', 'deploy a new release even when nothing changed since the live one')
     .option('--timings', "print each phase's and each task's wall time at the end")
     .option('--preview <name>', 'deploy as the preview NAME: its own site <site>-NAME at NAME.<domain> (or NAME.<preview_domain>) on the node')
+    .option('--allow-destructive-migrations', 'run Django migrations that break the release still serving (DeleteModel, RemoveField, …)')
     .option('--with-data', "with --preview: copy the site's database and uploads into the preview before its release commands")
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; force?: boolean; timings?: boolean; preview?: string; withData?: boolean }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; force?: boolean; timings?: boolean; preview?: string; withData?: boolean; allowDestructiveMigrations?: boolean }) => {
         if (opts.preview !== undefined || opts.withData) {
           const { deployPreviewCommand } = await import('./actions/previews.ts');
           return deployPreviewCommand(kit, node, opts);

@@ -32,7 +32,6 @@ import { describeChar } from '../shell/escape.ts';
  *     healthcheck.timeout, …     shell words, bounded                            numbers
  *     release                    sh -c (quoted)                                  one line, no control characters
  *     apt                        apt-get argv (quoted)                           Debian package names
- *     requirements               pip -r in the release (quoted)                  a file inside the project: no .., not absolute
  *     nodes.*                    ssh argv after --, messages                     no spaces or control characters
  *     src, exclude, plugins      this machine only (rsync source, patterns)      no control characters
  *
@@ -290,7 +289,6 @@ export const coreConfigShape = {
       .default({})
       .describe('Named servers: a host, a {host, user, port, identity_file, sudo} mapping, or a group of node names'),
     default_node: nodeName.optional().describe('Node used when a command names none'),
-    requirements: relativePath('a file of the project', 'requirements.txt or requirements/production.txt').default('requirements.txt').describe('Requirements file for pip, relative to src'),
     apt: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name'))
       .default([])

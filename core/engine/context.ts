@@ -131,6 +131,8 @@ export interface DeployOptions {
   lockWaitMs: number;
   /** Deploy even when nothing changed since the live release (`--force`). */
   force?: boolean;
+  /** Let migrations run that break the release still serving (`--allow-destructive-migrations`; the plugin that checks them reads it). */
+  allowDestructiveMigrations?: boolean;
 }
 
 /** The context of the deploy lifecycle hooks (preSync → restart). */

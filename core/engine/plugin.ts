@@ -64,13 +64,15 @@ export interface InitProject {
   readonly framework?: 'django' | 'flask';
   /** Django settings module (e.g. shop.settings), when found. */
   readonly settingsModule?: string;
-  /** Normalised distribution names in requirements.txt (and the files it includes with -r). */
+  /** Normalised distribution names the project depends on, as the plugins' `init.dependencies` read them. */
   readonly requirements: ReadonlySet<string>;
   /** A file of the project, relative to its folder, as text ('' when it is missing). */
   read(file: string): string;
 }
 
 export interface PluginInit {
+  /** The plugin that installs the project's packages: the names they depend on (read with `project.read`; `project.requirements` is still empty here). */
+  dependencies?(project: InitProject): Iterable<string>;
   /** A service plugin: why the project needs it (`psycopg2 in requirements.txt`), or undefined. */
   detect?(project: InitProject): string | undefined;
   /** Example values of the plugin's settings keys, written commented out (a test checks them against the schema). */

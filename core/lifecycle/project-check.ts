@@ -3,14 +3,8 @@ import path from 'node:path';
 import { KraftwerkError } from '../errors.ts';
 import type { Site } from '../config/site.ts';
 
-/** Checks of the project on this machine before a deploy touches a node: the requirements file and the WSGI module exist. */
+/** Checks of the project on this machine before a deploy touches a node: the WSGI module exists (the plugin that installs packages checks their file). */
 export function checkProject(site: Site): void {
-  const req = path.join(site.sourceDir, site.config.requirements);
-  if (!existsSync(req)) {
-    throw new KraftwerkError(`${site.config.requirements} not found in ${site.sourceDir}`, {
-      hint: 'Create it (it may be empty) or point `requirements:` in kraftwerk.yaml at your requirements file.',
-    });
-  }
   if (!wsgiModuleFile(site)) {
     throw new KraftwerkError(
       `wsgi: module ${site.wsgi.module} not found in ${site.sourceDir} (looked for ${site.wsgi.module.replace(/\./g, '/')}.py)`,

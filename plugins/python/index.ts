@@ -12,13 +12,13 @@
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, lifecycleHooks, siteWebGroup, Stage, type Hooks, type Site } from '../../core/index.ts';
+import { aptEnsureCommand, definePlugin, deployTimeouts, KraftwerkError, lifecycleHooks, settingsOf, siteWebGroup, Stage, type Hooks, type Site } from '../../core/index.ts';
+import { type Dependencies, dependencyNames, hasDependencies, PYTHON_SETTINGS, readDependencies } from './requirements.ts';
 
 /** After core's release record (Stage.VERIFY + 100), which prunes the release folders first. */
 const PRUNE_STAGE = Stage.VERIFY + 200;
 import {
   buildUser,
-  hasRequirements,
   parseVenvResult,
   pruneVenvsCommand,
   readVenvInputs,
@@ -47,8 +47,29 @@ function lastLine(chunk: string): string | undefined {
 
 export default definePlugin({
   name: PLUGIN_NAME,
-  description: 'virtualenv per requirements hash, pip install (wheelhouse aware), per-site apt packages',
+  description: 'virtualenv per requirements hash (requirements.txt or pyproject.toml), pip install (wheelhouse aware), per-site apt packages',
+  settings: PYTHON_SETTINGS,
+  init: {
+    // The service plugins' guesses (psycopg2 → postgres) read these names.
+    dependencies: (project) => dependencyNames(project.read),
+    examples: () => ({ requirements: 'requirements/production.txt' }),
+  },
   apply(hooks: Hooks, site: Site) {
+    let deps: Dependencies | undefined;
+    const dependencies = () => (deps ??= readDependencies(site.sourceDir, settingsOf(site, PYTHON_SETTINGS).requirements, site.configFile));
+
+    hooks.preSync.tap(PLUGIN_NAME, (_ctx, tasks) => {
+      tasks.add({
+        title: 'check dependencies',
+        // With core's check of the project, before the node is touched: a missing file changes nothing there.
+        stage: Stage.PREPARE - 100,
+        run: (_c, task) => {
+          const d = dependencies();
+          task.title(d.kind === 'pyproject' ? `dependencies: ${d.specs.length} in ${d.file}` : `dependencies: ${d.file}`);
+        },
+      });
+    });
+
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, _tasks, packages) => {
       packages.add(...PYTHON_PACKAGES);
     });
@@ -56,7 +77,7 @@ export default definePlugin({
     // A deploy changes nothing here while the venv it would run in and the site's apt packages are as they were:
     // the requirements (also in the project's files), the wheelhouse, the node's Python, and none of the packages missing.
     lifecycleHooks(hooks).fingerprint.tap(PLUGIN_NAME, (ctx, parts) => {
-      parts.add('venv', venvHash(readVenvInputs(site.sourceDir, site.config.requirements, ctx.facts.pythonVersion ?? '')));
+      parts.add('venv', venvHash(readVenvInputs(site.sourceDir, dependencies(), ctx.facts.pythonVersion ?? '')));
       parts.add('apt missing', site.config.apt.filter((p) => !ctx.facts.installed.has(p)).join(' '));
     });
 
@@ -98,7 +119,8 @@ export default definePlugin({
             }
             throw new KraftwerkError(`python3 was not found on ${ctx.node}`, { hint: `Run: kraftwerk setup-node ${ctx.node}` });
           }
-          const inputs = readVenvInputs(site.sourceDir, site.config.requirements, pythonVersion);
+          const deps = dependencies();
+          const inputs = readVenvInputs(site.sourceDir, deps, pythonVersion);
           const hash = venvHash(inputs);
           const hasWheels = inputs.wheelhouse.length > 0 || existsSync(path.join(site.sourceDir, WHEELHOUSE));
           const upgrade = ctx.deploy.upgradePackages;
@@ -111,9 +133,12 @@ export default definePlugin({
               user: buildUser(site.name),
               group: site.user,
               webGroup: siteWebGroup(site),
-              requirementsPath: path.posix.join(ctx.release.path, site.config.requirements.split(path.sep).join('/')),
+              install: !hasDependencies(deps)
+                ? undefined
+                : deps.kind === 'pyproject'
+                  ? { specs: deps.specs }
+                  : { requirementsPath: path.posix.join(ctx.release.path, deps.file) },
               wheelhousePath: hasWheels ? `${ctx.release.path}/${WHEELHOUSE}` : undefined,
-              noRequirements: !hasRequirements(inputs.requirements),
             }),
             {
               onStdout: (chunk) => {

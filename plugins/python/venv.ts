@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { type Script, quote, raw, sh } from '../../core/index.ts';
+import { type Dependencies, dependencyText } from './requirements.ts';
 
 /** Folder in a project that holds wheels to install from instead of a package index. */
 export const WHEELHOUSE = 'wheels';
@@ -10,7 +11,7 @@ export const WHEELHOUSE = 'wheels';
 export const COMPLETE_MARKER = '.kraftwerk-complete';
 
 export interface VenvInputs {
-  /** Content of the requirements file. */
+  /** The dependencies: a requirements file's text, or a pyproject's list one per line (dependencyText). */
   requirements: string;
   /** Python version on the node, e.g. "3.11.2". */
   pythonVersion: string;
@@ -18,8 +19,8 @@ export interface VenvInputs {
   wheelhouse: string[];
 }
 
-/** What the venv hash is computed from, read from the project folder. */
-export function readVenvInputs(sourceDir: string, requirementsFile: string, pythonVersion: string): VenvInputs {
+/** What the venv hash is computed from: the dependencies (read by readDependencies) and the project's wheelhouse. */
+export function readVenvInputs(sourceDir: string, deps: Dependencies, pythonVersion: string): VenvInputs {
   const wheels = path.join(sourceDir, WHEELHOUSE);
   const wheelhouse = existsSync(wheels)
     ? readdirSync(wheels)
@@ -27,7 +28,7 @@ export function readVenvInputs(sourceDir: string, requirementsFile: string, pyth
         .sort()
         .map((name) => `${name} ${statSync(path.join(wheels, name)).size}`)
     : [];
-  return { requirements: readFileSync(path.join(sourceDir, requirementsFile), 'utf8'), pythonVersion, wheelhouse };
+  return { requirements: dependencyText(deps), pythonVersion, wheelhouse };
 }
 
 /**
@@ -46,11 +47,6 @@ export function venvHash(inputs: VenvInputs): string {
     .update(inputs.wheelhouse.join('\n'))
     .digest('hex')
     .slice(0, 16);
-}
-
-/** True when a requirements file names at least one requirement (not just comments and blank lines). */
-export function hasRequirements(requirements: string): boolean {
-  return requirements.split('\n').some((line) => line.replace(/(^|\s)#.*$/, '').trim() !== '');
 }
 
 /**
@@ -97,12 +93,15 @@ export interface VenvBuild {
   group: string;
   /** The site's web group, which owns /srv/<site> (see core's siteWebGroup): the build user passes through. */
   webGroup?: string;
-  /** Requirements file inside the new release. */
-  requirementsPath: string;
-  /** Wheelhouse inside the new release, when the project has one: pip then uses it and no index. */
+  /** What pip installs: a requirements file inside the new release, or a pyproject's requirements; none: skip pip. */
+  install: { requirementsPath: string } | { specs: string[] } | undefined;
+  /**
+   * Wheelhouse inside the new release, when the project has one: pip then uses it and no
+   * index, and builds an sdist found there with the venv's own setuptools (Debian's, through
+   * the system site packages) rather than in an isolated environment, which would fetch its
+   * build requirements from an index.
+   */
   wheelhousePath?: string;
-  /** Skip pip: the requirements name nothing. */
-  noRequirements: boolean;
 }
 
 /** The line venvCommand ends with: `kraftwerk: venv <name> reused|built`. */
@@ -140,11 +139,11 @@ export function venvCommand(b: VenvBuild): Script {
     '--progress-bar',
     'off',
     ...(b.upgradeStamp ? ['--upgrade', '--upgrade-strategy', 'eager'] : []),
-    '-r',
-    b.requirementsPath,
-    ...(b.wheelhousePath ? ['--no-index', '--find-links', b.wheelhousePath] : []),
+    ...(b.wheelhousePath ? ['--no-index', '--find-links', b.wheelhousePath, '--no-build-isolation'] : []),
+    // A pyproject's requirements after `--`: each starts with a name (pyprojectDependencies), never an option.
+    ...(!b.install ? [] : 'specs' in b.install ? ['--', ...b.install.specs] : ['-r', b.install.requirementsPath]),
   ];
-  const pip = b.noRequirements
+  const pip = !b.install
     ? sh`echo 'kraftwerk: no requirements to install'`
     : sh`${`${path}/bin/python`} -m pip install ${pipArgs}`;
   // Written by the build user, then its own files lose group and other write (a package may set modes of its own).

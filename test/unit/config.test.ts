@@ -89,7 +89,6 @@ describe('loading a valid config', () => {
       secrets: {},
       src: '.',
       nodes: {},
-      requirements: 'requirements.txt',
       apt: [],
       processes: {},
       cron: [],
@@ -100,6 +99,7 @@ describe('loading a valid config', () => {
       exclude: [],
       plugins: [],
       tls: false,
+      migrations: { check: true },
     });
   });
 

@@ -139,7 +139,14 @@ describe('kraftwerk init', () => {
 
   test('services the CLI does not know are not written', () => {
     const dir = project('shop', { 'requirements.txt': 'psycopg[binary]\nredis\n' });
-    assert.deepEqual(guessProject(dir, builtins.filter((p) => p.name === 'postgres')).services.map((s) => s.name), ['postgres']);
+    assert.deepEqual(guessProject(dir, builtins.filter((p) => ['python', 'postgres'].includes(p.name))).services.map((s) => s.name), ['postgres']);
+  });
+
+  test('a pyproject-only project: its dependencies give the services too', () => {
+    const dir = project('shop', { 'app.py': 'app = Flask(__name__)\n', 'pyproject.toml': '[project]\nname = "shop"\ndependencies = ["flask", "psycopg2-binary>=2.9"]\n' });
+    const guess = guessProject(dir, builtins.filter((p) => ['python', 'postgres', 'redis'].includes(p.name)));
+    assert.deepEqual(guess.wsgi, { value: 'app:app', from: 'app.py' });
+    assert.deepEqual(guess.services, [{ name: 'postgres', from: 'psycopg2-binary in requirements.txt' }]);
   });
 
   test('a folder name that cannot be a site name gets `package:` to fill in', async () => {

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pythonPlugin, { PYTHON_PACKAGES } from '../../plugins/python/index.ts';
+import { hasDependencies } from '../../plugins/python/requirements.ts';
 import {
   buildUser,
   buildUserCommand,
-  hasRequirements,
   parseVenvResult,
   pruneVenvsCommand,
   readVenvInputs,
@@ -44,19 +44,21 @@ describe('python: venv hash', () => {
   it('reads the requirements and the wheelhouse listing from the project', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'kw-py-'));
     writeFileSync(path.join(dir, 'requirements.txt'), 'six\n');
-    assert.deepEqual(readVenvInputs(dir, 'requirements.txt', '3.11.2'), { requirements: 'six\n', pythonVersion: '3.11.2', wheelhouse: [] });
+    assert.deepEqual(readVenvInputs(dir, { kind: 'requirements', file: 'requirements.txt', text: 'six\n' }, '3.11.2'), { requirements: 'six\n', pythonVersion: '3.11.2', wheelhouse: [] });
     mkdirSync(path.join(dir, 'wheels'));
     writeFileSync(path.join(dir, 'wheels/six-1.16.0-py2.py3-none-any.whl'), 'x'.repeat(7));
-    assert.deepEqual(readVenvInputs(dir, 'requirements.txt', '3.11.2').wheelhouse, ['six-1.16.0-py2.py3-none-any.whl 7']);
+    assert.deepEqual(readVenvInputs(dir, { kind: 'requirements', file: 'requirements.txt', text: 'six\n' }, '3.11.2').wheelhouse, ['six-1.16.0-py2.py3-none-any.whl 7']);
   });
 });
 
 describe('python: requirements', () => {
+  const req = (text: string) => ({ kind: 'requirements' as const, file: 'requirements.txt', text });
   it('counts only real requirement lines', () => {
-    assert.equal(hasRequirements(''), false);
-    assert.equal(hasRequirements('# only a comment\n\n   \n'), false);
-    assert.equal(hasRequirements('flask  # web\n'), true);
-    assert.equal(hasRequirements('-r base.txt\n'), true);
+    assert.equal(hasDependencies(req('')), false);
+    assert.equal(hasDependencies(req('# only a comment\n\n   \n')), false);
+    assert.equal(hasDependencies(req('flask  # web\n')), true);
+    assert.equal(hasDependencies(req('-r base.txt\n')), true);
+    assert.equal(hasDependencies({ kind: 'pyproject', file: 'pyproject.toml', specs: [] }), false);
   });
 });
 
@@ -67,8 +69,7 @@ describe('python: commands', () => {
     liveLink: '/srv/shop/current/.venv',
     user: 'kwb-shop',
     group: 'kw-shop',
-    requirementsPath: '/srv/shop/releases/R1/requirements.txt',
-    noRequirements: false,
+    install: { requirementsPath: '/srv/shop/releases/R1/requirements.txt' },
   };
 
   it('reuses the live venv of this hash (else the newest complete one), or builds <hash> as the build user', () => {
@@ -111,7 +112,7 @@ echo 'kraftwerk: venv abc built'`,
     assert.match(cmd, /\nrm -rf -- abc-u20261201T120000Z\ninstall -d -m 0755 -o kwb-shop -g kw-shop abc-u20261201T120000Z\n/);
     assert.match(
       cmd,
-      /-m pip install --disable-pip-version-check --no-input --no-cache-dir --progress-bar off --upgrade --upgrade-strategy eager -r \/srv\/shop\/releases\/R1\/requirements\.txt --no-index --find-links \/srv\/shop\/releases\/R1\/wheels;/,
+      /-m pip install --disable-pip-version-check --no-input --no-cache-dir --progress-bar off --upgrade --upgrade-strategy eager --no-index --find-links \/srv\/shop\/releases\/R1\/wheels --no-build-isolation -r \/srv\/shop\/releases\/R1\/requirements\.txt;/,
     );
     assert.match(cmd, /echo 'kraftwerk: venv abc-u20261201T120000Z built'$/);
   });
@@ -123,7 +124,7 @@ echo 'kraftwerk: venv abc built'`,
   });
 
   it('skips pip for a requirements file that names nothing', () => {
-    const cmd = venvCommand({ ...build, noRequirements: true }).text;
+    const cmd = venvCommand({ ...build, install: undefined }).text;
     assert.ok(!cmd.includes('pip install'));
     assert.ok(cmd.includes(`echo '\\''kraftwerk: no requirements to install'\\''`));
   });

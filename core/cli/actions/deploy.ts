@@ -35,6 +35,7 @@ export interface DeployCommandOptions {
   force?: boolean;
   /** Print each phase's and each task's wall time at the end. */
   timings?: boolean;
+  allowDestructiveMigrations?: boolean;
 }
 
 // Re-exported: rollback and the tests take it from here.
@@ -236,7 +237,7 @@ async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options:
   const contexts = nodes.map((node) =>
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
-      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs, force: options.force ?? false },
+      deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs, force: options.force ?? false, allowDestructiveMigrations: options.allowDestructiveMigrations ?? false },
     }),
   );
   // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).

@@ -12,7 +12,7 @@ import type { ConfigInput } from '../../config/schema.ts';
 /**
  * `kraftwerk init`: a commented kraftwerk.yaml for the project in the working
  * folder. What can be guessed from the project is filled in (the WSGI module,
- * services from requirements.txt); every other key is there, commented out,
+ * services from the dependencies); every other key is there, commented out,
  * with a one-line explanation and an example, so the file is its own manual.
  */
 
@@ -56,15 +56,18 @@ export async function initProject(options: { cwd: string; force?: boolean; built
   }
   const { builtinConfigSchema, siteBuiltins } = await import('../../engine/project.ts');
   const plugins = [...(await siteBuiltins(options.builtins)).values()];
-  const services = plugins.filter((p) => options.builtins.services.includes(p.name));
-  const guess = guessProject(options.cwd, services);
+  const guess = guessProject(options.cwd, plugins, options.builtins.services);
   const file = path.join(options.cwd, 'kraftwerk.yaml');
   writeFileSync(file, renderInitConfig(guess, (await builtinConfigSchema(options.builtins)).schema.shape, plugins), { flag: options.force ? 'w' : 'wx' });
   return { file, guess };
 }
 
-/** What the files of a Python project say about its config; `services`: the service plugins, which say whether the project needs them. */
-export function guessProject(cwd: string, services: readonly Plugin[] = []): ProjectGuess {
+/**
+ * What the files of a Python project say about its config. `plugins`: the site's built-ins,
+ * of which the one that installs packages reads the dependencies (`init.dependencies`), and the
+ * services among them (`serviceNames`, all when not given) say whether the project needs them.
+ */
+export function guessProject(cwd: string, plugins: readonly Plugin[] = [], serviceNames: readonly string[] = plugins.map((p) => p.name)): ProjectGuess {
   const folderName = siteNameFromFolder(path.basename(path.resolve(cwd)));
   const guess: ProjectGuess = {
     siteName: folderName ?? 'site',
@@ -72,8 +75,10 @@ export function guessProject(cwd: string, services: readonly Plugin[] = []): Pro
     services: [],
   };
   Object.assign(guess, guessWsgi(cwd));
-  const project = initProjectView(guess, readRequirements(path.join(cwd, 'requirements.txt'), 0), (file) => readText(path.join(cwd, file)));
-  for (const plugin of services) {
+  const read = (file: string) => readText(path.join(cwd, file));
+  const bare = initProjectView(guess, new Set(), read);
+  const project = initProjectView(guess, new Set(plugins.flatMap((p) => [...(p.init?.dependencies?.(bare) ?? [])])), read);
+  for (const plugin of plugins.filter((p) => serviceNames.includes(p.name))) {
     const from = plugin.init?.detect?.(project);
     if (from) guess.services.push({ name: plugin.name, from });
   }
@@ -135,22 +140,6 @@ function packageDirs(cwd: string): string[] {
     .sort();
 }
 
-/** Normalised distribution names in a requirements file, following `-r other.txt` a few levels deep. */
-function readRequirements(file: string, depth: number): Set<string> {
-  const names = new Set<string>();
-  for (const raw of readText(file).split('\n')) {
-    const line = raw.replace(/(^|\s)#.*$/, '').trim();
-    const include = /^(-r|--requirement)\s*=?\s*(\S+)/.exec(line);
-    if (include && depth < 3) {
-      for (const n of readRequirements(path.resolve(path.dirname(file), include[2]!), depth + 1)) names.add(n);
-      continue;
-    }
-    const name = /^([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(line)?.[1];
-    if (name && !line.startsWith('-')) names.add(name.toLowerCase().replace(/[._]+/g, '-'));
-  }
-  return names;
-}
-
 function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -196,7 +185,6 @@ export function keyExamples(guess: Pick<ProjectGuess, 'siteName' | 'framework' |
       everywhere: ['production', 'stage'],
     },
     default_node: 'stage',
-    requirements: 'requirements.txt',
     apt: ['libjpeg62-turbo', 'gettext'],
     release: django
       ? ['python manage.py migrate --noinput', 'python manage.py collectstatic --noinput']
