@@ -365,7 +365,7 @@ export function knownHostsFinding(target: SshTarget, node: string): DoctorFindin
   return {
     level: 'error',
     detail: `${name} is not in known_hosts (${target.knownHostsFiles[0] ?? '~/.ssh/known_hosts'}); the node was not checked`,
-    hint: `Connect once and record its key, after checking the fingerprint it shows: kraftwerk setup-node ${node} --accept-new-host-key (or ssh ${target.user}@${target.host}${target.port !== 22 ? ` -p ${target.port}` : ''})`,
+    hint: `Connect once and record its key, after checking the fingerprint it shows: kraftwerk --accept-new-host-key status ${node} (or ssh ${target.user}@${target.host}${target.port !== 22 ? ` -p ${target.port}` : ''})`,
   };
 }
 
