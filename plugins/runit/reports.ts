@@ -47,7 +47,8 @@ export function withIntent(service: SiteService): SiteService {
   else if (/\bwant down\b/.test(note)) wanted = 'down';
   else if (service.state === 'run') wanted = /\bnormally down\b/.test(note) ? 'down' : 'up';
   else if (service.state === 'down' || service.state === 'finish') wanted = /\bnormally up\b/.test(note) ? 'up' : 'down';
-  return wanted ? { ...service, wanted, start: `sv up ${RUNIT_SERVICE_DIR}/${service.service}` } : service;
+  if (!wanted) return service;
+  return wanted === 'up' ? { ...service, wanted, start: `sv up ${RUNIT_SERVICE_DIR}/${service.service}` } : { ...service, wanted };
 }
 
 /**
