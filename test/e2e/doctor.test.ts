@@ -46,6 +46,9 @@ describe('kraftwerk doctor on a set-up node', { skip: sandboxSkip() }, () => {
     const dir = project(t);
     const cli = (args: string[]) => runCli(args, { cwd: dir, timeoutMs: 20 * 60_000 });
     await withPreparedSandbox(t, NODE, setupRecipe(), async (sandbox) => {
+      // A node booted from the snapshot has its daemons stopped; setup-node (fast there) starts them.
+      const setup = await cli(['setup-node', NODE]);
+      assert.equal(setup.code, 0, `kraftwerk setup-node ${NODE}:\n${printed(setup)}`);
       const deploy = await cli(['deploy', NODE]);
       assert.equal(deploy.code, 0, `kraftwerk deploy ${NODE}:\n${printed(deploy)}`);
 
