@@ -79,29 +79,36 @@ describe('kraftwerk doctor on a set-up node', { skip: sandboxSkip() }, () => {
 
       await t.test("the site's web service stopped: exit 1, the line names the site and the fix", async () => {
         const remote = await connectSsh(sandbox.target, { acceptNewHostKey: false });
-        t.after(() => remote.close());
-        // The live slot is the one without a `down` file.
-        await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv down "$s"; done`);
-        const r = await cli(['doctor', NODE]);
-        assert.equal(r.code, 1, printed(r));
-        const line = lines(r).find((l) => l.startsWith(`✖ ${NODE}: services: ${SITE}: `));
-        assert.ok(line, `a ✖ line for ${SITE}:\n${r.stdout}`);
-        assert.match(line, new RegExp(`kraftwerk-${SITE}@(blue|green) down .*→ Start it on the node as root: sv up /etc/service/kraftwerk-${SITE}@(blue|green)`), line);
-        const json = JSON.parse((await cli(['doctor', NODE, '--json'])).stdout) as DoctorResult[];
-        assert.ok(json.some((x) => x.check === 'services' && !x.ok && x.detail.startsWith(`${SITE}:`) && /sv up/.test(x.hint ?? '')), JSON.stringify(json, null, 2));
-        await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv up "$s"; done`);
+        try {
+          // The live slot is the one without a `down` file.
+          await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv down "$s"; done`);
+          const r = await cli(['doctor', NODE]);
+          assert.equal(r.code, 1, printed(r));
+          const line = lines(r).find((l) => l.startsWith(`✖ ${NODE}: services: ${SITE}: `));
+          assert.ok(line, `a ✖ line for ${SITE}:\n${r.stdout}`);
+          assert.match(line, new RegExp(`kraftwerk-${SITE}@(blue|green) down .*→ Start it on the node as root: sv up /etc/service/kraftwerk-${SITE}@(blue|green)`), line);
+          const json = JSON.parse((await cli(['doctor', NODE, '--json'])).stdout) as DoctorResult[];
+          assert.ok(json.some((x) => x.check === 'services' && !x.ok && x.detail.startsWith(`${SITE}:`) && /sv up/.test(x.hint ?? '')), JSON.stringify(json, null, 2));
+          await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv up "$s"; done`);
+        } finally {
+          await remote.close();
+        }
       });
 
       await t.test('a node not in known_hosts: ✖ with the hint, nothing recorded', async () => {
         const file = sandbox.target.knownHostsFiles[0]!;
         const before = readFileSync(file, 'utf8');
-        t.after(() => writeFileSync(file, before));
         writeFileSync(file, '');
-        const r = await cli(['--accept-new-host-key', 'doctor', NODE]);
-        assert.equal(r.code, 1, printed(r));
-        assert.match(r.stdout, new RegExp(`^✖ ${NODE}: known_hosts: .* is not in known_hosts .*→ Connect once .*--accept-new-host-key`, 'm'), r.stdout);
-        assert.doesNotMatch(r.stdout, / login: /, 'doctor does not log in to a host it does not know');
-        assert.equal(readFileSync(file, 'utf8'), '', 'doctor recorded no host key');
+        try {
+          const r = await cli(['--accept-new-host-key', 'doctor', NODE]);
+          assert.equal(r.code, 1, printed(r));
+          assert.match(r.stdout, new RegExp(`^✖ ${NODE}: known_hosts: .* is not in known_hosts .*→ Connect once .*--accept-new-host-key`, 'm'), r.stdout);
+          assert.doesNotMatch(r.stdout, / login: /, 'doctor does not log in to a host it does not know');
+          assert.equal(readFileSync(file, 'utf8'), '', 'doctor recorded no host key');
+        } finally {
+          // While the sandbox is still there (the outer test's after hooks run once it is gone).
+          writeFileSync(file, before);
+        }
       });
     });
   });
