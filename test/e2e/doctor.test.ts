@@ -22,6 +22,7 @@ import { setupRecipe } from './safe-helpers.ts';
 const NODE = 'doc-a';
 const SITE = 'flask-hello';
 
+const MARKS = { ok: '✔', warning: '!', error: '✖' } as const;
 const printed = (r: CliResult) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const lines = (r: CliResult) => r.stdout.split('\n').filter(Boolean);
 
@@ -54,10 +55,11 @@ describe('kraftwerk doctor on a set-up node', { skip: sandboxSkip() }, () => {
 
       await t.test('a healthy node: every line ✔, exit 0', async () => {
         const r = await cli(['doctor', NODE]);
-        assert.equal(r.code, 0, printed(r));
+        // This machine's own disk may be full enough for doctor to say so (the sandbox lives on it): that line must say what statfs says.
         const disk = expectedDiskLevel();
+        assert.equal(r.code, disk === 'error' ? 1 : 0, printed(r));
         for (const line of lines(r)) {
-          if (disk === 'warning' && line.startsWith(`! ${NODE}: disk: `)) continue;
+          if (line.startsWith(`${MARKS[disk]} ${NODE}: disk: `)) continue;
           assert.match(line, /^✔ /, `every check holds:\n${r.stdout}`);
         }
         for (const check of ['ssh', 'rsync', 'node.js', 'ssh keys', 'known_hosts', 'login', 'setup-node', 'disk', 'clock', 'processes', 'services']) {
@@ -68,13 +70,13 @@ describe('kraftwerk doctor on a set-up node', { skip: sandboxSkip() }, () => {
 
       await t.test('--json gives the same checks as the lines', async () => {
         const [text, json] = await Promise.all([cli(['doctor', NODE]), cli(['doctor', NODE, '--json'])]);
-        assert.equal(json.code, 0, printed(json));
+        assert.equal(json.code, expectedDiskLevel() === 'error' ? 1 : 0, printed(json));
         const results = JSON.parse(json.stdout) as DoctorResult[];
         for (const r of results) assert.deepEqual(Object.keys(r).sort(), ['check', 'detail', 'hint', 'level', 'node', 'ok', 'plugin']);
         // Same checks, same outcome (details such as the clock's offset may differ between two runs).
         const head = (l: string) => l.split(': ').slice(0, 2).join(': ');
         assert.deepEqual(results.map((r) => head(formatDoctorLine(r))), lines(text).map(head));
-        assert.ok(results.every((r) => r.ok));
+        assert.ok(results.every((r) => r.ok || r.check === 'disk'), JSON.stringify(results, null, 2));
       });
 
       await t.test("the site's web service stopped: exit 1, the line names the site and the fix", async () => {
