@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { formatDoctorLine, spaceFinding } from '../../core/cli/actions/doctor.ts';
-import type { DoctorResult } from '../../core/engine/doctor.ts';
+import type { DoctorLevel, DoctorResult } from '../../core/engine/doctor.ts';
 import { connectSsh } from '../../core/remote/ssh.ts';
 import { sh } from '../../core/shell/sh.ts';
 import { SANDBOX_ROOTS_DIR } from '../../tools/sandbox/commands.ts';
@@ -36,7 +36,7 @@ function project(t: TestContext): string {
 }
 
 /** What doctor must say of the sandbox's disk: its root lies on this machine's filesystem, which may be fuller than the thresholds. */
-function expectedDiskLevel(): string {
+function expectedDiskLevel(): DoctorLevel {
   const s = statfsSync(path.join(SANDBOX_ROOTS_DIR, NODE));
   const kib = (n: number) => (n * s.bsize) / 1024;
   return spaceFinding({ mount: '/', holds: [], totalKiB: kib(s.blocks), freeKiB: kib(s.bavail), inodes: s.files, freeInodes: s.ffree }).level;
