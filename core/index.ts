@@ -32,6 +32,7 @@ export {
 } from './engine/context.ts';
 export { type NodeStatus, NodeStatusParts, type SiteService, type SiteStatus, type StatusSitePart } from './engine/status.ts';
 export { type LogSource, LogSources } from './engine/logs.ts';
+export { DoctorChecks, type DoctorFinding, type DoctorLevel, type NodeDoctorCheck } from './engine/doctor.ts';
 export { aptEnsureCommand, aptInstallCommand, type AptInstallOptions, missingPackagesCommand } from './shell/apt.ts';
 export { renderEnvFile, parseEnvFile } from './shell/env-file.ts';
 export { deployTimeouts, type DeployTimeouts, formatDuration, parseDuration } from './config/durations.ts';

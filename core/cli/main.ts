@@ -148,6 +148,18 @@ export async function main(argv: string[]): Promise<number> {
     );
 
   program
+    .command('doctor')
+    .argument('[node]', 'server, group or sandbox name (default: default_node; none: this machine only)')
+    .description('check this machine and the node: ssh, rsync, keys, host key, setup, disk, clock, services, certificates')
+    .option('--json', 'machine-readable output: an array of {check, node, ok, level, detail, hint, plugin}')
+    .action(
+      run(async (node: string | undefined, opts: { json?: boolean }) => {
+        const { doctorCommand } = await import('./actions/doctor.ts');
+        await doctorCommand(kit, node, opts);
+      }),
+    );
+
+  program
     .command('plugins')
     .description('list the plugins active for this project and the hooks each taps')
     .option('--json', 'machine-readable output')

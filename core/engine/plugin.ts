@@ -6,6 +6,7 @@ import type { TaskSpec } from './tasks.ts';
 import type { Remote, SshTarget } from '../remote/remote.ts';
 import type { NodeStatusParts } from './status.ts';
 import type { LogSources } from './logs.ts';
+import type { DoctorChecks } from './doctor.ts';
 import type { SettingsShape } from '../config/settings.ts';
 
 /**
@@ -38,6 +39,11 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
   nodeStatus?(status: NodeStatusParts, site: Site): void;
   /** Add the log sources of `site` that `kraftwerk logs` shows. */
   logs?(sources: LogSources, site: Site): void;
+  /**
+   * Add checks to `kraftwerk doctor` (e.g. certificates not near expiry): `checks.node({ name, run })`,
+   * read-only, run on each node checked. Asked of the plugins every node has and the project's own.
+   */
+  doctorChecks?(checks: DoctorChecks, site: Site): void;
   /**
    * The address the site answers at, shown once a deploy is done (e.g. https once the site has
    * a certificate). The first plugin that gives one wins; without one it is http://<domain>/.

@@ -34,7 +34,7 @@ export function loadBuiltins(builtins: BuiltinPlugins, names: readonly string[])
 }
 
 /** The plugin members that contribute to a collector instead of tapping a hook. */
-type Contribution = 'nodeStatus' | 'logs';
+type Contribution = 'nodeStatus' | 'logs' | 'doctorChecks';
 
 /**
  * Ask every plugin that declares `member` to add to `collector`, scoped to the

@@ -13,6 +13,14 @@ export interface SiteService {
   note?: string;
   /** The release the service runs (or last ran), when it is tied to one. */
   release?: string;
+  /**
+   * What the supervisor was told: `up` when the service is meant to run (also after a reboot),
+   * `down` when it is meant to stay stopped (a spare); unset when it cannot tell.
+   * `kraftwerk doctor` fails a service meant to be up that does not run.
+   */
+  wanted?: 'up' | 'down';
+  /** The command, as root on the node, that starts the service again (shown by `kraftwerk doctor`). */
+  start?: string;
 }
 
 /** What `kraftwerk status` knows of one site on a node. */

@@ -327,7 +327,8 @@ function attachTerminal(stream: ClientChannel): () => void {
   };
 }
 
-function authMethods(target: SshTarget): { methods: AnyAuthMethod[]; unusable: string[] } {
+/** The ways to log in to `target` this machine has (agent, readable key files), and the key files it cannot use with why. */
+export function authMethods(target: SshTarget): { methods: AnyAuthMethod[]; unusable: string[] } {
   const methods: AnyAuthMethod[] = [];
   const unusable: string[] = [];
   const agent = process.env.SSH_AUTH_SOCK;

@@ -3,7 +3,7 @@
  * services with their state, and the release of each web slot) and to
  * `kraftwerk logs` (the svlogd logs of the site's web slots, workers and cron jobs).
  */
-import { type LogSources, type NodeStatusParts, raw, type Site, sh, Stage } from '../../core/index.ts';
+import { type LogSources, type NodeStatusParts, raw, type Site, type SiteService, sh, Stage } from '../../core/index.ts';
 import { parseSvStatus, processLogDir, RUNIT_SERVICE_DIR, RUNIT_SV_DIR, SITE_MARKER_FILE } from './commands.ts';
 
 export function runitStatus(status: NodeStatusParts): void {
@@ -23,7 +23,7 @@ done`,
       if (key === 'service') {
         const [name = '', ...rest] = value.split(' ');
         const text = rest.join(' ');
-        site.services.push(text === 'not linked' ? { service: name, state: 'not linked' } : parseSvStatus(name, text));
+        site.services.push(text === 'not linked' ? { service: name, state: 'not linked' } : withIntent(parseSvStatus(name, text)));
       } else {
         // A web slot: the release it runs (or last ran).
         const [name = '', release = ''] = value.split(' ');
@@ -32,6 +32,23 @@ done`,
       }
     },
   });
+}
+
+/**
+ * What runsv was told of a service, from the notes of `sv status`: a `down` file makes a
+ * running service "normally down" and its absence a stopped one "normally up"; `want up|down`
+ * is an order still being carried out. A spare web slot has its `down` file: it is meant to be
+ * stopped, and doctor leaves it alone.
+ */
+export function withIntent(service: SiteService): SiteService {
+  const note = service.note ?? '';
+  let wanted: SiteService['wanted'];
+  if (/\bwant up\b/.test(note)) wanted = 'up';
+  else if (/\bwant down\b/.test(note)) wanted = 'down';
+  else if (service.state === 'run') wanted = /\bnormally down\b/.test(note) ? 'down' : 'up';
+  else if (service.state === 'down' || service.state === 'finish') wanted = /\bnormally up\b/.test(note) ? 'up' : 'down';
+  if (!wanted) return service;
+  return wanted === 'up' ? { ...service, wanted, start: `sv up ${RUNIT_SERVICE_DIR}/${service.service}` } : { ...service, wanted };
 }
 
 /**

@@ -43,6 +43,7 @@ import {
   summarizeCertbotError,
   type TlsLeftovers,
 } from './commands.ts';
+import { tlsDoctorChecks } from './doctor.ts';
 import { certbotPaths, selfSignedDir, TLS_CIPHERS, TLS_PROTOCOLS, TLS_SETTINGS, type TlsSettings, tlsSettings } from './settings.ts';
 
 const NAME = 'tls';
@@ -283,5 +284,6 @@ export default definePlugin({
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
   settings: TLS_SETTINGS,
   siteUrl: (site) => (settingsOf(site, TLS_SETTINGS).tls ? `https://${site.canonicalDomain}/` : undefined),
+  doctorChecks: tlsDoctorChecks,
   apply: applyTls,
 });

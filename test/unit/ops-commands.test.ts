@@ -196,8 +196,9 @@ lastbackup
     const [shop, blog] = s.sites;
     assert.equal(shop!.release, '20261125T170102Z');
     assert.deepEqual(shop!.releaseInfo, { time: '2026-11-25T17:01:09.123Z', deployer: 'ann@laptop', revision: 'abc123' });
-    assert.deepEqual(shop!.services[0], { service: 'kraftwerk-shop@blue', state: 'down', seconds: 3600, release: '20261125T160000Z' });
-    assert.deepEqual(shop!.services[1], { service: 'kraftwerk-shop@green', state: 'run', pid: 812, seconds: 3605, release: '20261125T170102Z' });
+    // What runsv was told (doctor's `services` judges by it): the spare is down on purpose, the live one meant to run.
+    assert.deepEqual(shop!.services[0], { service: 'kraftwerk-shop@blue', state: 'down', seconds: 3600, release: '20261125T160000Z', wanted: 'down' });
+    assert.deepEqual(shop!.services[1], { service: 'kraftwerk-shop@green', state: 'run', pid: 812, seconds: 3605, release: '20261125T170102Z', wanted: 'up', start: 'sv up /etc/service/kraftwerk-shop@green' });
     assert.equal(shop!.services[2]!.state, 'down');
     assert.equal(shop!.services[2]!.note, 'normally up');
     assert.deepEqual(shop!.disk, { releases: 20480, venvs: 102400, uploads: 512, backups: 3072 });
