@@ -9,21 +9,18 @@
  * and dump, load and backup verify go through the URL.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { parseDocument } from 'yaml';
 import { type CliResult, REPO_ROOT, runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
-import { onNode, printed, setupRecipe } from './safe-helpers.ts';
+import { get as getAnswer, onNode, printed, setupRecipe } from './safe-helpers.ts';
 
 const NODE = 'ext-a';
 const SITE = 'extsite';
 const DOMAIN = 'extsite.test';
-const CLI = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
 const PASSWORD = `pw${randomBytes(8).toString('hex')}`;
 const REDIS_PASSWORD = `rp${randomBytes(8).toString('hex')}`;
 const DATABASE_URL = `postgresql://extuser:${PASSWORD}@127.0.0.1:5432/extdb?sslmode=disable`;
@@ -50,17 +47,7 @@ function project(t: TestContext): string {
 }
 
 function cli(args: readonly string[], cwd: string, input?: string): Promise<CliResult> {
-  if (input === undefined) return runCli(args, { cwd, timeoutMs: 20 * 60_000 });
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
+  return runCli(args, { cwd, timeoutMs: 20 * 60_000, input });
 }
 
 async function cliOk(args: readonly string[], cwd: string, input?: string): Promise<CliResult> {
@@ -74,17 +61,10 @@ function assertNoPassword(r: CliResult, what: string): void {
   for (const p of [PASSWORD, REDIS_PASSWORD]) assert.ok(!`${r.stdout}${r.stderr}`.includes(p), `${what} printed a password:\n${printed(r)}`);
 }
 
-function get(address: string, urlPath: string): Promise<{ status?: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ host: address, port: 80, path: urlPath, headers: { Host: DOMAIN }, agent: false, timeout: 30_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
-    req.on('error', (e) => resolve({ body: `error: ${e.message}` }));
-    req.end();
-  });
+/** GET `urlPath` of the site on the node; the body, or why there is none. */
+async function get(address: string, urlPath: string): Promise<{ status?: number; body: string }> {
+  const a = await getAnswer(address, urlPath, 30_000, DOMAIN);
+  return { status: a.status, body: a.body ?? `error: ${a.error}` };
 }
 
 const extSql = (query: string) => `cd / && runuser -u postgres -- psql -X -At -d extdb -c ${JSON.stringify(query)}`;

@@ -169,7 +169,8 @@ export interface CliResult {
  */
 export function runCli(
   args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; user?: string } = {},
+  /** `input`: written to the CLI's stdin, then closed (a secret as `env set NAME` reads it); else no stdin. */
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; user?: string; input?: string } = {},
 ): Promise<CliResult> {
   if (!existsSync(path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js'))) {
     throw new Error('the CLI is not built (dist/core/cli/main.js is missing): run npm run build first');
@@ -181,12 +182,17 @@ export function runCli(
     const child = spawn(program!, rest, {
       cwd: options.cwd ?? REPO_ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (options.input !== undefined) {
+      // A CLI that exits before reading its input closes the pipe: that is its answer, not the test's failure.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(options.input);
+    }
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timeoutMs = options.timeoutMs ?? 10 * 60_000;
     const timer = setTimeout(() => {
       stderr += `\n(runCli: killed after ${timeoutMs / 1000} s)`;

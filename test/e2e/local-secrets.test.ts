@@ -9,35 +9,20 @@
  * Real sandbox from the set-up snapshot, real CLI, HTTP from this machine.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { type CliResult, REPO_ROOT, sandboxSkip } from './harness.ts';
+import { type CliResult, REPO_ROOT, runCli, sandboxSkip } from './harness.ts';
 import { deployOk, describeAnswer, get, onNode, pageOf, printed, SafeProject, servedPage, SITE, withSetUpNodes } from './safe-helpers.ts';
 
 const NODE = 'local-secrets';
 const FIXTURE_APP = path.join(REPO_ROOT, 'test', 'fixtures', 'apps', 'secrets-site', 'app.py');
-const CLI = path.join(REPO_ROOT, 'bin', 'kraftwerk.js');
 
-/** The CLI in the project's folder with `input` on its stdin (runCli gives none). */
+/** The CLI in the project's folder with `input` on its stdin. */
 function cliWithStdin(project: SafeProject, args: readonly string[], input: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: project.dir, env: { ...process.env, NO_COLOR: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10 * 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+  return runCli(args, { cwd: project.dir, input });
 }
 
 /** Version `version` of the fixture, with the app that shows a variable at /env/<NAME>. */
