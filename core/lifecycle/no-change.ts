@@ -2,11 +2,8 @@ import type { DeployContext } from '../engine/context.ts';
 import type { Hooks } from '../engine/hooks.ts';
 import { Stage, type TaskHandle, type TaskSpec } from '../engine/tasks.ts';
 import { deployTimeouts } from '../config/durations.ts';
-import { sh } from '../shell/sh.ts';
 import { releaseFingerprint } from './fingerprint.ts';
 import { healthCheckCommand, healthCheckRequest } from './healthcheck.ts';
-import { forgetLock, heldLock } from './held-lock.ts';
-import { releaseLockCommand } from './lock.ts';
 
 /** The digest of what this deploy would put live (releaseFingerprint); the release record keeps it. */
 export const FINGERPRINT_STATE = 'core.fingerprint';
@@ -46,32 +43,25 @@ export function unchangedRelease(ctx: DeployContext): string | undefined {
 }
 
 /**
- * The no-change deploy's one step on a node: the health check of the live release, and, when it
- * passes, the release of the deploy lock in the same command. Nothing else is written: the lock
- * (a folder under /run, taken with the probe so that no other deploy changes the node between
- * the comparison and this answer) is all that came and went. False when the site did not
- * answer as it should: the lock is still held, and the caller deploys after all. `unlock`:
- * release the lock with the check (else the caller's finally does).
+ * The no-change deploy's one step on a node: the health check of the live release. Nothing is
+ * written: the lock (a folder under /run, taken with the probe so that no other deploy changes
+ * the node between the comparison and this answer) is all that came and went, and core's
+ * finally releases it. It is not released inside this command: the command is watched (killed
+ * once the lock is no longer ours), so a release there raced the watcher and the CLI's
+ * heartbeat, and left locks behind under 20 concurrent deploys. False when the site did not
+ * answer as it should: the lock is still held, and the caller deploys after all.
  */
-export async function confirmLive(hooks: Hooks, ctx: DeployContext, task: TaskHandle, options: { unlock: boolean }): Promise<boolean> {
+export async function confirmLive(hooks: Hooks, ctx: DeployContext, task: TaskHandle): Promise<boolean> {
   const { site } = ctx;
   const id = unchangedRelease(ctx)!;
-  const lock = options.unlock ? heldLock(ctx) : undefined;
   const check = healthCheckCommand(site, await healthCheckRequest(hooks, ctx));
-  // The heartbeat goes on until the answer is known: a failed check keeps the lock for the deploy that follows.
-  const unlock = lock ? sh`; kw_rc=$?; if [ "$kw_rc" = 0 ]; then ${releaseLockCommand(site.name, lock.info.token)}; fi; exit "$kw_rc"` : sh``;
   const res = await ctx.remote
-    .exec(sh`${check}${unlock}`, { check: false, interruptible: true, timeoutMs: deployTimeouts(site.config).healthcheckMs })
+    .exec(check, { check: false, interruptible: true, timeoutMs: deployTimeouts(site.config).healthcheckMs })
     .catch(() => undefined);
   if (!res || res.code !== 0) {
     const answer = res?.stdout.trim() || 'no answer';
     ctx.log.warn(`${ctx.node}: the live release ${id} did not pass its health check (${answer}): deploying it again`);
     return false;
-  }
-  if (lock) {
-    // Released by that command: stop the heartbeat (releaseCommand does) and forget it.
-    lock.releaseCommand();
-    forgetLock(ctx);
   }
   const hc = site.config.healthcheck;
   task.title(hc === false ? `live release ${id} (healthcheck: false)` : `health check of live release ${id}: GET ${hc.path} → ${res.stdout.trim()}`);

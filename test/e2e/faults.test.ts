@@ -273,9 +273,11 @@ describe('faults during and between deploys', { skip: sandboxSkip() }, () => {
           assert.ok(deployed >= 1, 'one deploy made the release');
           assert.equal(stamps.filter((s) => s.kind === 'start').length, deployed, `each deploy that made a release ran its release command once: ${JSON.stringify(stamps)}`);
           const lock = await lockState();
-          // Seen once in two runs since the no-change fast path: one of the 20 left its lock (its process gone).
-          // The next deploy from this machine takes such a lock over at once; from another it waits until it is stale (90 s).
-          await st.test('no lock is left behind', { todo: 'an intermittent leftover lock after concurrent deploys with the fast path, not found yet' }, () => {
+          // Seen in two of three runs while the no-change path released the lock inside its (watched) health check
+          // command: one of the 20 left its lock, its process gone. Since the lock goes with core's finally the
+          // lock was free (one run so far); a todo until more runs agree. The next deploy from this machine
+          // takes such a lock over at once; from another it waits until it is stale (90 s).
+          await st.test('no lock is left behind', { todo: 'a leftover lock after concurrent deploys; fixed by releasing it apart from the health check, to be confirmed by more runs' }, () => {
             assert.equal(lock, 'free', 'no lock left');
           });
           const next = fresh('C');

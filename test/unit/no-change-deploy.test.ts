@@ -28,8 +28,8 @@ describe('a deploy with nothing to change', () => {
     assert.equal(fake.get('web1')!.current, live, 'nothing switched');
     assert.deepEqual(
       again.effects.map((e) => e.op),
-      ['exec', 'exec'],
-      `two commands: the lock with the probe, the health check with the unlock:\n${again.effects.map((e) => e.text).join('\n---\n')}`,
+      ['exec', 'exec', 'exec'],
+      `three commands: the lock with the probe, the health check, the unlock:\n${again.effects.map((e) => e.text).join('\n---\n')}`,
     );
     assert.match(again.effects[1]!.text, /-w '%\{http_code\}'/);
     assert.equal(fake.get('web1')!.lockToken, undefined, 'the lock was released');

@@ -270,7 +270,7 @@ async function confirmUnchanged(kit: CoreKit, hooks: Hooks, contexts: DeployCont
   const check = (ctx: DeployContext): RunnableTask<DeployContext>[] =>
     stoppable(
       timings.wrap(
-        [{ title: 'health check of the live release', run: async (c, task) => void ((await confirmLive(hooks, c, task, { unlock: contexts.length === 1 })) && passed.add(c)) }],
+        [{ title: 'health check of the live release', run: async (c, task) => void ((await confirmLive(hooks, c, task)) && passed.add(c)) }],
         phaseLabel('unchanged', ctx, contexts),
       ),
     );
