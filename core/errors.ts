@@ -137,6 +137,11 @@ export function lastLines(text: string, n: number): string {
   return lines.slice(Math.max(0, lines.length - n)).join('\n');
 }
 
+/** Why a command run with `check: false` failed, on one line: its last stderr lines, else its exit status. */
+export function failureReason(result: { code: number | null; stderr: string }): string {
+  return lastLines(result.stderr.trim(), 3).split('\n').join('; ') || `exit status ${result.code}`;
+}
+
 function shorten(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }

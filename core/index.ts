@@ -41,6 +41,7 @@ export {
   ConfigError,
   HostKeyMismatchError,
   KraftwerkError,
+  failureReason,
   lastLines,
   PluginError,
   RemoteCommandError,

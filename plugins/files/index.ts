@@ -6,6 +6,7 @@
 import {
   asUser,
   definePlugin,
+  failureReason,
   isProvisioned,
   KraftwerkError,
   provisionMarker,
@@ -150,7 +151,7 @@ export default definePlugin({
         run: async (ctx, task) => {
           const res = await ctx.remote.exec(verifyUploadsCommand(ctx.dir), { check: false });
           if (res.code !== 0) {
-            throw new KraftwerkError(`uploads: the archive does not extract (${res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`})`);
+            throw new KraftwerkError(`uploads: the archive does not extract (${failureReason(res)})`);
           }
           const [files = '0', kb = '0'] = res.stdout.trim().split(/\s+/);
           task.title(`uploads: extracted into a scratch folder, ${files} file${files === '1' ? '' : 's'}, ${kb} KiB`);

@@ -3,7 +3,7 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { definePlugin, failureReason, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
 import { dumpExternalCommand, loadExternalCommand, serviceFile, verifyExternalCommand } from './external.ts';
 import { databaseArchive } from './paths.ts';
 import { POSTGRES_SETTINGS } from './settings.ts';
@@ -225,7 +225,7 @@ export default definePlugin({
         run: async (ctx, task) => {
           const res = await ctx.remote.exec(verifyDatabaseCommand(site, ctx.dir), { check: false });
           if (res.code !== 0) {
-            const why = res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`;
+            const why = failureReason(res);
             throw new KraftwerkError(`PostgreSQL: the database does not restore (${why})`);
           }
           const { tables, rows } = parseTableCounts(res.stdout);
@@ -299,7 +299,7 @@ function applyExternal(hooks: Hooks, site: Site): void {
       run: async (ctx, task) => {
         const res = await ctx.remote.exec(verifyExternalCommand(ctx.dir), { check: false });
         if (res.code !== 0) {
-          const why = res.stderr.trim().split('\n').slice(-3).join('; ') || `exit status ${res.code}`;
+          const why = failureReason(res);
           throw new KraftwerkError(`PostgreSQL: the archive does not read (${why})`);
         }
         const tables = Number(res.stdout.trim()) || 0;
