@@ -85,15 +85,46 @@ export function checkNginxValues(site: Site): void {
   checkSettings(site, NGINX_SETTINGS);
 }
 
+/** Upstream tuning of a load balancer (plugins/lb): fixed, as nginx's own defaults do not fit a failover. */
+export const PROXY_TUNING = {
+  // Passive health checks: a node that fails 3 requests within 10 s gets none for 10 s.
+  maxFails: 3,
+  failTimeout: '10s',
+  // Idle connections to the web nodes each nginx worker keeps open (no TCP handshake per request).
+  keepalive: 16,
+  // A stopped node refuses at once; one that vanished answers nothing: give up on it after 3 s, not nginx's 60.
+  connectTimeout: '3s',
+  // Each node at most once per request (two nodes: the request is tried on both).
+  tries: 3,
+} as const;
+
+/**
+ * Where this node's site file stands in a group with a load balancer (plugins/lb decides it):
+ * `behind`: a web node, reached on its private addresses only, trusting X-Forwarded-For only from
+ * the load balancers; `proxy`: the load balancer itself, which passes every request to the web
+ * nodes (port 80 of their nginx), `down` ones drained. Without it: a single node, as always.
+ */
+export interface NginxLayout {
+  behind?: { listen: readonly string[]; loadBalancers: readonly string[] };
+  proxy?: { servers: readonly { address: string; down?: boolean }[] };
+}
+
+/** `address:port` as nginx reads it (an IPv6 literal in brackets), one nginx argument. */
+export function hostPort(address: string, port: number): string {
+  return nginxValue(address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+}
+
 /**
  * The site file. With `tls` (published by the tls plugin, core/site-tls.ts):
  * the ACME challenge location on port 80 for every name, and once a certificate
  * exists, the site on 443 with plain HTTP redirecting to https://<canonical>.
+ * With `layout`, the site's part on a web node behind a load balancer, or on the load balancer.
  */
-export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string> {
+export async function renderNginxSite(site: Site, tls?: SiteTls, layout: NginxLayout = {}): Promise<string> {
   checkNginxValues(site);
   const harakiri = settingsOf(site, UWSGI_SETTINGS).uwsgi?.harakiri ?? 60;
   const served = staticFiles(site);
+  const { behind, proxy } = layout;
   // Every value computed here is one nginx argument (nginxValue: quoted where needed, never a new directive).
   return renderTemplate(new URL('./templates/site.conf.ejs', import.meta.url), {
     site,
@@ -105,8 +136,17 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
     // Symlinks are checked below these (`current` itself is a link, root's): the site can write in the release and the uploads.
     symlinksFrom: { static: nginxValue(site.paths.current), uploads: nginxValue(site.paths.shared) },
-    // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
-    readTimeout: nginxValue(harakiri + 10),
+    // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout;
+    // on the load balancer longer again, so the web node's own answer comes first.
+    readTimeout: nginxValue(harakiri + (proxy ? 20 : 10)),
+    // Behind a load balancer, the aliases' redirects are the load balancer's.
+    aliases: behind ? [] : site.aliases,
+    listen: behind ? behind.listen.map((a) => hostPort(a, 80)) : ['80', '[::]:80'],
+    realIpFrom: (behind?.loadBalancers ?? []).map((a) => nginxValue(a)),
+    proxy: proxy && {
+      ...PROXY_TUNING,
+      servers: proxy.servers.map((s) => ({ address: hostPort(s.address, 80), down: Boolean(s.down) })),
+    },
   });
 }
 
