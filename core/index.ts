@@ -29,6 +29,8 @@ export {
   type ContributedScript,
   type HealthCheckRequest,
   SwitchSteps,
+  type TrafficControl,
+  TrafficSteps,
 } from './engine/context.ts';
 export { type NodeStatus, NodeStatusParts, type SiteService, type SiteStatus, type StatusSitePart } from './engine/status.ts';
 export { type LogSource, LogSources } from './engine/logs.ts';

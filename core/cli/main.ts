@@ -87,8 +87,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--preview <name>', 'deploy as the preview NAME: its own site <site>-NAME at NAME.<domain> (or NAME.<preview_domain>) on the node')
     .option('--allow-destructive-migrations', 'run Django migrations that break the release still serving (DeleteModel, RemoveField, …)')
     .option('--with-data', "with --preview: copy the site's database and uploads into the preview before its release commands")
+    .option('--all-at-once', 'behind a load balancer too, switch every web node of the group together (default there: one at a time, each taken out of the upstream first)')
     .action(
-      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; force?: boolean; timings?: boolean; preview?: string; withData?: boolean; allowDestructiveMigrations?: boolean }) => {
+      run(async (node: string | undefined, opts: { upgradePackages?: boolean; lockWait?: string; force?: boolean; timings?: boolean; preview?: string; withData?: boolean; allowDestructiveMigrations?: boolean; allAtOnce?: boolean }) => {
         if (opts.preview !== undefined || opts.withData) {
           const { deployPreviewCommand } = await import('./actions/previews.ts');
           return deployPreviewCommand(kit, node, opts);

@@ -361,10 +361,54 @@ export class SwitchSteps {
   }
 }
 
+/** How a plugin takes a node out of the traffic and puts it back (the `traffic` extension point). */
+export interface TrafficControl {
+  /** No new request reaches `node` once this resolves (requests under way may finish). */
+  drain(node: DeployContext): Promise<void>;
+  /** `node` gets requests again. */
+  undrain(node: DeployContext): Promise<void>;
+}
+
+/** Nodes of the command whose requests a plugin's balancer spreads, with how it drains them. */
+export interface BalancedNodes {
+  readonly plugin: string;
+  readonly nodes: readonly string[];
+  readonly control: TrafficControl;
+}
+
+/**
+ * What plugins say about the traffic to the nodes of a deploy (the `traffic` extension point):
+ * a balancer in front of some nodes lists them with `balance`. When it lists more than one node
+ * (and the deploy is not `--all-at-once`), core's restart rolls: the other nodes go live first,
+ * together; then each balanced node in turn is drained, switched, health-checked and undrained.
+ * A failure stops the roll, and every node that switched goes back, as in a group switch.
+ */
+export class TrafficSteps {
+  constructor(
+    private readonly plugin = 'core',
+    private readonly items: BalancedNodes[] = [],
+  ) {}
+
+  balance(nodes: readonly string[], control: TrafficControl): this {
+    this.items.push({ plugin: this.plugin, nodes, control });
+    return this;
+  }
+
+  forPlugin(plugin: string): TrafficSteps {
+    return new TrafficSteps(plugin, this.items);
+  }
+
+  get balanced(): readonly BalancedNodes[] {
+    return this.items;
+  }
+}
+
 /** How core's health check asks the site (the `healthcheck` extension point): taps may change it. */
 export interface HealthCheckRequest {
   /** Ask over HTTPS (e.g. the site has a certificate, and plain HTTP only redirects). */
   https: boolean;
+  /** The node's address to ask at (default 127.0.0.1): e.g. the private address a web server behind a balancer listens on. */
+  address?: string;
 }
 
 /**

@@ -14,6 +14,7 @@ import type {
   SetupPackages,
   StatusReport,
   SwitchSteps,
+  TrafficSteps,
 } from './context.ts';
 import { PluginError } from '../errors.ts';
 import { TaskList } from './tasks.ts';
@@ -171,7 +172,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
 // ---- Extension points of the deploy lifecycle ----
 
 /**
- * Hooks into three steps of core's deploy lifecycle rather than phases of it: the switch of `current`, the
+ * Hooks into four steps of core's deploy lifecycle rather than phases of it: the switch of `current`, the
  * health check and the no-change check. Made on first use for a set of hooks (webpack's getCompilationHooks pattern), so that they
  * are not phases a plugin lists in `kraftwerk plugins`; taps are wrapped like every other hook's (a failure
  * names the plugin and the hook; collectors record the plugin). Core calls them when it builds the step.
@@ -179,6 +180,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
  *     lifecycleHooks(hooks).switch.tap(NAME, (ctx, steps) => { steps.afterSwitch(…); steps.onUndo(…); });
  *     lifecycleHooks(hooks).healthcheck.tap(NAME, (ctx, request) => { request.https = true; });
  *     lifecycleHooks(hooks).fingerprint.tap(NAME, (ctx, parts) => { parts.add('inputs', …); });
+ *     lifecycleHooks(hooks).traffic.tap(NAME, (ctx, traffic) => { traffic.balance(nodes, { drain, undrain }); });
  */
 export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
   let made = lifecycleHooksOf.get(hooks);
@@ -190,6 +192,8 @@ export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
       healthcheck: new AsyncSeriesHook<[DeployContext, HealthCheckRequest]>(['deploy', 'request']),
       /** fingerprint (preSync, per node, after the probe): what the plugin's part of the release depends on, for the no-change check. */
       fingerprint: new AsyncSeriesHook<[DeployContext, FingerprintParts]>(['deploy', 'parts']),
+      /** traffic (restart, once per node of the deploy, before any switches): which nodes a balancer drains one at a time. */
+      traffic: new AsyncSeriesHook<[DeployContext, TrafficSteps]>(['deploy', 'traffic']),
     });
     for (const [name, hook] of Object.entries(made)) interceptTaps(hook as AsyncSeriesHook<unknown[]>, name);
     lifecycleHooksOf.set(hooks, made);
@@ -201,6 +205,7 @@ export interface LifecycleHooks {
   readonly switch: AsyncSeriesHook<[DeployContext, SwitchSteps]>;
   readonly healthcheck: AsyncSeriesHook<[DeployContext, HealthCheckRequest]>;
   readonly fingerprint: AsyncSeriesHook<[DeployContext, FingerprintParts]>;
+  readonly traffic: AsyncSeriesHook<[DeployContext, TrafficSteps]>;
 }
 
 const lifecycleHooksOf = new WeakMap<Hooks, LifecycleHooks>();

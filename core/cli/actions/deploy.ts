@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { type DeployContext, NodeProbe, RemoteFileSet } from '../../engine/context.ts';
-import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks } from '../../engine/hooks.ts';
+import { type DeployContext, NodeProbe, RemoteFileSet, type TrafficControl, TrafficSteps } from '../../engine/context.ts';
+import { collectTasks, createHooks, deployPhases, type Hooks, interceptHooks, lifecycleHooks } from '../../engine/hooks.ts';
 import type { CoreKit } from '../kit.ts';
 import { expandNodes } from '../../remote/node.ts';
 import type { Project } from '../../engine/plugin.ts';
@@ -36,6 +36,8 @@ export interface DeployCommandOptions {
   /** Print each phase's and each task's wall time at the end. */
   timings?: boolean;
   allowDestructiveMigrations?: boolean;
+  /** Switch every node of the group together, also behind a balancer (no rolling deploy). */
+  allAtOnce?: boolean;
 }
 
 // Re-exported: rollback and the tests take it from here.
@@ -156,25 +158,60 @@ function guarded(tasks: RunnableTask<DeployContext>[]): RunnableTask<DeployConte
 const FAILED_STATE = 'core.failed';
 
 /**
+ * The balanced nodes of a deploy (the `traffic` extension point), in the order of the command's
+ * nodes, each with the controls of the plugins that balance it.
+ */
+async function balancedNodes(hooks: Hooks, contexts: DeployContext[]): Promise<Map<DeployContext, TrafficControl[]>> {
+  const traffic = new TrafficSteps();
+  for (const ctx of contexts) await lifecycleHooks(hooks).traffic.promise(ctx, traffic);
+  const byNode = new Map<DeployContext, TrafficControl[]>();
+  for (const ctx of contexts) {
+    const controls = traffic.balanced.filter((b) => b.nodes.includes(ctx.node)).map((b) => b.control);
+    if (controls.length) byNode.set(ctx, controls);
+  }
+  return byNode;
+}
+
+/**
  * Switch every node; if any fails (its health check, its reload), roll every
  * node that switched back to its previous release, then report the failure.
+ * Rolling (a balancer in front of several nodes, not --all-at-once): the nodes it does not
+ * balance go live first, together; then one balanced node at a time is drained, goes live
+ * (its health check asks it directly) and is undrained; the first failure ends the roll.
  */
-async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][], timings: Timings) {
+async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], restartTasks: RunnableTask<DeployContext>[][], timings: Timings, options: { allAtOnce: boolean }) {
   // One node: its record task may release the lock with its own command when nothing runs after it.
   // In a group, a node that went live is rolled back when another fails: it keeps its lock to the end.
   if (contexts.length === 1) contexts[0]!.state.set(RESTART_TASKS_STATE, restartTasks[0]);
-  const groups: TaskGroup<DeployContext>[] = contexts.map((ctx, i) => ({
-    title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
-    tasks: guarded(timings.wrap(restartTasks[i]!, phaseLabel('restart', ctx, contexts))),
-    ctx,
-    node: ctx.node,
-    keepGoing: true,
-  }));
-  await kit.runTasks(groups, contexts[0]!, { concurrent: contexts.length > 1, keepGoing: true });
+  const balanced = options.allAtOnce || contexts.length === 1 ? new Map<DeployContext, TrafficControl[]>() : await balancedNodes(hooks, contexts);
+  const rolling = balanced.size > 1;
+  const drained = new Set<DeployContext>();
+  const group = (ctx: DeployContext, i: number): TaskGroup<DeployContext> => {
+    const controls = rolling ? balanced.get(ctx) : undefined;
+    const tasks = controls ? [drainTask(controls, drained), ...restartTasks[i]!, undrainTask(controls, drained)] : restartTasks[i]!;
+    return {
+      title: contexts.length > 1 ? `go live on ${ctx.node}` : 'restart',
+      tasks: guarded(timings.wrap(tasks, phaseLabel('restart', ctx, contexts))),
+      ctx,
+      node: ctx.node,
+      keepGoing: true,
+    };
+  };
+  const groups = contexts.map(group);
+  if (!rolling) await kit.runTasks(groups, contexts[0]!, { concurrent: contexts.length > 1, keepGoing: true });
+  else {
+    const together = groups.filter((g) => !balanced.has(g.ctx!));
+    if (together.length) await kit.runTasks(together, together[0]!.ctx!, { concurrent: together.length > 1, keepGoing: true });
+    for (const g of groups.filter((x) => balanced.has(x.ctx!))) {
+      if (contexts.some((c) => c.state.has(FAILED_STATE))) break;
+      await kit.runTasks([g], g.ctx!, { keepGoing: true });
+    }
+  }
   const failed = contexts.filter((c) => c.state.has(FAILED_STATE));
   if (!failed.length) return;
   const back = contexts.filter((c) => c.state.get(SWITCHED_STATE) && c.release.previous);
   const rolledBack: string[] = [];
+  let rollbackFailed = false;
   if (back.length) {
     const items: TaskGroup<DeployContext>[] = [];
     for (const ctx of back) {
@@ -195,21 +232,59 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
       rolledBack.push(`${ctx.node} → ${target.id}`);
     }
     await kit.runTasks(items, back[0]!, { concurrent: items.length > 1 }).catch((err: unknown) => {
+      rollbackFailed = true;
       kit.log.warn(`rolling back failed too: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+  // A node drained by the roll serves its old release again (it never switched, or went back): it takes requests again.
+  // When a roll back failed, what it serves is unknown: it stays out of the traffic.
+  const undrain = [...drained].filter((c) => !rollbackFailed || !c.state.get(SWITCHED_STATE));
+  if (undrain.length) {
+    const items = undrain.map((ctx) => ({ title: `put ${ctx.node} back`, tasks: [undrainTask(balanced.get(ctx)!, drained)], ctx, node: ctx.node }));
+    await kit.runTasks(items, undrain[0]!).catch((err: unknown) => {
+      kit.log.warn(`putting ${undrain.map((c) => c.node).join(', ')} back into the traffic failed: ${err instanceof Error ? err.message : String(err)}`);
     });
   }
   const first = failed[0]!.state.get(FAILED_STATE);
   const message = first instanceof Error ? first.message : String(first);
+  const untouched = rolling ? contexts.filter((c) => balanced.has(c) && !c.state.has(FAILED_STATE) && !c.state.get(SWITCHED_STATE)).map((c) => c.node) : [];
   throw new KraftwerkError(
     `deploy of release ${failed[0]!.release.id} failed on ${failed.map((c) => c.node).join(', ')}: ${message}`,
     {
-      hint: rolledBack.length
-        ? `Rolled back: ${rolledBack.join(', ')}. The previous release is serving.`
-        : first instanceof KraftwerkError
-          ? first.hint
-          : undefined,
+      hint: [
+        rolledBack.length ? `Rolled back: ${rolledBack.join(', ')}. The previous release is serving.` : first instanceof KraftwerkError ? first.hint : undefined,
+        untouched.length ? `The roll stopped: ${untouched.join(', ')} kept the previous release.` : undefined,
+      ]
+        .filter(Boolean)
+        .join(' ') || undefined,
     },
   );
+}
+
+/** Before a node's switch in a roll: every balancer in front of it stops sending it requests. */
+function drainTask(controls: TrafficControl[], drained: Set<DeployContext>): RunnableTask<DeployContext> {
+  return {
+    title: 'take the node out of the traffic',
+    stage: Stage.SWITCH - 1,
+    run: async (ctx, task) => {
+      drained.add(ctx);
+      for (const control of controls) await control.drain(ctx);
+      task.title(`${ctx.node} out of the traffic`);
+    },
+  };
+}
+
+/** After a node's health check (and everything else of its restart) in a roll: it takes requests again. */
+function undrainTask(controls: TrafficControl[], drained: Set<DeployContext>): RunnableTask<DeployContext> {
+  return {
+    title: 'put the node back into the traffic',
+    stage: Stage.VERIFY + 1000,
+    run: async (ctx, task) => {
+      for (const control of controls) await control.undrain(ctx);
+      drained.delete(ctx);
+      task.title(`${ctx.node} back in the traffic`);
+    },
+  };
 }
 
 /** `project`: another than kraftwerk.yaml's (a preview's, see previews.ts). */
@@ -246,7 +321,7 @@ async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options:
   const tried = () => ({ id, revision, previous: contexts[0]!.release.previous });
   let unchanged: string | undefined;
   try {
-    unchanged = await runDeploy(kit, project, hooks, contexts, url, timings);
+    unchanged = await runDeploy(kit, project, hooks, contexts, url, timings, options);
   } catch (err) {
     await outcome('failed', tried(), err);
     throw err;
@@ -280,7 +355,7 @@ async function confirmUnchanged(kit: CoreKit, hooks: Hooks, contexts: DeployCont
 }
 
 /** The deploy of a new release to every node of `contexts`, from collecting every phase's tasks to its closing line. */
-async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string, timings: Timings): Promise<string | undefined> {
+async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts: DeployContext[], url: string, timings: Timings, options: DeployCommandOptions): Promise<string | undefined> {
   const { site } = project;
   const nodes = contexts.map((c) => c.node);
   const { id } = contexts[0]!.release;
@@ -339,7 +414,7 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
       } else {
         // Every node is made ready before any of them switches; nothing live has changed yet.
         await runOnNodes('prepare', prepare);
-        await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks), timings);
+        await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks), timings, { allAtOnce: options.allAtOnce ?? false });
       }
     } catch (err) {
       // A deploy that did not switch leaves nothing of its release, interrupted or failed: a failure may be
