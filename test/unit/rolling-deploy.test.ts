@@ -1,0 +1,119 @@
+// Rolling deploys through core's `traffic` extension point, without a server: the real `deployCommand`
+// with recording Remotes (test/helpers/recording-remote.ts) and a project-local plugin that balances
+// the group's nodes, drains and undrains with a marker command each (on the node it balances from).
+//   (i)   one node at a time: drain, switch, health check, undrain, then the next node;
+//   (ii)  a node that fails its health check stops the roll: it and the nodes before it go back,
+//         it is put back into the traffic, the nodes after it never switch;
+//   (iii) --all-at-once: the group switch, nothing drained;
+//   (iv)  a node the balancer does not list (the balancer's own) goes live before the roll.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { deployCommand } from '../../core/cli/actions/deploy.ts';
+import { fakeNodes, installRsyncShim, LIVE, quiet, RecordingKit, SITE, type Effect } from '../helpers/recording-remote.ts';
+import { tempProject } from '../helpers/cli.ts';
+
+const BALANCER = `import { definePlugin, lifecycleHooks, sh } from 'kraftwerk';
+export default definePlugin({
+  name: 'balancer',
+  apply(hooks) {
+    lifecycleHooks(hooks).traffic.tap('balancer', (ctx, traffic) => {
+      if (ctx.node !== 'front') return;
+      traffic.balance(['web1', 'web2', 'web3'], {
+        drain: async (node) => void (await ctx.remote.exec(sh\`: drain \${node.node}\`)),
+        undrain: async (node) => void (await ctx.remote.exec(sh\`: undrain \${node.node}\`)),
+      });
+    });
+  },
+});
+`;
+
+function project(): string {
+  return tempProject({
+    'app.py': 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"hi"]\n',
+    'requirements.txt': '',
+    'balancer.ts': BALANCER,
+    'kraftwerk.yaml': `domain: orch.example.com\npackage: ${SITE}\nwsgi: app\nplugins: [./balancer.ts]\nnodes:\n  front: front.example.invalid\n  web1: web1.example.invalid\n  web2: web2.example.invalid\n  web3: web3.example.invalid\n  all: [front, web1, web2, web3]\n  pair: [front, web1]\n`,
+  });
+}
+
+/** The steps of the roll as they happened: drains and undrains (run on front), switches and health checks (on each node). */
+function steps(effects: Effect[]): string[] {
+  const out: string[] = [];
+  for (const e of effects) {
+    if (e.op !== 'exec') continue;
+    const traffic = /^: (drain|undrain) (\S+)$/.exec(e.text);
+    if (traffic) out.push(`${traffic[1]} ${traffic[2]}`);
+    else if (e.text.includes('kraftwerk: switched')) out.push(`switch ${e.node}${/ln -sn releases\/(\S+) /.exec(e.text)?.[1] === LIVE ? ' back' : ''}`);
+    else if (e.text.includes("-w '%{http_code}'")) out.push(`check ${e.node}`);
+  }
+  return out;
+}
+
+let shim: ReturnType<typeof installRsyncShim>;
+before(() => (shim = installRsyncShim()));
+after(() => shim.restore());
+
+const NODES = ['front', 'web1', 'web2', 'web3'] as const;
+
+describe('rolling deploys (the traffic extension point)', () => {
+  it('(i) drains, switches, checks and undrains one node at a time, after the nodes it does not balance', async () => {
+    const fake = fakeNodes(...NODES);
+    const kit = new RecordingKit(quiet, project(), fake);
+    await deployCommand(kit, 'all', {});
+    assert.deepEqual(steps(kit.effects), [
+      'switch front',
+      'check front',
+      'drain web1',
+      'switch web1',
+      'check web1',
+      'undrain web1',
+      'drain web2',
+      'switch web2',
+      'check web2',
+      'undrain web2',
+      'drain web3',
+      'switch web3',
+      'check web3',
+      'undrain web3',
+    ]);
+    for (const n of NODES) assert.equal(fake.get(n)!.lockToken, undefined, `${n}: the lock is released`);
+  });
+
+  it('(ii) a failed health check stops the roll: the switched nodes go back, the failed one takes requests again, the rest never switch', async () => {
+    const fake = fakeNodes(...NODES);
+    fake.get('web2')!.newReleaseBroken = true;
+    const kit = new RecordingKit(quiet, project(), fake);
+    await assert.rejects(deployCommand(kit, 'all', {}), (err: Error & { hint?: string }) => {
+      assert.match(err.message, /failed on web2: .*health check failed/);
+      assert.match(err.hint ?? '', /Rolled back: front → 20200101T000000Z, web1 → 20200101T000000Z, web2 → 20200101T000000Z\./);
+      assert.match(err.hint ?? '', /The roll stopped: web3 kept the previous release\./);
+      return true;
+    });
+    const seen = steps(kit.effects);
+    assert.deepEqual(seen.slice(0, 9), ['switch front', 'check front', 'drain web1', 'switch web1', 'check web1', 'undrain web1', 'drain web2', 'switch web2', 'check web2']);
+    const rest = seen.slice(9);
+    for (const n of ['front', 'web1', 'web2']) assert.ok(rest.includes(`switch ${n} back`), `${n} is rolled back: ${rest.join(', ')}`);
+    assert.equal(rest.at(-1), 'undrain web2', `web2 takes requests again once it serves the previous release: ${rest.join(', ')}`);
+    assert.ok(!seen.some((s) => s.endsWith('web3')), `web3 was never drained nor switched: ${seen.join(', ')}`);
+    for (const n of NODES) assert.equal(fake.get(n)!.current, LIVE, `${n} serves the previous release`);
+    assert.deepEqual(fake.get('web3')!.switches, []);
+  });
+
+  it('(iii) --all-at-once switches the group together and drains nothing', async () => {
+    const fake = fakeNodes(...NODES);
+    const kit = new RecordingKit(quiet, project(), fake);
+    await deployCommand(kit, 'all', { allAtOnce: true });
+    const seen = steps(kit.effects);
+    assert.ok(!seen.some((s) => /drain/.test(s)), seen.join(', '));
+    for (const n of NODES) assert.equal(fake.get(n)!.switches.length, 1, `${n} switched once`);
+  });
+
+  it('(iv) a single node behind a balancer is not drained (no other node would serve)', async () => {
+    const fake = fakeNodes('front', 'web1');
+    const kit = new RecordingKit(quiet, project(), fake);
+    await deployCommand(kit, 'pair', {});
+    const seen = steps(kit.effects);
+    assert.ok(!seen.some((s) => /drain/.test(s)), seen.join(', '));
+    assert.equal(fake.get('web1')!.switches.length, 1);
+  });
+});
