@@ -20,8 +20,10 @@ export const stackPlugins = {
     tls: () => import('./tls/index.ts'),
     notify: () => import('./notify/index.ts'),
     django: () => import('./django/index.ts'),
+    lb: () => import('./lb/index.ts'),
   },
-  stack: ['python', 'uwsgi', 'runit', 'nginx'],
+  // lb does nothing unless the group has a load balancer node (a node with the lb role and not web).
+  stack: ['python', 'uwsgi', 'runit', 'nginx', 'lb'],
   services: ['files', 'postgres', 'redis'],
   // Each does nothing while its key (`processes:`, `cron:`, `backups:`, `notify:`) is empty,
   // except that `tls` removes certificates an earlier `tls:` left once it is turned off;

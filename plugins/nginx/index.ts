@@ -27,9 +27,11 @@ import {
   type Hooks,
   type Site,
   checkSettings,
+  lifecycleHooks,
   settingsOf,
 } from '../../core/index.ts';
 import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
+import { type SiteLayout, siteLayout } from '../lb/topology.ts';
 import { liveSocket } from '../uwsgi/paths.ts';
 import { nginxValue } from './escape.ts';
 import { NGINX_SETTINGS } from './settings.ts';
@@ -98,16 +100,8 @@ export const PROXY_TUNING = {
   tries: 3,
 } as const;
 
-/**
- * Where this node's site file stands in a group with a load balancer (plugins/lb decides it):
- * `behind`: a web node, reached on its private addresses only, trusting X-Forwarded-For only from
- * the load balancers; `proxy`: the load balancer itself, which passes every request to the web
- * nodes (port 80 of their nginx), `down` ones drained. Without it: a single node, as always.
- */
-export interface NginxLayout {
-  behind?: { listen: readonly string[]; loadBalancers: readonly string[] };
-  proxy?: { servers: readonly { address: string; down?: boolean }[] };
-}
+/** Where this node's site file stands in a group with a load balancer (plugins/lb/topology.ts decides it). */
+export type NginxLayout = SiteLayout;
 
 /** `address:port` as nginx reads it (an IPv6 literal in brackets), one nginx argument. */
 export function hostPort(address: string, port: number): string {
@@ -253,7 +247,7 @@ fi`;
  */
 async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void> {
   const paths = nginxSitePaths(site);
-  const file = { path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644 };
+  const file = { path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx), siteLayout(ctx)), mode: 0o644 };
   ctx.files.add(file);
   await ctx.remote.syncFiles([file]);
   try {
@@ -305,6 +299,8 @@ export default definePlugin({
       ctx.probe.read(paths.previous, ETC_GROUP).exists(paths.enabled);
       tasks.add({
         title: 'static folder',
+        // The load balancer serves no file itself.
+        skip: (c) => (siteLayout(c)?.proxy ? 'static folder (served by the web nodes)' : false),
         run: async (ctx, task) => {
           const { stderr } = await ctx.remote.exec(staticFolderCommand(site, ctx.release.path));
           for (const line of stderr.split('\n').filter(Boolean)) ctx.log.warn(`${ctx.node}: ${line}`);
@@ -314,7 +310,7 @@ export default definePlugin({
       tasks.add({
         title: 'nginx site',
         run: async (ctx) => {
-          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx)), mode: 0o644, atSwitch: true });
+          ctx.files.add({ path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx), siteLayout(ctx)), mode: 0o644, atSwitch: true });
         },
       });
     });
@@ -354,6 +350,12 @@ export default definePlugin({
           task.title('nginx reloaded with the new certificate');
         },
       });
+    });
+
+    // Behind a load balancer the site answers on the node's private address only: the health check asks there.
+    lifecycleHooks(hooks).healthcheck.tap(PLUGIN_NAME, (ctx, request) => {
+      const behind = siteLayout(ctx)?.behind;
+      if (behind) request.address = behind.listen[0];
     });
 
     hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {

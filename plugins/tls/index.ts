@@ -15,6 +15,9 @@
  *                                health check: the site keeps serving as before (over HTTP, or
  *                                with its previous certificate; core rolls back a release it replaced)
  *
+ * In a group with a load balancer, TLS ends there (plugins/lb/topology.ts facesClients): the
+ * certificate is obtained and served on the lb node, and the web nodes behind it speak plain HTTP.
+ *
  * Always applied: with `tls: false` it removes what an earlier TLS setup left,
  * so turning TLS off returns the site to plain HTTP cleanly.
  */
@@ -30,6 +33,7 @@ import {
   type Site,
   Stage,
 } from '../../core/index.ts';
+import { facesClients } from '../lb/topology.ts';
 import { getSiteTls, setSiteTls, type SiteTls, TLS_DECIDE_STAGE, TLS_ISSUE_STAGE } from './state.ts';
 import {
   type CertificateState,
@@ -84,8 +88,8 @@ function describeExpiry(state: CertificateState, now = new Date()): string {
 function applyTls(hooks: Hooks, site: Site): void {
   const settings = tlsSettings(site);
 
-  hooks.setupNode.tap(NAME, (_ctx, tasks, packages) => {
-    if (!settings) return;
+  hooks.setupNode.tap(NAME, (ctx, tasks, packages) => {
+    if (!settings || !facesClients(ctx)) return;
     packages.add('openssl');
     if (settings.provider !== 'letsencrypt') return;
     // Debian's certbot brings its own renewal: certbot.timer under systemd, /etc/cron.d/certbot elsewhere.
@@ -101,8 +105,8 @@ function applyTls(hooks: Hooks, site: Site): void {
     });
   });
 
-  hooks.configure.tap(NAME, (_ctx, tasks) => {
-    if (!settings) return;
+  hooks.configure.tap(NAME, (ctx, tasks) => {
+    if (!settings || !facesClients(ctx)) return;
     tasks.add({
       title: 'certificate',
       stage: TLS_DECIDE_STAGE,
@@ -144,7 +148,7 @@ function applyTls(hooks: Hooks, site: Site): void {
     });
   });
 
-  hooks.restart.tap(NAME, (_ctx, tasks) => {
+  hooks.restart.tap(NAME, (ctx, tasks) => {
     // What an earlier setup left that this one does not use: everything when TLS is off, the other provider's files otherwise.
     const leftovers: TlsLeftovers = {
       letsencrypt: settings?.provider !== 'letsencrypt',
@@ -163,7 +167,7 @@ function applyTls(hooks: Hooks, site: Site): void {
         task.title(removed.length ? `${what}: ${removed.join('; ')}` : `${what} (nothing to remove)`);
       },
     });
-    if (!settings) return;
+    if (!settings || !facesClients(ctx)) return;
     if (settings.provider !== 'letsencrypt') return;
 
     tasks.add({
@@ -223,7 +227,7 @@ function applyTls(hooks: Hooks, site: Site): void {
   });
 
   hooks.status.tapPromise(NAME, async (ctx, report) => {
-    if (!settings) return;
+    if (!settings || !facesClients(ctx)) return;
     const { stdout } = await ctx.remote.exec(probeCertificateCommand(settings, { renewal: true }));
     const state = parseCertificateProbe(stdout);
     report.add('provider', settings.provider);

@@ -1,0 +1,69 @@
+/**
+ * The load balancer (`lb` role, issue 16): nginx on the lb node passes the site's requests to the
+ * web nodes' nginx on their private addresses (an upstream with passive health checks and
+ * keepalive; TLS, aliases and redirects end here). It is on whenever a group has a node with the
+ * `lb` role (and not `web`): no `services:` entry. The site file itself is the nginx plugin's
+ * (plugins/nginx renders each node's place, plugins/lb/topology.ts says which): the same path,
+ * test and reload as on a web node, so status, logs, destroy and certificates work unchanged.
+ *
+ * What this plugin adds is the rolling deploy's drain (core's `traffic` extension point): before a
+ * web node switches, the lb's site file marks it `down` and nginx reloads gracefully (old workers
+ * finish their requests); after its health check it is put back the same way.
+ *
+ * On the lb node: /etc/nginx/sites-available/kraftwerk-<site>.conf (root's, 0644: nginx's master
+ * reads it as root; no site user exists there to write it).
+ */
+import { type DeployContext, definePlugin, type Hooks, KraftwerkError, lifecycleHooks, RemoteCommandError, type Site, sh } from '../../core/index.ts';
+import { getSiteTls } from '../tls/state.ts';
+import { nginxReloadCommand, nginxSitePaths, nginxTestCommand, renderNginxSite } from '../nginx/index.ts';
+import { DRAINED_STATE, isLoadBalancer, siteLayout, webNodes } from './topology.ts';
+
+const NAME = 'lb';
+
+/**
+ * After a graceful reload, the old workers finish the requests they have (some on the node just
+ * drained) and exit: wait for them, at most 10 s (a long download keeps its worker; it may finish
+ * on the old release, which stops only once the node switched).
+ */
+export const OLD_WORKERS_GONE = sh`i=0
+while pgrep -f 'nginx: worker process is shutting down' >/dev/null 2>&1 && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done`;
+
+/** Render the lb's site file with `node` drained or not, write it when it changed, test it, reload nginx gracefully. */
+async function setDrained(lb: DeployContext, site: Site, node: string, down: boolean): Promise<void> {
+  const drained = new Set((lb.state.get(DRAINED_STATE) as Set<string> | undefined) ?? []);
+  if (down) drained.add(node);
+  else drained.delete(node);
+  lb.state.set(DRAINED_STATE, drained);
+  const path = nginxSitePaths(site).available;
+  const content = await renderNginxSite(site, getSiteTls(lb), siteLayout(lb));
+  await lb.remote.syncFiles([{ path, content, mode: 0o644 }]);
+  try {
+    const { stdout } = await lb.remote.exec(nginxTestCommand(site));
+    if (!stdout.includes('kraftwerk: nginx changed')) return;
+  } catch (err) {
+    if (!(err instanceof RemoteCommandError)) throw err;
+    throw new KraftwerkError(`nginx on ${lb.node} rejected the load balancer's site file with ${node} ${down ? 'drained' : 'back'}:\n${err.stderr.trim()}`, {
+      hint: 'The previous file was put back; nginx keeps serving it.',
+    });
+  }
+  await lb.remote.exec(sh`${nginxReloadCommand(site)} && ${OLD_WORKERS_GONE}`);
+}
+
+export default definePlugin({
+  name: NAME,
+  description: 'load balancer: nginx on the lb node in front of the web nodes; drains each web node during a rolling deploy',
+  runsOn: ['lb'],
+  apply(hooks: Hooks, site: Site) {
+    // On the load balancer's own context: it balances the group's web nodes, from its own connection.
+    lifecycleHooks(hooks).traffic.tap(NAME, (ctx, traffic) => {
+      if (!isLoadBalancer(ctx)) return;
+      traffic.balance(
+        webNodes(ctx).map((n) => n.name),
+        {
+          drain: (node) => setDrained(ctx, site, node.node, true),
+          undrain: (node) => setDrained(ctx, site, node.node, false),
+        },
+      );
+    });
+  },
+});

@@ -1,0 +1,134 @@
+/**
+ * A site that outgrew one server (issue 16): a load balancer and two web nodes, sandboxes from
+ * the set-up snapshot. What a user of the site notices:
+ *   - setup-node of the group, then a deploy: requests through the lb reach both web nodes, the
+ *     app sees the client's own address (X-Forwarded-For, trusted from the lb only), the lb runs
+ *     no app;
+ *   - a web node whose nginx is stopped: the lb keeps serving from the other;
+ *   - a rolling deploy under a bounded request loop through the lb: not one request fails;
+ *   - a release that fails its health check on the first web node stops the roll there: the
+ *     other web node never switches and keeps serving the old release, also during the deploy.
+ * The fixture app answers /host with its node's hostname and /addr with REMOTE_ADDR (app.py).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { quote } from '../../core/shell/sh.ts';
+import { sandboxSkip } from './harness.ts';
+import {
+  type Answer,
+  assertOnlyServed,
+  deployOk,
+  describeAnswer,
+  get,
+  liveRelease,
+  onNode,
+  pageOf,
+  poll,
+  printed,
+  releasesOn,
+  SafeProject,
+  UNHEALTHY_FLAG,
+  withSetUpNodes,
+} from './safe-helpers.ts';
+
+const LB = 'topo-lb';
+const WEB1 = 'topo-web1';
+const WEB2 = 'topo-web2';
+const GROUP = 'production';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, () => {
+  it('serves from both, survives a stopped node, rolls a deploy without a failed request, stops a bad roll', { timeout: 60 * 60_000 }, async (t) => {
+    const project = SafeProject.create(t)
+      .setVersion('A', { ownVenv: false })
+      .editConfig((doc) => {
+        doc.set('nodes', {
+          lb: { host: LB, roles: ['lb'] },
+          web1: { host: WEB1, roles: ['web'] },
+          web2: { host: WEB2, roles: ['web'] },
+          [GROUP]: ['lb', 'web1', 'web2'],
+        });
+      });
+    // withSetUpNodes runs setup-node per sandbox name; the group's own setup-node is the first subtest.
+    await withSetUpNodes(t, project, [LB, WEB1, WEB2], async ([lb, web1, web2]) => {
+      const through = (urlPath = '/') => get(lb!.address, urlPath);
+      const page = async (address: string) => {
+        const a = await get(address);
+        assert.equal(a.status, 200, `GET / at ${address}: ${describeAnswer(a)}`);
+        return a.body!;
+      };
+
+      await t.test('setup-node of the group', async () => {
+        const r = await project.cli(['setup-node', GROUP], { timeoutMs: 30 * 60_000 });
+        assert.equal(r.code, 0, printed(r));
+      });
+
+      let good: string | undefined;
+      await t.test('requests through the lb reach both web nodes, with the client address passed on', async () => {
+        good = await deployOk(project.setVersion('A', { ownVenv: false }), GROUP);
+        const hosts = new Set<string>();
+        for (let i = 0; i < 20; i++) {
+          const a = await through('/host');
+          assert.equal(a.status, 200, describeAnswer(a));
+          hosts.add(a.body!.trim());
+        }
+        assert.deepEqual([...hosts].sort(), [WEB1, WEB2].sort(), 'the upstream spreads requests over both web nodes');
+        const addr = await through('/addr');
+        // This machine reaches the lb from the host end of its veth: that is the client, not the lb.
+        assert.equal(addr.body?.trim(), lb!.record.hostAddress, `the app sees the client's address: ${describeAnswer(addr)}`);
+        assert.equal(await page(lb!.address), pageOf('A'));
+        const app = await onNode(LB, 'ls /etc/service; pgrep -x uwsgi || true');
+        assert.doesNotMatch(app, /kraftwerk-safesite|^\d+$/m, `the lb runs no app:\n${app}`);
+      });
+
+      await t.test('a web node whose nginx stopped: the lb keeps serving', async () => {
+        await onNode(WEB2, 'service nginx stop >/dev/null');
+        try {
+          const answers: Answer[] = [];
+          for (let i = 0; i < 20; i++) answers.push(await through('/host'));
+          assertOnlyServed(answers, [`${WEB1}\n`], 'with web2 stopped', 20);
+        } finally {
+          await onNode(WEB2, 'service nginx start >/dev/null');
+        }
+      });
+
+      await t.test('a rolling deploy under a request loop through the lb: no request fails', async () => {
+        const loop = poll(lb!.address, { intervalMs: 50 });
+        const r = await project.setVersion('B', { ownVenv: false }).cli(['deploy', GROUP]);
+        await sleep(1000);
+        const answers = await loop.stop();
+        assert.equal(r.code, 0, printed(r));
+        const out = `${r.stdout}\n${r.stderr}`;
+        assert.match(out, /web1 out of the traffic[^]*web1 back in the traffic[^]*web2 out of the traffic[^]*web2 back in the traffic/, `one node at a time:\n${printed(r)}`);
+        assertOnlyServed(answers, [pageOf('A'), pageOf('B')], 'during the rolling deploy of B', 20);
+        for (const w of [web1!, web2!]) assert.equal(await page(w.address), pageOf('B'), `${w.name} serves B`);
+        good = (await releasesOn(project, 'web1')).find((x) => x.status === 'live')?.id;
+      });
+
+      await t.test('a release failing its health check on web1 stops the roll: web2 keeps the old release throughout', async () => {
+        assert.ok(good, 'B is live');
+        const before = liveRelease(await releasesOn(project, 'web2'));
+        await onNode(WEB1, `echo H > ${quote(UNHEALTHY_FLAG)} && chmod 644 ${quote(UNHEALTHY_FLAG)}`);
+        try {
+          const loop = poll(lb!.address, { intervalMs: 50 });
+          const r = await project.setVersion('H', { ownVenv: false }).cli(['deploy', GROUP]);
+          await sleep(1000);
+          const answers = await loop.stop();
+          assert.equal(r.code, 1, printed(r));
+          assert.match(`${r.stdout}\n${r.stderr}`, /failed on web1\b[^]*health check failed/, printed(r));
+          assert.match(`${r.stdout}\n${r.stderr}`, /The roll stopped: web2 kept the previous release/, printed(r));
+          // web1 was drained before it switched: H never answered a request through the lb.
+          assertOnlyServed(answers, [pageOf('B')], 'through the lb during the failed roll of H', 20);
+          assert.equal(await page(web2!.address), pageOf('B'), 'web2 serves B');
+          assert.equal(await page(web1!.address), pageOf('B'), 'web1 is back on B');
+          assert.equal(liveRelease(await releasesOn(project, 'web2')), before, 'web2 never switched');
+          const hosts = new Set<string>();
+          for (let i = 0; i < 10; i++) hosts.add((await through('/host')).body!.trim());
+          assert.deepEqual([...hosts].sort(), [WEB1, WEB2].sort(), 'web1 takes requests again after its roll back');
+        } finally {
+          await onNode(WEB1, `rm -f ${quote(UNHEALTHY_FLAG)}`);
+        }
+      });
+    });
+  });
+});
