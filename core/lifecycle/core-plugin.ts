@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { KraftwerkError, lastLines } from '../errors.ts';
 import type { Hooks } from '../engine/hooks.ts';
+import type { DeployContext } from '../engine/context.ts';
 import { definePlugin } from '../engine/plugin.ts';
 import { SITES_DIR } from './probe.ts';
 import { isProvisioned } from './provisioned.ts';
@@ -26,6 +27,17 @@ import { compareWithLiveTask, FINGERPRINT_STATE } from './no-change.ts';
 /** Set when release commands did not run: the switch links `.venv` and opens the release folder instead. */
 const LINK_AT_SWITCH_STATE = 'core.linkAtSwitch';
 const RECORD_STAGE = Stage.VERIFY + 100;
+
+/**
+ * The node that runs the release commands (migrations) of a deploy: every node as always in a group
+ * that declares no roles; else once per deploy, on the first node with `web` (they change what every
+ * node shares: the database), before any node switches. Undefined when that is this node or every node.
+ */
+function releaseCommandsNode(ctx: DeployContext): string | undefined {
+  if (!ctx.topology.declared) return undefined;
+  const first = ctx.topology.nodes.find((n) => n.roles.has('web'))?.name;
+  return first === ctx.node ? undefined : first;
+}
 
 /**
  * Core's own part of a deploy, written as a plugin like any other: checks,
@@ -113,7 +125,7 @@ export const corePlugin = definePlugin({
         title: 'snapshot data before release commands',
         stage: Stage.AFTER_FILES + 40,
         skip: (ctx) =>
-          !site.config.release.length
+          !site.config.release.length || releaseCommandsNode(ctx) !== undefined
             ? true
             : !ctx.facts.currentRelease && !ctx.remote.dryRun
               ? 'first deploy: nothing to snapshot'
@@ -128,10 +140,11 @@ export const corePlugin = definePlugin({
         title: 'release commands',
         stage: Stage.AFTER_FILES + 50,
         run: async (ctx, task) => {
-          if (!site.config.release.length) {
+          const elsewhere = releaseCommandsNode(ctx);
+          if (!site.config.release.length || elsewhere !== undefined) {
             // Nothing runs in the release before it goes live: the switch opens it, in its own command.
             ctx.state.set(LINK_AT_SWITCH_STATE, true);
-            return task.title('release commands (none)');
+            return task.title(site.config.release.length ? `release commands (on ${elsewhere})` : 'release commands (none)');
           }
           await ctx.remote.exec(openReleaseCommand(site, ctx.release));
           // Interruptible: a Ctrl-C, a timeout or a lost connection stops the command on the node too.
