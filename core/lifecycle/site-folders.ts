@@ -86,5 +86,7 @@ export function siteFolders(site: Site): string[] {
  */
 export function openReleaseCommand(site: Site, release: { path: string; venv: string }): Script {
   const rel = release.path;
-  return sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && chgrp ${site.user} ${rel} && chmod 1771 ${rel}`;
+  // A node that runs none of the app (a load balancer, a database node) has no virtualenv: nothing to link.
+  const link = release.venv ? sh`ln -sfn ${release.venv} ${`${rel}/.venv`} && ` : sh``;
+  return sh`${link}chgrp ${site.user} ${rel} && chmod 1771 ${rel}`;
 }

@@ -52,7 +52,8 @@ async function setDrained(lb: DeployContext, site: Site, node: string, down: boo
 export default definePlugin({
   name: NAME,
   description: 'load balancer: nginx on the lb node in front of the web nodes; drains each web node during a rolling deploy',
-  runsOn: ['lb'],
+  // No runsOn: core refuses a plugin whose role no node of a group has, and this one is on for every
+  // site; it only acts on a load balancer's context (isLoadBalancer).
   apply(hooks: Hooks, site: Site) {
     // On the load balancer's own context: it balances the group's web nodes, from its own connection.
     lifecycleHooks(hooks).traffic.tap(NAME, (ctx, traffic) => {

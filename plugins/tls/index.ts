@@ -284,7 +284,8 @@ function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {
 
 export default definePlugin({
   name: NAME,
-  runsOn: ['web'],
+  // Where clients arrive: the load balancer when the group has one, else the web nodes (facesClients).
+  runsOn: ['web', 'lb'],
   init: { examples: ({ domain }) => ({ tls: { email: `admin@${domain}`, provider: 'letsencrypt', staging: false, hsts: false } }) },
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
   settings: TLS_SETTINGS,

@@ -25,6 +25,8 @@ export interface Effect {
   /** `exec`, `syncFiles`, or the name of any other Remote operation. */
   op: string;
   text: string;
+  /** syncFiles: the files as given. */
+  files?: readonly RemoteFile[];
 }
 
 /** A node as the deploy sees it: its live release, its lock, whether its site answers. */
@@ -126,7 +128,7 @@ export function recordingRemote(target: SshTarget, node: FakeNode, effects: Effe
     },
     async syncFiles(files: RemoteFile[]): Promise<string[]> {
       count++;
-      effects.push({ node: node.name, op: 'syncFiles', text: files.map((f) => `${f.remove ? 'remove' : 'write'} ${f.path}`).join('\n') });
+      effects.push({ node: node.name, op: 'syncFiles', text: files.map((f) => `${f.remove ? 'remove' : 'write'} ${f.path}`).join('\n'), files });
       return files.map((f) => f.path);
     },
     async rsync(spec: unknown) {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { soloTopology } from '../../core/engine/topology.ts';
 import { describe, it } from 'node:test';
 import { createHooks } from '../../core/engine/hooks.ts';
 import { NodeProbe, RemoteFileSet, SetupPackages } from '../../core/engine/context.ts';
@@ -192,7 +193,7 @@ describe('nginx: plugin', () => {
   it('writes the site file only after the switch; tests and reloads it when it is not the one nginx runs with', async () => {
     const { packages, configure, restart } = await collect();
     assert.deepEqual(packages.names, ['nginx']);
-    const ctx = { files: new RemoteFileSet(), state: new Map<string, unknown>(), facts: emptyFacts() };
+    const ctx = { node: 'web1', topology: soloTopology('web1'), files: new RemoteFileSet(), state: new Map<string, unknown>(), facts: emptyFacts() };
     assert.deepEqual(configure.map((t) => t.title), ['static folder', 'nginx site']);
     await configure[1]!.run(ctx as never, { title() {}, output() {}, skip() {} });
     assert.deepEqual(

@@ -5,7 +5,10 @@
 //   (ii)  a node that fails its health check stops the roll: it and the nodes before it go back,
 //         it is put back into the traffic, the nodes after it never switch;
 //   (iii) --all-at-once: the group switch, nothing drained;
-//   (iv)  a node the balancer does not list (the balancer's own) goes live before the roll.
+//   (iv)  a single balanced node is not drained;
+//   (v)   the lb plugin in a group with roles: the lb goes live first, each web node is marked down in
+//         the lb's site file before its switch and health-checked at its private address; release
+//         commands run once, on the first web node, before any switch.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { deployCommand } from '../../core/cli/actions/deploy.ts';
@@ -115,5 +118,58 @@ describe('rolling deploys (the traffic extension point)', () => {
     const seen = steps(kit.effects);
     assert.ok(!seen.some((s) => /drain/.test(s)), seen.join(', '));
     assert.equal(fake.get('web1')!.switches.length, 1);
+  });
+});
+
+describe('rolling deploys behind the lb plugin (a group with roles)', () => {
+  it('(v) drains each web node in the lb\'s upstream, checks it at its private address; migrations once, on web1, before any switch', async () => {
+    const dir = tempProject({
+      'app.py': 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"hi"]\n',
+      'requirements.txt': '',
+      'kraftwerk.yaml': [
+        'domain: orch.example.com',
+        `package: ${SITE}`,
+        'wsgi: app',
+        'release:\n  - ./migrate',
+        'nodes:',
+        '  lb: { host: lb.example.invalid, roles: [lb], private_host: 10.0.0.2 }',
+        '  web1: { host: web1.example.invalid, roles: [web], private_host: 10.0.0.11 }',
+        '  web2: { host: web2.example.invalid, roles: [web], private_host: 10.0.0.12 }',
+        '  production: [lb, web1, web2]',
+        '',
+      ].join('\n'),
+    });
+    const fake = fakeNodes('lb', 'web1', 'web2');
+    const kit = new RecordingKit(quiet, dir, fake);
+    await deployCommand(kit, 'production', {});
+    const lbSite = '/etc/nginx/sites-available/kraftwerk-orch.conf';
+    const seen: string[] = [];
+    for (const e of kit.effects) {
+      if (e.op === 'exec' && e.text.includes('./migrate')) seen.push(`migrate ${e.node}`);
+      else if (e.op === 'exec' && e.text.includes('kraftwerk: switched')) seen.push(`switch ${e.node}`);
+      else if (e.op === 'exec' && e.text.includes("-w '%{http_code}'")) seen.push(`check ${e.node} ${/http:\/\/([^/]+)\//.exec(e.text)?.[1]}`);
+      else if (e.op === 'syncFiles' && e.node === 'lb') {
+        const file = e.files?.find((f) => f.path === lbSite);
+        if (!file) continue;
+        const down = [...file.content.matchAll(/server (\S+):80 max_fails=3 fail_timeout=10s down;/g)].map((m) => m[1]);
+        seen.push(`lb upstream down: ${down.join(',') || 'none'}`);
+      }
+    }
+    assert.deepEqual(seen, [
+      'migrate web1',
+      'switch lb',
+      'lb upstream down: 10.0.0.11',
+      'switch web1',
+      'check web1 10.0.0.11',
+      'lb upstream down: none',
+      'lb upstream down: 10.0.0.12',
+      'switch web2',
+      'check web2 10.0.0.12',
+      'lb upstream down: none',
+    ]);
+    // The lb has no virtualenv: its switch links none (ln -s '' would fail and stop the deploy there).
+    const lbSwitch = kit.effects.find((e) => e.node === 'lb' && e.op === 'exec' && e.text.includes('kraftwerk: switched'))!;
+    assert.doesNotMatch(lbSwitch.text, /ln -sfn '' /);
+    for (const n of ['lb', 'web1', 'web2']) assert.equal(fake.get(n)!.lockToken, undefined, `${n}: the lock is released`);
   });
 });

@@ -4,6 +4,7 @@
  * and on a sandbox in test/e2e/tls.test.ts).
  */
 import assert from 'node:assert/strict';
+import { soloTopology } from '../../core/engine/topology.ts';
 import { describe, it } from 'node:test';
 import { configSchema } from '../helpers/config.ts';
 import { type DeployContext, RemoteFileSet, SetupPackages, type SetupContext } from '../../core/engine/context.ts';
@@ -59,6 +60,7 @@ function setup(config: Record<string, unknown>, rules: [RegExp, Answer][]) {
   const ctx = {
     site,
     node: 'web1',
+    topology: soloTopology('web1'),
     remote,
     options: { dryRun: false, verbose: false, quiet: true },
     log: { info() {}, warn() {} },
