@@ -96,6 +96,8 @@ describe('rolling deploys (the traffic extension point)', () => {
     assert.deepEqual(seen.slice(0, 9), ['switch front', 'check front', 'drain web1', 'switch web1', 'check web1', 'undrain web1', 'drain web2', 'switch web2', 'check web2']);
     const rest = seen.slice(9);
     for (const n of ['front', 'web1', 'web2']) assert.ok(rest.includes(`switch ${n} back`), `${n} is rolled back: ${rest.join(', ')}`);
+    // The balancer goes back last: until then, no request reaches a node still on the failed release.
+    assert.ok(rest.indexOf('switch front back') > Math.max(rest.indexOf('switch web1 back'), rest.indexOf('switch web2 back')), `front goes back last: ${rest.join(', ')}`);
     assert.equal(rest.at(-1), 'undrain web2', `web2 takes requests again once it serves the previous release: ${rest.join(', ')}`);
     assert.ok(!seen.some((s) => s.endsWith('web3')), `web3 was never drained nor switched: ${seen.join(', ')}`);
     for (const n of NODES) assert.equal(fake.get(n)!.current, LIVE, `${n} serves the previous release`);

@@ -224,6 +224,7 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
   let rollbackFailed = false;
   if (back.length) {
     const items: TaskGroup<DeployContext>[] = [];
+    const balancedBack = new Set<DeployContext>();
     for (const ctx of back) {
       const target = (await readReleaseRecord(ctx, ctx.release.previous!)) ?? { id: ctx.release.previous! };
       const rctx = rollbackContext(ctx, { ...target, id: ctx.release.previous! });
@@ -239,12 +240,18 @@ async function goLive(kit: CoreKit, hooks: Hooks, contexts: DeployContext[], res
         },
       });
       items.push({ title: `roll back ${ctx.node} to ${target.id}`, tasks, ctx: rctx, node: ctx.node });
+      if (balanced.has(ctx)) balancedBack.add(rctx);
       rolledBack.push(`${ctx.node} → ${target.id}`);
     }
-    await kit.runTasks(items, back[0]!, { concurrent: items.length > 1 }).catch((err: unknown) => {
-      rollbackFailed = true;
-      kit.log.warn(`rolling back failed too: ${err instanceof Error ? err.message : String(err)}`);
-    });
+    // A roll goes back in the reverse order: the balanced nodes first, then the balancer and the others
+    // (which would otherwise send requests again to a node still on the failed release).
+    const batches = rolling ? [items.filter((x) => balancedBack.has(x.ctx!)), items.filter((x) => !balancedBack.has(x.ctx!))] : [items];
+    for (const batch of batches.filter((b) => b.length)) {
+      await kit.runTasks(batch, batch[0]!.ctx!, { concurrent: batch.length > 1 }).catch((err: unknown) => {
+        rollbackFailed = true;
+        kit.log.warn(`rolling back failed too: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
   }
   // A node drained by the roll serves its old release again (it never switched, or went back): it takes requests again.
   // When a roll back failed, what it serves is unknown: it stays out of the traffic.
