@@ -13,10 +13,9 @@
  * On the lb node: /etc/nginx/sites-available/kraftwerk-<site>.conf (root's, 0644: nginx's master
  * reads it as root; no site user exists there to write it).
  */
-import { type DeployContext, definePlugin, type Hooks, KraftwerkError, lifecycleHooks, RemoteCommandError, type Site, sh } from '../../core/index.ts';
-import { getSiteTls } from '../tls/state.ts';
-import { nginxReloadCommand, nginxSitePaths, nginxTestCommand, renderNginxSite } from '../nginx/index.ts';
-import { DRAINED_STATE, isLoadBalancer, siteLayout, webNodes } from './topology.ts';
+import { type DeployContext, definePlugin, type Hooks, lifecycleHooks, type Site, sh } from '../../core/index.ts';
+import { rerenderSite } from '../nginx/index.ts';
+import { DRAINED_STATE, isLoadBalancer, webNodes } from './topology.ts';
 
 const NAME = 'lb';
 
@@ -28,25 +27,13 @@ const NAME = 'lb';
 export const OLD_WORKERS_GONE = sh`i=0
 while pgrep -f 'nginx: worker process is shutting down' >/dev/null 2>&1 && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done`;
 
-/** Render the lb's site file with `node` drained or not, write it when it changed, test it, reload nginx gracefully. */
+/** Mark `node` drained or not in the lb's upstream and make nginx run with it (a graceful reload, then the old workers gone). */
 async function setDrained(lb: DeployContext, site: Site, node: string, down: boolean): Promise<void> {
   const drained = new Set((lb.state.get(DRAINED_STATE) as Set<string> | undefined) ?? []);
   if (down) drained.add(node);
   else drained.delete(node);
   lb.state.set(DRAINED_STATE, drained);
-  const path = nginxSitePaths(site).available;
-  const content = await renderNginxSite(site, getSiteTls(lb), siteLayout(lb));
-  await lb.remote.syncFiles([{ path, content, mode: 0o644 }]);
-  try {
-    const { stdout } = await lb.remote.exec(nginxTestCommand(site));
-    if (!stdout.includes('kraftwerk: nginx changed')) return;
-  } catch (err) {
-    if (!(err instanceof RemoteCommandError)) throw err;
-    throw new KraftwerkError(`nginx on ${lb.node} rejected the load balancer's site file with ${node} ${down ? 'drained' : 'back'}:\n${err.stderr.trim()}`, {
-      hint: 'The previous file was put back; nginx keeps serving it.',
-    });
-  }
-  await lb.remote.exec(sh`${nginxReloadCommand(site)} && ${OLD_WORKERS_GONE}`);
+  await rerenderSite(lb, site, { why: `with ${node} ${down ? 'drained' : 'back'}`, after: OLD_WORKERS_GONE });
 }
 
 export default definePlugin({

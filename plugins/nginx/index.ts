@@ -240,25 +240,35 @@ fi`;
 }
 
 /**
- * The tls plugin obtained a certificate after the files were written: render,
- * test and reload again. The reload happens even when the file is the same: a
- * certificate re-issued into the same lineage (an added alias) or regenerated
- * (self-signed) replaced the files behind it.
+ * Render the site file again in the middle of a deploy and make nginx run with it: write, test,
+ * reload (only when the file changed, unless `always`; then `after` in the same command). A file
+ * nginx rejects is replaced by the last good one, and the deploy fails saying `why` it was rendered.
  */
-async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void> {
+export async function rerenderSite(ctx: DeployContext, site: Site, options: { why: string; always?: boolean; after?: Script }): Promise<void> {
   const paths = nginxSitePaths(site);
   const file = { path: paths.available, content: await renderNginxSite(site, getSiteTls(ctx), siteLayout(ctx)), mode: 0o644 };
   ctx.files.add(file);
   await ctx.remote.syncFiles([file]);
   try {
-    await ctx.remote.exec(nginxTestCommand(site));
-    await ctx.remote.exec(nginxReloadCommand(site));
+    const { stdout } = await ctx.remote.exec(nginxTestCommand(site));
+    if (!options.always && !stdout.includes('kraftwerk: nginx changed')) return;
+    await ctx.remote.exec(options.after ? sh`${nginxReloadCommand(site)} && ${options.after}` : nginxReloadCommand(site));
   } catch (err) {
     if (!(err instanceof RemoteCommandError)) throw err;
-    throw new KraftwerkError(`nginx rejected the site config with the new certificate on ${ctx.node}:\n${err.stderr.trim()}`, {
+    throw new KraftwerkError(`nginx rejected the site config ${options.why} on ${ctx.node}:\n${err.stderr.trim()}`, {
       hint: 'The previous config was put back; nginx keeps serving it.',
     });
   }
+}
+
+/**
+ * The tls plugin obtained a certificate after the files were written: render,
+ * test and reload again. The reload happens even when the file is the same: a
+ * certificate re-issued into the same lineage (an added alias) or regenerated
+ * (self-signed) replaced the files behind it.
+ */
+function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void> {
+  return rerenderSite(ctx, site, { why: 'with the new certificate', always: true });
 }
 
 export default definePlugin({
