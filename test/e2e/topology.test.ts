@@ -101,6 +101,8 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
         const out = `${r.stdout}\n${r.stderr}`;
         assert.match(out, /web1 out of the traffic[^]*web1 back in the traffic[^]*web2 out of the traffic[^]*web2 back in the traffic/, `one node at a time:\n${printed(r)}`);
         assertOnlyServed(answers, [pageOf('A'), pageOf('B')], 'during the rolling deploy of B', 20);
+        const served = (p: string) => answers.filter((a) => a.body === p).length;
+        t.diagnostic(`rolling deploy: ${answers.length} requests through the lb, 0 failed (${served(pageOf('A'))} A, ${served(pageOf('B'))} B)`);
         for (const w of [web1!, web2!]) assert.equal(await page(w.address), pageOf('B'), `${w.name} serves B`);
         good = (await releasesOn(project, 'web1')).find((x) => x.status === 'live')?.id;
       });
@@ -119,6 +121,7 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
           assert.match(`${r.stdout}\n${r.stderr}`, /The roll stopped: web2 kept the previous release/, printed(r));
           // web1 was drained before it switched: H never answered a request through the lb.
           assertOnlyServed(answers, [pageOf('B')], 'through the lb during the failed roll of H', 20);
+          t.diagnostic(`failed roll: ${answers.length} requests through the lb, all B`);
           assert.equal(await page(web2!.address), pageOf('B'), 'web2 serves B');
           assert.equal(await page(web1!.address), pageOf('B'), 'web1 is back on B');
           assert.equal(liveRelease(await releasesOn(project, 'web2')), before, 'web2 never switched');
