@@ -7,12 +7,16 @@
  *   - a web node whose nginx is stopped: the lb keeps serving from the other;
  *   - a rolling deploy under a bounded request loop through the lb: not one request fails;
  *   - a release that fails its health check on the first web node stops the roll there: the
- *     other web node never switches and keeps serving the old release, also during the deploy.
+ *     other web node never switches and keeps serving the old release, also during the deploy;
+ *   - with `tls:` (a real ACME server, pebble): certbot runs on the lb, HTTPS ends there, the web
+ *     nodes stay on plain HTTP (their health checks too).
  * The fixture app answers /host with its node's hostname and /addr with REMOTE_ADDR (app.py).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { quote } from '../../core/shell/sh.ts';
+import { request as httpsRequest } from 'node:https';
+import { pebbleUnavailable, startPebble } from '../helpers/pebble.ts';
 import { sandboxSkip } from './harness.ts';
 import {
   type Answer,
@@ -27,6 +31,7 @@ import {
   printed,
   releasesOn,
   SafeProject,
+  DOMAIN,
   UNHEALTHY_FLAG,
   withSetUpNodes,
 } from './safe-helpers.ts';
@@ -36,6 +41,20 @@ const WEB1 = 'topo-web1';
 const WEB2 = 'topo-web2';
 const GROUP = 'production';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** GET https://<domain>/ from `address` (SNI and Host the site's), verified against `ca`. */
+function httpsPage(address: string, ca: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: address, port: 443, path: '/', headers: { host: DOMAIN }, servername: DOMAIN, ca, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, () => {
   it('serves from both, survives a stopped node, rolls a deploy without a failed request, stops a bad roll', { timeout: 60 * 60_000 }, async (t) => {
@@ -130,6 +149,32 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
           assert.deepEqual([...hosts].sort(), [WEB1, WEB2].sort(), 'web1 takes requests again after its roll back');
         } finally {
           await onNode(WEB1, `rm -f ${quote(UNHEALTHY_FLAG)}`);
+        }
+      });
+
+      await t.test('with tls: certbot gets the certificate on the lb, HTTPS ends there, the web nodes stay plain HTTP', { skip: pebbleUnavailable() }, async () => {
+        const pebble = await startPebble({ listenAddress: lb!.record.hostAddress, siteAddress: lb!.address, httpPort: 80 });
+        try {
+          project.editConfig((doc) => doc.set('tls', { acme_server: pebble.directoryUrl, email: 'ops@example.com' }));
+          const setup = await project.cli(['setup-node', GROUP], { timeoutMs: 30 * 60_000 });
+          assert.equal(setup.code, 0, printed(setup));
+          assert.match(await onNode(LB, 'command -v certbot || true'), /certbot/, 'certbot is installed on the lb');
+          assert.doesNotMatch(await onNode(WEB1, 'command -v certbot || true'), /certbot/, 'and not on a web node');
+          // The lb trusts the test CA of pebble's API, as a server trusts a company's private ACME CA.
+          await onNode(LB, `printf '%s' ${quote(pebble.apiCaPem)} > /usr/local/share/ca-certificates/kraftwerk-test-acme.crt && update-ca-certificates >/dev/null`);
+          const r = await project.cli(['deploy', GROUP]);
+          assert.equal(r.code, 0, `${printed(r)}\n${pebble.log().slice(-2000)}`);
+          const secure = await httpsPage(lb!.address, await pebble.issuingRoot());
+          assert.equal(secure.status, 200);
+          assert.equal(secure.body, pageOf('H'), 'the site over HTTPS through the lb (H: the project\'s version since the failed roll, now healthy)');
+          const plain = await get(lb!.address);
+          assert.equal(plain.status, 301, `plain HTTP on the lb redirects: ${describeAnswer(plain)}`);
+          for (const w of [web1!, web2!]) {
+            assert.equal(await page(w.address), pageOf('H'), `${w.name} answers plain HTTP on its private address`);
+            assert.doesNotMatch(await onNode(w.name, 'ls /etc/letsencrypt/live 2>/dev/null || true'), /safesite|safe-site/, `no certificate on ${w.name}`);
+          }
+        } finally {
+          await pebble.stop();
         }
       });
     });
