@@ -43,7 +43,7 @@ describe('a group split by role: two web nodes', { skip: sandboxSkip() }, () => 
         doc.set('cron', [{ name: 'tick', schedule: '*/5 * * * *', command: 'true' }]);
       });
     await withSetUpNodes(t, project, [W1, W2], async ([s1, s2]) => {
-      const address = { [W1]: s1!.address, [W2]: s2!.address };
+      const address: Record<string, string> = { [W1]: s1!.address, [W2]: s2!.address };
 
       await t.test('files on two web nodes without a shared mount: refused, nothing made on either node', async () => {
         const r = await project.cli(['deploy']);
@@ -64,6 +64,9 @@ describe('a group split by role: two web nodes', { skip: sandboxSkip() }, () => 
         const answer = await get(address[W2]!, '/uploads/hello.txt');
         assert.equal(answer.status, 200, JSON.stringify(answer));
         assert.equal(answer.body?.trim(), 'shared-by-web1');
+        // The site has the same uid and web gid on both nodes: its files on the mount are its own on each.
+        const ids = async (n: string) => (await onNode(n, `id -u kw-${SITE}; getent group kwn-${SITE} | cut -d: -f3`)).trim();
+        assert.equal(await ids(W1), await ids(W2));
         // UPLOADS_PATH names the shared folder.
         const env = await onNode(W2, `cat /srv/${SITE}/current/.kraftwerk/environ/UPLOADS_PATH`);
         assert.equal(env.trim(), `${MOUNT}/${SITE}`);
