@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -30,6 +30,8 @@ describe('a group split by role: two web nodes', { skip: sandboxSkip() }, () => 
   it('cron on one node, shared uploads checked, roles in status', { timeout: 60 * 60_000 }, async (t) => {
     const shared = mkdtempSync(path.join(tmpdir(), 'kw-shared-'));
     const other = mkdtempSync(path.join(tmpdir(), 'kw-other-'));
+    // As an NFS export's root usually is: root's, and others pass through (the site and nginx must reach their folder).
+    for (const dir of [shared, other]) chmodSync(dir, 0o755);
     t.after(() => {
       rmSync(shared, { recursive: true, force: true });
       rmSync(other, { recursive: true, force: true });
