@@ -72,9 +72,12 @@ for kw_s in blue green; do
   if [ -n "$live" ] && [ "$(readlink -f /etc/sv/kraftwerk-shop@"$kw_s"/release 2>/dev/null)" = "$live" ]; then svc=/etc/service/kraftwerk-shop@"$kw_s"; fi
 done
 [ -n "$svc" ] || exit 0
-sv hup "$svc" >/dev/null
 `));
-    assert.ok(text.includes(' /srv/shop/current/.kraftwerk/uwsgi.sock 2>/dev/null; do'));
+    // Done when the master has new workers (the app loaded again) and the socket accepts; no fixed pause.
+    assert.ok(text.includes('kw_old=" $(kw_workers) "\nsv hup "$svc" >/dev/null\n'));
+    assert.ok(text.includes('for kw_p in $kw_now; do case "$kw_old" in *" $kw_p "*) return 1;; esac; done'));
+    assert.ok(text.includes(' /srv/shop/current/.kraftwerk/uwsgi.sock 2>/dev/null\n}'));
+    assert.ok(!/sleep (?!0\.05\n)/.test(text), 'the only sleep is the poll between looks');
     assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
   });
 
