@@ -18,6 +18,7 @@ import {
   type Hooks,
   type RemoteFile,
   type Site,
+  writeMarkerCommand,
 } from '../../core/index.ts';
 import { findLiveSlot, slotDir, slotIni, slotLogDir, SLOTS, slotService, socketAcceptsCommand } from '../uwsgi/slots.ts';
 import { renderLogRunScript, restartLoggersCommand, siteDirs, siteDirsCommand, removeServicesCommand, removeLegacyServiceCommand } from './commands.ts';
@@ -162,9 +163,10 @@ export default definePlugin({
             : false,
         run: async (c, task) => {
           const restart = changedLogRuns(c);
+          // The marker goes with the folders: core has written ctx.files already (the log/run files come first).
           await c.remote.exec(sh`${siteDirsCommand(site, siteDirs(c))}
-${restartLoggersCommand(restart)}`);
-          c.files.add(marker(c));
+${restartLoggersCommand(restart)}
+${writeMarkerCommand(marker(c))}`);
           task.title(`log folders (${siteDirs(c).dirs.size})${restart.length ? `; restarted ${restart.length} loggers` : ''}`);
         },
       });

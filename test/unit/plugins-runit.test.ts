@@ -122,12 +122,13 @@ describe('runit: plugin', () => {
         '/etc/sv/kraftwerk-shop@blue/log/run',
         '/etc/sv/kraftwerk-shop@green/run',
         '/etc/sv/kraftwerk-shop@green/log/run',
-        '/srv/shop/.kraftwerk/provisioned/site-dirs',
       ],
     );
     // The slots' log folders are made at deploy time, by root, from the site's root-owned log folder.
     assert.equal(commands.length, 1);
     assert.match(commands[0]!, /\nkw_dir \/var\/log\/kraftwerk\/shop\/web@blue 0750 kraftwerk-shop@blue\nkw_dir \/var\/log\/kraftwerk\/shop\/web@green 0750 kraftwerk-shop@green\n/);
+    // Its marker is written by the same command (core wrote ctx.files before this task), so the next deploy skips it.
+    assert.match(commands[0]!, /\nmkdir -p \/srv\/shop\/\.kraftwerk\/provisioned && kw_mk=\$\(mktemp \/srv\/shop\/\.kraftwerk\/provisioned\/site-dirs\.XXXXXX\) && printf '%s' '[0-9a-f]{64}\n' > "\$kw_mk" && mv -f "\$kw_mk" \/srv\/shop\/\.kraftwerk\/provisioned\/site-dirs$/);
   });
 
   it('takes no part in a deploy after configure: the uwsgi plugin starts slots, core switches them', async () => {
