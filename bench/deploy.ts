@@ -242,12 +242,18 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number, p
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-/** Each `--timings` line's median across runs, in the order the deploy printed them; lines under 5 ms are left out. */
+/**
+ * Each `--timings` line's median across the runs that printed it, in the order the deploy printed them.
+ * Left out: lines under 5 ms, and lines of fewer than half the runs (a no-change scenario's first run
+ * may deploy after all: its tasks are not what a no-change deploy spends its time on).
+ */
 function medianTimings(samples: Sample[]): [string, number][] {
   const keys = [...new Set(samples.flatMap((s) => [...s.timings.keys()]))];
   return keys
-    .map((k) => [k, median(samples.map((s) => s.timings.get(k)).filter((v): v is number => v !== undefined))] as [string, number])
-    .filter(([, d]) => d >= 5);
+    .map((k) => samples.map((s) => s.timings.get(k)).filter((v): v is number => v !== undefined))
+    .map((values, i) => [keys[i]!, median(values), values.length] as const)
+    .filter(([, d, n]) => d >= 5 && 2 * n >= samples.length)
+    .map(([k, d]) => [k, d] as [string, number]);
 }
 
 await main(bench);
