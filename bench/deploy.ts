@@ -232,7 +232,7 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number, p
     return [name, ms(startup), ms(deploy), `${((100 * startup) / deploy).toFixed(0)} %`];
   });
   out.push('');
-  out.push("the CLI's share (cli start-up from --timings: Node's start and loading Kraftwerk, before the first task):");
+  out.push("the CLI's share (cli start-up from --timings: from Node's start until the deploy command begins):");
   out.push(table(['scenario', 'cli start-up', 'deploy', 'share'], cliRows));
   for (const [name, s] of results) {
     out.push('');
