@@ -55,7 +55,7 @@ export { hasRole, nodesWithRole, type RoleSpec, type Topology, type TopologyNode
 export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
-export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { isProvisioned, provisionMarker, writeMarkerCommand } from './lifecycle/provisioned.ts';
 export { userVariableCheck } from './lifecycle/site-environment.ts';
 export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';

@@ -89,7 +89,8 @@ export class CoreKit implements CommandKit {
     return resolveTarget(name, { config: project?.site.config, plugins });
   }
 
-  async connect(target: SshTarget): Promise<Remote> {
+  /** `rsyncSoon`: the command will rsync (a deploy), so rsync's own connection opens now too. */
+  async connect(target: SshTarget, options: { rsyncSoon?: boolean } = {}): Promise<Remote> {
     const opts = this.globals();
     let remote: Remote;
     if (opts.dryRun) {
@@ -99,6 +100,7 @@ export class CoreKit implements CommandKit {
       const { connectSsh } = await import('../remote/ssh.ts');
       remote = await connectSsh(target, {
         acceptNewHostKey: opts.acceptNewHostKey,
+        rsyncSoon: options.rsyncSoon,
         confirmHostKey: process.stdin.isTTY
           ? (fp: string) => this.confirm(`The authenticity of ${target.host} can't be established (key ${fp}). Trust it and record it in known_hosts?`)
           : undefined,

@@ -92,19 +92,19 @@ export async function connect(kit: CoreKit, project: Project, node: string): Pro
 /**
  * Connect to the node of `ctx` as the first task of a list (shows user@host in its title). A context that
  * is connected already keeps its connection (sync-services copies into its node before loading there).
- * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote).
+ * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote); `rsyncSoon`: see CoreKit.connect.
  */
 export function connectTask<C extends { node: string; remote: Remote }>(
   kit: CoreKit,
   project: Project,
-  options: { title?: string; guard?: (remote: Remote) => Remote } = {},
+  options: { title?: string; guard?: (remote: Remote) => Remote; rsyncSoon?: boolean } = {},
 ): RunnableTask<C> {
   return {
     title: options.title ?? 'connect',
     stage: -1000,
     run: async (ctx, task) => {
       const target = ctx.remote === notConnected ? await kit.resolveNode(ctx.node, project) : ctx.remote.target;
-      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target);
+      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target, { rsyncSoon: options.rsyncSoon });
       if (options.guard) ctx.remote = options.guard(ctx.remote);
       task.title(`connect to ${ctx.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
     },
