@@ -56,6 +56,23 @@ export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
 export { userVariableCheck } from './lifecycle/site-environment.ts';
+export {
+  FIREWALL_DIR,
+  firewallAccepts,
+  firewallAcceptPath,
+  firewallApplyCommand,
+  firewallDrop,
+  firewallDropPath,
+  ensureSecretFileCommand,
+  parseSharedSecret,
+  shareSecretCommand,
+  hostCidr,
+  NODE_CERT,
+  NODE_KEY,
+  nodeCertificateCommand,
+  type PrivateNode,
+  privateAddress,
+} from './lifecycle/private-network.ts';
 export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';
