@@ -57,6 +57,7 @@ export { siteWebGroup } from './config/site.ts';
 export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
 export { userVariableCheck } from './lifecycle/site-environment.ts';
 export {
+  clientAddresses,
   FIREWALL_DIR,
   firewallAccepts,
   firewallAcceptPath,
@@ -70,8 +71,17 @@ export {
   NODE_CERT,
   NODE_KEY,
   nodeCertificateCommand,
+  type GroupTopology,
+  isServiceClient,
+  type NodeService,
+  serveClients,
+  setUpServiceNode,
+  tapServiceClients,
+  ownPrivateAddress,
+  previousServiceUrl,
   type PrivateNode,
   privateAddress,
+  serviceNode,
 } from './lifecycle/private-network.ts';
 export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';

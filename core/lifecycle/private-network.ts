@@ -10,8 +10,13 @@
  * back unchanged: no name, no mask, no space, nothing that could add a rule.
  */
 import { isIP } from 'node:net';
+import type { DeployContext } from '../engine/context.ts';
+import type { Hooks } from '../engine/hooks.ts';
+import { Stage } from '../engine/tasks.ts';
 import { KraftwerkError } from '../errors.ts';
-import { raw, type Script, sh } from '../shell/sh.ts';
+import type { Site } from '../config/site.ts';
+import type { RemoteFile } from '../remote/remote.ts';
+import { raw, type Script, secret, sh } from '../shell/sh.ts';
 
 /** A node as these helpers need it (TopologyNode has more). */
 export interface PrivateNode {
@@ -177,4 +182,166 @@ export function parseSharedSecret(stdout: string): { head: string[]; secret: str
   const [head = '', rest = ''] = stdout.split('---secret---\n');
   const [secret = '', cert = ''] = rest.split('---cert---\n');
   return { head: head.split('\n').filter(Boolean), secret: secret.trim(), cert };
+}
+
+/** What these helpers read of a command's topology (core's Topology has this shape). */
+export interface GroupTopology {
+  readonly declared: boolean;
+  readonly nodes: readonly (PrivateNode & { readonly roles: ReadonlySet<string> })[];
+  readonly shared: Map<string, unknown>;
+}
+
+/**
+ * The one node of the group with `role` that serves the others (`what` names
+ * the service in the error). One, not several: Kraftwerk sets up no replication,
+ * so a second node would hold a second, different database.
+ */
+export function serviceNode(topology: GroupTopology, role: string, what: string): PrivateNode {
+  const found = topology.nodes.filter((n) => n.roles.has(role));
+  if (found.length !== 1) {
+    throw new KraftwerkError(
+      found.length ? `${what}: nodes ${found.map((n) => n.name).join(', ')} all have role ${role}; a group has one` : `${what}: no node of the group has role ${role}`,
+      { hint: `Give role ${role} (or db) to exactly one node of the group in kraftwerk.yaml (roles: [${role}]).` },
+    );
+  }
+  return found[0]!;
+}
+
+/** The private addresses (checked) of the group's nodes that have any of `roles`: the clients a service lets in. */
+export function clientAddresses(topology: GroupTopology, roles: readonly string[]): string[] {
+  return [...new Set(topology.nodes.filter((n) => roles.some((r) => n.roles.has(r))).map(privateAddress))];
+}
+
+/** The private address (checked) of the command's own node `node`. */
+export function ownPrivateAddress(topology: GroupTopology, node: string): string {
+  const me = topology.nodes.find((n) => n.name === node);
+  if (!me) throw new KraftwerkError(`node ${node} is not in the topology of this command`);
+  return privateAddress(me);
+}
+
+/**
+ * `url` (a variable of the site's environment now on the node) when it is the
+ * one a plugin wrote for its `user` at `address`: a command that is not a
+ * deploy (env, run) recomputes the environment without the service node's
+ * answer, and keeps what the node has.
+ */
+export function previousServiceUrl(url: string | undefined, user: string, address: string): string | undefined {
+  if (!url) return undefined;
+  try {
+    const u = new URL(url);
+    return decodeURIComponent(u.username) === user && u.hostname.replace(/^\[(.*)\]$/, '$1') === address && u.password ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a service node hands to its clients' nodes in one command (topology.shared, memory only). */
+interface Published {
+  password: string;
+  cert: string;
+}
+
+const publishedKey = (service: string, site: Site) => `${service}:${site.name}`;
+
+/** A service on a node of its own, as its plugin describes it to the helpers below. */
+export interface NodeService {
+  /** The plugin, also the name of its files (firewall fragments) and of its key in topology.shared. */
+  readonly service: string;
+  /** The role of the node that serves it. */
+  readonly role: string;
+  readonly port: number;
+  /** The roles whose nodes are its clients (they get the URL and the certificate). */
+  readonly clientRoles: readonly string[];
+}
+
+type Ctx = { readonly topology: GroupTopology & { readonly roles: ReadonlySet<string> } };
+
+/** Whether this node is a client of `svc` in a group that declares roles. */
+export function isServiceClient(ctx: Ctx, svc: NodeService): boolean {
+  return ctx.topology.declared && svc.clientRoles.some((r) => ctx.topology.roles.has(r));
+}
+
+/**
+ * On the service's node, in a deploy: writes the site's firewall accepts
+ * (and `files`, e.g. pg_hba lines), runs `command` (it must end in
+ * shareSecretCommand; stdin `stdin`), publishes the password (a Secret from
+ * here on: masked in all output) and the certificate for the clients' nodes,
+ * and applies the firewall, warning where the node has none. Returns what the
+ * command printed before the secret, the password and the client addresses.
+ */
+export async function serveClients(
+  ctx: DeployContext & Ctx,
+  svc: NodeService,
+  files: (clients: string[]) => RemoteFile[],
+  command: Script,
+  stdin?: string,
+): Promise<{ head: string[]; password: string; clients: string[] }> {
+  const clients = clientAddresses(ctx.topology, svc.clientRoles);
+  await ctx.remote.syncFiles([...files(clients), { path: firewallAcceptPath(svc.service, ctx.site.name), content: firewallAccepts(svc.port, clients), mode: 0o644, owner: 'root', group: 'root' }]);
+  const { stdout } = await ctx.remote.exec(command, { stdin, secretOutput: true });
+  const { head, secret: password, cert } = parseSharedSecret(stdout);
+  if (!password || !cert.includes('BEGIN CERTIFICATE')) throw new KraftwerkError(`${svc.service} on ${ctx.node} gave no password or no certificate for ${ctx.site.name}`);
+  secret(password);
+  ctx.topology.shared.set(publishedKey(svc.service, ctx.site), { password, cert } satisfies Published);
+  await applyFirewall(ctx, svc);
+  return { head, password, clients };
+}
+
+/** Node setup of the service's node: its certificate, its firewall drop; returns what changed. */
+export async function setUpServiceNode(ctx: { remote: import('../remote/remote.ts').Remote; node: string } & Ctx, svc: NodeService, keyGroup: string): Promise<{ address: string; changes: string[] }> {
+  const address = ownPrivateAddress(ctx.topology, ctx.node);
+  const { stdout } = await ctx.remote.exec(nodeCertificateCommand(address, keyGroup));
+  await ctx.remote.syncFiles([{ path: firewallDropPath(svc.service), content: firewallDrop(svc.port), mode: 0o644, owner: 'root', group: 'root' }]);
+  return { address, changes: stdout.split('\n').filter(Boolean) };
+}
+
+async function applyFirewall(ctx: { remote: import('../remote/remote.ts').Remote; node: string; log: { warn(m: string): void } }, svc: NodeService): Promise<void> {
+  const { stdout } = await ctx.remote.exec(firewallApplyCommand());
+  if (stdout.includes('kraftwerk: no firewall')) {
+    ctx.log.warn(`${ctx.node}: ${stdout.trim().replace(/^kraftwerk: /, '')}; port ${svc.port} of ${svc.service} is guarded by its own rules only (bind address, TLS, password)`);
+  }
+}
+
+/**
+ * The clients' side, tapped by the service's plugin: the environment of a
+ * client node gets `variable` = `url(password, address of the service node)`
+ * (a secret) from what the service node published in this command, else the
+ * one the node has now; and a deploy writes the service node's certificate to
+ * `certPath` (root 0644: public, and the site reads it to verify the server).
+ */
+export function tapServiceClients(
+  hooks: Hooks,
+  site: Site,
+  svc: NodeService,
+  client: { variable: string; user: string; certPath: string; url: (password: string, address: string) => string; more?: Record<string, string> },
+): void {
+  hooks.environment.tap(svc.service, (ctx, env) => {
+    if (!isServiceClient(ctx, svc)) return;
+    const server = serviceNode(ctx.topology, svc.role, `${svc.service} of ${site.name}`);
+    const address = privateAddress(server);
+    const published = ctx.topology.shared.get(publishedKey(svc.service, site)) as Published | undefined;
+    const url = published ? client.url(published.password, address) : previousServiceUrl(ctx.previous[client.variable], client.user, address);
+    if (!url) {
+      throw new KraftwerkError(`the password of ${site.name}'s ${svc.service} user on ${server.name} is not known on ${ctx.node}`, {
+        hint: `Deploy the group that ${server.name} is in (its node makes the password first): kraftwerk deploy <group>`,
+      });
+    }
+    env.set(client.variable, url, { secret: true });
+    for (const [k, v] of Object.entries(client.more ?? {})) env.set(k, v);
+  });
+
+  hooks.configure.tap(svc.service, (ctx, tasks) => {
+    if (!isServiceClient(ctx, svc)) return;
+    tasks.add({
+      title: `${svc.service} node certificate`,
+      // Before release commands (migrations) connect.
+      stage: Stage.PREPARE,
+      run: (c, task) => {
+        const published = ctx.topology.shared.get(publishedKey(svc.service, site)) as Published | undefined;
+        if (!published) throw new KraftwerkError(`${svc.service}: no node with role ${svc.role} answered for ${site.name} in this deploy`, { hint: 'Deploy the whole group: kraftwerk deploy <group>' });
+        c.files.add({ path: client.certPath, content: published.cert, mode: 0o644, owner: 'root', group: 'root' });
+        task.title(`${svc.service}: certificate of the node to verify (${client.certPath})`);
+      },
+    });
+  });
 }

@@ -3,7 +3,8 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, failureReason, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { definePlugin, failureReason, hasRole, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { applyDbNode } from './db-node.ts';
 import { dumpExternalCommand, loadExternalCommand, serviceFile, verifyExternalCommand } from './external.ts';
 import { databaseArchive } from './paths.ts';
 import { POSTGRES_SETTINGS } from './settings.ts';
@@ -161,7 +162,11 @@ export default definePlugin({
   },
   apply(hooks: Hooks, site: Site) {
     if (isExternal(site)) return applyExternal(hooks, site);
-    hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
+    // A group that declares roles: the database on its node, reached over the network (db-node.ts).
+    applyDbNode(hooks, site, postgresNames(site), { psql: adminPsqlCommand(site), sql: PROVISION_SQL });
+    // On the database's node (every node when no node declares roles): the server, as on a single node.
+    hooks.setupNode.tap(PLUGIN_NAME, (ctx, tasks, packages) => {
+      if (!hasRole(ctx, PLUGIN_NAME)) return;
       packages.add('postgresql');
       tasks.add({
         title: 'PostgreSQL running',
@@ -174,7 +179,8 @@ export default definePlugin({
       });
     });
 
-    hooks.environment.tap(PLUGIN_NAME, (_ctx, env) => {
+    hooks.environment.tap(PLUGIN_NAME, (ctx, env) => {
+      if (ctx.topology.declared) return;
       const { database, role } = postgresNames(site);
       env.set('DATABASE_URL', databaseUrl(site));
       env.set('POSTGRES_DATABASE', database);
@@ -182,6 +188,7 @@ export default definePlugin({
     });
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (ctx.topology.declared) return;
       const { database, role } = postgresNames(site);
       // Provisioned by an earlier deploy with the same SQL and names: nothing to do, no command.
       const marker = provisionMarker(site, PLUGIN_NAME, PROVISION_SQL, database, role);
@@ -200,7 +207,8 @@ export default definePlugin({
       });
     });
 
-    hooks.dump.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.dump.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (!hasRole(ctx, PLUGIN_NAME)) return;
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx) => {
@@ -209,7 +217,8 @@ export default definePlugin({
       });
     });
 
-    hooks.load.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.load.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (!hasRole(ctx, PLUGIN_NAME)) return;
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx, task) => {
@@ -219,7 +228,8 @@ export default definePlugin({
       });
     });
 
-    hooks.verify.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.verify.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (!hasRole(ctx, PLUGIN_NAME)) return;
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx, task) => {
@@ -234,7 +244,8 @@ export default definePlugin({
       });
     });
 
-    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.destroy.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (!hasRole(ctx, PLUGIN_NAME)) return;
       tasks.add({
         title: 'remove database and role',
         // After the site's services stopped (their connections would be cut anyway).

@@ -130,8 +130,9 @@ chown root:postgres ${`${HBA_FILE}.new`}; chmod 0640 ${`${HBA_FILE}.new`}; mv -f
 /**
  * A deploy on the db node, after the site's fragment was written: its password
  * (made here once: 24 random bytes as hex, root 0600), the role and database
- * (PROVISION_SQL on stdin, then the password set from the file by psql
- * itself: it is never in a command line), pg_hba assembled and reloaded.
+ * (PROVISION_SQL on stdin, then the password as a psql variable: root's
+ * shell reads the file and its builtin printf writes the line into psql's
+ * stdin, so it is never in a command line; it is hex, one psql word), pg_hba assembled and reloaded.
  * Prints what it made, then the password and the node's certificate
  * (shareSecretCommand): run it with secretOutput.
  */
@@ -140,7 +141,7 @@ export function serverProvisionCommand(site: string, psql: Script): Script {
   return sh`set -e
 [ -d ${PASSWORD_DIR} ] && [ -f ${NODE_CERT} ] || { echo 'this database node is not set up for other nodes: run kraftwerk setup-node for its group first' >&2; exit 1; }
 ${ensureSecretFileCommand(file, 'created the role password')}
-{ cat; printf '%s\\n' ${`\\set password \`cat ${file}\``} ${"SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password') \\gexec"}; } | ${psql}
+{ cat; printf '\\\\set password %s\\n' "$(cat ${file})"; printf '%s\\n' ${"SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password') \\gexec"}; } | ( ${psql} )
 ${assembleHba()}
 runuser -u postgres -- psql -X -q -At -c 'SELECT pg_reload_conf()' -d postgres >/dev/null
 ${shareSecretCommand(file)}`;

@@ -47,7 +47,7 @@ tls-protocols "TLSv1.2 TLSv1.3"
 /** REDIS_URL of an app node: TLS to the db node, verified against the copied certificate (redis-py reads both query keys). */
 export function networkRedisUrl(user: string, password: string, address: string, certPath: string): string {
   const host = address.includes(':') ? `[${address}]` : address;
-  return `rediss://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${PORT}/0?ssl_cert_reqs=required&ssl_ca_certs=${certPath}`;
+  return `rediss://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${PORT}/0?ssl_cert_reqs=required&ssl_check_hostname=true&ssl_ca_certs=${certPath}`;
 }
 
 /** How redis-cli reaches the node's Redis as root: plain on loopback, or TLS (against the node certificate, which names 127.0.0.1) on a db node. */

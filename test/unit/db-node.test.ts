@@ -112,7 +112,7 @@ describe('URLs of the app nodes', () => {
 
   it('REDIS_URL is rediss:// to the db node with the certificate to verify against', () => {
     const url = networkRedisUrl('kw-shop', 'secret', '10.0.0.5', '/etc/kraftwerk/db-ca/shop-redis.crt');
-    assert.equal(url, 'rediss://kw-shop:secret@10.0.0.5:6379/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/kraftwerk/db-ca/shop-redis.crt');
+    assert.equal(url, 'rediss://kw-shop:secret@10.0.0.5:6379/0?ssl_cert_reqs=required&ssl_check_hostname=true&ssl_ca_certs=/etc/kraftwerk/db-ca/shop-redis.crt');
   });
 
   it("the db node's answer: what it made, the password, the certificate", () => {
