@@ -59,6 +59,7 @@ export { userVariableCheck } from './lifecycle/site-environment.ts';
 export {
   clientAddresses,
   FIREWALL_DIR,
+  forgetClients,
   firewallAccepts,
   firewallAcceptPath,
   firewallApplyCommand,

@@ -15,7 +15,7 @@ import type { Hooks } from '../engine/hooks.ts';
 import { Stage } from '../engine/tasks.ts';
 import { KraftwerkError } from '../errors.ts';
 import type { Site } from '../config/site.ts';
-import type { RemoteFile } from '../remote/remote.ts';
+import type { Remote, RemoteFile } from '../remote/remote.ts';
 import { raw, type Script, secret, sh } from '../shell/sh.ts';
 
 /** A node as these helpers need it (TopologyNode has more). */
@@ -288,14 +288,25 @@ export async function serveClients(
 }
 
 /** Node setup of the service's node: its certificate, its firewall drop; returns what changed. */
-export async function setUpServiceNode(ctx: { remote: import('../remote/remote.ts').Remote; node: string } & Ctx, svc: NodeService, keyGroup: string): Promise<{ address: string; changes: string[] }> {
+export async function setUpServiceNode(ctx: { remote: Remote; node: string } & Ctx, svc: NodeService, keyGroup: string): Promise<{ address: string; changes: string[] }> {
   const address = ownPrivateAddress(ctx.topology, ctx.node);
   const { stdout } = await ctx.remote.exec(nodeCertificateCommand(address, keyGroup));
   await ctx.remote.syncFiles([{ path: firewallDropPath(svc.service), content: firewallDrop(svc.port), mode: 0o644, owner: 'root', group: 'root' }]);
   return { address, changes: stdout.split('\n').filter(Boolean) };
 }
 
-async function applyFirewall(ctx: { remote: import('../remote/remote.ts').Remote; node: string; log: { warn(m: string): void } }, svc: NodeService): Promise<void> {
+/**
+ * On the service's node, when the site is destroyed: its files (`files`,
+ * e.g. its password and pg_hba lines, and its firewall accepts) removed, then
+ * `after` (e.g. pg_hba assembled again) and the firewall applied without them.
+ */
+export async function forgetClients(ctx: { remote: Remote; node: string; site: Site; log: { warn(m: string): void } }, svc: NodeService, files: readonly string[], after: Script = sh`true`): Promise<void> {
+  await ctx.remote.exec(sh`rm -f ${[...files, firewallAcceptPath(svc.service, ctx.site.name)]}
+${after}`);
+  await applyFirewall(ctx, svc);
+}
+
+async function applyFirewall(ctx: { remote: Remote; node: string; log: { warn(m: string): void } }, svc: NodeService): Promise<void> {
   const { stdout } = await ctx.remote.exec(firewallApplyCommand());
   if (stdout.includes('kraftwerk: no firewall')) {
     ctx.log.warn(`${ctx.node}: ${stdout.trim().replace(/^kraftwerk: /, '')}; port ${svc.port} of ${svc.service} is guarded by its own rules only (bind address, TLS, password)`);
@@ -328,6 +339,18 @@ export function tapServiceClients(
     }
     env.set(client.variable, url, { secret: true });
     for (const [k, v] of Object.entries(client.more ?? {})) env.set(k, v);
+  });
+
+  hooks.destroy.tap(svc.service, (ctx, tasks) => {
+    if (!isServiceClient(ctx, svc)) return;
+    tasks.add({
+      title: `remove the ${svc.service} node certificate`,
+      stage: Stage.LATE,
+      run: async (c, task) => {
+        await c.remote.exec(sh`rm -f ${client.certPath}`);
+        task.title(`removed the certificate of the ${svc.service} node`);
+      },
+    });
   });
 
   hooks.configure.tap(svc.service, (ctx, tasks) => {

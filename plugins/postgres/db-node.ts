@@ -8,8 +8,8 @@
  * `ctx.topology.shared`: it never travels in a command line, and it is a
  * Secret (masked) from the moment this process reads it.
  */
-import { hasRole, type Hooks, type NodeService, type Script, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
-import { clientCertPath, hbaFragmentPath, networkDatabaseUrl, networkSetupCommand, PORT, renderHbaFragment, renderNetworkConf, serverProvisionCommand } from './network.ts';
+import { forgetClients, hasRole, type Hooks, type NodeService, type Script, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
+import { clientCertPath, hbaFragmentPath, hbaReloadCommand, passwordPath, networkDatabaseUrl, networkSetupCommand, PORT, renderHbaFragment, renderNetworkConf, serverProvisionCommand } from './network.ts';
 
 /** The service as the core helpers see it: the app nodes (web, worker, cron) are its clients. */
 export const SERVICE: NodeService = { service: 'postgres', role: 'postgres', port: PORT, clientRoles: ['web', 'worker', 'cron'] };
@@ -51,6 +51,19 @@ export function applyDbNode(hooks: Hooks, site: Site, names: { database: string;
         );
         const made = head.filter((l) => l.startsWith('created'));
         task.title(`PostgreSQL: ${made.length ? `${made.join(', ')}, ` : ''}database ${names.database} for ${clients.join(', ')} (hostssl, scram-sha-256)`);
+      },
+    });
+  });
+
+  hooks.destroy.tap(SERVICE.service, (ctx, tasks) => {
+    if (!ctx.topology.declared || !hasRole(ctx, SERVICE.role)) return;
+    tasks.add({
+      title: 'forget the app nodes',
+      // After the database and role are dropped (index.ts, Stage.LATE).
+      stage: Stage.LATE + 10,
+      run: async (c, task) => {
+        await forgetClients(c, SERVICE, [hbaFragmentPath(site.name), passwordPath(site.name)], hbaReloadCommand());
+        task.title(`removed ${site.name}'s pg_hba lines, password and firewall rules`);
       },
     });
   });

@@ -122,7 +122,7 @@ fi`;
 }
 
 /** HBA_BASE and every site's fragment into HBA_FILE (replaced in one rename). */
-function assembleHba(): Script {
+export function assembleHba(): Script {
   return sh`{ printf '%s' ${HBA_BASE}; for f in ${raw(`${HBA_DIR}/*.conf`)}; do [ -f "$f" ] && cat "$f"; done; true; } > ${`${HBA_FILE}.new`}
 chown root:postgres ${`${HBA_FILE}.new`}; chmod 0640 ${`${HBA_FILE}.new`}; mv -f ${`${HBA_FILE}.new`} ${HBA_FILE}`;
 }
@@ -142,8 +142,7 @@ export function serverProvisionCommand(site: string, psql: Script): Script {
 [ -d ${PASSWORD_DIR} ] && [ -f ${NODE_CERT} ] || { echo 'this database node is not set up for other nodes: run kraftwerk setup-node for its group first' >&2; exit 1; }
 ${ensureSecretFileCommand(file, 'created the role password')}
 { cat; printf '\\\\set password %s\\n' "$(cat ${file})"; printf '%s\\n' ${"SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password') \\gexec"}; } | ( ${psql} )
-${assembleHba()}
-runuser -u postgres -- psql -X -q -At -c 'SELECT pg_reload_conf()' -d postgres >/dev/null
+${hbaReloadCommand()}
 ${shareSecretCommand(file)}`;
 }
 
@@ -152,4 +151,11 @@ export function networkDatabaseUrl(names: { database: string; role: string }, pa
   const host = address.includes(':') ? `[${address}]` : address;
   const query = new URLSearchParams({ sslmode: 'verify-full', sslrootcert: certPath });
   return `postgresql://${encodeURIComponent(names.role)}:${encodeURIComponent(password)}@${host}:${PORT}/${encodeURIComponent(names.database)}?${query.toString().replaceAll('%2F', '/')}`;
+}
+
+/** After a site's fragment is gone (destroy): pg_hba assembled without it, and reloaded. */
+export function hbaReloadCommand(): Script {
+  return sh`set -e
+${assembleHba()}
+runuser -u postgres -- psql -X -q -At -c 'SELECT pg_reload_conf()' -d postgres >/dev/null`;
 }

@@ -5,9 +5,9 @@
  * password made on that node, handed over as postgres's is (db-node.ts of
  * postgres; core's serveClients and tapServiceClients).
  */
-import { hasRole, type Hooks, type NodeService, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
+import { forgetClients, hasRole, type Hooks, type NodeService, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
 import { aclApplyCommand, aclCommands, keyPrefix, passwordSha256, REDIS_CONF, redisUser } from './index.ts';
-import { clientCertPath, networkRedisUrl, PORT, redisNetworkSetupCommand, redisPasswordCommand, renderRedisNetworkConf } from './network.ts';
+import { clientCertPath, networkRedisUrl, passwordPath, PORT, redisNetworkSetupCommand, redisPasswordCommand, renderRedisNetworkConf } from './network.ts';
 
 export const SERVICE: NodeService = { service: 'redis', role: 'redis', port: PORT, clientRoles: ['web', 'worker', 'cron'] };
 
@@ -37,6 +37,19 @@ export function applyDbNode(hooks: Hooks, site: Site): void {
         const { password, clients } = await serveClients(c, SERVICE, () => [], redisPasswordCommand(site.name));
         const { stdout } = await c.remote.exec(aclApplyCommand(site, true), { stdin: aclCommands(site, passwordSha256(password)) });
         task.title(`Redis user ${redisUser(site)} (keys ${keyPrefix(site)}*) ${stdout.includes('kraftwerk: changed') ? 'updated' : 'unchanged'}, for ${clients.join(', ')} over TLS`);
+      },
+    });
+  });
+
+  hooks.destroy.tap(SERVICE.service, (ctx, tasks) => {
+    if (!ctx.topology.declared || !hasRole(ctx, SERVICE.role)) return;
+    tasks.add({
+      title: 'forget the app nodes',
+      // After the ACL user is removed (index.ts, Stage.LATE).
+      stage: Stage.LATE + 10,
+      run: async (c, task) => {
+        await forgetClients(c, SERVICE, [passwordPath(site.name)]);
+        task.title(`removed ${site.name}'s Redis password and firewall rules`);
       },
     });
   });

@@ -31,7 +31,7 @@ import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
+import { connect, connectTask, confirmOrStop, groupDeclaresRoles, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
 import { formatSize } from './status.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
@@ -198,10 +198,16 @@ export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined,
  */
 export async function verifyBackupCommand(kit: CoreKit, nodeArg: string | undefined, id: string | undefined): Promise<void> {
   const project = await kit.loadProject();
-  const { site } = project;
-  const node = singleNode(project, nodeArg, 'backup verify');
+  const nodes = nodesOf(project, nodeArg);
+  // A group split by roles: each node verifies its part of the backup (the database on its node).
+  const each = nodes.length > 1 && groupDeclaresRoles(project, nodes) ? nodes : [singleNode(project, nodeArg, 'backup verify')];
   if (id) checkDumpId(id);
   const { hooks } = applyPlugins(project);
+  for (const node of each) await verifyOnNode(kit, project, hooks, node, id);
+}
+
+async function verifyOnNode(kit: CoreKit, project: Project, hooks: Hooks, node: string, id: string | undefined): Promise<void> {
+  const { site } = project;
   const remote = await connect(kit, project, node);
   const dump = await pickDump(remote, project, node, id);
   const ctx: DumpContext = { ...nodeContext(kit, site, node, remote), id: dump.id, dir: dumpDir(site, dump.id) };
@@ -290,24 +296,38 @@ export async function loadTasks(
   return { tasks, ctx, cleanup: async () => lock?.release().catch(() => undefined) };
 }
 
-/** `kraftwerk load [node] <id> [--no-backup] [--yes]`. */
+/**
+ * The nodes `load` goes to: one node, as ever; a group only when its nodes
+ * declare roles. Then each node holds its own part of a dump of the group (the
+ * database on the db node, uploads on the web node: `dump <group>` dumps on
+ * every node with one id), and each loads its part.
+ */
+function loadNodes(project: Project, nodeArg: string | undefined): string[] {
+  const nodes = nodesOf(project, nodeArg);
+  return nodes.length > 1 && groupDeclaresRoles(project, nodes) ? nodes : [singleNode(project, nodeArg, 'load')];
+}
+
+/** `kraftwerk load [node|group] <id> [--no-backup] [--yes]`. */
 export async function loadCommand(kit: CoreKit, nodeArg: string | undefined, id: string, options: { backup?: boolean }): Promise<void> {
   const project = await kit.loadProject();
-  const node = singleNode(project, nodeArg, 'load');
+  const nodes = loadNodes(project, nodeArg);
+  const where = nodes.join(', ');
   checkDumpId(id);
   const backupFirst = options.backup !== false;
   await confirmOrStop(
     kit,
-    `Replace the data of ${project.site.name} on ${node} (database, uploads, …) with dump ${id}?${backupFirst ? ' A dump of the current data is taken first.' : ' No dump of the current data is taken (--no-backup).'}`,
+    `Replace the data of ${project.site.name} on ${where} (database, uploads, …) with dump ${id}?${backupFirst ? ' A dump of the current data is taken first.' : ' No dump of the current data is taken (--no-backup).'}`,
   );
   const { hooks } = applyPlugins(project);
-  const { tasks, ctx, cleanup } = await loadTasks(kit, hooks, project, node, id, { backupFirst });
+  const loads = await Promise.all(nodes.map((node) => loadTasks(kit, hooks, project, node, id, { backupFirst })));
   try {
-    await kit.runTasks([{ title: `load ${id} into ${project.site.name} on ${node}`, tasks, ctx, node }], ctx);
+    // One node after the other, in the group's order: a failure stops before the next node changes.
+    const groups = loads.map(({ tasks, ctx }, i) => ({ title: `load ${id} into ${project.site.name} on ${nodes[i]}`, tasks, ctx, node: nodes[i]! }));
+    await kit.runTasks(groups, groups[0]!.ctx);
   } finally {
-    await cleanup();
+    await Promise.all(loads.map((l) => l.cleanup()));
   }
   if (!kit.options().dryRun) {
-    kit.log.info(`Loaded ${id} into ${project.site.name} on ${node}.${backupFirst ? ' The data it replaced is in the dump taken just before (kraftwerk backups).' : ''}`);
+    kit.log.info(`Loaded ${id} into ${project.site.name} on ${where}.${backupFirst ? ' The data it replaced is in the dump taken just before (kraftwerk backups).' : ''}`);
   }
 }
