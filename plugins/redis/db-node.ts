@@ -5,13 +5,21 @@
  * password made on that node, handed over as postgres's is (db-node.ts of
  * postgres; core's serveClients and tapServiceClients).
  */
-import { forgetClients, hasRole, type Hooks, type NodeService, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
-import { aclApplyCommand, aclCommands, keyPrefix, passwordSha256, REDIS_CONF, redisUser } from './index.ts';
+import { forgetClients, hasRole, type Hooks, type NodeService, type Script, serveClients, setUpServiceNode, type Site, Stage, tapServiceClients } from '../../core/index.ts';
 import { clientCertPath, networkRedisUrl, passwordPath, PORT, redisNetworkSetupCommand, redisPasswordCommand, renderRedisNetworkConf } from './network.ts';
 
 export const SERVICE: NodeService = { service: 'redis', role: 'redis', port: PORT, clientRoles: ['web', 'worker', 'cron'] };
 
-export function applyDbNode(hooks: Hooks, site: Site): void {
+/** What index.ts knows of the site's ACL user: its name, key prefix, the apply command over TLS and its stdin for a password; redis.conf. */
+export interface SiteAcl {
+  user: string;
+  prefix: string;
+  apply: Script;
+  commands: (password: string) => string;
+  redisConf: string;
+}
+
+export function applyDbNode(hooks: Hooks, site: Site, acl: SiteAcl): void {
   hooks.setupNode.tap(SERVICE.service, (ctx, tasks, packages) => {
     if (!ctx.topology.declared || !hasRole(ctx, SERVICE.role)) return;
     packages.add('nftables', 'openssl', 'ssl-cert');
@@ -21,7 +29,7 @@ export function applyDbNode(hooks: Hooks, site: Site): void {
       stage: Stage.LATE + 10,
       run: async (c, task) => {
         const { address, changes } = await setUpServiceNode(c, SERVICE, 'ssl-cert');
-        const conf = await c.remote.exec(redisNetworkSetupCommand(REDIS_CONF), { stdin: renderRedisNetworkConf(address) });
+        const conf = await c.remote.exec(redisNetworkSetupCommand(acl.redisConf), { stdin: renderRedisNetworkConf(address) });
         changes.push(...conf.stdout.split('\n').filter(Boolean));
         c.changes.push(...changes);
         task.title(changes.length ? `Redis on ${address}: ${changes.join('; ')}` : `Redis on ${address} with TLS (unchanged)`);
@@ -35,8 +43,8 @@ export function applyDbNode(hooks: Hooks, site: Site): void {
       title: 'Redis user for the app nodes',
       run: async (c, task) => {
         const { password, clients } = await serveClients(c, SERVICE, () => [], redisPasswordCommand(site.name));
-        const { stdout } = await c.remote.exec(aclApplyCommand(site, true), { stdin: aclCommands(site, passwordSha256(password)) });
-        task.title(`Redis user ${redisUser(site)} (keys ${keyPrefix(site)}*) ${stdout.includes('kraftwerk: changed') ? 'updated' : 'unchanged'}, for ${clients.join(', ')} over TLS`);
+        const { stdout } = await c.remote.exec(acl.apply, { stdin: acl.commands(password) });
+        task.title(`Redis user ${acl.user} (keys ${acl.prefix}*) ${stdout.includes('kraftwerk: changed') ? 'updated' : 'unchanged'}, for ${clients.join(', ')} over TLS`);
       },
     });
   });
@@ -56,9 +64,9 @@ export function applyDbNode(hooks: Hooks, site: Site): void {
 
   tapServiceClients(hooks, site, SERVICE, {
     variable: 'REDIS_URL',
-    user: redisUser(site),
+    user: acl.user,
     certPath: clientCertPath(site.name),
-    url: (password, address) => networkRedisUrl(redisUser(site), password, address, clientCertPath(site.name)),
-    more: { REDIS_KEY_PREFIX: keyPrefix(site) },
+    url: (password, address) => networkRedisUrl(acl.user, password, address, clientCertPath(site.name)),
+    more: { REDIS_KEY_PREFIX: acl.prefix },
   });
 }

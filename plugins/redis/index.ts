@@ -156,7 +156,7 @@ elif ! service redis-server status >/dev/null 2>&1; then
 fi`;
 }
 
-export function passwordSha256(password: string): string {
+function passwordSha256(password: string): string {
   return createHash('sha256').update(password).digest('hex');
 }
 
@@ -203,7 +203,13 @@ export default definePlugin({
       return;
     }
     // A group that declares roles: Redis on its node, reached over the network with TLS (db-node.ts).
-    applyDbNode(hooks, site);
+    applyDbNode(hooks, site, {
+      user: redisUser(site),
+      prefix: keyPrefix(site),
+      apply: aclApplyCommand(site, true),
+      commands: (password) => aclCommands(site, passwordSha256(password)),
+      redisConf: REDIS_CONF,
+    });
     hooks.setupNode.tap(PLUGIN_NAME, (ctx, tasks, packages) => {
       if (!hasRole(ctx, PLUGIN_NAME)) return;
       packages.add('redis-server', 'redis-tools');
