@@ -77,6 +77,8 @@ export {
   type NodeService,
   serveClients,
   setUpServiceNode,
+  tapNodeService,
+  type NodeServiceSpec,
   tapServiceClients,
   ownPrivateAddress,
   previousServiceUrl,

@@ -368,3 +368,80 @@ export function tapServiceClients(
     });
   });
 }
+
+/** What a plugin says of its service on a node of its own; tapNodeService does the rest. */
+export interface NodeServiceSpec {
+  /** The service as users know it, in titles: PostgreSQL, Redis. */
+  readonly label: string;
+  /** setup-node of the service's node. */
+  readonly setup: {
+    readonly packages: readonly string[];
+    /** The group through which the service's daemon reads the node key. */
+    readonly keyGroup: string;
+    readonly stage: number;
+    /** The service's own setup for `address` (its stdout lines are its changes). */
+    command(address: string): { command: Script; stdin: string };
+  };
+  /** A deploy on the service's node (serveClients' arguments); `then` runs after, with the password, and returns the task's title. */
+  readonly serve: {
+    readonly files?: (clients: string[]) => RemoteFile[];
+    readonly command: Script;
+    readonly stdin?: string;
+    then(ctx: DeployContext, result: { head: string[]; password: string; clients: string[] }): Promise<string>;
+  };
+  /** What destroy removes on the service's node (forgetClients). */
+  readonly forget: { readonly files: readonly string[]; readonly after?: Script };
+  /** The clients' side (tapServiceClients). */
+  readonly client: Parameters<typeof tapServiceClients>[3];
+}
+
+/**
+ * Every hook of a service on a node of its own, in a group that declares
+ * roles: setup-node (certificate, firewall drop, the service's settings),
+ * deploy on its node (in sync, so the password is published before any
+ * node, this one too, computes its environment), destroy, and the clients.
+ */
+export function tapNodeService(hooks: Hooks, site: Site, svc: NodeService, spec: NodeServiceSpec): void {
+  const onServiceNode = (ctx: Ctx) => ctx.topology.declared && ctx.topology.roles.has(svc.role);
+  hooks.setupNode.tap(svc.service, (ctx, tasks, packages) => {
+    if (!onServiceNode(ctx)) return;
+    packages.add('nftables', 'openssl', ...spec.setup.packages);
+    tasks.add({
+      title: `${spec.label} for the other nodes`,
+      stage: spec.setup.stage,
+      run: async (c, task) => {
+        const { address, changes } = await setUpServiceNode(c, svc, spec.setup.keyGroup);
+        const { command, stdin } = spec.setup.command(address);
+        changes.push(...(await c.remote.exec(command, { stdin })).stdout.split('\n').filter(Boolean));
+        c.changes.push(...changes);
+        task.title(changes.length ? `${spec.label} on ${address}: ${changes.join('; ')}` : `${spec.label} on ${address} with TLS (unchanged)`);
+      },
+    });
+  });
+
+  hooks.sync.tap(svc.service, (ctx, tasks) => {
+    if (!onServiceNode(ctx)) return;
+    tasks.add({
+      title: `${spec.label} for the app nodes`,
+      run: async (c, task) => {
+        const result = await serveClients(c, svc, spec.serve.files ?? (() => []), spec.serve.command, spec.serve.stdin);
+        task.title(await spec.serve.then(c, result));
+      },
+    });
+  });
+
+  hooks.destroy.tap(svc.service, (ctx, tasks) => {
+    if (!onServiceNode(ctx)) return;
+    tasks.add({
+      title: 'forget the app nodes',
+      // After the plugin removed the site's user and data (its own destroy task, Stage.LATE).
+      stage: Stage.LATE + 10,
+      run: async (c, task) => {
+        await forgetClients(c, svc, spec.forget.files, spec.forget.after);
+        task.title(`${spec.label}: removed ${site.name}'s password and the firewall rules of its app nodes`);
+      },
+    });
+  });
+
+  tapServiceClients(hooks, site, svc, spec.client);
+}

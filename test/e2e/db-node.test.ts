@@ -10,13 +10,9 @@
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { parseDocument } from 'yaml';
-import { type CliResult, REPO_ROOT, runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
-import { get as getAnswer, onNode, printed, setupRecipe } from './safe-helpers.ts';
+import { type CliResult, runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
+import { flaskHelloProject, get as getAnswer, onNode, printed, setupRecipe } from './safe-helpers.ts';
 
 const WEB = 'dbn-web';
 const DB = 'dbn-db';
@@ -26,19 +22,10 @@ const DOMAIN = 'dbsite.test';
 
 /** flask-hello in a folder named after the site, the group split by roles. */
 function project(t: TestContext): string {
-  const parent = mkdtempSync(path.join(tmpdir(), 'kw-dbn-'));
-  t.after(() => rmSync(parent, { recursive: true, force: true }));
-  const dir = path.join(parent, SITE);
-  mkdirSync(dir);
-  cpSync(path.join(REPO_ROOT, 'examples', 'flask-hello'), dir, { recursive: true });
-  const file = path.join(dir, 'kraftwerk.yaml');
-  const doc = parseDocument(readFileSync(file, 'utf8'));
-  doc.set('domain', DOMAIN);
-  doc.delete('aliases');
-  doc.set('nodes', { [WEB]: { host: WEB, roles: ['web', 'worker'] }, [DB]: { host: DB, roles: ['db'] }, [GROUP]: [WEB, DB] });
-  doc.set('default_node', GROUP);
-  writeFileSync(file, doc.toString());
-  return dir;
+  return flaskHelloProject(t, SITE, DOMAIN, (doc) => {
+    doc.set('nodes', { [WEB]: { host: WEB, roles: ['web', 'worker'] }, [DB]: { host: DB, roles: ['db'] }, [GROUP]: [WEB, DB] });
+    doc.set('default_node', GROUP);
+  });
 }
 
 /** Whether a TCP connection from this machine to address:port is accepted (false: refused, dropped or timed out). */
