@@ -51,6 +51,7 @@ export {
 export { createHooks, deployPhases, type DeployPhase, type HookName, type Hooks } from './engine/hooks.ts';
 export { lifecycleHooks, type LifecycleHooks } from './engine/hooks.ts';
 export { type CommandKit, definePlugin, type InitProject, type Plugin, type PluginInit, type Project } from './engine/plugin.ts';
+export { hasRole, nodesWithRole, type RoleSpec, type Topology, type TopologyNode } from './engine/topology.ts';
 export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';

@@ -33,6 +33,10 @@ import { describeChar } from '../shell/escape.ts';
  *     release                    sh -c (quoted)                                  one line, no control characters
  *     apt                        apt-get argv (quoted)                           Debian package names
  *     nodes.*                    ssh argv after --, messages                     no spaces or control characters
+ *     nodes.*.private_host       other nodes' config files (pg_hba, upstreams,   an IPv4/IPv6 address or a host name
+ *                                nftables sets, URLs)
+ *     nodes.*.roles              which plugins' tasks run on the node            role names (checked against the
+ *                                                                                  known roles, core/engine/topology.ts)
  *     src, exclude, plugins      this machine only (rsync source, patterns)      no control characters
  *
  * `wsgi` is core's although only the application server reads it: it is what
@@ -176,6 +180,16 @@ export const relativePath = (what: string, example: string) =>
 /** A URL path with its query, as a client sends it: URL characters only. */
 const URL_PATH_QUERY = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;
 
+/** An IPv4 address (four decimal octets), an IPv6 address (hex groups and colons), or a plain host name. */
+const IPV4 = String.raw`((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`;
+const IPV6 = String.raw`[0-9a-fA-F:]*:[0-9a-fA-F:]*`;
+const privateHost = z
+  .string()
+  .max(253, 'an address of at most 253 characters')
+  .regex(new RegExp(`^(${IPV4}|${IPV6}|${HOST_LABELS})$`), 'an IP address (10.0.0.11, fd00::11) or a host name (letters, digits, dots and dashes)');
+
+const roleName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'a role name such as web, worker, db or lb');
+
 const nodeName = z.string().regex(/^[A-Za-z0-9][\w.-]*$/, 'a node name (letters, digits, ., _ and -)');
 
 /** A host or user for ssh: one word (ssh gets it after `--`). */
@@ -191,11 +205,17 @@ const node = z.union(
         port: z.number().int().min(1).max(65535).optional().describe('SSH port (default 22, or what ~/.ssh/config says)'),
         identity_file: localText.optional().describe('Private key file'),
         sudo: z.boolean().optional().describe('Run commands through sudo (login user is not root)'),
+        roles: z
+          .array(roleName)
+          .min(1)
+          .optional()
+          .describe('What this server runs in its group (web, worker, db, lb, and the roles of the plugins: `kraftwerk plugins` lists them); default every role'),
+        private_host: privateHost.optional().describe('Address the other nodes of its group reach it at (default: the address host resolves to)'),
       })
       .describe('One server'),
     z.array(nodeName).min(1).describe('A group: names of other nodes deployed together'),
   ],
-  { error: 'a host name, a mapping {host, user, port, identity_file, sudo} or a list of node names (a group)' },
+  { error: 'a host name, a mapping {host, user, port, identity_file, sudo, roles, private_host} or a list of node names (a group)' },
 );
 
 const httpStatus = z.number().int().min(100).max(599);

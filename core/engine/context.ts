@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Site } from '../config/site.ts';
 import type { Remote, RemoteFile } from '../remote/remote.ts';
 import type { Script } from '../shell/sh.ts';
+import type { Topology } from './topology.ts';
 
 /** Options every command shares. */
 export interface RunOptions {
@@ -106,6 +107,8 @@ export interface NodeContext {
   readonly log: Logger;
   /** Scratch space plugins use to pass values between their own hooks. */
   readonly state: Map<string, unknown>;
+  /** This node's roles and the other nodes of the command's group (see topology.ts, `hasRole`). */
+  readonly topology: Topology;
 }
 
 /** Information about the release a deploy creates. */
@@ -229,6 +232,7 @@ export class EnvironmentVars {
 export interface EnvironmentContext {
   readonly site: Site;
   readonly node: string;
+  readonly topology: Topology;
   /** The environment as it is on the server now (empty on a first deploy): reuse generated secrets from it. */
   readonly previous: Record<string, string>;
 }

@@ -17,6 +17,7 @@ import type {
 } from './context.ts';
 import { PluginError } from '../errors.ts';
 import { TaskList } from './tasks.ts';
+import { type HasTopology, runsHere } from './topology.ts';
 
 /**
  * Every hook of Kraftwerk, declared once. Deploy runs
@@ -101,9 +102,29 @@ export type TapRegistry = Map<string, Set<HookName>>;
  * Wrap every tap of every hook so that (1) a failure names the plugin, the hook
  * and the node, and (2) collectors passed to the tap record the plugin's name.
  */
-export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map()): TapRegistry {
-  for (const name of hookNames) interceptTaps(hooks[name] as AsyncSeriesHook<unknown[]>, name, registry);
+export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map(), placement?: TapPlacement): TapRegistry {
+  if (placement) placementOf.set(hooks, placement);
+  for (const name of hookNames) interceptTaps(hooks[name] as AsyncSeriesHook<unknown[]>, name, registry, placement);
   return registry;
+}
+
+/** The roles on whose nodes a plugin's taps run (`Plugin.runsOn`), by plugin name; undefined: every node. */
+export type TapPlacement = (plugin: string) => readonly string[] | undefined;
+
+/** interceptHooks' placement, for the lifecycle hooks made later for the same hooks. */
+const placementOf = new WeakMap<Hooks, TapPlacement>();
+
+/**
+ * Hooks whose taps run whatever the node's roles: the environment describes the app wherever its
+ * code is (a web node's DATABASE_URL comes from the database plugin), and an outcome has no node.
+ */
+const EVERY_NODE_HOOKS: ReadonlySet<string> = new Set<HookName>(['environment', 'outcome']);
+
+/** A tap of `plugin` sits this call out: its context is a node whose roles are not the plugin's. */
+function elsewhere(placement: TapPlacement | undefined, hookName: string, plugin: string, args: unknown[]): boolean {
+  if (!placement || EVERY_NODE_HOOKS.has(hookName)) return false;
+  const ctx = args[0] as Partial<HasTopology> | undefined;
+  return Boolean(ctx?.topology) && !runsHere(placement(plugin), ctx as HasTopology);
 }
 
 /**
@@ -112,8 +133,8 @@ export function interceptHooks(hooks: Hooks, registry: TapRegistry = new Map()):
  */
 const WARNING_HOOKS: ReadonlySet<string> = new Set<HookName>(['outcome']);
 
-/** interceptHooks for one hook; `registry` (when given) records who tapped it. */
-function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?: TapRegistry): void {
+/** interceptHooks for one hook; `registry` (when given) records who tapped it, `placement` where each plugin's taps run. */
+function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?: TapRegistry, placement?: TapPlacement): void {
   const warnOnly = WARNING_HOOKS.has(name);
   hook.intercept({
     register(tap) {
@@ -137,6 +158,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
       };
       if (tap.type === 'promise') {
         tap.fn = async (...args: unknown[]) => {
+          if (elsewhere(placement, name, plugin, args)) return;
           try {
             return await fn(...scoped(args));
           } catch (err) {
@@ -147,6 +169,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
       } else if (tap.type === 'async') {
         tap.fn = (...args: unknown[]) => {
           const cb = args.pop() as (err?: unknown, r?: unknown) => void;
+          if (elsewhere(placement, name, plugin, args)) return cb();
           try {
             fn(...scoped(args), (err?: unknown, r?: unknown) => cb(err ? failure(args, err) : undefined, r));
           } catch (err) {
@@ -155,6 +178,7 @@ function interceptTaps(hook: AsyncSeriesHook<unknown[]>, name: string, registry?
         };
       } else {
         tap.fn = (...args: unknown[]) => {
+          if (elsewhere(placement, name, plugin, args)) return;
           try {
             return fn(...scoped(args));
           } catch (err) {
@@ -191,7 +215,7 @@ export function lifecycleHooks(hooks: Hooks): LifecycleHooks {
       /** fingerprint (preSync, per node, after the probe): what the plugin's part of the release depends on, for the no-change check. */
       fingerprint: new AsyncSeriesHook<[DeployContext, FingerprintParts]>(['deploy', 'parts']),
     });
-    for (const [name, hook] of Object.entries(made)) interceptTaps(hook as AsyncSeriesHook<unknown[]>, name);
+    for (const [name, hook] of Object.entries(made)) interceptTaps(hook as AsyncSeriesHook<unknown[]>, name, undefined, placementOf.get(hooks));
     lifecycleHooksOf.set(hooks, made);
   }
   return made;

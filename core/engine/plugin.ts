@@ -8,6 +8,7 @@ import type { NodeStatusParts } from './status.ts';
 import type { LogSources } from './logs.ts';
 import type { DoctorChecks } from './doctor.ts';
 import type { SettingsShape } from '../config/settings.ts';
+import type { RoleSpec } from './topology.ts';
 
 /**
  * A Kraftwerk plugin. Built-in plugins (plugins/<name>/index.ts) and
@@ -25,6 +26,16 @@ export interface Plugin<S extends SettingsShape = SettingsShape> {
    * `settingsOf(site, settings)`.
    */
   readonly settings?: S;
+  /**
+   * Roles this plugin defines for `roles:` in kraftwerk.yaml (core defines web, worker, db and lb):
+   * e.g. a database plugin's own role, part of db.
+   */
+  readonly roles?: readonly RoleSpec[];
+  /**
+   * The roles on whose nodes this plugin's tasks run (deploy phases, setup-node, destroy, dump);
+   * without it, on every node. A group where no node declares roles gives every node every role.
+   */
+  readonly runsOn?: readonly string[];
   /** Tap the hooks for `site`. Called once per command, before any node is touched. */
   apply?(hooks: Hooks, site: Site): void;
   /** Add commands to the CLI (e.g. `sandbox`, `create-node`). Keep heavy imports inside the actions. */

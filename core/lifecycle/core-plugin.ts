@@ -10,6 +10,7 @@ import { computeSiteEnvironment } from './site-environment.ts';
 import { resolveSecrets } from './site-secrets.ts';
 import { releaseConfig, type Site } from '../config/site.ts';
 import { Stage } from '../engine/tasks.ts';
+import { hasRole } from '../engine/topology.ts';
 import { CommandTimeoutError } from '../remote/remote.ts';
 import { deployTimeouts } from '../config/durations.ts';
 import { interruptOf } from '../engine/interrupt.ts';
@@ -89,7 +90,7 @@ export const corePlugin = definePlugin({
         title: 'environment',
         stage: Stage.PREPARE - 50,
         run: async (ctx, task) => {
-          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
+          const { vars, envFile: content } = await computeSiteEnvironment(hooks, site, ctx, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
           ctx.env = vars;
           // The names from env.local are recorded in the file: a rollback to this release replaces them with the values of then (see withCurrentSiteVariables).
           ctx.files.add({ path: releaseConfig(ctx.release.path).env, content, mode: 0o640, owner: 'root', group: site.user });
@@ -192,7 +193,8 @@ export const corePlugin = definePlugin({
       tasks.add({
         title: 'health check',
         stage: Stage.VERIFY,
-        skip: () => (site.config.healthcheck === false ? 'healthcheck: false' : false),
+        // Only a node that serves the site can answer for it (not a database node of a split group).
+        skip: (ctx) => (site.config.healthcheck === false ? 'healthcheck: false' : !hasRole(ctx, 'web') ? 'not a web node' : false),
         run: async (ctx, task) => {
           const hc = site.config.healthcheck as Exclude<typeof site.config.healthcheck, false>;
           const limit = deployTimeouts(site.config).healthcheckMs;

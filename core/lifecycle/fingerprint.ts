@@ -38,7 +38,7 @@ export async function releaseFingerprint(hooks: Hooks, ctx: DeployContext): Prom
   parts.add('tree', await releaseTree(site));
   parts.add('config', JSON.stringify(site.config));
   parts.add('settings', JSON.stringify(site.settings));
-  const { envFile } = await computeSiteEnvironment(hooks, site, ctx.node, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
+  const { envFile } = await computeSiteEnvironment(hooks, site, ctx, ctx.facts.env, ctx.facts.envLocal, await resolveSecrets(site));
   parts.add('environment', envFile);
   await lifecycleHooks(hooks).fingerprint.promise(ctx, parts);
   return parts;

@@ -1,3 +1,4 @@
+import type { Topology } from '../engine/topology.ts';
 import { type DeployContext, EnvironmentVars } from '../engine/context.ts';
 import { KraftwerkError } from '../errors.ts';
 import { Stage, type TaskSpec } from '../engine/tasks.ts';
@@ -43,13 +44,13 @@ export function mergeSiteVariables(generated: Record<string, string>, local: Rec
 export async function computeSiteEnvironment(
   hooks: Hooks,
   site: Site,
-  node: string,
+  where: { readonly node: string; readonly topology: Topology },
   previous: Record<string, string>,
   local: Record<string, string>,
   secrets: SecretValues,
 ): Promise<SiteEnvironment> {
   const env = new EnvironmentVars();
-  await hooks.environment.promise({ site, node, previous }, env);
+  await hooks.environment.promise({ site, node: where.node, topology: where.topology, previous }, env);
   const generated: Record<string, string> = {};
   const sources: Record<string, EnvSource> = {};
   for (const [k, v] of env.vars) {

@@ -39,7 +39,31 @@ export async function resolveTarget(
   name: string,
   options: { config?: Config; plugins: readonly Plugin[] },
 ): Promise<SshTarget> {
-  for (const plugin of options.plugins) {
+  const spec = options.config?.nodes[name];
+  const known = await pluginTarget(name, options.plugins);
+  if (known) return known;
+  // `host:` may name what a plugin knows too (a sandbox), so a group's config works on sandboxes as on servers.
+  if (spec && typeof spec === 'object' && !Array.isArray(spec)) {
+    const viaHost = await pluginTarget(spec.host, options.plugins);
+    if (viaHost) return { ...viaHost, name, ...(spec.user ? { user: spec.user } : {}), ...(spec.port ? { port: spec.port } : {}) };
+  }
+  const { resolveSshTarget } = await import('./sshconfig.ts');
+  if (typeof spec === 'string') return { ...(await resolveSshTarget(spec)), name };
+  if (spec && !Array.isArray(spec)) {
+    const target = await resolveSshTarget(spec.host, {
+      user: spec.user,
+      port: spec.port,
+      identityFiles: spec.identity_file ? [spec.identity_file] : undefined,
+    });
+    return { ...target, name, sudo: spec.sudo ?? target.user !== 'root' };
+  }
+  const target = await resolveSshTarget(name);
+  return { ...target, name, sudo: target.sudo ?? target.user !== 'root' };
+}
+
+/** The target a plugin knows by this name (a sandbox), with its own known_hosts. */
+async function pluginTarget(name: string, plugins: readonly Plugin[]): Promise<SshTarget | undefined> {
+  for (const plugin of plugins) {
     const found = await plugin.resolveNode?.(name);
     if (found?.host && found.knownHostsFiles) {
       return {
@@ -53,17 +77,5 @@ export async function resolveTarget(
       } as SshTarget;
     }
   }
-  const spec = options.config?.nodes[name];
-  const { resolveSshTarget } = await import('./sshconfig.ts');
-  if (typeof spec === 'string') return { ...(await resolveSshTarget(spec)), name };
-  if (spec && !Array.isArray(spec)) {
-    const target = await resolveSshTarget(spec.host, {
-      user: spec.user,
-      port: spec.port,
-      identityFiles: spec.identity_file ? [spec.identity_file] : undefined,
-    });
-    return { ...target, name, sudo: spec.sudo ?? target.user !== 'root' };
-  }
-  const target = await resolveSshTarget(name);
-  return { ...target, name, sudo: target.sudo ?? target.user !== 'root' };
+  return undefined;
 }

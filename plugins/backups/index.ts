@@ -35,7 +35,7 @@ export default definePlugin({
             return;
           }
           const scratch = `${site.paths.backups}/.scheduled`;
-          const base = { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map() };
+          const base = { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map(), topology: ctx.topology };
           const { commands, plugins } = await recordDumpCommands(hooks, base, scratch);
           // Only the parts the backup has are checked (a plugin may verify data it does not dump here).
           const verify = settings.verify ? await recordDumpCommands(hooks, base, scratch, 'verify', plugins) : { commands: [], plugins: [] };

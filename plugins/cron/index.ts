@@ -210,6 +210,9 @@ fi`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  // One node runs the jobs, so a job never runs twice: the first worker node, else the first web node, unless one says cron.
+  roles: [{ name: 'cron', description: 'runs the cron jobs and the backup schedule', single: true, defaultOn: ['worker', 'web'] }],
+  runsOn: ['cron'],
   init: {
     examples: ({ framework }) => ({
       cron: [

@@ -38,6 +38,7 @@ async function inRelease(ctx: DeployContext, site: Site, command: string | Scrip
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['web'],
   description: 'refuses Django migrations that break the release still serving (`migrate --plan` before the release commands)',
   settings: DJANGO_SETTINGS,
   init: {

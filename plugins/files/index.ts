@@ -102,6 +102,7 @@ echo "$(find "$scratch" -mindepth 1 ! -type d | wc -l) $(du -sk "$scratch" | cut
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['web', 'worker', 'cron'],
   init: {
     // Django keeps uploads under MEDIA_ROOT.
     detect: ({ framework, settingsModule, read }) => {

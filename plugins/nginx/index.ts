@@ -229,6 +229,7 @@ async function applyNewCertificate(ctx: DeployContext, site: Site): Promise<void
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['web'],
   init: { examples: () => ({ static: { path: 'static', url: '/static/', expires: '30d' }, nginx: { client_max_body_size: '10m' } }) },
   description: 'nginx site: domains, alias redirects, /static and /uploads, uwsgi_pass to the site socket; nginx -t before reload',
   nodeStatus: (status) => status.process('nginx', 'nginx'),

@@ -141,6 +141,9 @@ SELECT format('DROP ROLE IF EXISTS %I', :'role') \\gexec
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  // Made ready before the app nodes of a split group: they connect to it.
+  roles: [{ name: 'postgres', description: 'runs PostgreSQL for the sites', partOf: 'db', first: true }],
+  runsOn: ['postgres'],
   init: {
     detect: ({ requirements }) => {
       const found = ['psycopg2', 'psycopg2-binary', 'psycopg', 'psycopg-binary', 'psycopg-c', 'asyncpg'].find((p) => requirements.has(p));

@@ -51,6 +51,7 @@ function changedLoggers(ctx: DeployContext, site: Site): string[] {
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['worker'],
   init: {
     examples: ({ framework, module }) => ({
       processes: framework === 'django' ? { worker: 'python -m celery -A ' + module + ' worker' } : { worker: 'python -m rq worker' },

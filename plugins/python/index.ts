@@ -47,6 +47,8 @@ function lastLine(chunk: string): string | undefined {
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  // Wherever the site's code runs.
+  runsOn: ['web', 'worker', 'cron'],
   description: 'virtualenv per requirements hash (requirements.txt or pyproject.toml), pip install (wheelhouse aware), per-site apt packages',
   settings: PYTHON_SETTINGS,
   init: {

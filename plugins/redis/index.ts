@@ -180,6 +180,8 @@ ${cli} ACL SAVE >/dev/null${keys}`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  roles: [{ name: 'redis', description: 'runs Redis for the sites', partOf: 'db', first: true }],
+  runsOn: ['redis'],
   init: {
     detect: ({ requirements }) => {
       const found = ['redis', 'hiredis', 'django-redis', 'flask-redis', 'rq'].find((p) => requirements.has(p));

@@ -106,6 +106,7 @@ echo 'kraftwerk: reloaded'`;
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['web', 'worker', 'cron'],
   description: 'runit service per site (uWSGI as the site user, svlogd logs); start or graceful reload',
   nodeStatus: runitStatus,
   logs: runitLogs,

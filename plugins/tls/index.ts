@@ -280,6 +280,7 @@ function describeRenewal(r: NonNullable<CertificateState['renewal']>): string {
 
 export default definePlugin({
   name: NAME,
+  runsOn: ['web'],
   init: { examples: ({ domain }) => ({ tls: { email: `admin@${domain}`, provider: 'letsencrypt', staging: false, hsts: false } }) },
   description: "HTTPS: certificates from Let's Encrypt or any ACME CA (or self-signed), renewal, HTTP → HTTPS",
   settings: TLS_SETTINGS,

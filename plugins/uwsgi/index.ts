@@ -176,6 +176,7 @@ async function startRelease(ctx: DeployContext, task: TaskHandle, site: Site): P
 
 export default definePlugin({
   name: PLUGIN_NAME,
+  runsOn: ['web'],
   init: { examples: () => ({ workers: 4, uwsgi: { harakiri: 60, max_requests: 5000 } }) },
   description: 'uWSGI ini per site: unix socket, workers, harakiri, the site environment',
   settings: UWSGI_SETTINGS,

@@ -219,7 +219,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
 
   test('a node of the wrong type', async () => {
     const error = await configError(loadFixture('wrong-node-type'));
-    assert.match(error.message, /^kraftwerk\.yaml:4: nodes\.production: expected a host name, a mapping \{host, user, port, identity_file, sudo\} or a list of node names \(a group\), found 42$/);
+    assert.match(error.message, /^kraftwerk\.yaml:4: nodes\.production: expected a host name, a mapping \{host, user, port, identity_file, sudo, roles, private_host\} or a list of node names \(a group\), found 42$/);
   });
 
   test('a cron schedule with four fields', async () => {
@@ -259,7 +259,7 @@ describe('a bad kraftwerk.yaml: one message per problem, with file, line and key
     assert.equal(lines[0], 'kraftwerk.yaml: domain: missing; expected a host name such as www.example.com, or a list of them');
     assert.match(lines[1]!, /^kraftwerk\.yaml:1: domian: unknown key `domian` \(did you mean `domain`\?\)/);
     assert.equal(lines[2], 'kraftwerk.yaml:2: workers: expected a number, found the text "two" (setting of plugin uwsgi)');
-    assert.match(lines[3]!, /^kraftwerk\.yaml:6: nodes\.production\.prot: unknown key `prot` \(did you mean `port`\?\); known keys: host, user, port, identity_file, sudo$/);
+    assert.match(lines[3]!, /^kraftwerk\.yaml:6: nodes\.production\.prot: unknown key `prot` \(did you mean `port`\?\); known keys: host, user, port, identity_file, sudo, roles, private_host$/);
     assert.match(lines[4]!, /^kraftwerk\.yaml:7: services\[0\]: unknown service `memcached`; known services: files, postgres, redis$/);
   });
 

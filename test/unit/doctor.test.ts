@@ -4,6 +4,7 @@
  * `kraftwerk status`, the tls plugin's certificate check, the doctorChecks extension point,
  * and the lines, JSON and exit code.
  */
+import { soloTopology } from '../../core/engine/topology.ts';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -265,7 +266,7 @@ describe('doctor: checks of plugins (doctorChecks)', () => {
         return { code: 0, stdout: 'notAfter=Feb 23 17:21:50 2099 GMT\nX509v3 Subject Alternative Name: \n    DNS:shop.example\ncert=1\n', stderr: '' };
       },
     } as unknown as Remote;
-    const found = await check!.run({ site, node: 'n', remote, options: { dryRun: false, verbose: false, quiet: false }, log: { info() {}, warn() {} }, state: new Map() });
+    const found = await check!.run({ site, node: 'n', remote, options: { dryRun: false, verbose: false, quiet: false }, log: { info() {}, warn() {} }, state: new Map(), topology: soloTopology('n') });
     assert.equal((found as { level: string }).level, 'ok');
     assert.match(ran[0]!, /openssl x509 -in .*fullchain\.pem -noout -enddate/);
   });

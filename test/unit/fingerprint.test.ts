@@ -4,6 +4,7 @@
  * what does not (files the deploy leaves out, the order parts come in), and that no value of the
  * environment is in it, only digests.
  */
+import { soloTopology } from '../../core/engine/topology.ts';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,6 +46,7 @@ async function fingerprintOf(dir: string, variant: Variant = {}): Promise<Finger
     options: { dryRun: false, verbose: false, quiet: true },
     log: { info: () => {}, warn: () => {} },
     state: new Map(),
+    topology: soloTopology('n'),
     release: { id: '20261202T030000Z', path: '/srv/shop/releases/20261202T030000Z', venv: '', deployer: 'me@here' },
     deploy: { upgradePackages: false, lockWaitMs: 0 },
     probe: new NodeProbe(),

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { soloTopology } from '../../core/engine/topology.ts';
 import { describe, it } from 'node:test';
 import { EnvironmentVars } from '../../core/engine/context.ts';
 import { PluginError } from '../../core/errors.ts';
@@ -77,7 +78,7 @@ describe('hooks', () => {
     hooks.environment.tap('postgres', (_c, env) => env.set('DATABASE_URL', 'postgresql:///site'));
     hooks.environment.tap('redis', (_c, env) => env.set('REDIS_URL', 'redis://u:p@127.0.0.1/0', { secret: true }));
     const env = new EnvironmentVars();
-    await hooks.environment.promise({ site, node: 'web1', previous: {} }, env);
+    await hooks.environment.promise({ site, node: 'web1', topology: soloTopology('web1'), previous: {} }, env);
     assert.deepEqual(env.toRecord(), { DATABASE_URL: 'postgresql:///site', REDIS_URL: 'redis://u:p@127.0.0.1/0' });
     assert.equal(env.vars.get('REDIS_URL')!.plugin, 'redis');
     assert.equal(env.vars.get('REDIS_URL')!.secret, true);

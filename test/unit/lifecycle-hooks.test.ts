@@ -4,6 +4,7 @@
  * command and in the order the plugins were applied; a failing tap names its plugin.
  * The health check asks over HTTPS when a plugin says so (tls, once the site has a certificate).
  */
+import { soloTopology } from '../../core/engine/topology.ts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { configSchema } from '../helpers/config.ts';
@@ -34,6 +35,7 @@ function deployContext(id: string): DeployContext {
     options: { dryRun: false, verbose: false, quiet: true },
     log: { info() {}, warn() {} },
     state: new Map(),
+    topology: soloTopology('web1'),
     release: { id, path: `${site.paths.releases}/${id}`, venv: '', deployer: 'me' },
     deploy: { upgradePackages: false, lockWaitMs: 0 },
     probe: new NodeProbe(),

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { soloTopology } from '../../core/engine/topology.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -35,6 +36,7 @@ function backupFolder(site: Site, id: string, kind: string): void {
 const base = (site: Site) => ({
   site,
   node: 'test',
+  topology: soloTopology('test'),
   options: { dryRun: false, verbose: false, quiet: true },
   log: { info() {}, warn() {} },
   state: new Map(),

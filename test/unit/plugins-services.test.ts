@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { soloTopology } from '../../core/engine/topology.ts';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
@@ -25,7 +26,7 @@ async function environmentOf(plugin: Plugin, site: Site, previous: Record<string
   const hooks = createHooks();
   plugin.apply!(hooks, site);
   const env = new EnvironmentVars();
-  await hooks.environment.promise({ site, node: 'n1', previous }, env);
+  await hooks.environment.promise({ site, node: 'n1', topology: soloTopology('n1'), previous }, env);
   return env;
 }
 

@@ -2,6 +2,7 @@
  * `secrets:` (issue 17): values a command on the deploying machine prints, merged
  * into the site's environment like `environ:`, masked in every printed text.
  */
+import { soloTopology } from '../../core/engine/topology.ts';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,7 +67,7 @@ describe("the site's environment with secrets:", () => {
     hooks.environment.tap('postgres', (_ctx, env) => void env.set('DATABASE_URL', 'postgres://generated', { secret: true }));
     const site = testSite({ environ: { DEBUG: 0 }, secrets: { STRIPE_KEY: 'unused', DATABASE_URL: 'unused', SENTRY_DSN: 'unused' } });
     const secrets = { STRIPE_KEY: secret('sk_from_op'), DATABASE_URL: secret('postgres://managed'), SENTRY_DSN: secret('dsn-from-pass') };
-    const { vars, sources, envFile } = await computeSiteEnvironment(hooks, site, 'web1', {}, { SENTRY_DSN: 'set-on-node' }, secrets);
+    const { vars, sources, envFile } = await computeSiteEnvironment(hooks, site, { node: 'web1', topology: soloTopology('web1') }, {}, { SENTRY_DSN: 'set-on-node' }, secrets);
     assert.deepEqual(vars, { DATABASE_URL: 'postgres://managed', DEBUG: '0', STRIPE_KEY: 'sk_from_op', SENTRY_DSN: 'set-on-node' });
     assert.deepEqual(sources.STRIPE_KEY, { kind: 'secret' });
     assert.deepEqual(sources.SENTRY_DSN, { kind: 'local' });
@@ -75,7 +76,7 @@ describe("the site's environment with secrets:", () => {
 
   it('knows where a secrets: variable comes from without running its command (kraftwerk env)', async () => {
     const site = testSite({ secrets: { STRIPE_KEY: 'exit 1' } });
-    const { vars, sources } = await computeSiteEnvironment(createHooks(), site, 'web1', {}, {}, {});
+    const { vars, sources } = await computeSiteEnvironment(createHooks(), site, { node: 'web1', topology: soloTopology('web1') }, {}, {}, {});
     assert.equal(vars.STRIPE_KEY, undefined);
     assert.deepEqual(formatEnv({ STRIPE_KEY: 'sk_live_on_node' }, sources, false), ['STRIPE_KEY=***  # kraftwerk.yaml secrets (its command, at the last deploy)']);
   });

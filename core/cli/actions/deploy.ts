@@ -21,7 +21,8 @@ import { DeployInterrupt, InterruptedError, interruptOf } from '../../engine/int
 import { Stage } from '../../engine/tasks.ts';
 import { type RunnableTask, type TaskGroup, taskFailure } from '../../engine/runner.ts';
 import { GuardedRemote, type Remote } from '../../remote/remote.ts';
-import { connectTask, nodeContext, notConnected } from './ops.ts';
+import { commandTopology, connectTask, nodeContext, notConnected } from './ops.ts';
+import { hasRole, knownRoles, placementOf, type Topology } from '../../engine/topology.ts';
 import { confirmLive, unchangedRelease } from '../../lifecycle/no-change.ts';
 import { releaseTree } from '../../lifecycle/fingerprint.ts';
 import { Timings } from '../../engine/timings.ts';
@@ -64,14 +65,23 @@ function gitRevision(dir: string): string | undefined {
 }
 
 /** A deploy's (or a rollback's) context for one node, not connected yet and knowing nothing of it. */
-export function deployContext(kit: CoreKit, site: Site, node: string, parts: Pick<DeployContext, 'release' | 'deploy'>): DeployContext {
-  return { ...nodeContext(kit, site, node), ...parts, probe: new NodeProbe(), facts: emptyFacts(), env: {}, files: new RemoteFileSet() };
+export function deployContext(
+  kit: CoreKit,
+  site: Site,
+  node: string,
+  parts: Pick<DeployContext, 'release' | 'deploy'>,
+  topology?: Topology,
+): DeployContext {
+  return { ...nodeContext(kit, site, node, notConnected, topology), ...parts, probe: new NodeProbe(), facts: emptyFacts(), env: {}, files: new RemoteFileSet() };
 }
 
-/** Apply core and the project's plugins to a fresh set of hooks. */
+/**
+ * Apply core and the project's plugins to a fresh set of hooks. In a group split by role, a plugin's
+ * taps run only for the nodes of its roles (`runsOn`): its tasks and lifecycle steps stay off the others.
+ */
 export function applyPlugins(project: Project) {
   const hooks = createHooks();
-  const taps = interceptHooks(hooks);
+  const taps = interceptHooks(hooks, undefined, placementOf(project.plugins));
   for (const plugin of [corePlugin, ...project.plugins]) plugin.apply?.(hooks, project.site);
   return { hooks, taps };
 }
@@ -228,6 +238,7 @@ async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options:
   const project = given ?? (await kit.loadProject());
   const { site } = project;
   const nodes = expandNodes(nodeArg, site.config, site.configFile);
+  const topology = await commandTopology(kit, project, nodes);
   const { hooks } = applyPlugins(project);
   const id = newReleaseId();
   const revision = gitRevision(site.sourceDir);
@@ -238,7 +249,7 @@ async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options:
     deployContext(kit, site, node, {
       release: { id, path: `${site.paths.releases}/${id}`, venv: '', revision, deployer },
       deploy: { upgradePackages: options.upgradePackages ?? false, lockWaitMs, force: options.force ?? false, allowDestructiveMigrations: options.allowDestructiveMigrations ?? false },
-    }),
+    }, topology.get(node)),
   );
   // From here on, however the deploy ends, the plugins hear of it (a failure to tell is only a warning).
   const outcome = outcomeReporter(hooks, { site, command: 'deploy', nodes, deployer, url, options: kit.options(), log: kit.log, startedAt });
@@ -253,6 +264,12 @@ async function deployAndTell(kit: CoreKit, nodeArg: string | undefined, options:
   }
   // Nothing changed: the release that is live (and passed its check) is the deploy's.
   await outcome('deployed', unchanged ? { id: unchanged, revision: contexts[0]!.facts.liveRecord?.revision as string | undefined, previous: unchanged } : tried());
+}
+
+/** The nodes of a group split by role that have a role serving the others (RoleSpec.first). */
+function firstRoleNodes(project: Project, contexts: DeployContext[]): Set<DeployContext> {
+  const first = [...knownRoles(project.plugins).values()].filter((r) => r.first).map((r) => r.name);
+  return new Set(contexts.filter((c) => c.topology.declared && first.some((r) => hasRole(c, r))));
 }
 
 /** A phase's name in --timings: with the node in a group of nodes. */
@@ -313,11 +330,11 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
     }));
     return groups;
   };
-  const runOnNodes = async (title: string, perNode: TaskGroup<DeployContext>[][]) => {
-    if (nodes.length === 1) await kit.runTasks(perNode[0]!, contexts[0]!);
+  const runOnNodes = async (title: string, perNode: TaskGroup<DeployContext>[][], on: DeployContext[] = contexts) => {
+    if (on.length === 1) await kit.runTasks(perNode[0]!, on[0]!);
     else {
-      const tasks = contexts.map((ctx, i) => ({ title: ctx.node, tasks: perNode[i]!, ctx, node: ctx.node }));
-      await kit.runTasks([{ title: `${title} ${nodes.length} nodes`, tasks, concurrent: true }], contexts[0]!);
+      const tasks = on.map((ctx, i) => ({ title: ctx.node, tasks: perNode[i]!, ctx, node: ctx.node }));
+      await kit.runTasks([{ title: `${title} ${on.length} nodes`, tasks, concurrent: true }], on[0]!);
     }
   };
   const checks = contexts.map((ctx, i) => {
@@ -337,8 +354,13 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
       if (contexts.every((c) => unchangedRelease(c)) && (await confirmUnchanged(kit, hooks, contexts, timings))) {
         unchanged = unchangedRelease(contexts[0]!);
       } else {
-        // Every node is made ready before any of them switches; nothing live has changed yet.
-        await runOnNodes('prepare', prepare);
+        // Every node is made ready before any of them switches; nothing live has changed yet. Nodes that
+        // serve the others (a database node) are made ready first: the others' environment may need what they made.
+        const first = firstRoleNodes(project, contexts);
+        if (first.size && first.size < contexts.length) {
+          await runOnNodes('prepare', prepare.filter((_, i) => first.has(contexts[i]!)), contexts.filter((c) => first.has(c)));
+          await runOnNodes('prepare', prepare.filter((_, i) => !first.has(contexts[i]!)), contexts.filter((c) => !first.has(c)));
+        } else await runOnNodes('prepare', prepare);
         await goLive(kit, hooks, contexts, phases.map((p) => p.find((x) => x.phase === 'restart')!.tasks), timings);
       }
     } catch (err) {

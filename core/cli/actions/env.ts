@@ -25,7 +25,7 @@ import { Stage } from '../../engine/tasks.ts';
 import type { RemoteFile } from '../../remote/remote.ts';
 import { syncAndRecord } from '../../remote/syncfiles.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
+import { commandTopology, connect, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MASK = '***';
@@ -223,12 +223,13 @@ export async function envShowCommand(kit: CoreKit, nodeArg: string | undefined, 
   const { site } = project;
   const { hooks } = applyPlugins(project);
   const nodes = nodesOf(project, nodeArg);
+  const topology = await commandTopology(kit, project, nodes);
   for (const node of nodes) {
     const remote = await connect(kit, project, node);
     const { stdout } = await remote.exec(readEnvCommand(site), { secretOutput: true });
     const server = parseEnvOutput(stdout);
     // Only where each variable comes from: the values listed are the node's, so `secrets:` commands need not run.
-    const { sources } = await computeSiteEnvironment(hooks, site, node, server.env, server.local, {});
+    const { sources } = await computeSiteEnvironment(hooks, site, { node, topology: topology.get(node)! }, server.env, server.local, {});
     const lines = formatEnv(server.env, sources, options.show ?? false);
     if (nodes.length > 1 || !server.deployed) {
       process.stdout.write(`# ${node}: ${server.deployed ? `${lines.length} variables` : `${site.name} is not deployed here yet`}\n`);
@@ -285,8 +286,9 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
   const names = [...Object.keys(change.set ?? {}), ...(change.unset ?? [])];
   const what = change.set ? `set ${Object.keys(change.set).join(', ')}` : `unset ${names.join(', ')}`;
 
+  const topology = await commandTopology(kit, project, nodes);
   for (const node of nodes) {
-    const ctx: ReloadContext = { ...nodeContext(kit, site, node), env: {}, previousEnv: {}, files: new RemoteFileSet() };
+    const ctx: ReloadContext = { ...nodeContext(kit, site, node, undefined, topology.get(node)), env: {}, previousEnv: {}, files: new RemoteFileSet() };
     const state = { server: undefined as ServerEnv | undefined, lock: undefined as DeployLock | undefined };
     const reloadTasks = (await collectTasks(hooks.reload, 'reload', ctx)).sorted().map(
       (t): RunnableTask<ReloadContext> => ({
@@ -319,7 +321,7 @@ export async function envChangeCommand(kit: CoreKit, nodeArg: string | undefined
             if (n in local) delete local[n];
             else notLocal.push(n);
           }
-          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, node, server.env, local, await resolveSecrets(site));
+          const { vars, sources, envFile: envContent } = await computeSiteEnvironment(hooks, site, c, server.env, local, await resolveSecrets(site));
           for (const n of notLocal) {
             if (n in vars) c.log.warn(`${node}: ${n} comes from ${describeSource(sources[n])}, not from kraftwerk env set; it stays`);
           }

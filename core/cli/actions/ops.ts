@@ -16,6 +16,7 @@ import { sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { syncAndRecord } from '../../remote/syncfiles.ts';
+import { groupTopology, soloTopology, type Topology } from '../../engine/topology.ts';
 
 /** Stands in for the connection until core's connect task has run (taps run before it: they only add tasks). */
 export const notConnected: Remote = new Proxy({} as Remote, {
@@ -40,8 +41,34 @@ export function singleNode(project: Project, nodeArg: string | undefined, comman
   return nodes[0]!;
 }
 
-export function nodeContext(kit: CoreKit, site: Site, node: string, remote: Remote = notConnected): NodeContext {
-  return { site, node, remote, options: kit.options(), log: kit.log, state: new Map() };
+/** `topology`: the node's place in the command's group (commandTopology); alone, it has every role. */
+export function nodeContext(kit: CoreKit, site: Site, node: string, remote: Remote = notConnected, topology: Topology = soloTopology(node)): NodeContext {
+  return { site, node, remote, options: kit.options(), log: kit.log, state: new Map(), topology };
+}
+
+/**
+ * Each node's place in its group: the roles of every node of the group, checked against the roles
+ * core and the project's plugins know, and where a node without `private_host` is reached (the
+ * address its target resolves to). The group is the one the nodes belong to, not only those the
+ * command names: `env set web1` must know where web1's database is.
+ */
+export async function commandTopology(kit: CoreKit, project: Project, nodes: readonly string[]): Promise<Map<string, Topology>> {
+  const { config, configFile } = project.site;
+  return groupTopology(config, homeGroup(config, nodes), project.plugins, {
+    configFile,
+    privateHost: async (name) => (await kit.resolveNode(name, project)).host,
+  });
+}
+
+/** The group that holds every one of `nodes`: the default node's if it does, else the smallest group of `nodes:` that does, else the nodes themselves. */
+function homeGroup(config: Site['config'], nodes: readonly string[]): readonly string[] {
+  const holds = (group: string[]) => nodes.every((n) => group.includes(n));
+  const groups = Object.entries(config.nodes)
+    .filter(([, spec]) => Array.isArray(spec))
+    .map(([name]) => expandNodes(name, config));
+  const byDefault = config.default_node ? expandNodes(config.default_node, config) : undefined;
+  if (byDefault && holds(byDefault)) return byDefault;
+  return groups.filter(holds).sort((a, b) => a.length - b.length)[0] ?? nodes;
 }
 
 export async function connect(kit: CoreKit, project: Project, node: string): Promise<Remote> {

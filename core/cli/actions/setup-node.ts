@@ -7,6 +7,8 @@ import { aptInstallCommand, missingPackagesCommand } from '../../shell/apt.ts';
 import { type Script, sh } from '../../shell/sh.ts';
 import { Stage } from '../../engine/tasks.ts';
 import { expandNodes } from '../../remote/node.ts';
+import { placementOf, soloTopology } from '../../engine/topology.ts';
+import { commandTopology } from './ops.ts';
 
 /** Packages core itself needs on every node (the daemons come with the node plugins that use them). */
 export const CORE_PACKAGES = ['rsync', 'curl', 'ca-certificates', 'locales', 'sudo', 'procps', 'util-linux'];
@@ -26,8 +28,10 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
   const project = await kit.maybeProject();
   const { plugins, site } = await kit.nodeWide(project);
   const nodes = expandNodes(nodeArg, project?.site.config, project?.site.configFile);
+  // A group split by role: each node gets what its roles need (a db node no web server, a web node no database).
+  const topology = project ? await commandTopology(kit, project, nodes) : undefined;
   const hooks = createHooks();
-  interceptHooks(hooks);
+  interceptHooks(hooks, undefined, placementOf(plugins));
   for (const p of plugins) p.apply?.(hooks, site);
 
   for (const node of nodes) {
@@ -39,7 +43,9 @@ export async function setupNodeCommand(kit: CoreKit, nodeArg: string | undefined
       log: kit.log,
       state: new Map(),
       changes: [],
+      topology: topology?.get(node) ?? soloTopology(node),
     };
+
     const packages = new SetupPackages();
     packages.add(...CORE_PACKAGES);
     if (project) packages.add(...project.site.config.apt);
