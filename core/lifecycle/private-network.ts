@@ -332,16 +332,16 @@ export function tapServiceClients(
     const address = privateAddress(server);
     const published = ctx.topology.shared.get(publishedKey(svc.service, site)) as Published | undefined;
     const url = published ? client.url(published.password, address) : previousServiceUrl(ctx.previous[client.variable], client.user, address);
-    if (!url) {
-      throw new KraftwerkError(`the password of ${site.name}'s ${svc.service} user on ${server.name} is not known on ${ctx.node}`, {
-        hint: `Deploy the group that ${server.name} is in (its node makes the password first): kraftwerk deploy <group>`,
-      });
-    }
+    // Not known yet: a first deploy's fingerprint is computed before the service's node made the
+    // password. The deploy's own environment comes after; the configure task below stops it if still missing.
+    if (!url) return;
     env.set(client.variable, url, { secret: true });
     for (const [k, v] of Object.entries(client.more ?? {})) env.set(k, v);
   });
 
-  hooks.destroy.tap(svc.service, (ctx, tasks) => {
+  // The plugin's own taps run only on its service's node (runsOn); these are for its clients' nodes.
+  const onClients = `${svc.service}-client`;
+  hooks.destroy.tap(onClients, (ctx, tasks) => {
     if (!isServiceClient(ctx, svc)) return;
     tasks.add({
       title: `remove the ${svc.service} node certificate`,
@@ -353,7 +353,7 @@ export function tapServiceClients(
     });
   });
 
-  hooks.configure.tap(svc.service, (ctx, tasks) => {
+  hooks.configure.tap(onClients, (ctx, tasks) => {
     if (!isServiceClient(ctx, svc)) return;
     tasks.add({
       title: `${svc.service} node certificate`,
@@ -361,9 +361,17 @@ export function tapServiceClients(
       stage: Stage.PREPARE,
       run: (c, task) => {
         const published = ctx.topology.shared.get(publishedKey(svc.service, site)) as Published | undefined;
-        if (!published) throw new KraftwerkError(`${svc.service}: no node with role ${svc.role} answered for ${site.name} in this deploy`, { hint: 'Deploy the whole group: kraftwerk deploy <group>' });
-        c.files.add({ path: client.certPath, content: published.cert, mode: 0o644, owner: 'root', group: 'root' });
-        task.title(`${svc.service}: certificate of the node to verify (${client.certPath})`);
+        if (published) {
+          c.files.add({ path: client.certPath, content: published.cert, mode: 0o644, owner: 'root', group: 'root' });
+          return task.title(`${svc.service}: certificate of the node to verify (${client.certPath})`);
+        }
+        // The service's node had nothing to do in this deploy (no change there): what this node has stays.
+        if (!c.env[client.variable]) {
+          throw new KraftwerkError(`${svc.service}: the password of ${site.name}'s user is not known on ${c.node}: no node with role ${svc.role} answered in this deploy`, {
+            hint: 'Deploy the whole group, the node with the service in it: kraftwerk deploy <group>',
+          });
+        }
+        task.title(`${svc.service}: certificate of the node to verify (unchanged)`);
       },
     });
   });

@@ -3,7 +3,7 @@
  * The role is named like the site's system user, so peer authentication over
  * the local socket lets the site in with no password anywhere.
  */
-import { definePlugin, failureReason, hasRole, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { definePlugin, failureReason, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
 import { applyDbNode } from './db-node.ts';
 import { dumpExternalCommand, loadExternalCommand, serviceFile, verifyExternalCommand } from './external.ts';
 import { databaseArchive } from './paths.ts';
@@ -167,9 +167,8 @@ export default definePlugin({
     if (isExternal(site)) return applyExternal(hooks, site);
     // A group that declares roles: the database on its node, reached over the network (db-node.ts).
     applyDbNode(hooks, site, postgresNames(site), { psql: adminPsqlCommand(site), sql: PROVISION_SQL });
-    // On the database's node (every node when no node declares roles): the server, as on a single node.
-    hooks.setupNode.tap(PLUGIN_NAME, (ctx, tasks, packages) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    // The taps below run on the database's node only (runsOn; every node when no node declares roles).
+    hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('postgresql');
       tasks.add({
         title: 'PostgreSQL running',
@@ -210,8 +209,7 @@ export default definePlugin({
       });
     });
 
-    hooks.dump.tap(PLUGIN_NAME, (ctx, tasks) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    hooks.dump.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx) => {
@@ -220,8 +218,7 @@ export default definePlugin({
       });
     });
 
-    hooks.load.tap(PLUGIN_NAME, (ctx, tasks) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    hooks.load.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx, task) => {
@@ -231,8 +228,7 @@ export default definePlugin({
       });
     });
 
-    hooks.verify.tap(PLUGIN_NAME, (ctx, tasks) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    hooks.verify.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
         title: 'PostgreSQL database',
         run: async (ctx, task) => {
@@ -247,8 +243,7 @@ export default definePlugin({
       });
     });
 
-    hooks.destroy.tap(PLUGIN_NAME, (ctx, tasks) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
       tasks.add({
         title: 'remove database and role',
         // After the site's services stopped (their connections would be cut anyway).

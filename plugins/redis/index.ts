@@ -4,7 +4,7 @@
  * can only reach Redis with its own password (REDIS_URL, kept in its environment).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { definePlugin, hasRole, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
 import { applyDbNode } from './db-node.ts';
 import { cliConnection } from './network.ts';
 import { REDIS_SETTINGS } from './settings.ts';
@@ -212,8 +212,7 @@ export default definePlugin({
       commands: (password) => aclCommands(site, passwordSha256(password)),
       redisConf: REDIS_CONF,
     });
-    hooks.setupNode.tap(PLUGIN_NAME, (ctx, tasks, packages) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
+    hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('redis-server', 'redis-tools');
       tasks.add({
         title: 'Redis running with ACL users',
@@ -260,7 +259,6 @@ export default definePlugin({
     });
 
     hooks.destroy.tap(PLUGIN_NAME, (ctx, tasks) => {
-      if (!hasRole(ctx, PLUGIN_NAME)) return;
       const tls = ctx.topology.declared;
       tasks.add({
         title: 'remove Redis user',
