@@ -76,7 +76,7 @@ describe('the database on its own node (roles: [db])', { skip: sandboxSkip() }, 
           const counter = await getAnswer(web.address, '/redis', 30_000, DOMAIN);
           assert.match(counter.body ?? counter.error ?? '', /counter=1/);
           assert.equal((await sql('SELECT count(*) FROM visits')).trim(), '1', 'the row is in the db node\'s database');
-          const env = await onNode(WEB, `cat /srv/${SITE}/shared/env`);
+          const env = await onNode(WEB, `cat /srv/${SITE}/current/.kraftwerk/env`);
           assert.match(env, new RegExp(`DATABASE_URL=.*@${db.address.replaceAll('.', '\\.')}:5432/${SITE}\\?sslmode=verify-full`));
           assert.match(env, new RegExp(`REDIS_URL=.*rediss://kw-${SITE}:.*@${db.address.replaceAll('.', '\\.')}:6379/`));
           assert.equal((await onNode(WEB, 'pgrep -x postgres >/dev/null && echo running || echo none')).trim(), 'none');
