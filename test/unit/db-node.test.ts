@@ -7,6 +7,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigValueError, KraftwerkError } from '../../core/index.ts';
+import { EnvironmentVars } from '../../core/engine/context.ts';
+import { createHooks } from '../../core/engine/hooks.ts';
+import type { Plugin } from '../../core/engine/plugin.ts';
+import { soloTopology } from '../../core/engine/topology.ts';
+import postgresPlugin, { databaseUrl } from '../../plugins/postgres/index.ts';
+import redisPlugin from '../../plugins/redis/index.ts';
+import { testSite } from '../helpers/site.ts';
 import { firewallAccepts, firewallDrop, FIREWALL_HEAD, FIREWALL_TAIL, hostCidr, parseSharedSecret, privateAddress } from '../../core/lifecycle/private-network.ts';
 import { confString, hbaToken, networkDatabaseUrl, renderHbaFragment, renderNetworkConf } from '../../plugins/postgres/network.ts';
 import { networkRedisUrl, renderRedisNetworkConf } from '../../plugins/redis/network.ts';
@@ -140,5 +147,44 @@ tls-protocols "TLSv1.2 TLSv1.3"
 
   it('refuses an address that is not one IP literal', () => {
     for (const a of ['10.0.0.5 0.0.0.0', '10.0.0.5\nport 6380', '*', '']) assert.throws(() => renderRedisNetworkConf(a), KraftwerkError, JSON.stringify(a));
+  });
+});
+
+describe("the app nodes' environment in a group split by roles", () => {
+  const site = testSite();
+  const db = { name: 'db', roles: new Set(['db', 'postgres', 'redis']), privateHost: '10.0.0.5' };
+  const web = { name: 'web1', roles: new Set(['web', 'worker', 'cron']), privateHost: '10.0.0.11' };
+  const topology = (me: typeof web, nodes = [web, db]) => ({ roles: me.roles, nodes, declared: true, shared: new Map<string, unknown>() });
+  async function environmentOf(plugin: Plugin, top: ReturnType<typeof topology>, previous: Record<string, string> = {}) {
+    const hooks = createHooks();
+    plugin.apply!(hooks, site);
+    const env = new EnvironmentVars();
+    await hooks.environment.promise({ site, node: 'web1', topology: top, previous }, env);
+    return Object.fromEntries([...env.vars].map(([k, v]) => [k, v.value]));
+  }
+
+  it('without a node on its own, the database is the local one, as on a single server', async () => {
+    const env = await environmentOf(postgresPlugin, { roles: soloTopology('n1').roles, nodes: soloTopology('n1').nodes, declared: false, shared: new Map() } as never);
+    assert.equal(env.DATABASE_URL, databaseUrl(site));
+  });
+
+  it('keeps the URL the node has when the db node did not answer in this command (env, a fingerprint), and nothing else', async () => {
+    const ours = `postgresql://${site.user}:pw@10.0.0.5:5432/${site.name}?sslmode=verify-full&sslrootcert=/x`;
+    assert.equal((await environmentOf(postgresPlugin, topology(web), { DATABASE_URL: ours })).DATABASE_URL, ours);
+    assert.equal((await environmentOf(postgresPlugin, topology(web))).DATABASE_URL, undefined, 'no URL is made up before the db node made the password');
+    const elsewhere = ours.replace('10.0.0.5', '10.9.9.9');
+    assert.equal((await environmentOf(postgresPlugin, topology(web), { DATABASE_URL: elsewhere })).DATABASE_URL, undefined, 'a URL of another host is not ours');
+    const redis = `rediss://${site.user}:pw@10.0.0.5:6379/0?ssl_cert_reqs=required`;
+    assert.equal((await environmentOf(redisPlugin, topology(web), { REDIS_URL: redis })).REDIS_URL, redis);
+  });
+
+  it('refuses a db node whose private_host is a name, naming the node', async () => {
+    const named = { ...db, privateHost: 'db.internal' };
+    await assert.rejects(environmentOf(postgresPlugin, topology(web, [web, named])), /node db: private_host "db\.internal" is not an IP address/);
+  });
+
+  it('refuses two nodes with the role: no replication is set up', async () => {
+    const db2 = { ...db, name: 'db2', privateHost: '10.0.0.6' };
+    await assert.rejects(environmentOf(postgresPlugin, topology(web, [web, db, db2])), /nodes db, db2 all have role postgres; a group has one/);
   });
 });
