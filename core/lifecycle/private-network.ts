@@ -288,10 +288,12 @@ export async function serveClients(
 }
 
 /** Node setup of the service's node: its certificate, its firewall drop; returns what changed. */
-export async function setUpServiceNode(ctx: { remote: Remote; node: string } & Ctx, svc: NodeService, keyGroup: string): Promise<{ address: string; changes: string[] }> {
+export async function setUpServiceNode(ctx: { remote: Remote; node: string; log: { warn(m: string): void } } & Ctx, svc: NodeService, keyGroup: string): Promise<{ address: string; changes: string[] }> {
   const address = ownPrivateAddress(ctx.topology, ctx.node);
   const { stdout } = await ctx.remote.exec(nodeCertificateCommand(address, keyGroup));
   await ctx.remote.syncFiles([{ path: firewallDropPath(svc.service), content: firewallDrop(svc.port), mode: 0o644, owner: 'root', group: 'root' }]);
+  // From now on the port answers only the app nodes of sites deployed here (none yet on a new node).
+  await applyFirewall(ctx, svc);
   return { address, changes: stdout.split('\n').filter(Boolean) };
 }
 

@@ -80,7 +80,7 @@ describe('the database on its own node (roles: [db])', { skip: sandboxSkip() }, 
           assert.match(env, new RegExp(`DATABASE_URL=.*@${db.address.replaceAll('.', '\\.')}:5432/${SITE}\\?sslmode=verify-full`));
           assert.match(env, new RegExp(`REDIS_URL=.*rediss://kw-${SITE}:.*@${db.address.replaceAll('.', '\\.')}:6379/`));
           assert.equal((await onNode(WEB, 'pgrep -x postgres >/dev/null && echo running || echo none')).trim(), 'none');
-          assert.equal((await onNode(DB, `pgrep -f "uwsgi.*${SITE}" >/dev/null && echo running || echo none`)).trim(), 'none', 'no uWSGI of the site on the db node');
+          assert.equal((await onNode(DB, "pgrep -x uwsgi >/dev/null && echo running || echo none")).trim(), 'none', 'no uWSGI on the db node');
           assert.equal((await onNode(DB, `stat -c '%U %a' /etc/kraftwerk/postgres/passwords/${SITE} /etc/kraftwerk/redis/passwords/${SITE}`)).trim(), 'root 600\nroot 600');
           assert.equal((await onNode(WEB, `stat -c '%U %a' /etc/kraftwerk/db-ca/${SITE}-postgres.crt`)).trim(), 'root 644');
         });
