@@ -279,6 +279,8 @@ export async function serveClients(
   const clients = clientAddresses(ctx.topology, svc.clientRoles);
   await ctx.remote.syncFiles([...files(clients), { path: firewallAcceptPath(svc.service, ctx.site.name), content: firewallAccepts(svc.port, clients), mode: 0o644, owner: 'root', group: 'root' }]);
   const { stdout } = await ctx.remote.exec(command, { stdin, secretOutput: true });
+  // --dry-run: the commands are shown, nothing answers; the clients keep what they have.
+  if (ctx.remote.dryRun) return { head: [], password: '', clients };
   const { head, secret: password, cert } = parseSharedSecret(stdout);
   if (!password || !cert.includes('BEGIN CERTIFICATE')) throw new KraftwerkError(`${svc.service} on ${ctx.node} gave no password or no certificate for ${ctx.site.name}`);
   secret(password);
@@ -367,8 +369,8 @@ export function tapServiceClients(
           c.files.add({ path: client.certPath, content: published.cert, mode: 0o644, owner: 'root', group: 'root' });
           return task.title(`${svc.service}: certificate of the node to verify (${client.certPath})`);
         }
-        // The service's node had nothing to do in this deploy (no change there): what this node has stays.
-        if (!c.env[client.variable]) {
+        // The service's node had nothing to do in this deploy (no change there), or --dry-run: what this node has stays.
+        if (!c.env[client.variable] && !c.remote.dryRun) {
           throw new KraftwerkError(`${svc.service}: the password of ${site.name}'s user is not known on ${c.node}: no node with role ${svc.role} answered in this deploy`, {
             hint: 'Deploy the whole group, the node with the service in it: kraftwerk deploy <group>',
           });
