@@ -92,7 +92,7 @@ describe('the database on its own node (roles: [db])', { skip: sandboxSkip() }, 
             WEB,
             `python3 -c "import psycopg2; psycopg2.connect('postgresql://kw-${SITE}:x@${db.address}:5432/${SITE}?sslmode=disable&connect_timeout=5')" 2>&1 || true`,
           );
-          assert.match(plain, /no pg_hba\.conf entry for host "[^"]+", user "kw-${SITE}", database "${SITE}", no encryption/, plain);
+          assert.match(plain, new RegExp(`no pg_hba\\.conf entry for host "${web.address.replaceAll('.', '\\.')}", user "kw-${SITE}", database "${SITE}", no encryption`), plain);
         });
 
         await t.test('dump and load of the group put the database back', async () => {
