@@ -7,6 +7,7 @@ import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts
 import type { Remote, SshTarget } from '../remote/remote.ts';
 import type { Site } from '../config/site.ts';
 import { maskSecrets } from '../shell/sh.ts';
+import { KraftwerkError } from '../errors.ts';
 
 export interface GlobalOptions extends RunOptions {
   config?: string;
@@ -30,6 +31,8 @@ export class CoreKit implements CommandKit {
   readonly log: Logger;
   private project?: Promise<Project>;
   private readonly remotes: Remote[] = [];
+  /** close() ran: the command is over. */
+  private closed = false;
   private commandPlugins?: Promise<Plugin[]>;
 
   constructor(
@@ -105,6 +108,12 @@ export class CoreKit implements CommandKit {
         remote = new VerboseRemote(remote, (line) => process.stderr.write(`${line}\n`));
       }
     }
+    // The command ended while this connection was being made (another node of its group failed first):
+    // nothing will close it, and an open connection would keep the CLI from exiting.
+    if (this.closed) {
+      await remote.close().catch(() => undefined);
+      throw new KraftwerkError(`connected to ${target.name} after the command had ended`);
+    }
     this.remotes.push(remote);
     return remote;
   }
@@ -131,6 +140,7 @@ export class CoreKit implements CommandKit {
 
   /** Close every connection this command opened. */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.allSettled(this.remotes.map((r) => r.close()));
   }
 }

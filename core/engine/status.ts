@@ -45,6 +45,8 @@ export interface SiteStatus {
 /** What `kraftwerk status` knows of one node. */
 export interface NodeStatus {
   node: string;
+  /** The node's roles in its group, when the group is split by role (kraftwerk.yaml `roles:`). */
+  roles?: string[];
   uptimeSeconds?: number;
   /** The node-wide processes the plugins named (NodeStatusParts.process), in their order. */
   system: Record<string, 'running' | 'stopped'>;

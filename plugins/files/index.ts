@@ -5,7 +5,10 @@
  */
 import {
   asUser,
+  ConfigError,
   definePlugin,
+  hasRole,
+  nodesWithRole,
   failureReason,
   isProvisioned,
   KraftwerkError,
@@ -18,6 +21,9 @@ import {
   type RemoteFile,
   type Site,
 } from '../../core/index.ts';
+
+import { sharedUploadsMount, uploadsDir } from './paths.ts';
+import { FILES_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'files';
 
@@ -35,7 +41,7 @@ const PLUGIN_NAME = 'files';
  * inside by the site user itself (its own files; root follows nothing the site wrote).
  */
 export function uploadsFolderCommand(site: Site): Script {
-  const dir = site.paths.uploads;
+  const dir = uploadsDir(site);
   const web = siteWebGroup(site);
   return sh`if [ -d ${dir} ] && [ ! -L ${dir} ]; then
   chown -h ${`${site.user}:${web}`} ${dir} && chmod 2750 ${dir}
@@ -57,7 +63,7 @@ export function uploadsArchive(dir: string): string {
 
 /** Archive the uploads into a dump folder (an empty archive when there are none yet). */
 export function dumpUploadsCommand(site: Site, dir: string): Script {
-  const uploads = site.paths.uploads;
+  const uploads = uploadsDir(site);
   return sh`if [ -d ${uploads} ]; then tar -czf ${uploadsArchive(dir)} -C ${uploads} .; else tar -czf ${uploadsArchive(dir)} -T /dev/null; fi`;
 }
 
@@ -67,7 +73,7 @@ export function dumpUploadsCommand(site: Site, dir: string): Script {
  * (`group`: nginx serves them), then swapped in.
  */
 export function loadUploadsCommand(site: Site, dir: string, group = siteWebGroup(site)): Script {
-  const uploads = site.paths.uploads;
+  const uploads = uploadsDir(site);
   const next = `${uploads}.load-new`;
   const old = `${uploads}.load-old`;
   return sh`set -e
@@ -100,10 +106,34 @@ tar -xzf ${file} -C "$scratch" --no-same-owner --no-same-permissions || { echo '
 echo "$(find "$scratch" -mindepth 1 ! -type d | wc -l) $(du -sk "$scratch" | cut -f1)"`;
 }
 
+/** The marker a deploy leaves on the shared mount from its first web node, for the others to read. */
+function mountMarker(site: Site, releaseId: string): string {
+  return `${sharedUploadsMount(site)}/.kraftwerk-shared-${site.name}-${releaseId}`;
+}
+
+/**
+ * On the first web node: write the marker (release id and node), after removing markers of
+ * deploys more than an hour old. Root writes it on the user's mount, which no site can write.
+ */
+export function writeMountMarkerCommand(site: Site, releaseId: string, node: string): Script {
+  const mount = sharedUploadsMount(site)!;
+  return sh`[ -d ${mount} ] || { echo ${`${mount} is not a folder on ${node}`} >&2; exit 1; }
+find ${mount} -maxdepth 1 -name ${`.kraftwerk-shared-${site.name}-*`} -type f -mmin +60 -delete 2>/dev/null
+printf '%s\n' ${`${releaseId} ${node}`} > ${mountMarker(site, releaseId)}`;
+}
+
+/** On the other web nodes: the marker must be there with the same words, else it is not the same file system. */
+export function readMountMarkerCommand(site: Site, releaseId: string): Script {
+  const file = mountMarker(site, releaseId);
+  return sh`if [ -f ${file} ] && [ ! -L ${file} ]; then head -c 200 ${file}; fi`;
+}
+
 export default definePlugin({
   name: PLUGIN_NAME,
   runsOn: ['web', 'worker', 'cron'],
+  settings: FILES_SETTINGS,
   init: {
+    examples: () => ({ files: { shared_path: '/mnt/uploads' } }),
     // Django keeps uploads under MEDIA_ROOT.
     detect: ({ framework, settingsModule, read }) => {
       if (framework !== 'django' || !settingsModule) return undefined;
@@ -116,21 +146,64 @@ export default definePlugin({
   apply(hooks: Hooks, site: Site) {
     hooks.environment.tap(PLUGIN_NAME, (_ctx, env) => {
       // The original's names.
-      env.set('UPLOADS_PATH', site.paths.uploads);
+      env.set('UPLOADS_PATH', uploadsDir(site));
       env.set('SITE_ROOT', site.paths.root);
     });
 
+    hooks.preSync.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const webs = nodesWithRole(ctx, 'web');
+      if (webs.length < 2) return;
+      const mount = sharedUploadsMount(site);
+      if (!mount && !ctx.topology.declared) {
+        // A group from before roles: each node keeps its own uploads, as it always has; say what that means.
+        if (ctx.node === webs[0]!.name) ctx.log.warn(`files: each of ${webs.map((w) => w.name).join(', ')} keeps its own uploads; to share them, set files.shared_path to a mount they all have`);
+        return;
+      }
+      if (!mount) {
+        // Refused while the deploy is planned: no node is connected yet, nothing is touched.
+        throw new ConfigError(site.configFile, 'files.shared_path', `the uploads (files) would be on each of the ${webs.length} web nodes (${webs.map((w) => w.name).join(', ')}) apart: a file uploaded through one is missing on the others`, {
+          hint: 'Mount one file system (NFS, EFS…) on every web node and name it: files: {shared_path: /mnt/uploads}',
+        });
+      }
+      // The first web node writes a marker now (all nodes finish preSync before any goes on); the others read it in configure.
+      if (ctx.node !== webs[0]!.name || !hasRole(ctx, 'web')) return;
+      tasks.add({
+        title: `shared uploads mount ${mount}`,
+        stage: Stage.LATE,
+        run: async (c) => {
+          await c.remote.exec(writeMountMarkerCommand(site, c.release.id, c.node));
+        },
+      });
+    });
+
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const webs = nodesWithRole(ctx, 'web');
+      if (webs.length > 1 && sharedUploadsMount(site) && hasRole(ctx, 'web') && ctx.node !== webs[0]!.name) {
+        tasks.add({
+          title: 'same uploads mount as the first web node',
+          stage: Stage.PREPARE - 10,
+          run: async (c, task) => {
+            const { stdout } = await c.remote.exec(readMountMarkerCommand(site, c.release.id));
+            const expected = `${c.release.id} ${webs[0]!.name}`;
+            if (stdout.trim() !== expected) {
+              throw new KraftwerkError(`${sharedUploadsMount(site)} on ${c.node} is not the file system ${webs[0]!.name} has there: the marker ${webs[0]!.name} wrote is ${stdout.trim() ? 'different' : 'missing'}`, {
+                hint: `Mount the same shared file system at ${sharedUploadsMount(site)} on every web node (check with: mount | grep ${sharedUploadsMount(site)}). Nothing was switched.`,
+              });
+            }
+            task.title(`same uploads mount as ${webs[0]!.name} (${sharedUploadsMount(site)})`);
+          },
+        });
+      }
       const marker = uploadsFolderMarker(site);
-      ctx.probe.read(marker.path).exists(site.paths.uploads);
+      ctx.probe.read(marker.path).exists(uploadsDir(site));
       tasks.add({
         title: 'uploads folder',
         stage: Stage.PREPARE,
-        skip: (c) => (isProvisioned(c.facts, marker) && c.facts.exists.has(site.paths.uploads) ? 'uploads folder (unchanged)' : false),
+        skip: (c) => (isProvisioned(c.facts, marker) && c.facts.exists.has(uploadsDir(site)) ? 'uploads folder (unchanged)' : false),
         run: async (ctx, task) => {
           const { stdout } = await ctx.remote.exec(uploadsFolderCommand(site));
           ctx.files.add(marker);
-          task.title(stdout.includes('kraftwerk: created') ? `uploads folder ${site.paths.uploads} (created)` : 'uploads folder (unchanged)');
+          task.title(stdout.includes('kraftwerk: created') ? `uploads folder ${uploadsDir(site)} (created)` : 'uploads folder (unchanged)');
         },
       });
     });

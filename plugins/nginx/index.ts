@@ -31,6 +31,7 @@ import {
 } from '../../core/index.ts';
 import { getSiteTls, type SiteTls, TLS_APPLY_STAGE } from '../tls/state.ts';
 import { liveSocket } from '../uwsgi/paths.ts';
+import { uploadsDir, uploadsSymlinksFrom } from '../files/paths.ts';
 import { nginxValue } from './escape.ts';
 import { NGINX_SETTINGS } from './settings.ts';
 import { UWSGI_SETTINGS } from '../uwsgi/settings.ts';
@@ -102,9 +103,9 @@ export async function renderNginxSite(site: Site, tls?: SiteTls): Promise<string
     socket: nginxValue(liveSocket(site)),
     clientMaxBodySize: nginxValue(settingsOf(site, NGINX_SETTINGS).nginx?.client_max_body_size ?? '10m'),
     staticFiles: { url: nginxValue(served.url), dir: nginxValue(served.dir), expires: nginxValue(served.expires) },
-    uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${site.paths.uploads}/`) } : undefined,
+    uploads: site.services.includes('files') ? { url: '/uploads/', dir: nginxValue(`${uploadsDir(site)}/`) } : undefined,
     // Symlinks are checked below these (`current` itself is a link, root's): the site can write in the release and the uploads.
-    symlinksFrom: { static: nginxValue(site.paths.current), uploads: nginxValue(site.paths.shared) },
+    symlinksFrom: { static: nginxValue(site.paths.current), uploads: nginxValue(uploadsSymlinksFrom(site)) },
     // A little longer than uWSGI's harakiri, so a stuck request ends as uWSGI's error, not a gateway timeout.
     readTimeout: nginxValue(harakiri + 10),
   });

@@ -21,7 +21,7 @@ import type { Site } from '../../config/site.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks } from './dump.ts';
-import { confirmOrStop, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
+import { commandTopology, confirmOrStop, connectTask, nodeContext, nodesOf, takeSiteLock } from './ops.ts';
 
 /** Prints `deployed` / `present` so destroy can say what it found. */
 export function siteExistsCommand(site: Site): Script {
@@ -72,8 +72,10 @@ export async function destroyCommand(kit: CoreKit, nodeArg: string | undefined, 
   const { hooks } = applyPlugins(project);
   const groups: TaskGroup<DestroyContext>[] = [];
   const locks: DeployLock[] = [];
+  // Each node removes what its roles put there (a database node its database, a web node its web server's site).
+  const topology = await commandTopology(kit, project, nodes);
   for (const node of nodes) {
-    const ctx: DestroyContext = { ...nodeContext(kit, site, node), keepData };
+    const ctx: DestroyContext = { ...nodeContext(kit, site, node, undefined, topology.get(node)), keepData };
     const found = { deployed: false, present: false };
     const pluginTasks = (await collectTasks(hooks.destroy, 'destroy', ctx)).sorted();
     const lastDumpCtx: DumpContext = dumpContext(kit, project, node, newDumpId(new Date(), 'destroy'));

@@ -10,7 +10,8 @@ import { type LogSource, LogSources } from '../../engine/logs.ts';
 import type { Plugin } from '../../engine/plugin.ts';
 import { asUser, type Script, sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
-import { connect, nodesOf, singleNode } from './ops.ts';
+import { commandTopology, connect, nodesOf, singleNode } from './ops.ts';
+import { runsHere } from '../../engine/topology.ts';
 
 export interface LogsOptions {
   process?: string;
@@ -80,7 +81,7 @@ export function siteLogsCommand(site: Site, options: LogsOptions, sources: LogSo
   return chooseSource(site, options, sources).command(tail, { process: options.process });
 }
 
-function chooseSource(site: Site, options: LogsOptions, sources: LogSources): LogSource {
+function chooseSource(site: Site, options: LogsOptions, sources: LogSources): LogSource & { plugin: string } {
   const flag = options.source;
   const source = sources.find(flag);
   if (!source) throw new UsageError(flag ? `no plugin of ${site.name} shows logs for --${flag}` : `no plugin of ${site.name} shows its logs`);
@@ -93,7 +94,18 @@ export async function logsCommandRun(kit: CoreKit, rawWords: readonly string[], 
   const { site } = project;
   const options = parseLogsArgs(rawWords, sourceFlags);
   const sources = collectLogSources(project.plugins, site);
-  const nodes = options.follow ? [singleNode(project, options.node, 'logs -f')] : nodesOf(project, options.node);
+  const source = chooseSource(site, options, sources);
+  // In a group split by role, the logs are on the nodes where the plugin that gives them runs.
+  const runsOn = project.plugins.find((p) => p.name === source.plugin)?.runsOn;
+  const all = nodesOf(project, options.node);
+  const topology = await commandTopology(kit, project, all);
+  const having = all.filter((n) => runsHere(runsOn, { topology: topology.get(n)! }));
+  if (!having.length) {
+    throw new UsageError(`no node of ${options.node ?? 'the default node'} (${all.join(', ')}) has these logs: ${source.plugin} runs on nodes with the role ${runsOn!.join(' or ')}`, {
+      hint: `Name a node with that role: kraftwerk logs <node>${options.source ? ` --${options.source}` : ''}`,
+    });
+  }
+  const nodes = options.follow ? [singleNode(project, having.length === 1 ? having[0] : options.node, 'logs -f')] : having;
   let worst = 0;
   for (const node of nodes) {
     if (nodes.length > 1) process.stdout.write(`${node === nodes[0] ? '' : '\n'}# ${node}\n`);

@@ -30,6 +30,20 @@ export function nodesOf(project: Project, nodeArg: string | undefined): string[]
   return expandNodes(nodeArg, project.site.config, project.site.configFile);
 }
 
+/**
+ * A command that talks to one server, given a group split by role: the group's first node with
+ * `role` (run goes to a web node). A group that declares no roles is refused as by singleNode.
+ */
+export async function nodeWithRole(kit: CoreKit, project: Project, nodeArg: string | undefined, command: string, role: string): Promise<string> {
+  const nodes = nodesOf(project, nodeArg);
+  if (nodes.length > 1) {
+    const first = [...(await commandTopology(kit, project, nodes)).values()][0]!;
+    const chosen = first.declared ? first.nodes.find((n) => n.roles.has(role)) : undefined;
+    if (chosen) return chosen.name;
+  }
+  return singleNode(project, nodeArg, command);
+}
+
 /** Commands that talk to one server (run, logs -f, load, download) refuse a group. */
 export function singleNode(project: Project, nodeArg: string | undefined, command: string): string {
   const nodes = nodesOf(project, nodeArg);

@@ -9,7 +9,7 @@ import type { CoreKit } from '../kit.ts';
 import { type Script, quote, raw, sh } from '../../shell/sh.ts';
 import { currentVenv, inSiteEnv } from '../../shell/site-shell.ts';
 import type { Site } from '../../config/site.ts';
-import { connect, requireDeployed, singleNode } from './ops.ts';
+import { connect, nodeWithRole, requireDeployed } from './ops.ts';
 
 /**
  * The command line to run. One word is taken as shell text (`run -- 'manage.py
@@ -55,7 +55,8 @@ export async function runCommand(kit: CoreKit, nodeArg: string | undefined, word
   if (!words.length && !options.interactive) {
     throw new UsageError('no command given', { hint: 'kraftwerk run [node] -- python manage.py migrate --check   (or -i for a shell)' });
   }
-  const node = singleNode(project, nodeArg, 'run');
+  // In a group split by role: the first web node, where the app's code and environment are.
+  const node = await nodeWithRole(kit, project, nodeArg, 'run', 'web');
   const remote = await connect(kit, project, node);
   await requireDeployed(remote, site, node);
   const interactive = Boolean(options.interactive && process.stdin.isTTY);

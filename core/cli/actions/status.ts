@@ -18,7 +18,7 @@ import { type Script, raw, sh } from '../../shell/sh.ts';
 import { applyPlugins } from './deploy.ts';
 import { UsageError } from '../../errors.ts';
 import { collectFromPlugins } from '../../engine/registry.ts';
-import { nodeContext, nodesOf } from './ops.ts';
+import { commandTopology, nodeContext, nodesOf } from './ops.ts';
 
 export type { NodeStatus, SiteStatus } from '../../engine/status.ts';
 
@@ -118,7 +118,8 @@ export function formatStatus(status: NodeStatus): string {
   const system = Object.entries(status.system)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  out.push(`node ${status.node}${status.uptimeSeconds ? ` (up ${formatDuration(status.uptimeSeconds)})` : ''}: ${system}`);
+  const roles = status.roles ? ` [${status.roles.join(', ')}]` : '';
+  out.push(`node ${status.node}${roles}${status.uptimeSeconds ? ` (up ${formatDuration(status.uptimeSeconds)})` : ''}: ${system}`);
   if (!status.sites.length) out.push('  no Kraftwerk sites on this node');
   for (const site of status.sites) {
     const info = site.releaseInfo;
@@ -152,10 +153,14 @@ export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined
   const { plugins, site: nodeSite } = await kit.nodeWide(project);
   const parts = collectNodeStatusParts(plugins, nodeSite);
   const results: NodeStatus[] = [];
-  for (const node of project ? nodesOf(project, nodeArg) : [nodeArg!]) {
+  const nodes = project ? nodesOf(project, nodeArg) : [nodeArg!];
+  const topology = project ? await commandTopology(kit, project, nodes) : undefined;
+  for (const node of nodes) {
     const remote = await kit.connect(await kit.resolveNode(node, project));
     const { stdout } = await remote.exec(statusCommand(parts));
     const status = parseStatus(node, stdout, parts);
+    const place = topology?.get(node);
+    if (place?.declared) status.roles = [...place.roles].sort();
     if (project && hooks) {
       const { site } = project;
       // The project's site first; it also gets what its plugins report.
@@ -163,7 +168,7 @@ export async function statusCommandRun(kit: CoreKit, nodeArg: string | undefined
       const own = status.sites.find((s) => s.name === site.name);
       if (own && !remote.dryRun) {
         const report = new StatusReport();
-        await hooks.status.promise(nodeContext(kit, site, node, remote), report);
+        await hooks.status.promise(nodeContext(kit, site, node, remote, place), report);
         own.plugins = report.values;
       } else if (!own) {
         status.sites.unshift({ name: site.name, domains: site.domains, services: [], disk: { releases: 0, venvs: 0, uploads: 0, backups: 0 } });
