@@ -151,7 +151,7 @@ export default definePlugin({
     },
     examples: () => ({ postgres: { url: 'env' } }),
   },
-  description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
+  description: 'PostgreSQL role and database per site, peer authentication over the local socket; on a db node of its own, TLS and a password from the app nodes only (DATABASE_URL)',
   settings: POSTGRES_SETTINGS,
   nodeStatus: (status, site) => {
     if (!isExternal(site)) status.process('postgresql', 'postgres');

@@ -189,7 +189,7 @@ export default definePlugin({
     },
     examples: () => ({ redis: { url: 'env' } }),
   },
-  description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
+  description: 'Redis ACL user per site limited to <site>:* keys; on a db node of its own, TLS only (REDIS_URL, REDIS_KEY_PREFIX)',
   settings: REDIS_SETTINGS,
   nodeStatus: (status, site) => {
     if (!isExternal(site)) status.process('redis', 'redis-server');
