@@ -154,3 +154,12 @@ export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: 
   ran.push(...(await runInline(list.slice(beforeFiles.length), ctx, task)));
   return [...new Set(ran.flatMap((t) => (t.plugin ? [t.plugin] : [])))];
 }
+
+/** Whether a node of `nodes` declares `roles:` in kraftwerk.yaml (the group is split by roles). */
+export function groupDeclaresRoles(project: Project, nodes: readonly string[]): boolean {
+  const specs = (project.site.config.nodes ?? {}) as Record<string, unknown>;
+  return nodes.some((n) => {
+    const spec = specs[n];
+    return typeof spec === 'object' && spec !== null && !Array.isArray(spec) && Array.isArray((spec as { roles?: unknown }).roles);
+  });
+}
