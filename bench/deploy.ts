@@ -8,7 +8,7 @@
  *            site's runit service)
  *   floor+ready = the floor, then until the reloaded app answers a request
  *            (`sv hup` returns at once; a deploy that checks its result waits)
- *   deploy = `kraftwerk --verbose deploy <sandbox>`, the real CLI
+ *   deploy = `kraftwerk --verbose deploy <sandbox> --timings`, the real CLI
  *   ansible, fabric = the same deploy done by the peers (bench/peers.ts)
  *
  * for (a) no change, (b) one changed file, (c) a changed requirements.txt
@@ -36,7 +36,7 @@ import {
   run,
   setUpSandboxes,
   table,
-  taskDurations,
+  timingsOf,
   settle as settleSites,
 } from './lib.ts';
 import { type Peer, makePeers } from './peers.ts';
@@ -78,7 +78,8 @@ interface Sample {
   /** Everything sent to the sandbox during the deploy (SSH commands, files, rsync), from its network link. */
   wireBytes: number;
   floorWireBytes: number;
-  tasks: [string, number][];
+  /** The deploy's own `--timings` (cli start-up, each task, each phase). */
+  timings: Map<string, number>;
   /** Wall time of each peer's deploy, by peer name. */
   peers: Map<string, number>;
 }
@@ -117,7 +118,7 @@ async function bench(): Promise<void> {
         await scenario.change(project.dir, i);
         const loginsBefore = await sb.logins();
         const wireBefore = await sb.bytesToSandbox();
-        const d = await deploy(SANDBOX, `${scenario.name}, run ${i}`, { verbose: true });
+        const d = await deploy(SANDBOX, `${scenario.name}, run ${i}`, { verbose: true, timings: true });
         const logins = (await sb.logins()) - loginsBefore;
         const wireBytes = (await sb.bytesToSandbox()) - wireBefore;
         await settle();
@@ -143,7 +144,7 @@ async function bench(): Promise<void> {
           floorBytesSent: f.bytesSent,
           wireBytes,
           floorWireBytes: f.wireBytes,
-          tasks: taskDurations(d.lines),
+          timings: timingsOf(d.stdout + d.stderr),
           peers: peerMs,
         };
         samples.push(sample);
@@ -224,27 +225,35 @@ function report(results: Map<string, Sample[]>, runs: number, firstMs: number, p
   out.push(goal('ansible ≥ 2.5× the one-file deploy', med('one file changed', (x) => x.peers.get('ansible')!) / med('one file changed', (x) => x.deployMs), 2.5, false));
   out.push(`  remote commands (no change)            ${Number.isFinite(commands) ? commands : 'n/a'}`);
   out.push(`  SSH logins (no change; 1 + rsync's)    ${logins}`);
+  // The CLI's own share: what passes in the process before the first task (Node, then loading Kraftwerk).
+  const cliRows = [...results].map(([name, s]) => {
+    const startup = median(s.map((x) => x.timings.get('cli start-up') ?? Number.NaN));
+    const deploy = median(s.map((x) => x.deployMs));
+    return [name, ms(startup), ms(deploy), `${((100 * startup) / deploy).toFixed(0)} %`];
+  });
+  out.push('');
+  out.push("the CLI's share (cli start-up from --timings: from Node's start until the deploy command begins):");
+  out.push(table(['scenario', 'cli start-up', 'deploy', 'share'], cliRows));
   for (const [name, s] of results) {
     out.push('');
-    out.push(`slowest tasks, ${name} (median over runs):`);
-    out.push(table(['task', 'time'], slowestTasks(s).map(([t, d]) => [t, ms(d)])));
+    out.push(`where the time goes, ${name} (deploy --timings, median over runs):`);
+    out.push(table(['phase and task', 'time'], medianTimings(s).map(([t, d]) => [t, ms(d)])));
   }
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-/** Tasks by median time across runs (titles with release ids or byte counts are grouped by their first words). */
-function slowestTasks(samples: Sample[], top = 8): [string, number][] {
-  const byTitle = new Map<string, number[]>();
-  for (const s of samples) {
-    for (const [title, d] of s.tasks) {
-      const key = title.replace(/\d{8}T\d{6}Z/g, '<id>').replace(/\(\d+ bytes sent\)/, '(… bytes sent)');
-      byTitle.set(key, [...(byTitle.get(key) ?? []), d]);
-    }
-  }
-  return [...byTitle]
-    .map(([t, ds]) => [t, median(ds)] as [string, number])
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top);
+/**
+ * Each `--timings` line's median across the runs that printed it, in the order the deploy printed them.
+ * Left out: lines under 5 ms, and lines of fewer than half the runs (a no-change scenario's first run
+ * may deploy after all: its tasks are not what a no-change deploy spends its time on).
+ */
+function medianTimings(samples: Sample[]): [string, number][] {
+  const keys = [...new Set(samples.flatMap((s) => [...s.timings.keys()]))];
+  return keys
+    .map((k) => samples.map((s) => s.timings.get(k)).filter((v): v is number => v !== undefined))
+    .map((values, i) => [keys[i]!, median(values), values.length] as const)
+    .filter(([, d, n]) => d >= 5 && 2 * n >= samples.length)
+    .map(([k, d]) => [k, d] as [string, number]);
 }
 
 await main(bench);

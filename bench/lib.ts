@@ -194,11 +194,11 @@ export async function kraftwerkOk(args: readonly string[], options: { cwd?: stri
  * next second between deploys (release ids are to the second) and throws a
  * BenchFailure with the output's tail when a deploy fails.
  */
-export function deployer(projectDir: string): (target: string, label: string, options?: { verbose?: boolean; peakRss?: boolean; timeoutMs?: number }) => Promise<Timed> {
+export function deployer(projectDir: string): (target: string, label: string, options?: { verbose?: boolean; timings?: boolean; peakRss?: boolean; timeoutMs?: number }) => Promise<Timed> {
   let lastEnd: number | undefined;
   return async (target, label, options = {}) => {
     await afterSecondOf(lastEnd);
-    const argv = [...(options.verbose ? ['--verbose'] : []), 'deploy', target];
+    const argv = [...(options.verbose ? ['--verbose'] : []), 'deploy', target, ...(options.timings ? ['--timings'] : [])];
     const r = await kraftwerk(argv, { cwd: projectDir, peakRss: options.peakRss, timeoutMs: options.timeoutMs });
     lastEnd = Date.now();
     if (r.code !== 0) throw new BenchFailure(`deploy ${target} (${label}) failed (exit ${r.code}):\n${outputTail(r)}`);
@@ -229,35 +229,17 @@ export function remoteCommands(output: string, node: string): number | undefined
   return m ? Number(m[1]) : undefined;
 }
 
+/** `deploy --timings` lines (`timings: <phase> <task> N ms`, also `cli start-up` and the totals), by everything before the time. */
+export function timingsOf(output: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of output.matchAll(/^timings: (.+) (\d+) ms$/gm)) out.set(m[1]!.replace(/\d{8}T\d{6}Z/g, '<id>'), Number(m[2]));
+  return out;
+}
+
 /** rsync's "Total bytes sent: N" lines (one per node), summed. */
 export function rsyncBytesSent(output: string): number | undefined {
   const all = [...output.matchAll(/Total bytes sent: ([\d,.]+)/g)].map((m) => Number(m[1]!.replace(/[,.]/g, '')));
   return all.length ? all.reduce((a, b) => a + b, 0) : undefined;
-}
-
-/**
- * Per-task wall time from the verbose renderer's [STARTED]/[COMPLETED] lines,
- * as they arrived: [title, ms] sorted slowest first. Titles change on
- * completion, so a task is matched by the order of starts and ends.
- */
-export function taskDurations(lines: readonly TimedLine[]): [string, number][] {
-  const open: { title: string; at: number; children: number }[] = [];
-  const out: [string, number][] = [];
-  for (const { at, line } of lines) {
-    const started = /^\[STARTED\] (.*)$/.exec(line);
-    if (started) {
-      if (open.length) open.at(-1)!.children++;
-      open.push({ title: started[1]!, at, children: 0 });
-      continue;
-    }
-    const ended = /^\[(COMPLETED|SKIPPED|FAILED)\] (.*)$/.exec(line);
-    if (ended && open.length) {
-      const task = open.pop()!;
-      // Groups (phases) contain the tasks that are listed themselves.
-      if (task.children === 0) out.push([ended[2]!, at - task.at]);
-    }
-  }
-  return out.sort((a, b) => b[1] - a[1]);
 }
 
 // ---------------------------------------------------------------- files

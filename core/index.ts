@@ -57,8 +57,38 @@ export { hasRole, nodesWithRole, type RoleSpec, type Topology, type TopologyNode
 export type { BuiltinPlugins } from './engine/registry.ts';
 export { NODE_MARKER, SITES_DIR } from './lifecycle/probe.ts';
 export { siteWebGroup } from './config/site.ts';
-export { isProvisioned, provisionMarker } from './lifecycle/provisioned.ts';
+export { isProvisioned, provisionMarker, writeMarkerCommand } from './lifecycle/provisioned.ts';
 export { userVariableCheck } from './lifecycle/site-environment.ts';
+export {
+  clientAddresses,
+  FIREWALL_DIR,
+  forgetClients,
+  firewallAccepts,
+  firewallAcceptPath,
+  firewallApplyCommand,
+  firewallDrop,
+  firewallDropPath,
+  ensureSecretFileCommand,
+  parseSharedSecret,
+  shareSecretCommand,
+  hostCidr,
+  NODE_CERT,
+  NODE_KEY,
+  nodeCertificateCommand,
+  type GroupTopology,
+  isServiceClient,
+  type NodeService,
+  serveClients,
+  setUpServiceNode,
+  tapNodeService,
+  type NodeServiceSpec,
+  tapServiceClients,
+  ownPrivateAddress,
+  previousServiceUrl,
+  type PrivateNode,
+  privateAddress,
+  serviceNode,
+} from './lifecycle/private-network.ts';
 export { siteLogRootCommand } from './lifecycle/site-folders.ts';
 export { asUser, chain, type Script, pipe, quote, raw, secret, Secret, sequence, sh, type ShellValue } from './shell/sh.ts';
 export { currentVenv, inSiteEnv, siteEnvScript } from './shell/site-shell.ts';

@@ -7,6 +7,7 @@ import { runTasks, type RunnableTask, type TaskGroup } from '../engine/runner.ts
 import type { Remote, SshTarget } from '../remote/remote.ts';
 import type { Site } from '../config/site.ts';
 import { maskSecrets } from '../shell/sh.ts';
+import { KraftwerkError } from '../errors.ts';
 
 export interface GlobalOptions extends RunOptions {
   config?: string;
@@ -30,6 +31,8 @@ export class CoreKit implements CommandKit {
   readonly log: Logger;
   private project?: Promise<Project>;
   private readonly remotes: Remote[] = [];
+  /** close() ran: the command is over. */
+  private closed = false;
   private commandPlugins?: Promise<Plugin[]>;
 
   constructor(
@@ -86,7 +89,8 @@ export class CoreKit implements CommandKit {
     return resolveTarget(name, { config: project?.site.config, plugins });
   }
 
-  async connect(target: SshTarget): Promise<Remote> {
+  /** `rsyncSoon`: the command will rsync (a deploy), so rsync's own connection opens now too. */
+  async connect(target: SshTarget, options: { rsyncSoon?: boolean } = {}): Promise<Remote> {
     const opts = this.globals();
     let remote: Remote;
     if (opts.dryRun) {
@@ -96,6 +100,7 @@ export class CoreKit implements CommandKit {
       const { connectSsh } = await import('../remote/ssh.ts');
       remote = await connectSsh(target, {
         acceptNewHostKey: opts.acceptNewHostKey,
+        rsyncSoon: options.rsyncSoon,
         confirmHostKey: process.stdin.isTTY
           ? (fp: string) => this.confirm(`The authenticity of ${target.host} can't be established (key ${fp}). Trust it and record it in known_hosts?`)
           : undefined,
@@ -104,6 +109,12 @@ export class CoreKit implements CommandKit {
         const { VerboseRemote } = await import('../remote/verbose.ts');
         remote = new VerboseRemote(remote, (line) => process.stderr.write(`${line}\n`));
       }
+    }
+    // The command ended while this connection was being made (another node of its group failed first):
+    // nothing will close it, and an open connection would keep the CLI from exiting.
+    if (this.closed) {
+      await remote.close().catch(() => undefined);
+      throw new KraftwerkError(`connected to ${target.name} after the command had ended`);
     }
     this.remotes.push(remote);
     return remote;
@@ -131,6 +142,7 @@ export class CoreKit implements CommandKit {
 
   /** Close every connection this command opened. */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.allSettled(this.remotes.map((r) => r.close()));
   }
 }

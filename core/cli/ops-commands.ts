@@ -187,7 +187,7 @@ export function registerOpsCommands(program: Command, kit: CoreKit, run: Wrap): 
 
   program
     .command('load')
-    .argument('<node-or-id>', 'the node (optional: default_node) followed by the dump id')
+    .argument('<node-or-id>', 'the node (optional: default_node; a group whose nodes declare roles: each loads its part) followed by the dump id')
     .argument('[id]', 'the dump to load (see kraftwerk backups)')
     .usage('[options] [node] <id>')
     .description('replace the data of the site with a dump; takes a dump of the current data first')

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type Script, sh } from '../shell/sh.ts';
 import { type Site, siteWebGroup } from '../config/site.ts';
 import type { RemoteFile } from '../remote/remote.ts';
@@ -22,8 +23,15 @@ export function prepareSiteCommand(site: Site): Script {
   const u = site.user;
   const web = siteWebGroup(site);
   const inGroup = (user: string, group: string) => sh`id -nG ${user} | tr ' ' '\n' | grep -qx ${group}`;
-  return sh`id -u ${u} >/dev/null 2>&1 || useradd --system --user-group --home-dir ${p.root} --no-create-home --shell /usr/sbin/nologin ${u}
-getent group ${web} >/dev/null || groupadd --system ${web}
+  const ids = siteIds(site);
+  const taken = (id: number) => sh`getent passwd ${id} >/dev/null || getent group ${id} >/dev/null`;
+  return sh`if ! id -u ${u} >/dev/null 2>&1; then
+  if ${taken(ids.uid)}; then useradd --system --user-group --home-dir ${p.root} --no-create-home --shell /usr/sbin/nologin ${u}
+  else getent group ${u} >/dev/null || groupadd --system --gid ${ids.uid} ${u}; useradd --system --uid ${ids.uid} --gid ${u} --home-dir ${p.root} --no-create-home --shell /usr/sbin/nologin ${u}; fi
+fi
+if ! getent group ${web} >/dev/null; then
+  if ${taken(ids.webGid)}; then groupadd --system ${web}; else groupadd --system --gid ${ids.webGid} ${web}; fi
+fi
 ${inGroup(u, web)} || usermod -aG ${web} ${u}
 if id -u www-data >/dev/null 2>&1; then
   ${inGroup('www-data', web)} || usermod -aG ${web} www-data
@@ -52,6 +60,18 @@ function migrateReleasesCommand(site: Site): Script {
   kw_own="$kw_rel/.kraftwerk"
   if [ -d "$kw_own" ] && [ ! -L "$kw_own" ] && [ "$(stat -c %U:%G "$kw_own")" = ${`root:${site.user}`} ]; then chgrp -h ${web} "$kw_own"; fi
 done`;
+}
+
+/**
+ * The uid (and gid of its own group) and the gid of the web group a site gets, the same on every
+ * node: derived from its name, so the files it writes on a mount several nodes share (uploads on
+ * NFS) belong to it, and are readable by its web group, on each. Above the ids of people and of
+ * Debian's own users (a collision, unlikely, falls back to useradd's choice).
+ */
+export function siteIds(site: Site): { uid: number; webGid: number } {
+  const h = createHash('sha256').update(site.name).digest().readUInt32BE(0);
+  const uid = 2_000_000 + 2 * (h % 500_000);
+  return { uid, webGid: uid + 1 };
 }
 
 /** What `prepareSiteCommand` made, noted on the node: a deploy skips it while this is there and the folders exist. */

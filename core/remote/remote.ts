@@ -22,6 +22,8 @@ export interface SshTarget {
   hashKnownHosts?: boolean;
   /** Use `sudo -n` for every command (login user is not root). */
   sudo?: boolean;
+  /** Socket of an OpenSSH master connection that rsync's ssh goes through when it is up (see rsync-master.ts). */
+  controlPath?: string;
 }
 
 export interface ExecOptions {

@@ -36,11 +36,11 @@ function quoteForRsync(value: string | number): string {
   return quote(value).replace(/'\\''/g, `'"'"'`);
 }
 
-/** The `ssh …` command rsync runs: same port, keys, known_hosts; strict host key checking; never a prompt. */
-export function rsyncSshCommand(target: SshTarget): string {
+/** ssh's options for `target`: same port, keys, known_hosts; strict host key checking; never a prompt. */
+export function sshOptions(target: SshTarget): (string | number)[] {
   // ssh splits a UserKnownHostsFile list on spaces; a path with spaces goes in double quotes.
   const knownHosts = target.knownHostsFiles.map((f) => (/\s/.test(f) ? `"${f}"` : f)).join(' ');
-  const parts: (string | number)[] = ['ssh', '-p', target.port];
+  const parts: (string | number)[] = ['-p', target.port];
   for (const file of target.identityFiles) parts.push('-i', file);
   parts.push('-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes');
   // A dropped network must end the transfer in well under a minute, as it ends the deploy's own
@@ -49,6 +49,13 @@ export function rsyncSshCommand(target: SshTarget): string {
   parts.push('-o', 'ConnectTimeout=20', '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3');
   if (target.proxyJump) parts.push('-o', `ProxyJump=${target.proxyJump}`);
   if (target.hostKeyAlias) parts.push('-o', `HostKeyAlias=${target.hostKeyAlias}`);
+  return parts;
+}
+
+/** The `ssh …` command rsync runs (sshOptions), through the master connection when there is one (without, ssh connects itself). */
+export function rsyncSshCommand(target: SshTarget): string {
+  const parts = ['ssh', ...sshOptions(target)];
+  if (target.controlPath) parts.push('-o', `ControlPath=${target.controlPath}`, '-o', 'ControlMaster=no');
   return parts.map(quoteForRsync).join(' ');
 }
 

@@ -14,6 +14,7 @@ import { checkHostKey, keyTypeOf, knownHostsName, knownKeyTypes, recordHostKey }
 import { CommandTimeoutError, type ExecOptions, type ExecResult, type Remote, type RemoteFile, type RsyncRunOptions, type RsyncSpec, type RsyncStats, type SshTarget } from './remote.ts';
 import { resolveSshTarget } from './sshconfig.ts';
 import { rsyncTo } from './rsync.ts';
+import { RsyncMaster } from './rsync-master.ts';
 import { buildSyncFilesCommand, parseSyncFilesOutput } from './syncfiles.ts';
 import { retryDroppedHandshake } from './handshake-retry.ts';
 
@@ -28,6 +29,8 @@ export interface ConnectOptions {
   readyTimeoutMs?: number;
   /** How a ProxyJump host is resolved; resolveSshTarget (ssh -G) unless a test says otherwise. */
   resolveJumpHost?: (host: string, overrides: Partial<SshTarget>) => Promise<SshTarget>;
+  /** The command will rsync (a deploy): open rsync's own connection now, beside this one (see rsync-master.ts). */
+  rsyncSoon?: boolean;
 }
 
 /** Host key algorithms by key type; those of types already in known_hosts are asked for first, as ssh does. */
@@ -124,6 +127,7 @@ class SshRemote implements Remote {
     private readonly client: SshClient,
     /** Jump hosts this connection goes through, nearest first; closed after it. */
     private readonly hops: SshClient[],
+    private readonly rsyncMaster?: RsyncMaster,
   ) {
     client.on('close', () => {
       this.lost ??= new KraftwerkError(`the SSH connection to ${target.name} was closed`, {
@@ -154,13 +158,14 @@ class SshRemote implements Remote {
   }
 
   /** rsync runs beside the ssh2 connection (its own OpenSSH process), with the same target. */
-  rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats> {
-    return rsyncTo(this.target, spec, options);
+  async rsync(spec: RsyncSpec, options?: RsyncRunOptions): Promise<RsyncStats> {
+    return rsyncTo(this.rsyncMaster ? await this.rsyncMaster.targetForRsync() : this.target, spec, options);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const master = this.rsyncMaster?.close();
     for (const client of [this.client, ...[...this.hops].reverse()]) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2000);
@@ -171,6 +176,7 @@ class SshRemote implements Remote {
         client.end();
       });
     }
+    await master;
   }
 
   private acquireChannel(): Promise<void> {
@@ -513,13 +519,15 @@ export async function connectSsh(target: SshTarget, options: ConnectOptions): Pr
   const chain = [...jumps, target];
   const opened: SshClient[] = [];
   let sock: Duplex | undefined;
+  // Logs in beside this connection's own handshake, which is the point (see rsync-master.ts).
+  const rsyncMaster = options.rsyncSoon ? RsyncMaster.open(target) : undefined;
   try {
     for (const [i, hop] of chain.entries()) {
       // Through a jump host the tunnel is spent by a failed attempt, so only a direct connection is tried again.
       const client = sock
         ? await openClient(hop, options, sock)
         : await retryDroppedHandshake(() => openClient(hop, options), (error) => error instanceof HandshakeDroppedError);
-      if (hop === target) return new SshRemote(target, client, opened);
+      if (hop === target) return new SshRemote(target, client, opened, rsyncMaster);
       opened.push(client);
       const next = chain[i + 1]!;
       sock = await forwardOut(client, next.host, next.port).catch((error: Error) => {
@@ -531,6 +539,7 @@ export async function connectSsh(target: SshTarget, options: ConnectOptions): Pr
     throw new Error('unreachable: the chain ends with the target');
   } catch (error) {
     for (const client of opened.reverse()) client.end();
+    await rsyncMaster?.close();
     throw error;
   }
 }

@@ -160,16 +160,10 @@ export default definePlugin({
         return;
       }
       if (!mount) {
-        tasks.add({
-          title: 'uploads on several web nodes',
-          stage: Stage.PREPARE - 150,
-          run: () => {
-            throw new ConfigError(site.configFile, 'files.shared_path', `the uploads (files) would be on each of the ${webs.length} web nodes (${webs.map((w) => w.name).join(', ')}) apart: a file uploaded through one is missing on the others`, {
-              hint: 'Mount one file system (NFS, EFS…) on every web node and name it: files: {shared_path: /mnt/uploads}',
-            });
-          },
+        // Refused while the deploy is planned: no node is connected yet, nothing is touched.
+        throw new ConfigError(site.configFile, 'files.shared_path', `the uploads (files) would be on each of the ${webs.length} web nodes (${webs.map((w) => w.name).join(', ')}) apart: a file uploaded through one is missing on the others`, {
+          hint: 'Mount one file system (NFS, EFS…) on every web node and name it: files: {shared_path: /mnt/uploads}',
         });
-        return;
       }
       // The first web node writes a marker now (all nodes finish preSync before any goes on); the others read it in configure.
       if (ctx.node !== webs[0]!.name || !hasRole(ctx, 'web')) return;

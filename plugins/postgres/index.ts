@@ -4,6 +4,7 @@
  * the local socket lets the site in with no password anywhere.
  */
 import { definePlugin, failureReason, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { applyDbNode } from './db-node.ts';
 import { dumpExternalCommand, loadExternalCommand, serviceFile, verifyExternalCommand } from './external.ts';
 import { databaseArchive } from './paths.ts';
 import { POSTGRES_SETTINGS } from './settings.ts';
@@ -150,7 +151,7 @@ export default definePlugin({
     },
     examples: () => ({ postgres: { url: 'env' } }),
   },
-  description: 'PostgreSQL role and database per site, peer authentication over the local socket (DATABASE_URL)',
+  description: 'PostgreSQL role and database per site, peer authentication over the local socket; on a db node of its own, TLS and a password from the app nodes only (DATABASE_URL)',
   settings: POSTGRES_SETTINGS,
   nodeStatus: (status, site) => {
     if (!isExternal(site)) status.process('postgresql', 'postgres');
@@ -164,6 +165,9 @@ export default definePlugin({
   },
   apply(hooks: Hooks, site: Site) {
     if (isExternal(site)) return applyExternal(hooks, site);
+    // A group that declares roles: the database on its node, reached over the network (db-node.ts).
+    applyDbNode(hooks, site, postgresNames(site), { psql: adminPsqlCommand(site), sql: PROVISION_SQL });
+    // The taps below run on the database's node only (runsOn; every node when no node declares roles).
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('postgresql');
       tasks.add({
@@ -177,7 +181,8 @@ export default definePlugin({
       });
     });
 
-    hooks.environment.tap(PLUGIN_NAME, (_ctx, env) => {
+    hooks.environment.tap(PLUGIN_NAME, (ctx, env) => {
+      if (ctx.topology.declared) return;
       const { database, role } = postgresNames(site);
       env.set('DATABASE_URL', databaseUrl(site));
       env.set('POSTGRES_DATABASE', database);
@@ -185,6 +190,7 @@ export default definePlugin({
     });
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (ctx.topology.declared) return;
       const { database, role } = postgresNames(site);
       // Provisioned by an earlier deploy with the same SQL and names: nothing to do, no command.
       const marker = provisionMarker(site, PLUGIN_NAME, PROVISION_SQL, database, role);

@@ -19,9 +19,11 @@ import { type Dependencies, dependencyNames, hasDependencies, PYTHON_SETTINGS, r
 const PRUNE_STAGE = Stage.VERIFY + 200;
 import {
   buildUser,
+  COMPLETE_MARKER,
   parseVenvResult,
   pruneVenvsCommand,
   readVenvInputs,
+  reusableVenv,
   removeBuildUserCommand,
   venvCommand,
   venvHash,
@@ -110,6 +112,9 @@ export default definePlugin({
         },
       });
 
+      // The complete venvs, from the probe: the usual deploy (its venv is there) runs no command for it.
+      const complete = `${site.paths.venvs}/*/${COMPLETE_MARKER}`;
+      ctx.probe.glob(complete);
       tasks.add({
         title: 'virtualenv',
         run: async (ctx, task) => {
@@ -126,34 +131,39 @@ export default definePlugin({
           const hash = venvHash(inputs);
           const hasWheels = inputs.wheelhouse.length > 0 || existsSync(path.join(site.sourceDir, WHEELHOUSE));
           const upgrade = ctx.deploy.upgradePackages;
-          const { stdout } = await ctx.remote.exec(
-            venvCommand({
-              venvs: site.paths.venvs,
-              hash,
-              liveLink: `${site.paths.current}/.venv`,
-              upgradeStamp: upgrade ? ctx.release.id : undefined,
-              user: buildUser(site.name),
-              group: site.user,
-              webGroup: siteWebGroup(site),
-              install: !hasDependencies(deps)
-                ? undefined
-                : deps.kind === 'pyproject'
-                  ? { specs: deps.specs }
-                  : { requirementsPath: path.posix.join(ctx.release.path, deps.file) },
-              wheelhousePath: hasWheels ? `${ctx.release.path}/${WHEELHOUSE}` : undefined,
-            }),
-            {
-              onStdout: (chunk) => {
-                const line = lastLine(chunk);
-                if (line) task.output(line);
+          const listed = ctx.facts.globs.get(complete);
+          const reuse = !upgrade && listed ? reusableVenv(site.paths.venvs, hash, listed, ctx.facts.liveRecord?.venv as string | undefined) : undefined;
+          const build = async () => {
+            const { stdout } = await ctx.remote.exec(
+              venvCommand({
+                venvs: site.paths.venvs,
+                hash,
+                liveLink: `${site.paths.current}/.venv`,
+                upgradeStamp: upgrade ? ctx.release.id : undefined,
+                user: buildUser(site.name),
+                group: site.user,
+                webGroup: siteWebGroup(site),
+                install: !hasDependencies(deps)
+                  ? undefined
+                  : deps.kind === 'pyproject'
+                    ? { specs: deps.specs }
+                    : { requirementsPath: path.posix.join(ctx.release.path, deps.file) },
+                wheelhousePath: hasWheels ? `${ctx.release.path}/${WHEELHOUSE}` : undefined,
+              }),
+              {
+                onStdout: (chunk) => {
+                  const line = lastLine(chunk);
+                  if (line) task.output(line);
+                },
+                // A Ctrl-C, `timeouts.install` or a lost connection stops pip on the node too (the venv
+                // it was building has no completion marker then, and is rebuilt by the next deploy).
+                interruptible: true,
+                timeoutMs: deployTimeouts(site.config).installMs,
               },
-              // A Ctrl-C, `timeouts.install` or a lost connection stops pip on the node too (the venv
-              // it was building has no completion marker then, and is rebuilt by the next deploy).
-              interruptible: true,
-              timeoutMs: deployTimeouts(site.config).installMs,
-            },
-          );
-          const result = parseVenvResult(stdout) ?? { name: upgrade ? `${hash}-u${ctx.release.id}` : hash, how: 'built' as const };
+            );
+            return parseVenvResult(stdout) ?? { name: upgrade ? `${hash}-u${ctx.release.id}` : hash, how: 'built' as const };
+          };
+          const result = reuse ? { name: reuse, how: 'reused' as const } : await build();
           ctx.release.venv = `${site.paths.venvs}/${result.name}`;
           const how = result.how === 'reused' ? 'reused' : upgrade ? 'built with upgraded packages' : 'built';
           task.title(`virtualenv venvs/${result.name} (${how})`);

@@ -111,6 +111,23 @@ export function parseVenvResult(stdout: string): { name: string; how: 'reused' |
 }
 
 /**
+ * The complete venv of this hash a deploy reuses, from the probe's listing of
+ * `<venvs>/<name>/.kraftwerk-complete` (in the shell's glob order), by venvCommand's own rule:
+ * the live release's venv when it is one of them, else the last of `<hash>`,
+ * `<hash>-u*`. Undefined: none, venvCommand builds one. With it the usual deploy
+ * needs no command here; the deploy's lock keeps it from being pruned meanwhile.
+ */
+export function reusableVenv(venvs: string, hash: string, completeMarkers: readonly string[], liveVenv?: string): string | undefined {
+  const names = completeMarkers
+    .filter((marker) => path.posix.dirname(path.posix.dirname(marker)) === venvs)
+    .map((marker) => path.posix.basename(path.posix.dirname(marker)));
+  // The shell's order of `<hash> <hash>-u*`: the plain one first (a glob of the markers sorts `-` before `/`).
+  const upgrades = names.filter((n) => n.startsWith(`${hash}-u`)).sort();
+  const candidates = [...(names.includes(hash) ? [hash] : []), ...upgrades];
+  return candidates.find((n) => `${venvs}/${n}` === liveVenv) ?? candidates.at(-1);
+}
+
+/**
  * One command that makes the venv ready and names it on its last line
  * (parseVenvResult). Without an upgrade it reuses a complete venv of this
  * hash: the live release's own when it is one (an earlier upgrade stays in

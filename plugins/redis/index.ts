@@ -5,6 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { definePlugin, isProvisioned, KraftwerkError, provisionMarker, raw, settingsOf, sh, Stage, type Script, type Hooks, type Site, userVariableCheck } from '../../core/index.ts';
+import { applyDbNode } from './db-node.ts';
+import { cliConnection } from './network.ts';
 import { REDIS_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'redis';
@@ -56,9 +58,9 @@ function adminAuth(): Script {
   return sh`export REDISCLI_AUTH="$(cat ${ADMIN_SECRET})"`;
 }
 
-/** redis-cli as the admin user (after adminAuth). */
-function adminCli(): Script {
-  return sh`redis-cli --no-auth-warning --user ${ADMIN_USER} -h ${REDIS_HOST} -p ${REDIS_PORT}`;
+/** redis-cli as the admin user (after adminAuth); over TLS on a database node (network.ts). */
+function adminCli(tls: boolean): Script {
+  return sh`redis-cli --no-auth-warning --user ${ADMIN_USER} ${cliConnection(tls)}`;
 }
 
 /**
@@ -113,8 +115,8 @@ export function aclCommands(site: Site, passwordSha256: string): string {
 }
 
 /** Apply the site's ACL (stdin: aclCommands) and say whether it changed: `kraftwerk: unchanged` or `kraftwerk: changed`. */
-export function aclApplyCommand(site: Site): Script {
-  const cli = adminCli();
+export function aclApplyCommand(site: Site, tls = false): Script {
+  const cli = adminCli(tls);
   const line = sh`${cli} ACL LIST </dev/null | grep -F ${`user ${redisUser(site)} `} || true`;
   return sh`set -e
 ${adminAuth()}
@@ -164,8 +166,8 @@ export function aclMarker(site: Site, password = '') {
 }
 
 /** Remove the site's Redis user, and unless `keepData`, its keys. */
-export function removeUserCommand(site: Site, keepData: boolean): Script {
-  const cli = adminCli();
+export function removeUserCommand(site: Site, keepData: boolean, tls = false): Script {
+  const cli = adminCli(tls);
   const keys = keepData
     ? sh``
     : sh`
@@ -187,7 +189,7 @@ export default definePlugin({
     },
     examples: () => ({ redis: { url: 'env' } }),
   },
-  description: 'Redis ACL user per site limited to <site>:* keys (REDIS_URL, REDIS_KEY_PREFIX)',
+  description: 'Redis ACL user per site limited to <site>:* keys; on a db node of its own, TLS only (REDIS_URL, REDIS_KEY_PREFIX)',
   settings: REDIS_SETTINGS,
   nodeStatus: (status, site) => {
     if (!isExternal(site)) status.process('redis', 'redis-server');
@@ -202,6 +204,14 @@ export default definePlugin({
       });
       return;
     }
+    // A group that declares roles: Redis on its node, reached over the network with TLS (db-node.ts).
+    applyDbNode(hooks, site, {
+      user: redisUser(site),
+      prefix: keyPrefix(site),
+      apply: aclApplyCommand(site, true),
+      commands: (password) => aclCommands(site, passwordSha256(password)),
+      redisConf: REDIS_CONF,
+    });
     hooks.setupNode.tap(PLUGIN_NAME, (_ctx, tasks, packages) => {
       packages.add('redis-server', 'redis-tools');
       tasks.add({
@@ -216,6 +226,7 @@ export default definePlugin({
     });
 
     hooks.environment.tap(PLUGIN_NAME, (ctx, env) => {
+      if (ctx.topology.declared) return;
       // Generated once: later deploys keep the password the site already uses.
       const password = previousPassword(site, ctx.previous.REDIS_URL) ?? newPassword();
       env.set('REDIS_URL', redisUrl(site, password), { secret: true });
@@ -223,6 +234,7 @@ export default definePlugin({
     });
 
     hooks.configure.tap(PLUGIN_NAME, (ctx, tasks) => {
+      if (ctx.topology.declared) return;
       ctx.probe.read(aclMarker(site).path);
       tasks.add({
         title: 'Redis user',
@@ -246,12 +258,13 @@ export default definePlugin({
       });
     });
 
-    hooks.destroy.tap(PLUGIN_NAME, (_ctx, tasks) => {
+    hooks.destroy.tap(PLUGIN_NAME, (ctx, tasks) => {
+      const tls = ctx.topology.declared;
       tasks.add({
         title: 'remove Redis user',
         stage: Stage.LATE,
         run: async (ctx, task) => {
-          await ctx.remote.exec(removeUserCommand(site, ctx.keepData));
+          await ctx.remote.exec(removeUserCommand(site, ctx.keepData, tls));
           task.title(`removed Redis user ${redisUser(site)}${ctx.keepData ? '' : ` and keys ${keyPrefix(site)}*`}`);
         },
       });

@@ -152,7 +152,7 @@ export function siteDirsCommand(site: Site, dirs: SiteDirs): Script {
   if [ -d "$1" ] && [ -n "$(find "$1" -mindepth 1 -maxdepth 1 ! -user ${u} -print -quit)" ]; then
     mv -T -- "$1" "$p/.$(basename "$1").$(date -u +%Y%m%dT%H%M%SZ)"; kw_new=1
   fi
-  install -d -m "$2" -o ${u} -g ${u} -- "$1"
+  install -d -m "$2" -o ${u} -g ${u} -- "$1" || exit 1
   # A logger that wrote the old folder (or the link's target) moves to the new one.
   if [ -n "$kw_new" ] && [ -n "$3" ] && [ -e ${raw(RUNIT_SERVICE_DIR)}/"$3"/log ]; then sv restart ${raw(RUNIT_SERVICE_DIR)}/"$3"/log >/dev/null 2>&1 || true; fi
 }

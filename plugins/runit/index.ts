@@ -18,6 +18,7 @@ import {
   type Hooks,
   type RemoteFile,
   type Site,
+  writeMarkerCommand,
 } from '../../core/index.ts';
 import { findLiveSlot, slotDir, slotIni, slotLogDir, SLOTS, slotService, socketAcceptsCommand } from '../uwsgi/slots.ts';
 import { renderLogRunScript, restartLoggersCommand, siteDirs, siteDirsCommand, removeServicesCommand, removeLegacyServiceCommand } from './commands.ts';
@@ -87,19 +88,33 @@ fi`;
 }
 
 /**
- * Reload the live slot gracefully (SIGHUP: uWSGI re-reads its ini and envdir
- * and reloads the app; requests wait in the socket's backlog meanwhile), then
- * wait until it accepts again. Prints `kraftwerk: reloaded`, or nothing when
- * no slot serves `current` (not deployed yet).
+ * Reload the live slot gracefully (SIGHUP: uWSGI's master lets its workers
+ * finish, re-executes itself under the same pid, re-reads its ini and envdir,
+ * loads the app and forks new workers; requests wait in the socket's backlog
+ * meanwhile), then wait for that to have happened: the master (runsv's
+ * supervise/pid, read by root only) has workers again and none of them is one
+ * it had before the signal, and the socket accepts. That is the event itself,
+ * not a fixed pause: the socket alone accepts all along (the master keeps it
+ * open across the re-exec), so it cannot tell an old app from a new one.
+ * Prints `kraftwerk: reloaded`, or nothing when no slot serves `current`
+ * (not deployed yet).
  */
 export function reloadLiveSlotCommand(site: Site, waitSeconds = 30): Script {
-  const tries = Math.max(1, Math.round(waitSeconds * 5));
+  const pollSeconds = 0.05;
+  const tries = Math.max(1, Math.round(waitSeconds / pollSeconds));
   return sh`${findLiveSlot(site)}
 [ -n "$svc" ] || exit 0
+kw_workers() { kw_m=$(cat "$svc/supervise/pid" 2>/dev/null) && [ -n "$kw_m" ] && echo $(pgrep -P "$kw_m"); }
+kw_old=" $(kw_workers) "
 sv hup "$svc" >/dev/null
-sleep 0.2; i=0
-until ${socketAcceptsCommand(liveSocket(site))}; do
-  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${liveSocket(site)} does not accept connections after ${waitSeconds}s`} >&2; exit 1; }; sleep 0.2
+kw_reloaded() {
+  kw_now=$(kw_workers) && [ -n "$kw_now" ] || return 1
+  for kw_p in $kw_now; do case "$kw_old" in *" $kw_p "*) return 1;; esac; done
+  ${socketAcceptsCommand(liveSocket(site))}
+}
+i=0
+until kw_reloaded; do
+  i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${`kraftwerk: ${site.service} did not come back with new workers accepting on ${liveSocket(site)} within ${waitSeconds}s`} >&2; exit 1; }; sleep ${pollSeconds}
 done
 echo 'kraftwerk: reloaded'`;
 }
@@ -149,9 +164,10 @@ export default definePlugin({
             : false,
         run: async (c, task) => {
           const restart = changedLogRuns(c);
+          // The marker goes with the folders: core has written ctx.files already (the log/run files come first).
           await c.remote.exec(sh`${siteDirsCommand(site, siteDirs(c))}
-${restartLoggersCommand(restart)}`);
-          c.files.add(marker(c));
+${restartLoggersCommand(restart)}
+${writeMarkerCommand(marker(c))}`);
           task.title(`log folders (${siteDirs(c).dirs.size})${restart.length ? `; restarted ${restart.length} loggers` : ''}`);
         },
       });

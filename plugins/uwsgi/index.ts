@@ -32,6 +32,9 @@ import { UWSGI_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'uwsgi';
 
+/** How often the start of a release looks for its socket: it is bound within tens of ms, and a coarser look only adds its own wait. */
+const POLL_SECONDS = 0.02;
+
 /** A release's own uWSGI ini: its folder, its venv, its environment and its socket (see `releaseConfig`). */
 export async function renderUwsgiIni(site: Site, release: { path: string; venv: string }): Promise<string> {
   const own = releaseConfig(release.path);
@@ -132,10 +135,10 @@ rm -f ${socket}
 sv once "$svc" >/dev/null
 # Down after it was seen running means it stopped (runsv may not have started it at the first look).
 i=0; ready=; seen=
-while [ "$i" -lt 150 ]; do
+while [ "$i" -lt ${Math.round(15 / POLL_SECONDS)} ]; do
   if ${socketAcceptsCommand(socket)}; then ready=1; break; fi
-  case "$(sv status "$svc")" in run:*) seen=1;; down:*) if [ -n "$seen" ] || [ "$i" -ge 30 ]; then break; fi;; esac
-  i=$((i+1)); sleep 0.1
+  case "$(sv status "$svc")" in run:*) seen=1;; down:*) if [ -n "$seen" ] || [ "$i" -ge ${Math.round(3 / POLL_SECONDS)} ]; then break; fi;; esac
+  i=$((i+1)); sleep ${POLL_SECONDS}
 done
 [ -n "$ready" ] || { ${stop}; echo 'kraftwerk: the new release did not start:' >&2; ${logTail}; exit 1; }
 status=$(python3 -c ${UWSGI_GET} ${socket} ${check.host} ${check.path} ${check.timeoutSeconds} 2>/dev/null) || status=

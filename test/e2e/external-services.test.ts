@@ -10,13 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { parseDocument } from 'yaml';
-import { type CliResult, REPO_ROOT, runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
-import { get as getAnswer, onNode, printed, setupRecipe } from './safe-helpers.ts';
+import { type CliResult, runCli, sandboxSkip, withPreparedSandbox } from './harness.ts';
+import { flaskHelloProject, get as getAnswer, onNode, printed, setupRecipe } from './safe-helpers.ts';
 
 const NODE = 'ext-a';
 const SITE = 'extsite';
@@ -29,21 +26,12 @@ const adminRedis = `REDISCLI_AUTH="$(cat /etc/kraftwerk/redis-admin.secret)" red
 
 /** flask-hello in a folder named after the site, its services external. */
 function project(t: TestContext): string {
-  const parent = mkdtempSync(path.join(tmpdir(), 'kw-ext-'));
-  t.after(() => rmSync(parent, { recursive: true, force: true }));
-  const dir = path.join(parent, SITE);
-  mkdirSync(dir);
-  cpSync(path.join(REPO_ROOT, 'examples', 'flask-hello'), dir, { recursive: true });
-  const file = path.join(dir, 'kraftwerk.yaml');
-  const doc = parseDocument(readFileSync(file, 'utf8'));
-  doc.set('domain', DOMAIN);
-  doc.delete('aliases');
-  doc.set('postgres', { url: 'env' });
-  doc.set('redis', { url: 'env' });
-  // The app keeps its counter under this prefix; an external Redis gets none from Kraftwerk.
-  doc.setIn(['environ', 'REDIS_KEY_PREFIX'], 'ext:');
-  writeFileSync(file, doc.toString());
-  return dir;
+  return flaskHelloProject(t, SITE, DOMAIN, (doc) => {
+    doc.set('postgres', { url: 'env' });
+    doc.set('redis', { url: 'env' });
+    // The app keeps its counter under this prefix; an external Redis gets none from Kraftwerk.
+    doc.setIn(['environ', 'REDIS_KEY_PREFIX'], 'ext:');
+  });
 }
 
 function cli(args: readonly string[], cwd: string, input?: string): Promise<CliResult> {

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -128,6 +128,25 @@ export class SafeProject {
   spawn(args: readonly string[]): RunningCli {
     return spawnCli(args, this.dir);
   }
+}
+
+/**
+ * examples/flask-hello in a temporary folder named `site` (the site's name),
+ * with `domain`, no aliases, and `edit` applied to its kraftwerk.yaml; removed after the test.
+ */
+export function flaskHelloProject(t: TestContext, site: string, domain: string, edit: (doc: ReturnType<typeof parseDocument>) => void): string {
+  const parent = mkdtempSync(path.join(tmpdir(), `kw-${site}-`));
+  t.after(() => rmSync(parent, { recursive: true, force: true }));
+  const dir = path.join(parent, site);
+  mkdirSync(dir);
+  cpSync(path.join(REPO_ROOT, 'examples', 'flask-hello'), dir, { recursive: true });
+  const file = path.join(dir, 'kraftwerk.yaml');
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  doc.set('domain', domain);
+  doc.delete('aliases');
+  edit(doc);
+  writeFileSync(file, doc.toString());
+  return dir;
 }
 
 // ---------------------------------------------------------------- set-up nodes

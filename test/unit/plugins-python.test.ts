@@ -12,6 +12,7 @@ import {
   pruneVenvsCommand,
   readVenvInputs,
   removeBuildUserCommand,
+  reusableVenv,
   venvCommand,
   venvHash,
 } from '../../plugins/python/venv.ts';
@@ -96,6 +97,18 @@ runuser -u kwb-shop -- sh -c 'kill -KILL -1 2>/dev/null' || true
 touch /srv/shop/venvs/abc/.kraftwerk-complete
 echo 'kraftwerk: venv abc built'`,
     );
+  });
+
+  it('finds the venv to reuse from the probe by the command\'s own rule, so a usual deploy runs no command for it', () => {
+    const v = '/srv/shop/venvs';
+    // As a glob of the markers lists them: `-` sorts before `/`, so abc-u… comes before abc.
+    const listed = [`${v}/abc-u20261201T120000Z/.kraftwerk-complete`, `${v}/abc-u20261202T080000Z/.kraftwerk-complete`, `${v}/abc/.kraftwerk-complete`, `${v}/abd/.kraftwerk-complete`];
+    assert.equal(reusableVenv(v, 'abc', listed, `${v}/abc-u20261201T120000Z`), 'abc-u20261201T120000Z', 'the live one');
+    assert.equal(reusableVenv(v, 'abc', listed, `${v}/abc`), 'abc');
+    assert.equal(reusableVenv(v, 'abc', listed, `${v}/abd`), 'abc-u20261202T080000Z', 'else the last of abc, abc-u*');
+    assert.equal(reusableVenv(v, 'abc', listed.slice(2, 3)), 'abc');
+    assert.equal(reusableVenv(v, 'abe', listed, `${v}/abc`), undefined, 'none of this hash: the command builds it');
+    assert.equal(reusableVenv(v, 'abc', ['/elsewhere/abc/.kraftwerk-complete']), undefined);
   });
 
   it('never runs pip or venv as root: both inside runuser as the build user', () => {

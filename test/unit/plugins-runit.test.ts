@@ -72,9 +72,12 @@ for kw_s in blue green; do
   if [ -n "$live" ] && [ "$(readlink -f /etc/sv/kraftwerk-shop@"$kw_s"/release 2>/dev/null)" = "$live" ]; then svc=/etc/service/kraftwerk-shop@"$kw_s"; fi
 done
 [ -n "$svc" ] || exit 0
-sv hup "$svc" >/dev/null
 `));
-    assert.ok(text.includes(' /srv/shop/current/.kraftwerk/uwsgi.sock 2>/dev/null; do'));
+    // Done when the master has new workers (the app loaded again) and the socket accepts; no fixed pause.
+    assert.ok(text.includes('kw_old=" $(kw_workers) "\nsv hup "$svc" >/dev/null\n'));
+    assert.ok(text.includes('for kw_p in $kw_now; do case "$kw_old" in *" $kw_p "*) return 1;; esac; done'));
+    assert.ok(text.includes(' /srv/shop/current/.kraftwerk/uwsgi.sock 2>/dev/null\n}'));
+    assert.ok(!/sleep (?!0\.05\n)/.test(text), 'the only sleep is the poll between looks');
     assert.equal(spawnSync('sh', ['-n', '-c', text]).status, 0);
   });
 
@@ -119,12 +122,13 @@ describe('runit: plugin', () => {
         '/etc/sv/kraftwerk-shop@blue/log/run',
         '/etc/sv/kraftwerk-shop@green/run',
         '/etc/sv/kraftwerk-shop@green/log/run',
-        '/srv/shop/.kraftwerk/provisioned/site-dirs',
       ],
     );
     // The slots' log folders are made at deploy time, by root, from the site's root-owned log folder.
     assert.equal(commands.length, 1);
     assert.match(commands[0]!, /\nkw_dir \/var\/log\/kraftwerk\/shop\/web@blue 0750 kraftwerk-shop@blue\nkw_dir \/var\/log\/kraftwerk\/shop\/web@green 0750 kraftwerk-shop@green\n/);
+    // Its marker is written by the same command (core wrote ctx.files before this task), so the next deploy skips it.
+    assert.match(commands[0]!, /\nmkdir -p \/srv\/shop\/\.kraftwerk\/provisioned && kw_mk=\$\(mktemp \/srv\/shop\/\.kraftwerk\/provisioned\/site-dirs\.XXXXXX\) && printf '%s' '[0-9a-f]{64}\n' > "\$kw_mk" && mv -f "\$kw_mk" \/srv\/shop\/\.kraftwerk\/provisioned\/site-dirs$/);
   });
 
   it('takes no part in a deploy after configure: the uwsgi plugin starts slots, core switches them', async () => {

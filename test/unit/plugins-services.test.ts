@@ -35,7 +35,7 @@ async function packagesOf(plugin: Plugin) {
   plugin.apply!(hooks, testSite());
   const packages = new SetupPackages();
   const tasks = new TaskList('setupNode');
-  await hooks.setupNode.promise({} as never, tasks as never, packages);
+  await hooks.setupNode.promise({ topology: soloTopology('n') } as never, tasks as never, packages);
   return { packages: packages.names, tasks: tasks.length };
 }
 

@@ -421,7 +421,8 @@ async function runDeploy(kit: CoreKit, project: Project, hooks: Hooks, contexts:
   };
   const checks = contexts.map((ctx, i) => {
     const groups = phaseGroups(ctx, i, (p) => p === 'preSync');
-    const connect = connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard });
+    // rsync's connection opens beside this one, so that the rsync after the lock and probe makes no handshake of its own.
+    const connect = connectTask<DeployContext>(kit, project, { title: `connect to ${ctx.node}`, guard, rsyncSoon: true });
     (groups[0]!.tasks as RunnableTask<DeployContext>[]).unshift(...timings.wrap([connect], phaseLabel('preSync', ctx, contexts)));
     return groups;
   });

@@ -30,8 +30,9 @@ import { runInline, type RunnableTask, type TaskGroup } from '../../engine/runne
 import { sh } from '../../shell/sh.ts';
 import { Stage, type TaskHandle } from '../../engine/tasks.ts';
 import type { Remote } from '../../remote/remote.ts';
+import type { Topology } from '../../engine/topology.ts';
 import { applyPlugins } from './deploy.ts';
-import { connect, connectTask, confirmOrStop, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
+import { commandTopology, connect, connectTask, confirmOrStop, groupDeclaresRoles, nodeContext, nodesOf, requireDeployed, runReloadInline, singleNode, takeSiteLock } from './ops.ts';
 import { formatSize } from './status.ts';
 
 const who = (): string => `${os.userInfo().username}@${os.hostname()}`;
@@ -88,8 +89,9 @@ export async function dumpTasks(
   ];
 }
 
-export function dumpContext(kit: CoreKit, project: Project, node: string, id: string, remote?: Remote): DumpContext {
-  return { ...nodeContext(kit, project.site, node, remote), id, dir: `${project.site.paths.backups}/.partial-${id}` };
+/** `topology`: the node's place in its group (commandTopology): a plugin dumps only on the nodes of its roles. */
+export function dumpContext(kit: CoreKit, project: Project, node: string, id: string, remote?: Remote, topology?: Topology): DumpContext {
+  return { ...nodeContext(kit, project.site, node, remote, topology), id, dir: `${project.site.paths.backups}/.partial-${id}` };
 }
 
 /** `kraftwerk dump [node]` and `kraftwerk backup [node]`: one dump on every node of the group. Returns the id. */
@@ -97,10 +99,12 @@ export async function dumpCommand(kit: CoreKit, nodeArg: string | undefined, kin
   const project = await kit.loadProject();
   const { hooks } = applyPlugins(project);
   const nodes = nodesOf(project, nodeArg);
+  const topologies = await commandTopology(kit, project, nodes);
   const id = newDumpId();
   const groups: TaskGroup<DumpContext>[] = [];
   for (const node of nodes) {
-    const ctx = dumpContext(kit, project, node, id);
+    // In a group split by roles each node dumps its own part (the database on its node), under one id.
+    const ctx = dumpContext(kit, project, node, id, undefined, topologies.get(node));
     const tasks = await dumpTasks(hooks, project, ctx, kind);
     groups.push({
       title: nodes.length > 1 ? node : `${kind} ${project.site.name} on ${node}`,
@@ -198,13 +202,20 @@ export async function downloadCommand(kit: CoreKit, nodeArg: string | undefined,
  */
 export async function verifyBackupCommand(kit: CoreKit, nodeArg: string | undefined, id: string | undefined): Promise<void> {
   const project = await kit.loadProject();
-  const { site } = project;
-  const node = singleNode(project, nodeArg, 'backup verify');
+  const nodes = nodesOf(project, nodeArg);
+  // A group split by roles: each node verifies its part of the backup (the database on its node).
+  const each = nodes.length > 1 && groupDeclaresRoles(project, nodes) ? nodes : [singleNode(project, nodeArg, 'backup verify')];
   if (id) checkDumpId(id);
   const { hooks } = applyPlugins(project);
+  const topologies = await commandTopology(kit, project, each);
+  for (const node of each) await verifyOnNode(kit, project, hooks, node, id, topologies.get(node));
+}
+
+async function verifyOnNode(kit: CoreKit, project: Project, hooks: Hooks, node: string, id: string | undefined, topology?: Topology): Promise<void> {
+  const { site } = project;
   const remote = await connect(kit, project, node);
   const dump = await pickDump(remote, project, node, id);
-  const ctx: DumpContext = { ...nodeContext(kit, site, node, remote), id: dump.id, dir: dumpDir(site, dump.id) };
+  const ctx: DumpContext = { ...nodeContext(kit, site, node, remote, topology), id: dump.id, dir: dumpDir(site, dump.id) };
   const all = (await collectTasks(hooks.verify, 'verify', ctx)).sorted();
   // A plugin checks only what this dump holds: a dump from before a service was on has none of its data.
   const checks = all.filter((t) => dump.plugins.includes(t.plugin) || remote.dryRun);
@@ -235,17 +246,19 @@ export async function loadTasks(
   node: string,
   id: string,
   options: { backupFirst: boolean },
+  /** The node's place in its group: each plugin loads only on the nodes of its roles. */
+  topology?: Topology,
 ): Promise<{ tasks: RunnableTask<DumpContext>[]; ctx: DumpContext; cleanup: () => Promise<void> }> {
   const { site } = project;
-  const ctx: DumpContext = { ...nodeContext(kit, site, node), id, dir: dumpDir(site, id) };
+  const ctx: DumpContext = { ...nodeContext(kit, site, node, undefined, topology), id, dir: dumpDir(site, id) };
   const loadList = (await collectTasks(hooks.load, 'load', ctx)).sorted();
   let lock: DeployLock | undefined;
 
   const safetyId = newDumpId(new Date(), 'pre-load');
-  const safetyCtx = dumpContext(kit, project, node, safetyId);
+  const safetyCtx = dumpContext(kit, project, node, safetyId, undefined, topology);
   const safety = options.backupFirst ? await dumpTasks(hooks, project, safetyCtx, 'pre-load') : [];
 
-  const reloadCtx: ReloadContext = { ...nodeContext(kit, site, node), env: {}, previousEnv: {}, files: new RemoteFileSet() };
+  const reloadCtx: ReloadContext = { ...nodeContext(kit, site, node, undefined, topology), env: {}, previousEnv: {}, files: new RemoteFileSet() };
   const reloadList = (await collectTasks(hooks.reload, 'reload', reloadCtx)).sorted();
 
   const tasks: RunnableTask<DumpContext>[] = [
@@ -290,24 +303,39 @@ export async function loadTasks(
   return { tasks, ctx, cleanup: async () => lock?.release().catch(() => undefined) };
 }
 
-/** `kraftwerk load [node] <id> [--no-backup] [--yes]`. */
+/**
+ * The nodes `load` goes to: one node, as ever; a group only when its nodes
+ * declare roles. Then each node holds its own part of a dump of the group (the
+ * database on the db node, uploads on the web node: `dump <group>` dumps on
+ * every node with one id), and each loads its part.
+ */
+function loadNodes(project: Project, nodeArg: string | undefined): string[] {
+  const nodes = nodesOf(project, nodeArg);
+  return nodes.length > 1 && groupDeclaresRoles(project, nodes) ? nodes : [singleNode(project, nodeArg, 'load')];
+}
+
+/** `kraftwerk load [node|group] <id> [--no-backup] [--yes]`. */
 export async function loadCommand(kit: CoreKit, nodeArg: string | undefined, id: string, options: { backup?: boolean }): Promise<void> {
   const project = await kit.loadProject();
-  const node = singleNode(project, nodeArg, 'load');
+  const nodes = loadNodes(project, nodeArg);
+  const where = nodes.join(', ');
   checkDumpId(id);
   const backupFirst = options.backup !== false;
   await confirmOrStop(
     kit,
-    `Replace the data of ${project.site.name} on ${node} (database, uploads, …) with dump ${id}?${backupFirst ? ' A dump of the current data is taken first.' : ' No dump of the current data is taken (--no-backup).'}`,
+    `Replace the data of ${project.site.name} on ${where} (database, uploads, …) with dump ${id}?${backupFirst ? ' A dump of the current data is taken first.' : ' No dump of the current data is taken (--no-backup).'}`,
   );
   const { hooks } = applyPlugins(project);
-  const { tasks, ctx, cleanup } = await loadTasks(kit, hooks, project, node, id, { backupFirst });
+  const topologies = await commandTopology(kit, project, nodes);
+  const loads = await Promise.all(nodes.map((node) => loadTasks(kit, hooks, project, node, id, { backupFirst }, topologies.get(node))));
   try {
-    await kit.runTasks([{ title: `load ${id} into ${project.site.name} on ${node}`, tasks, ctx, node }], ctx);
+    // One node after the other, in the group's order: a failure stops before the next node changes.
+    const groups = loads.map(({ tasks, ctx }, i) => ({ title: `load ${id} into ${project.site.name} on ${nodes[i]}`, tasks, ctx, node: nodes[i]! }));
+    await kit.runTasks(groups, groups[0]!.ctx);
   } finally {
-    await cleanup();
+    await Promise.all(loads.map((l) => l.cleanup()));
   }
   if (!kit.options().dryRun) {
-    kit.log.info(`Loaded ${id} into ${project.site.name} on ${node}.${backupFirst ? ' The data it replaced is in the dump taken just before (kraftwerk backups).' : ''}`);
+    kit.log.info(`Loaded ${id} into ${project.site.name} on ${where}.${backupFirst ? ' The data it replaced is in the dump taken just before (kraftwerk backups).' : ''}`);
   }
 }

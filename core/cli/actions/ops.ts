@@ -92,19 +92,19 @@ export async function connect(kit: CoreKit, project: Project, node: string): Pro
 /**
  * Connect to the node of `ctx` as the first task of a list (shows user@host in its title). A context that
  * is connected already keeps its connection (sync-services copies into its node before loading there).
- * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote).
+ * `guard` wraps the connection in a command's defaults (deploy: GuardedRemote); `rsyncSoon`: see CoreKit.connect.
  */
 export function connectTask<C extends { node: string; remote: Remote }>(
   kit: CoreKit,
   project: Project,
-  options: { title?: string; guard?: (remote: Remote) => Remote } = {},
+  options: { title?: string; guard?: (remote: Remote) => Remote; rsyncSoon?: boolean } = {},
 ): RunnableTask<C> {
   return {
     title: options.title ?? 'connect',
     stage: -1000,
     run: async (ctx, task) => {
       const target = ctx.remote === notConnected ? await kit.resolveNode(ctx.node, project) : ctx.remote.target;
-      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target);
+      if (ctx.remote === notConnected) ctx.remote = await kit.connect(target, { rsyncSoon: options.rsyncSoon });
       if (options.guard) ctx.remote = options.guard(ctx.remote);
       task.title(`connect to ${ctx.node} (${target.user}@${target.host}${target.port !== 22 ? `:${target.port}` : ''})`);
     },
@@ -153,4 +153,13 @@ export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: 
   await syncAndRecord(ctx, ctx.files.all);
   ran.push(...(await runInline(list.slice(beforeFiles.length), ctx, task)));
   return [...new Set(ran.flatMap((t) => (t.plugin ? [t.plugin] : [])))];
+}
+
+/** Whether a node of `nodes` declares `roles:` in kraftwerk.yaml (the group is split by roles). */
+export function groupDeclaresRoles(project: Project, nodes: readonly string[]): boolean {
+  const specs = (project.site.config.nodes ?? {}) as Record<string, unknown>;
+  return nodes.some((n) => {
+    const spec = specs[n];
+    return typeof spec === 'object' && spec !== null && !Array.isArray(spec) && Array.isArray((spec as { roles?: unknown }).roles);
+  });
 }

@@ -17,7 +17,7 @@ import { sh } from '../../shell/sh.ts';
 import { Stage } from '../../engine/tasks.ts';
 import { applyPlugins } from './deploy.ts';
 import { dumpContext, dumpTasks, loadTasks } from './dump.ts';
-import { connect, connectTask, confirmOrStop, notConnected, requireDeployed, singleNode } from './ops.ts';
+import { commandTopology, connect, connectTask, confirmOrStop, notConnected, requireDeployed, singleNode } from './ops.ts';
 import { formatSize } from './status.ts';
 
 export async function syncServicesCommand(kit: CoreKit, from: string, to: string, options: { backup?: boolean }): Promise<void> {
@@ -33,9 +33,11 @@ export async function syncServicesCommand(kit: CoreKit, from: string, to: string
   );
   const { hooks } = applyPlugins(project);
   const id = newDumpId(new Date(), 'sync');
-  const dumpCtx = dumpContext(kit, project, source, id);
+  // Each node in its own group: a plugin dumps and loads only where its role is (the database on its node).
+  const [from_, to_] = await Promise.all([commandTopology(kit, project, [source]), commandTopology(kit, project, [target])]);
+  const dumpCtx = dumpContext(kit, project, source, id, undefined, from_.get(source));
   const dump = await dumpTasks(hooks, project, dumpCtx, 'sync');
-  const load = await loadTasks(kit, hooks, project, target, id, { backupFirst });
+  const load = await loadTasks(kit, hooks, project, target, id, { backupFirst }, to_.get(target));
   const local = await mkdtemp(path.join(os.tmpdir(), 'kraftwerk-sync-'));
 
   const sourceTasks: RunnableTask<DumpContext>[] = [
