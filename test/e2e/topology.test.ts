@@ -10,7 +10,11 @@
  *     other web node never switches and keeps serving the old release, also during the deploy;
  *   - with `tls:` (a real ACME server, pebble): certbot runs on the lb, HTTPS ends there, the web
  *     nodes stay on plain HTTP (their health checks too).
+ *   - the database on a node of its own: both web nodes use the one PostgreSQL and the one Redis
+ *     there; its ports refuse the lb (and this machine, outside the group); PostgreSQL runs on no
+ *     other node; the cron job is on one node only.
  * The fixture app answers /host with its node's hostname and /addr with REMOTE_ADDR (app.py).
+ * (dump and load with the database on its node: db-node.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -39,6 +43,7 @@ import {
 const LB = 'topo-lb';
 const WEB1 = 'topo-web1';
 const WEB2 = 'topo-web2';
+const DB = 'topo-db';
 const GROUP = 'production';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,11 +70,22 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
           lb: { host: LB, roles: ['lb'] },
           web1: { host: WEB1, roles: ['web'] },
           web2: { host: WEB2, roles: ['web'] },
-          [GROUP]: ['lb', 'web1', 'web2'],
+          db: { host: DB, roles: ['db'] },
+          [GROUP]: ['lb', 'web1', 'web2', 'db'],
         });
+        doc.set('services', ['postgres', 'redis']);
+        // The app's code reaches them with Debian's drivers (the venv sees the system's packages).
+        doc.set('apt', ['python3-psycopg2', 'python3-redis']);
+        doc.set('cron', [{ name: 'tick', schedule: '*/10 * * * *', command: 'true' }]);
       });
+    /** A line of Python run as the site on `node` (`kraftwerk run`), with the site's environment. */
+    const py = async (node: string, code: string) => {
+      const r = await project.cli(['run', node, '--', 'python3', '-c', code]);
+      assert.equal(r.code, 0, printed(r));
+      return r.stdout.trim();
+    };
     // withSetUpNodes runs setup-node per sandbox name; the group's own setup-node is the first subtest.
-    await withSetUpNodes(t, project, [LB, WEB1, WEB2], async ([lb, web1, web2]) => {
+    await withSetUpNodes(t, project, [LB, WEB1, WEB2, DB], async ([lb, web1, web2, db]) => {
       const through = (urlPath = '/') => get(lb!.address, urlPath);
       const page = async (address: string) => {
         const a = await get(address);
@@ -80,6 +96,13 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
       await t.test('setup-node of the group', async () => {
         const r = await project.cli(['setup-node', GROUP], { timeoutMs: 30 * 60_000 });
         assert.equal(r.code, 0, printed(r));
+        // withSetUpNodes set each sandbox up alone (every role): restart them as after a boot, so what runs is what the roles start.
+        for (const n of [LB, WEB1, WEB2, DB]) await onNode(n, 'service postgresql stop >/dev/null 2>&1; service redis-server stop >/dev/null 2>&1; true');
+        const again = await project.cli(['setup-node', GROUP], { timeoutMs: 30 * 60_000 });
+        assert.equal(again.code, 0, printed(again));
+        const running = async (n: string, program: string) => (await onNode(n, `pgrep -x ${program} >/dev/null && echo yes || echo no`)).trim();
+        for (const n of [LB, WEB1, WEB2]) assert.equal(await running(n, 'postgres'), 'no', `no PostgreSQL on ${n}`);
+        assert.equal(await running(DB, 'postgres'), 'yes', 'PostgreSQL on the db node');
       });
 
       let good: string | undefined;
@@ -98,6 +121,27 @@ describe('a load balancer in front of two web nodes', { skip: sandboxSkip() }, (
         assert.equal(await page(lb!.address), pageOf('A'));
         const app = await onNode(LB, 'ls /etc/service; pgrep -x uwsgi || true');
         assert.doesNotMatch(app, /kraftwerk-safesite|^\d+$/m, `the lb runs no app:\n${app}`);
+      });
+
+      await t.test('both web nodes use the one database and the one Redis on the db node; its ports refuse the lb', async () => {
+        const insert = `import os, psycopg2; c = psycopg2.connect(os.environ['DATABASE_URL']); c.autocommit = True; k = c.cursor(); k.execute("CREATE TABLE IF NOT EXISTS notes (host text)"); k.execute("INSERT INTO notes VALUES (%s)", (open('/proc/sys/kernel/hostname').read().strip(),))`;
+        await py('web1', insert);
+        await py('web2', insert);
+        const hosts = await py('web2', `import os, psycopg2; k = psycopg2.connect(os.environ['DATABASE_URL']).cursor(); k.execute("SELECT host FROM notes ORDER BY host"); print(' '.join(r[0] for r in k.fetchall()))`);
+        assert.equal(hosts, [WEB1, WEB2].sort().join(' '), 'each web node sees the rows of both');
+        const incr = `import os, redis; print(redis.from_url(os.environ['REDIS_URL']).incr('safesite:hits'))`;
+        assert.equal(await py('web1', incr), '1');
+        assert.equal(await py('web2', incr), '2', 'web2 counts on from web1: one Redis');
+        // From the lb (in the group, but not an app node) and from this machine (outside it): nothing answers.
+        const knock = (port: number) => `timeout 3 bash -c 'exec 3<>/dev/tcp/${db!.address}/${port}' 2>/dev/null && echo open || echo closed`;
+        assert.equal((await onNode(LB, `${knock(5432)}; ${knock(6379)}`)).trim(), 'closed\nclosed', 'the db ports refuse the lb');
+        const env = await onNode(WEB1, 'cat /srv/safesite/current/.kraftwerk/env');
+        assert.match(env, new RegExp(`DATABASE_URL=.*@${db!.address.replaceAll('.', '\\.')}:5432/`), 'web1 reaches the db node');
+      });
+
+      await t.test('the cron job is on one node only', async () => {
+        const has = async (n: string) => (await onNode(n, '[ -f /etc/cron.d/kraftwerk-safesite ] && echo yes || echo no')).trim();
+        assert.deepEqual([await has(LB), await has(WEB1), await has(WEB2), await has(DB)], ['no', 'yes', 'no', 'no']);
       });
 
       await t.test('a web node whose nginx stopped: the lb keeps serving', async () => {
