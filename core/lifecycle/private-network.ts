@@ -92,6 +92,9 @@ export function readNodeCertificateCommand(): Script {
  * (addresses and ports, no secret).
  */
 export const FIREWALL_DIR = '/etc/kraftwerk/firewall.d';
+/** The rule set as last applied (root's, 0644: addresses and ports), which the node loads again at boot. */
+export const FIREWALL_RULESET = '/etc/kraftwerk/firewall.nft';
+const FIREWALL_INCLUDE = `include "${FIREWALL_RULESET}"`;
 const TABLE = 'kraftwerk_private';
 
 export function firewallAcceptPath(service: string, site: string): string {
@@ -154,9 +157,13 @@ export function firewallApplyCommand(): Script {
   const files = raw(`${FIREWALL_DIR}/accept/*.nft ${FIREWALL_DIR}/drop/*.nft`);
   return sh`command -v nft >/dev/null 2>&1 || { echo 'kraftwerk: no firewall: nft is not installed'; exit 0; }
 out=$(nft list tables 2>&1) || { printf 'kraftwerk: no firewall: %s\\n' "$(printf '%s' "$out" | head -n 1)"; exit 0; }
-rules=$(mktemp); trap 'rm -f "$rules"' EXIT
+rules=${FIREWALL_RULESET}.new; trap 'rm -f "$rules"' EXIT
 { printf '%s' ${FIREWALL_HEAD}; for f in ${files}; do [ -f "$f" ] && cat "$f"; done; printf '%s' ${FIREWALL_TAIL}; } > "$rules"
 nft -f "$rules"
+mv -f "$rules" ${FIREWALL_RULESET}
+# At boot: Debian's nftables service loads /etc/nftables.conf; it includes the rule set as last applied.
+if [ -f /etc/nftables.conf ] && ! grep -qxF ${FIREWALL_INCLUDE} /etc/nftables.conf; then printf '%s\n' ${FIREWALL_INCLUDE} >> /etc/nftables.conf; fi
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl enable nftables >/dev/null 2>&1 || true; fi
 echo 'kraftwerk: firewall applied'`;
 }
 

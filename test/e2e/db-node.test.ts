@@ -95,6 +95,14 @@ describe('the database on its own node (roles: [db])', { skip: sandboxSkip() }, 
           assert.match(plain, new RegExp(`no pg_hba\\.conf entry for host "${web.address.replaceAll('.', '\\.')}", user "kw-${SITE}", database "${SITE}", no encryption`), plain);
         });
 
+        await t.test('the firewall comes back at boot: /etc/nftables.conf loads the rule set as last applied', async () => {
+          // What Debian's nftables service does at boot, with every rule gone first.
+          const table = await onNode(DB, 'nft flush ruleset && nft -f /etc/nftables.conf && nft list table inet kraftwerk_private');
+          assert.match(table, /tcp dport 5432 drop/, table);
+          assert.match(table, new RegExp(`ip saddr ${web.address.replaceAll('.', '\\.')} tcp dport 5432 accept`), table);
+          for (const port of [5432, 6379]) assert.equal(await connects(db.address, port), false, `port ${port} answers this machine after the reload`);
+        });
+
         await t.test('dump and load of the group put the database back', async () => {
           const dump = await cli(['dump', GROUP]);
           const id = /Dump (\d{8}T\d{6}Z)/.exec(dump.stdout)?.[1];
