@@ -7,11 +7,16 @@
  * script before it is kept (see renderBackupScript).
  * `kraftwerk backup`, `backups`, `backup verify` and `backup --download` work on the same folders.
  */
-import { definePlugin, Stage, type Hooks, type Site, settingsOf } from '../../core/index.ts';
+import { definePlugin, hasRole, Stage, type Hooks, type Site, settingsOf } from '../../core/index.ts';
 import { backupScriptPath, recordDumpCommands, renderBackupScript } from './script.ts';
 import { BACKUPS_SETTINGS } from './settings.ts';
 
 const PLUGIN_NAME = 'backups';
+
+/** Every role some node of the group has: a node that had them all would hold every part of a backup. */
+function knownEverywhere(ctx: { topology: { nodes: readonly { roles: ReadonlySet<string> }[] } }): string[] {
+  return [...new Set(ctx.topology.nodes.flatMap((n) => [...n.roles]))];
+}
 
 export default definePlugin({
   name: PLUGIN_NAME,
@@ -37,6 +42,16 @@ export default definePlugin({
           const scratch = `${site.paths.backups}/.scheduled`;
           const base = { site, node: ctx.node, options: ctx.options, log: ctx.log, state: new Map(), topology: ctx.topology };
           const { commands, plugins } = await recordDumpCommands(hooks, base, scratch);
+          if (ctx.topology.declared && hasRole(ctx, 'cron')) {
+            // In a group split by role, a part whose node is another (the database on the db node) is not in this node's backup.
+            const every = await recordDumpCommands(hooks, { ...base, topology: { ...ctx.topology, roles: new Set(knownEverywhere(ctx)) } }, scratch);
+            const missing = every.plugins.filter((p) => !plugins.includes(p));
+            if (missing.length) {
+              ctx.log.warn(
+                `backups: the scheduled backup on ${ctx.node} holds ${plugins.join(', ') || 'nothing'}; ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} on other nodes and not in it: back the whole site up with kraftwerk backup (it dumps each node's part)`,
+              );
+            }
+          }
           // Only the parts the backup has are checked (a plugin may verify data it does not dump here).
           const verify = settings.verify ? await recordDumpCommands(hooks, base, scratch, 'verify', plugins) : { commands: [], plugins: [] };
           const checks = verify.plugins;

@@ -122,3 +122,34 @@ describe('node roles', () => {
     assert.deepEqual(await titles(soloTopology('one')), ['database', 'core task']);
   });
 });
+
+describe('scheduled backups in a group split by role', () => {
+  it('the cron node says which parts its backup lacks (the database is on the db node)', async () => {
+    const { createSite } = await import('../../core/config/site.ts');
+    const { configSchema } = await import('../helpers/config.ts');
+    const { NodeProbe, RemoteFileSet } = await import('../../core/engine/context.ts');
+    const { default: backups } = await import('../../plugins/backups/index.ts');
+    const { default: files } = await import('../../plugins/files/index.ts');
+    const all = [...plugins, backups, files];
+    const nodes = {
+      web1: { host: 'a', roles: ['web', 'worker'] },
+      db: { host: 'b', roles: ['db'], private_host: '10.0.0.5' },
+      production: ['web1', 'db'],
+    };
+    const site = createSite(configSchema.parse({ domain: 'shop.example', services: ['postgres', 'files'], backups: { schedule: '@daily' }, nodes }), {
+      configFile: '/p/kraftwerk.yaml',
+      sourceDir: '/p',
+      name: 'shop',
+    });
+    const hooks = createHooks();
+    interceptHooks(hooks, undefined, placementOf(all));
+    for (const p of [postgres, backups, files]) p.apply!(hooks, site);
+    const topology = await groupTopology(site.config, ['web1', 'db'], all, { privateHost: async (n) => `${n}.internal` });
+    const warnings: string[] = [];
+    const ctx = { site, node: 'web1', topology: topology.get('web1')!, files: new RemoteFileSet(), probe: new NodeProbe(), release: { id: 'r1', path: '/srv/shop/releases/r1', venv: '', deployer: 'me' }, log: { info() {}, warn: (m: string) => warnings.push(m) }, options: { dryRun: true, verbose: false, quiet: true }, state: new Map() };
+    const task = (await collectTasks(hooks.configure, 'configure', ctx as never)).sorted().find((t) => t.title === 'backup script')!;
+    await task.run(ctx as never, { output() {}, title() {}, skip() {} });
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /on web1 holds files; postgres is on other nodes/);
+  });
+});
