@@ -83,7 +83,8 @@ describe('kraftwerk doctor on a set-up node', { skip: sandboxSkip() }, () => {
         const remote = await connectSsh(sandbox.target, { acceptNewHostKey: false });
         try {
           // The live slot is the one without a `down` file.
-          await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv down "$s"; done`);
+          // -w: until it is down (uWSGI finishes its requests first); without it doctor may look while it still runs.
+          await remote.exec(sh`for s in ${`/etc/service/kraftwerk-${SITE}`}@*; do [ -e "$s/down" ] || sv -w 30 down "$s"; done`);
           const r = await cli(['doctor', NODE]);
           assert.equal(r.code, 1, printed(r));
           const line = lines(r).find((l) => l.startsWith(`✖ ${NODE}: services: ${SITE}: `));
