@@ -101,6 +101,11 @@ function declaredRoles(config: Config | undefined, name: string): string[] | und
   return typeof spec === 'object' ? spec.roles : undefined;
 }
 
+/** Some node of `nodes` declares `roles:` in kraftwerk.yaml: the group is split by role. */
+export function declaresRoles(config: Config | undefined, nodes: readonly string[]): boolean {
+  return nodes.some((n) => declaredRoles(config, n) !== undefined);
+}
+
 /**
  * The roles of each node of `nodes` (the expanded group of a command), checked: every role is
  * known; a group split by role has a `web` node, at most one node with a `single` role (which
@@ -115,7 +120,7 @@ export function groupRoles(
 ): { declared: boolean; roles: Map<string, Set<string>> } {
   const known = knownRoles(plugins);
   const all = new Set(known.keys());
-  const declared = nodes.some((n) => declaredRoles(config, n) !== undefined);
+  const declared = declaresRoles(config, nodes);
   const roles = new Map<string, Set<string>>();
   if (!declared) {
     for (const n of nodes) roles.set(n, new Set(all));

@@ -16,7 +16,7 @@ import { sh } from '../../shell/sh.ts';
 import type { Site } from '../../config/site.ts';
 import type { Remote } from '../../remote/remote.ts';
 import { syncAndRecord } from '../../remote/syncfiles.ts';
-import { groupTopology, soloTopology, type Topology } from '../../engine/topology.ts';
+import { declaresRoles, groupTopology, soloTopology, type Topology } from '../../engine/topology.ts';
 
 /** Stands in for the connection until core's connect task has run (taps run before it: they only add tasks). */
 export const notConnected: Remote = new Proxy({} as Remote, {
@@ -157,9 +157,5 @@ export async function runReloadInline(list: RunnableTask<ReloadContext>[], ctx: 
 
 /** Whether a node of `nodes` declares `roles:` in kraftwerk.yaml (the group is split by roles). */
 export function groupDeclaresRoles(project: Project, nodes: readonly string[]): boolean {
-  const specs = (project.site.config.nodes ?? {}) as Record<string, unknown>;
-  return nodes.some((n) => {
-    const spec = specs[n];
-    return typeof spec === 'object' && spec !== null && !Array.isArray(spec) && Array.isArray((spec as { roles?: unknown }).roles);
-  });
+  return declaresRoles(project.site.config, nodes);
 }
